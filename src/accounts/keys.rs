@@ -1,0 +1,191 @@
+//! API keys: the rules of the seeds (names, paths, permission sets, expiry, one-time secret).
+
+use super::{AccountError, Accounts, invalid};
+use crate::audit::{Action, AuditEvent, Outcome};
+use crate::identity::{PermissionSet, Principal};
+use crate::model::{KeyRecord, now};
+use crate::path::SitePath;
+use crate::secret;
+use crate::store::{KeyChanges, NewKey};
+
+/// Longest key name.
+pub const MAX_KEY_NAME: usize = 255;
+
+/// Whose key it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyOwner {
+    /// A site-wide key: a site admin with no user.
+    SiteWide,
+    User(i64),
+}
+
+/// A new key.
+#[derive(Debug, Clone)]
+pub struct KeySpec {
+    pub owner: KeyOwner,
+    pub name: String,
+    pub description: Option<String>,
+    /// Files.com form (`shared/docs`); `None` or empty for no restriction.
+    pub path: Option<String>,
+    pub permission_set: PermissionSet,
+    /// Unix seconds; must be in the future.
+    pub expires_at: Option<i64>,
+    pub platform: Option<String>,
+    /// The user creating it (for "keys an admin made for you").
+    pub created_by: Option<i64>,
+}
+
+/// Changes to a key; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct KeyUpdate {
+    pub name: Option<String>,
+    pub description: Option<Option<String>>,
+    pub path: Option<Option<String>>,
+    pub permission_set: Option<PermissionSet>,
+    pub expires_at: Option<Option<i64>>,
+}
+
+/// A key just made: the row, and its secret (shown this once, never stored).
+#[derive(Debug, Clone)]
+pub struct CreatedKey {
+    pub record: KeyRecord,
+    pub secret: String,
+}
+
+/// Checks a key name: 1–255 printable characters, trimmed, not all digits (so that
+/// `@api-<id>` and `@api-<name>` never collide).
+pub fn validate_key_name(name: &str) -> Result<String, AccountError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > MAX_KEY_NAME {
+        return invalid(format!("name must be 1 to {MAX_KEY_NAME} characters"));
+    }
+    if name.chars().any(char::is_control) {
+        return invalid("name may not contain control characters");
+    }
+    if name.bytes().all(|b| b.is_ascii_digit()) {
+        return invalid("name may not be all digits (it would read as a key id in @api- logins)");
+    }
+    Ok(name.to_owned())
+}
+
+/// Checks a key path restriction; returns it in Files.com form, or `None` for none.
+pub fn validate_key_path(path: Option<&str>) -> Result<Option<String>, AccountError> {
+    match path {
+        None | Some("") => Ok(None),
+        Some(p) => match SitePath::from_key_path(p) {
+            Ok(site) => Ok(Some(site.relative().to_owned())),
+            Err(e) => invalid(format!("path: {e}")),
+        },
+    }
+}
+
+fn validate_expiry(expires_at: Option<i64>) -> Result<(), AccountError> {
+    match expires_at {
+        Some(at) if at <= now() => invalid("expires_at must be in the future"),
+        _ => Ok(()),
+    }
+}
+
+fn validate_text(field: &str, value: Option<&str>, max: usize) -> Result<(), AccountError> {
+    match value {
+        Some(v) if v.chars().count() > max || v.chars().any(|c| c.is_control() && c != '\n') => {
+            invalid(format!("{field} must be at most {max} printable characters"))
+        }
+        _ => Ok(()),
+    }
+}
+
+impl Accounts {
+    /// Creates a key and returns its secret (64 hex characters from the OS random source).
+    pub async fn create_key(&self, actor: &Principal, spec: KeySpec) -> Result<CreatedKey, AccountError> {
+        let name = validate_key_name(&spec.name)?;
+        let path = validate_key_path(spec.path.as_deref())?;
+        validate_expiry(spec.expires_at)?;
+        validate_text("description", spec.description.as_deref(), 1024)?;
+        validate_text("platform", spec.platform.as_deref(), 64)?;
+        let user_id = match spec.owner {
+            KeyOwner::SiteWide => None,
+            KeyOwner::User(id) => {
+                self.store.user_by_id(id).await?.ok_or(AccountError::NotFound)?;
+                Some(id)
+            }
+        };
+        let secret = secret::new_key_secret();
+        let record = self
+            .store
+            .insert_key(&NewKey {
+                name,
+                description: spec.description,
+                user_id,
+                secret_digest: secret::digest_hex(&secret),
+                path,
+                permission_set: spec.permission_set.as_str().to_owned(),
+                platform: spec.platform,
+                expires_at: spec.expires_at,
+                created_by_user_id: spec.created_by,
+                created_at: now(),
+            })
+            .await?;
+        self.audit.record(
+            AuditEvent::by(actor, Action::KeyCreate, Outcome::Ok).path(format!("api_key:{}", record.id)),
+        );
+        Ok(CreatedKey { record, secret })
+    }
+
+    /// Changes a key's name, description, path, permission set or expiry.
+    pub async fn update_key(&self, actor: &Principal, id: i64, update: KeyUpdate) -> Result<KeyRecord, AccountError> {
+        let mut changes = KeyChanges::default();
+        if let Some(name) = &update.name {
+            changes.name = Some(validate_key_name(name)?);
+        }
+        if let Some(path) = &update.path {
+            changes.path = Some(validate_key_path(path.as_deref())?);
+        }
+        if let Some(expires_at) = update.expires_at {
+            validate_expiry(expires_at)?;
+            changes.expires_at = Some(expires_at);
+        }
+        if let Some(description) = &update.description {
+            validate_text("description", description.as_deref(), 1024)?;
+            changes.description = Some(description.clone());
+        }
+        changes.permission_set = update.permission_set.map(|s| s.as_str().to_owned());
+        let record = self.store.update_key(id, &changes).await?.ok_or(AccountError::NotFound)?;
+        self.audit.record(AuditEvent::by(actor, Action::KeyUpdate, Outcome::Ok).path(format!("api_key:{id}")));
+        Ok(record)
+    }
+
+    /// Deletes a key: logins with it are refused from the next attempt on.
+    pub async fn revoke_key(&self, actor: &Principal, id: i64) -> Result<(), AccountError> {
+        if !self.store.delete_key(id).await? {
+            return Err(AccountError::NotFound);
+        }
+        self.audit.record(AuditEvent::by(actor, Action::KeyDelete, Outcome::Ok).path(format!("api_key:{id}")));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_names_may_not_be_all_digits_or_blank() {
+        assert_eq!(validate_key_name("  My Main API Key ").unwrap(), "My Main API Key");
+        assert!(validate_key_name("123").is_err());
+        assert!(validate_key_name("12a").is_ok());
+        assert!(validate_key_name("   ").is_err());
+        assert!(validate_key_name("a\u{7}b").is_err());
+        assert!(validate_key_name(&"k".repeat(256)).is_err());
+    }
+
+    #[test]
+    fn key_paths_are_validated_and_kept_in_files_com_form() {
+        assert_eq!(validate_key_path(Some("shared/docs")).unwrap(), Some("shared/docs".into()));
+        assert_eq!(validate_key_path(Some("")).unwrap(), None);
+        assert_eq!(validate_key_path(None).unwrap(), None);
+        for bad in ["/shared", "shared/", "a/../b", "a//b", "./a", "a\0b"] {
+            assert!(validate_key_path(Some(bad)).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! Account management: the rules for creating and changing users, grants, SSH keys and API
+//! keys, shared by the CLI and the REST API.
+//!
+//! Validation lives here (usernames, passwords, key names and paths, permission sets,
+//! expiry), as does the audit record of every change. Who may call what is decided by the
+//! caller (the CLI is a site admin; the REST API checks rights first); this module enforces
+//! only the rules that hold whoever asks, such as "a key never exceeds its owner".
+
+mod keys;
+mod users;
+
+use std::sync::Arc;
+
+pub use keys::{CreatedKey, KeyOwner, KeySpec, KeyUpdate};
+pub use users::UserSpec;
+
+use crate::audit::AuditSink;
+use crate::auth::{PasswordError, Passwords};
+use crate::store::{Store, StoreError};
+
+/// Why an account change was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    /// The request itself is wrong; the message says how, for the client.
+    #[error("{0}")]
+    Invalid(String),
+    /// A name that must be unique is taken.
+    #[error("{0}")]
+    Conflict(String),
+    #[error("not found")]
+    NotFound,
+    #[error(transparent)]
+    Store(StoreError),
+    #[error(transparent)]
+    Password(#[from] PasswordError),
+}
+
+impl From<StoreError> for AccountError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Conflict(what) => AccountError::Conflict(format!("that {what} is already taken")),
+            other => AccountError::Store(other),
+        }
+    }
+}
+
+fn invalid<T>(message: impl Into<String>) -> Result<T, AccountError> {
+    Err(AccountError::Invalid(message.into()))
+}
+
+/// The account service. Cheap to clone.
+#[derive(Clone)]
+pub struct Accounts {
+    store: Store,
+    passwords: Passwords,
+    audit: Arc<dyn AuditSink>,
+}
+
+impl Accounts {
+    pub fn new(store: Store, passwords: Passwords, audit: Arc<dyn AuditSink>) -> Accounts {
+        Accounts { store, passwords, audit }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+}

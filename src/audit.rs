@@ -1,0 +1,336 @@
+//! The audit log: one record per login, file operation and account change (DESIGN §5).
+//!
+//! Layers describe what happened as an [`AuditEvent`] and hand it to an [`AuditSink`]. The
+//! [`AuditLog`] sink mirrors every event to `tracing` and queues it for a background writer
+//! that persists events in batches through [`AuditPersist`] (implemented by the store). The
+//! queue is bounded; when it is full the sender waits on a spawned task instead of dropping
+//! the event. [`AuditLog::shutdown`] drains and flushes everything queued, so a clean stop
+//! loses nothing. A batch the store refuses is retried until it is written or the log stops.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{Notify, mpsc};
+
+use crate::identity::{Principal, Protocol};
+
+/// What an audit record is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Login,
+    List,
+    Stat,
+    Download,
+    Upload,
+    Delete,
+    Mkdir,
+    Rmdir,
+    Rename,
+    SetAttributes,
+    UserCreate,
+    UserUpdate,
+    UserDelete,
+    GrantCreate,
+    GrantDelete,
+    PublicKeyCreate,
+    KeyCreate,
+    KeyUpdate,
+    KeyDelete,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Login => "login",
+            Action::List => "list",
+            Action::Stat => "stat",
+            Action::Download => "read",
+            Action::Upload => "create",
+            Action::Delete => "destroy",
+            Action::Mkdir => "mkdir",
+            Action::Rmdir => "rmdir",
+            Action::Rename => "move",
+            Action::SetAttributes => "update",
+            Action::UserCreate => "user_create",
+            Action::UserUpdate => "user_update",
+            Action::UserDelete => "user_delete",
+            Action::GrantCreate => "permission_create",
+            Action::GrantDelete => "permission_delete",
+            Action::PublicKeyCreate => "public_key_create",
+            Action::KeyCreate => "api_key_create",
+            Action::KeyUpdate => "api_key_update",
+            Action::KeyDelete => "api_key_delete",
+        }
+    }
+}
+
+/// How it ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    Denied,
+    Failed,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Denied => "denied",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
+/// One audit record, before it is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEvent {
+    /// Unix milliseconds.
+    pub at_ms: i64,
+    pub session_id: Option<String>,
+    /// The acting user or the key's owner; `None` for a site-wide key.
+    pub user_id: Option<i64>,
+    pub username: Option<String>,
+    pub key_id: Option<i64>,
+    pub protocol: Protocol,
+    pub action: Action,
+    pub path: Option<String>,
+    pub destination: Option<String>,
+    pub bytes: Option<i64>,
+    pub outcome: Outcome,
+    /// Why it was denied or failed (never shown to the client).
+    pub reason: Option<String>,
+    pub remote_addr: Option<String>,
+}
+
+impl AuditEvent {
+    /// An event acted by `principal`.
+    pub fn by(principal: &Principal, action: Action, outcome: Outcome) -> AuditEvent {
+        AuditEvent {
+            at_ms: chrono::Utc::now().timestamp_millis(),
+            session_id: Some(principal.client.session_id.clone()),
+            user_id: principal.user.as_ref().map(|u| u.id),
+            username: principal.user.as_ref().map(|u| u.username.clone()),
+            key_id: principal.key.as_ref().map(|k| k.id),
+            protocol: principal.protocol,
+            action,
+            path: None,
+            destination: None,
+            bytes: None,
+            outcome,
+            reason: None,
+            remote_addr: principal.client.ip.map(|ip| ip.to_string()),
+        }
+    }
+
+    pub fn path(mut self, path: impl Into<String>) -> Self {
+        self.path = Some(path.into());
+        self
+    }
+
+    pub fn destination(mut self, destination: impl Into<String>) -> Self {
+        self.destination = Some(destination.into());
+        self
+    }
+
+    pub fn bytes(mut self, bytes: u64) -> Self {
+        self.bytes = Some(i64::try_from(bytes).unwrap_or(i64::MAX));
+        self
+    }
+
+    pub fn reason(mut self, reason: impl Into<String>) -> Self {
+        self.reason = Some(reason.into());
+        self
+    }
+}
+
+/// Where layers send audit events. Never blocks and never fails the caller.
+pub trait AuditSink: Send + Sync {
+    fn record(&self, event: AuditEvent);
+}
+
+/// A stored audit record, as read back.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct AuditRecord {
+    pub id: i64,
+    pub at_ms: i64,
+    pub node: String,
+    pub session_id: Option<String>,
+    pub user_id: Option<i64>,
+    pub username: Option<String>,
+    pub key_id: Option<i64>,
+    pub protocol: String,
+    pub action: String,
+    pub path: Option<String>,
+    pub destination: Option<String>,
+    pub bytes: Option<i64>,
+    pub result: String,
+    pub reason: Option<String>,
+    pub remote_addr: Option<String>,
+}
+
+/// The store could not take a batch.
+#[derive(Debug, thiserror::Error)]
+#[error("audit store refused the batch: {0}")]
+pub struct PersistError(pub String);
+
+/// Durable storage for audit batches (implemented by the store).
+#[async_trait::async_trait]
+pub trait AuditPersist: Send + Sync {
+    /// Writes all events or none, tagged with the writing replica's name.
+    async fn persist(&self, node: &str, events: &[AuditEvent]) -> Result<(), PersistError>;
+}
+
+/// Settings of the batching writer.
+#[derive(Debug, Clone)]
+pub struct AuditSettings {
+    /// This replica's name, stored with every record.
+    pub node: String,
+    /// Events queued before senders start waiting.
+    pub queue: usize,
+    /// Largest batch written in one transaction.
+    pub batch: usize,
+}
+
+/// The batching audit writer. Cheap to share (`Arc`).
+pub struct AuditLog {
+    tx: mpsc::Sender<AuditEvent>,
+    stop: Arc<Notify>,
+    written: Arc<AtomicU64>,
+    task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl AuditLog {
+    /// Starts the writer task on the current runtime.
+    pub fn start(persist: Arc<dyn AuditPersist>, settings: AuditSettings) -> Arc<AuditLog> {
+        let (tx, rx) = mpsc::channel(settings.queue.max(1));
+        let stop = Arc::new(Notify::new());
+        let written = Arc::new(AtomicU64::new(0));
+        let task = tokio::spawn(write_loop(rx, persist, settings, stop.clone(), written.clone()));
+        Arc::new(AuditLog { tx, stop, written, task: std::sync::Mutex::new(Some(task)) })
+    }
+
+    /// Events persisted so far.
+    pub fn written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
+    }
+
+    /// Events waiting to be written.
+    pub fn backlog(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
+    /// Stops taking events, writes everything queued, and waits for the writer to finish.
+    pub async fn shutdown(&self) {
+        self.stop.notify_one();
+        let task = self.task.lock().expect("audit task lock").take();
+        if let Some(task) = task {
+            if let Err(err) = task.await {
+                tracing::error!(error = %err, "audit writer ended abnormally");
+            }
+        }
+    }
+}
+
+impl AuditSink for AuditLog {
+    fn record(&self, event: AuditEvent) {
+        trace_event(&event);
+        match self.tx.try_send(event) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(event)) => {
+                // Never drop: wait for room on a task of its own.
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    if tx.send(event).await.is_err() {
+                        tracing::error!("audit event lost: the audit log has stopped");
+                    }
+                });
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                tracing::error!("audit event lost: the audit log has stopped");
+            }
+        }
+    }
+}
+
+fn trace_event(e: &AuditEvent) {
+    tracing::info!(
+        target: "filegate::audit",
+        protocol = e.protocol.as_str(),
+        op = e.action.as_str(),
+        result = e.outcome.as_str(),
+        user = e.username.as_deref().unwrap_or("-"),
+        key_id = e.key_id,
+        path = e.path.as_deref().unwrap_or(""),
+        destination = e.destination.as_deref().unwrap_or(""),
+        bytes = e.bytes,
+        reason = e.reason.as_deref().unwrap_or(""),
+        client.ip = e.remote_addr.as_deref().unwrap_or(""),
+        session = e.session_id.as_deref().unwrap_or(""),
+        "audit"
+    );
+}
+
+async fn write_loop(
+    mut rx: mpsc::Receiver<AuditEvent>,
+    persist: Arc<dyn AuditPersist>,
+    settings: AuditSettings,
+    stop: Arc<Notify>,
+    written: Arc<AtomicU64>,
+) {
+    let batch_size = settings.batch.max(1);
+    let mut batch = Vec::with_capacity(batch_size);
+    loop {
+        tokio::select! {
+            n = rx.recv_many(&mut batch, batch_size) => {
+                if n == 0 {
+                    break;
+                }
+                write_batch(&*persist, &settings.node, &mut batch, &written, None).await;
+            }
+            _ = stop.notified() => {
+                rx.close();
+                while rx.recv_many(&mut batch, batch_size).await > 0 {
+                    write_batch(&*persist, &settings.node, &mut batch, &written, Some(5)).await;
+                }
+                break;
+            }
+        }
+    }
+}
+
+/// Writes `batch`, retrying with backoff; `attempts` bounds the retries (none = forever).
+async fn write_batch(
+    persist: &dyn AuditPersist,
+    node: &str,
+    batch: &mut Vec<AuditEvent>,
+    written: &AtomicU64,
+    attempts: Option<u32>,
+) {
+    let mut delay = Duration::from_millis(50);
+    let mut tried = 0u32;
+    loop {
+        match persist.persist(node, batch).await {
+            Ok(()) => {
+                written.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                batch.clear();
+                return;
+            }
+            Err(err) => {
+                tried += 1;
+                if attempts.is_some_and(|max| tried >= max) {
+                    tracing::error!(error = %err, lost = batch.len(), "audit records could not be written");
+                    batch.clear();
+                    return;
+                }
+                tracing::warn!(error = %err, pending = batch.len(), "audit write failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

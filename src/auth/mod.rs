@@ -1,0 +1,462 @@
+//! The one authenticator: every front-end turns credentials into a [`Principal`] here.
+//!
+//! Login names follow DESIGN §3 (`@api-<id>`, `@api-<name>`, or a username). Every cause of
+//! failure — unknown login, wrong secret, expired or deleted key, disabled user, protocol
+//! switched off, address not allowed — gives the client the same [`AuthError::Refused`] after
+//! the same work (a dummy argon2 or digest check when there is nothing to check), and writes
+//! the real reason to the audit log. Key secrets are compared as SHA-256 digests in constant
+//! time; passwords with argon2id on the blocking pool, with a short-lived cache that any
+//! change to the user defeats. Failures feed the lockout. This module never touches files.
+
+mod cache;
+mod directory;
+mod lockout;
+mod login;
+mod password;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub use cache::PasswordCache;
+pub use directory::{Directory, DirectoryError};
+pub use lockout::{Lockout, LockoutPolicy};
+pub use login::{LoginName, MAX_LOGIN_CHARS, MalformedLogin};
+pub use password::{PasswordError, Passwords};
+
+use crate::audit::{Action, AuditEvent, AuditSink, Outcome};
+use crate::identity::{ClientInfo, KeyIdentity, Principal, Protocol, UserIdentity};
+use crate::model::{KeyRecord, UserRecord, now};
+use crate::path::SitePath;
+use crate::secret;
+
+/// What the client learns about a failed login.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// Wrong credentials, or credentials that may not be used: one answer for all causes.
+    #[error("authentication failed")]
+    Refused,
+    /// Too many recent failures from this address (and login).
+    #[error("too many failed attempts; try again later")]
+    LockedOut,
+    /// The store could not be asked; nobody is let in.
+    #[error("authentication is temporarily unavailable")]
+    Unavailable,
+}
+
+/// What a client presents besides its login name.
+#[derive(Clone, Copy)]
+pub enum Proof<'a> {
+    Password(&'a str),
+    /// An SSH public key in OpenSSH form (`ssh-ed25519 AAAA…`), already verified by the SSH
+    /// layer to be held by the client.
+    PublicKey(&'a str),
+}
+
+impl std::fmt::Debug for Proof<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Proof::Password(_) => f.write_str("Password(<redacted>)"),
+            Proof::PublicKey(k) => write!(f, "PublicKey({k})"),
+        }
+    }
+}
+
+/// Authenticator settings.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    pub lockout: LockoutPolicy,
+    /// How long a verified password is remembered (zero: never).
+    pub password_cache_ttl: Duration,
+    /// argon2 computations at once (0: one per core).
+    pub argon2_concurrency: usize,
+}
+
+/// Minimum seconds between two writes of a key's `last_use_at` (Files.com: 3 hours).
+pub const KEY_TOUCH_INTERVAL: i64 = 3 * 3600;
+/// Minimum seconds between two writes of a user's `last_login_at`.
+const USER_TOUCH_INTERVAL: i64 = 60;
+
+/// A refusal's cause, for the audit log only.
+struct Denial(&'static str);
+
+type Checked = Result<Principal, Denial>;
+
+/// Turns credentials into principals. Shared by every front-end (`Arc`).
+pub struct Authenticator {
+    directory: Arc<dyn Directory>,
+    audit: Arc<dyn AuditSink>,
+    passwords: Passwords,
+    cache: PasswordCache,
+    lockout: Lockout,
+    /// Last `last_use_at`/`last_login_at` write per key / user made by this process.
+    touched: Mutex<HashMap<(bool, i64), i64>>,
+    dummy_digest: String,
+}
+
+impl Authenticator {
+    pub fn new(
+        directory: Arc<dyn Directory>,
+        audit: Arc<dyn AuditSink>,
+        settings: AuthSettings,
+    ) -> Authenticator {
+        Authenticator {
+            directory,
+            audit,
+            passwords: Passwords::new(settings.argon2_concurrency),
+            cache: PasswordCache::new(settings.password_cache_ttl, 100_000),
+            lockout: Lockout::new(settings.lockout),
+            touched: Mutex::default(),
+            dummy_digest: secret::digest_hex(&secret::new_key_secret()),
+        }
+    }
+
+    /// The password hasher (for account management, which shares its concurrency bound).
+    pub fn passwords(&self) -> &Passwords {
+        &self.passwords
+    }
+
+    /// Signs in with a login name (`@api-…` or a username) and a password or SSH key.
+    pub async fn login(
+        &self,
+        login: &str,
+        proof: Proof<'_>,
+        protocol: Protocol,
+        client: ClientInfo,
+    ) -> Result<Principal, AuthError> {
+        let ip = client.ip;
+        if self.lockout.is_banned(ip, login) {
+            self.audit_login(login, protocol, &client, Outcome::Denied, "locked out");
+            return Err(AuthError::LockedOut);
+        }
+        let checked = match LoginName::parse(login) {
+            Err(MalformedLogin) => {
+                self.burn(proof).await;
+                Ok(Err(Denial("malformed login name")))
+            }
+            Ok(LoginName::KeyId(id)) => match self.directory.key_by_id(id).await {
+                Ok(key) => self.check_key_login(key, proof, protocol, &client).await,
+                Err(e) => Err(e),
+            },
+            Ok(LoginName::KeyName(name)) => match self.directory.key_by_name(&name).await {
+                Ok(key) => self.check_key_login(key, proof, protocol, &client).await,
+                Err(e) => Err(e),
+            },
+            Ok(LoginName::User(name)) => match self.directory.user_by_name(&name).await {
+                Ok(user) => self.check_user_login(user, proof, protocol, &client).await,
+                Err(e) => Err(e),
+            },
+        };
+        self.conclude(login, protocol, client, ip, checked).await
+    }
+
+    /// Signs in to the REST API with a key secret alone (`X-FilesAPI-Key`).
+    pub async fn api_key(&self, key_secret: &str, client: ClientInfo) -> Result<Principal, AuthError> {
+        const LOGIN: &str = "@api-key-header";
+        let ip = client.ip;
+        if self.lockout.is_banned(ip, LOGIN) {
+            self.audit_login(LOGIN, Protocol::Api, &client, Outcome::Denied, "locked out");
+            return Err(AuthError::LockedOut);
+        }
+        let well_formed = !key_secret.is_empty()
+            && key_secret.len() <= 256
+            && key_secret.bytes().all(|b| b.is_ascii_alphanumeric());
+        let checked = if !well_formed {
+            Ok(Err(Denial("malformed key secret")))
+        } else {
+            match self.directory.key_by_digest(&secret::digest_hex(key_secret)).await {
+                Ok(None) => Ok(Err(Denial("unknown key secret"))),
+                Ok(Some(key)) => self.key_principal(&key, Protocol::Api, &client).await,
+                Err(e) => Err(e),
+            }
+        };
+        self.conclude(LOGIN, Protocol::Api, client, ip, checked).await
+    }
+
+    /// Builds the principal of a user whose identity was proven another way (a REST API
+    /// session token), applying the same checks as a login.
+    pub async fn user_principal(
+        &self,
+        user_id: i64,
+        protocol: Protocol,
+        client: ClientInfo,
+    ) -> Result<Principal, AuthError> {
+        let ip = client.ip;
+        let checked = match self.directory.user_by_id(user_id).await {
+            Ok(Some(user)) => self.user_checks(&user, protocol, &client).await,
+            Ok(None) => Ok(Err(Denial("unknown user"))),
+            Err(e) => Err(e),
+        };
+        let label = format!("user:{user_id}");
+        self.conclude(&label, protocol, client, ip, checked).await
+    }
+
+    /// Whether a signed-in principal may still act: its key still exists and has not
+    /// expired, and its user is still enabled for the protocol. Front-ends call this to end
+    /// sessions of revoked keys and disabled users.
+    pub async fn still_valid(&self, principal: &Principal) -> Result<bool, AuthError> {
+        let unavailable = |_| AuthError::Unavailable;
+        if let Some(key) = &principal.key {
+            let Some(row) = self.directory.key_by_id(key.id).await.map_err(unavailable)? else {
+                return Ok(false);
+            };
+            if row.is_expired(now()) || row.user_id != principal.user.as_ref().map(|u| u.id) {
+                return Ok(false);
+            }
+        }
+        if let Some(user) = &principal.user {
+            let Some(row) = self.directory.user_by_id(user.id).await.map_err(unavailable)? else {
+                return Ok(false);
+            };
+            if row.disabled || !row.allows_protocol(principal.protocol) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    async fn conclude(
+        &self,
+        login: &str,
+        protocol: Protocol,
+        client: ClientInfo,
+        ip: Option<IpAddr>,
+        checked: Result<Checked, DirectoryError>,
+    ) -> Result<Principal, AuthError> {
+        match checked {
+            Ok(Ok(principal)) => {
+                self.lockout.succeeded(ip, login);
+                self.audit.record(AuditEvent::by(&principal, Action::Login, Outcome::Ok));
+                tracing::info!(user = %principal.display_name(), key_id = principal.key.as_ref().map(|k| k.id), protocol = %protocol, client.ip = ?ip, "login accepted");
+                self.touch(&principal).await;
+                Ok(principal)
+            }
+            Ok(Err(Denial(reason))) => {
+                let delay = self.lockout.failed(ip, login);
+                self.audit_login(login, protocol, &client, Outcome::Denied, reason);
+                tracing::info!(login = %login, protocol = %protocol, client.ip = ?ip, reason, "login refused");
+                tokio::time::sleep(delay).await;
+                Err(AuthError::Refused)
+            }
+            Err(err) => {
+                self.audit_login(login, protocol, &client, Outcome::Failed, "store unavailable");
+                tracing::error!(error = %err, protocol = %protocol, "login failed closed: store unavailable");
+                Err(AuthError::Unavailable)
+            }
+        }
+    }
+
+    async fn check_key_login(
+        &self,
+        key: Option<KeyRecord>,
+        proof: Proof<'_>,
+        protocol: Protocol,
+        client: &ClientInfo,
+    ) -> Result<Checked, DirectoryError> {
+        let Proof::Password(presented) = proof else {
+            return Ok(Err(Denial("API keys sign in with their secret, not an SSH key")));
+        };
+        let Some(key) = key else {
+            secret::matches_digest(presented, &self.dummy_digest);
+            return Ok(Err(Denial("unknown key")));
+        };
+        if !secret::matches_digest(presented, &key.secret_digest) {
+            return Ok(Err(Denial("wrong key secret")));
+        }
+        self.key_principal(&key, protocol, client).await
+    }
+
+    /// The checks every key passes whichever way it was presented.
+    async fn key_principal(
+        &self,
+        key: &KeyRecord,
+        protocol: Protocol,
+        client: &ClientInfo,
+    ) -> Result<Checked, DirectoryError> {
+        if key.is_expired(now()) {
+            return Ok(Err(Denial("key expired")));
+        }
+        let Some(permission_set) = key.permission_set() else {
+            return Ok(Err(Denial("key has an unknown permission set")));
+        };
+        let path = match key.path.as_deref().filter(|p| !p.is_empty()) {
+            None => None,
+            Some(p) => match SitePath::from_key_path(p) {
+                Ok(path) => Some(path),
+                Err(_) => return Ok(Err(Denial("key has an invalid path"))),
+            },
+        };
+        let key_identity = KeyIdentity { id: key.id, name: key.name.clone(), permission_set, path };
+        let mut principal = match key.user_id {
+            None => Principal {
+                user: None,
+                key: None,
+                site_admin: true,
+                grants: Vec::new(),
+                protocol,
+                client: client.clone(),
+            },
+            Some(owner_id) => match self.directory.user_by_id(owner_id).await? {
+                None => return Ok(Err(Denial("key owner no longer exists"))),
+                Some(owner) => match self.user_checks(&owner, protocol, client).await? {
+                    Ok(p) => p,
+                    Err(Denial(reason)) => return Ok(Err(Denial(owner_reason(reason)))),
+                },
+            },
+        };
+        principal.key = Some(key_identity);
+        Ok(Ok(principal))
+    }
+
+    async fn check_user_login(
+        &self,
+        user: Option<UserRecord>,
+        proof: Proof<'_>,
+        protocol: Protocol,
+        client: &ClientInfo,
+    ) -> Result<Checked, DirectoryError> {
+        let Some(user) = user else {
+            self.burn(proof).await;
+            return Ok(Err(Denial("unknown user")));
+        };
+        let proven = match proof {
+            Proof::Password(password) => self.check_password(&user, password).await,
+            Proof::PublicKey(presented) => {
+                let keys = self.directory.public_keys_of(user.id).await?;
+                let presented = canonical_public_key(presented);
+                keys.iter().any(|k| canonical_public_key(&k.public_key) == presented)
+            }
+        };
+        if !proven {
+            return Ok(Err(Denial(match proof {
+                Proof::Password(_) => "wrong password",
+                Proof::PublicKey(_) => "unknown public key",
+            })));
+        }
+        self.user_checks(&user, protocol, client).await
+    }
+
+    async fn check_password(&self, user: &UserRecord, password: &str) -> bool {
+        if self.cache.check(user.id, user.revision, password) {
+            return true;
+        }
+        match self.passwords.verify(password, user.password_hash.as_deref()).await {
+            Ok(true) => {
+                self.cache.remember(user.id, user.revision, password);
+                true
+            }
+            Ok(false) => {
+                self.cache.forget(user.id);
+                false
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "password verification could not run");
+                false
+            }
+        }
+    }
+
+    /// Checks a user's own switches and builds their principal.
+    async fn user_checks(
+        &self,
+        user: &UserRecord,
+        protocol: Protocol,
+        client: &ClientInfo,
+    ) -> Result<Checked, DirectoryError> {
+        if user.disabled {
+            return Ok(Err(Denial("user disabled")));
+        }
+        if !user.allows_protocol(protocol) {
+            return Ok(Err(Denial("protocol disabled for user")));
+        }
+        if !user.allows_ip(client.ip) {
+            return Ok(Err(Denial("address not in allowed_ips")));
+        }
+        let grants = self.directory.grants_of(user.id).await?;
+        Ok(Ok(Principal {
+            user: Some(UserIdentity { id: user.id, username: user.username.clone() }),
+            key: None,
+            site_admin: user.site_admin,
+            grants: grants.iter().filter_map(|g| g.to_grant()).collect(),
+            protocol,
+            client: client.clone(),
+        }))
+    }
+
+    /// Spends the time a real check would, when there is nothing to check.
+    async fn burn(&self, proof: Proof<'_>) {
+        if let Proof::Password(password) = proof {
+            let _ = self.passwords.verify(password, None).await;
+        }
+    }
+
+    fn audit_login(
+        &self,
+        login: &str,
+        protocol: Protocol,
+        client: &ClientInfo,
+        outcome: Outcome,
+        reason: &str,
+    ) {
+        let mut anonymous = Principal::cli();
+        anonymous.site_admin = false;
+        anonymous.protocol = protocol;
+        anonymous.client = client.clone();
+        let shown: String = login.chars().take(MAX_LOGIN_CHARS).filter(|c| !c.is_control()).collect();
+        self.audit.record(
+            AuditEvent::by(&anonymous, Action::Login, outcome).path(shown).reason(reason),
+        );
+    }
+
+    /// Writes `last_use_at` / `last_login_at`, at most once per interval per process (and
+    /// per the store's conditional update across replicas).
+    async fn touch(&self, principal: &Principal) {
+        let at = now();
+        let due = |key: (bool, i64), interval: i64| {
+            let mut touched = self.touched.lock().expect("touch lock");
+            let last = touched.get(&key).copied().unwrap_or(i64::MIN);
+            if at.saturating_sub(last) >= interval {
+                touched.insert(key, at);
+                true
+            } else {
+                false
+            }
+        };
+        let result = if let Some(key) = &principal.key {
+            if due((true, key.id), KEY_TOUCH_INTERVAL) {
+                self.directory.touch_key(key.id, at, KEY_TOUCH_INTERVAL).await
+            } else {
+                Ok(())
+            }
+        } else if let Some(user) = &principal.user {
+            if due((false, user.id), USER_TOUCH_INTERVAL) {
+                self.directory.touch_user_login(user.id, at).await
+            } else {
+                Ok(())
+            }
+        } else {
+            Ok(())
+        };
+        if let Err(err) = result {
+            tracing::warn!(error = %err, "could not record last use");
+        }
+    }
+}
+
+fn owner_reason(reason: &'static str) -> &'static str {
+    match reason {
+        "user disabled" => "key owner disabled",
+        "protocol disabled for user" => "protocol disabled for key owner",
+        "address not in allowed_ips" => "address not in key owner's allowed_ips",
+        other => other,
+    }
+}
+
+/// `type base64` of an OpenSSH public key line, without its comment.
+pub fn canonical_public_key(line: &str) -> String {
+    line.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests;

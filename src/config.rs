@@ -1,0 +1,314 @@
+//! Configuration: `config/filegate.toml` plus `FILEGATE_*` environment overrides.
+//!
+//! Plain structs with a doc line per field, `Default`, and `deny_unknown_fields`, so a typo
+//! is an error rather than a silently ignored setting. [`Config::validate`] checks everything
+//! before any port is bound; a bad config stops the process with a one-line reason.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::auth::{AuthSettings, LockoutPolicy};
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("environment variable {name}: {message}")]
+    Env { name: &'static str, message: String },
+    #[error("config: {0}")]
+    Invalid(String),
+}
+
+/// All settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub auth: AuthConfig,
+    pub audit: AuditConfig,
+    pub sftp: ListenerConfig,
+    pub ftp: ListenerConfig,
+    pub webdav: ListenerConfig,
+    pub api: ListenerConfig,
+}
+
+/// Where state lives and who this replica is.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Folder for the SQLite database, the file storage, keys and certificates.
+    pub data_dir: PathBuf,
+    /// `sqlite://FILE` or `postgres://…`; empty means `sqlite://<data_dir>/filegate.db`.
+    pub database_url: String,
+    /// This replica's name in audit records; empty means the host name.
+    pub node_name: String,
+    /// Folder served as the site root; empty means `<data_dir>/files`.
+    pub storage_dir: PathBuf,
+    /// `text` or `json` log lines.
+    pub log_format: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            data_dir: PathBuf::from("data"),
+            database_url: String::new(),
+            node_name: String::new(),
+            storage_dir: PathBuf::new(),
+            log_format: "text".into(),
+        }
+    }
+}
+
+/// Login checks.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Seconds a verified password is remembered (0 disables the cache).
+    pub password_cache_seconds: u64,
+    /// argon2 verifications at once (0: one per core).
+    pub argon2_concurrency: usize,
+    pub lockout: LockoutConfig,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig { password_cache_seconds: 60, argon2_concurrency: 0, lockout: LockoutConfig::default() }
+    }
+}
+
+/// Failed-login throttling.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LockoutConfig {
+    /// Turn throttling and bans on or off.
+    pub enabled: bool,
+    /// Failures of one login name from one address before that pair is banned.
+    pub max_failures_per_login: u32,
+    /// Failures from one address, any login, before the address is banned.
+    pub max_failures_per_address: u32,
+    /// Seconds failures are remembered.
+    pub window_seconds: u64,
+    /// Seconds a ban lasts.
+    pub ban_seconds: u64,
+    /// Milliseconds added to each refusal after the third failure in a row.
+    pub delay_step_ms: u64,
+    /// Upper bound of that delay, in milliseconds.
+    pub max_delay_ms: u64,
+}
+
+impl Default for LockoutConfig {
+    fn default() -> Self {
+        LockoutConfig {
+            enabled: true,
+            max_failures_per_login: 10,
+            max_failures_per_address: 50,
+            window_seconds: 900,
+            ban_seconds: 900,
+            delay_step_ms: 250,
+            max_delay_ms: 2000,
+        }
+    }
+}
+
+/// The batching audit writer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Records queued in memory before writers wait.
+    pub queue: usize,
+    /// Largest batch written in one transaction.
+    pub batch: usize,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig { queue: 10_000, batch: 500 }
+    }
+}
+
+/// One protocol listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListenerConfig {
+    /// Serve this protocol (when filegate has its front-end).
+    pub enabled: bool,
+    /// Address to listen on; port 0 picks a free port (the bound address is logged).
+    pub listen: String,
+}
+
+impl Default for ListenerConfig {
+    fn default() -> Self {
+        ListenerConfig { enabled: true, listen: String::new() }
+    }
+}
+
+impl ListenerConfig {
+    /// The parsed listen address (valid after [`Config::validate`]).
+    pub fn addr(&self) -> SocketAddr {
+        self.listen.parse().expect("validated listen address")
+    }
+}
+
+const DEFAULT_LISTEN: [(&str, &str); 4] = [
+    ("sftp", "127.0.0.1:2222"),
+    ("ftp", "127.0.0.1:2121"),
+    ("webdav", "127.0.0.1:8080"),
+    ("api", "127.0.0.1:8081"),
+];
+
+impl Config {
+    /// Reads `path` (if given; a missing default file is fine), applies the environment and
+    /// validates the result.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut config = match path {
+            Some(path) => Self::from_file(path)?,
+            None => {
+                let default = Path::new("config/filegate.toml");
+                if default.exists() { Self::from_file(default)? } else { Config::default() }
+            }
+        };
+        config.apply_env(|name| std::env::var(name).ok())?;
+        config.fill_defaults();
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Self::from_toml(&text).map_err(|message| ConfigError::Parse { path: path.to_owned(), message })
+    }
+
+    /// Parses TOML text (no environment, no validation).
+    pub fn from_toml(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.message().to_owned())
+    }
+
+    /// Applies `FILEGATE_*` overrides read through `get`.
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        if let Some(v) = get("FILEGATE_DATA_DIR") {
+            self.server.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = get("FILEGATE_DATABASE_URL") {
+            self.server.database_url = v;
+        }
+        if let Some(v) = get("FILEGATE_NODE_NAME") {
+            self.server.node_name = v;
+        }
+        let listeners: [(&'static str, &mut ListenerConfig); 4] = [
+            ("FILEGATE_SFTP_LISTEN", &mut self.sftp),
+            ("FILEGATE_FTP_LISTEN", &mut self.ftp),
+            ("FILEGATE_WEBDAV_LISTEN", &mut self.webdav),
+            ("FILEGATE_API_LISTEN", &mut self.api),
+        ];
+        for (name, listener) in listeners {
+            if let Some(v) = get(name) {
+                if v.parse::<SocketAddr>().is_err() {
+                    return Err(ConfigError::Env { name, message: format!("{v:?} is not an address like 127.0.0.1:2222") });
+                }
+                listener.listen = v;
+            }
+        }
+        Ok(())
+    }
+
+    /// Fills settings whose default depends on others.
+    pub fn fill_defaults(&mut self) {
+        if self.server.database_url.is_empty() {
+            let db = self.server.data_dir.join("filegate.db");
+            self.server.database_url = format!("sqlite://{}", db.display());
+        }
+        if self.server.storage_dir.as_os_str().is_empty() {
+            self.server.storage_dir = self.server.data_dir.join("files");
+        }
+        if self.server.node_name.is_empty() {
+            self.server.node_name = std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "filegate".into());
+        }
+        for (name, default) in DEFAULT_LISTEN {
+            let listener = self.listener_mut(name);
+            if listener.listen.is_empty() {
+                listener.listen = default.to_owned();
+            }
+        }
+    }
+
+    fn listener_mut(&mut self, name: &str) -> &mut ListenerConfig {
+        match name {
+            "sftp" => &mut self.sftp,
+            "ftp" => &mut self.ftp,
+            "webdav" => &mut self.webdav,
+            _ => &mut self.api,
+        }
+    }
+
+    /// Checks every setting; the first problem found is the error.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if self.server.data_dir.as_os_str().is_empty() {
+            return invalid("server.data_dir must not be empty".into());
+        }
+        let url = &self.server.database_url;
+        if !(url.starts_with("sqlite:") || url.starts_with("postgres:") || url.starts_with("postgresql:")) {
+            return invalid("server.database_url must start with sqlite: or postgres://".into());
+        }
+        if !matches!(self.server.log_format.as_str(), "text" | "json") {
+            return invalid(format!("server.log_format must be \"text\" or \"json\", not {:?}", self.server.log_format));
+        }
+        if self.server.node_name.chars().count() > 64 || self.server.node_name.chars().any(char::is_control) {
+            return invalid("server.node_name must be at most 64 printable characters".into());
+        }
+        let lockout = &self.auth.lockout;
+        if lockout.max_failures_per_login == 0 || lockout.max_failures_per_address == 0 {
+            return invalid("auth.lockout.max_failures_* must be at least 1".into());
+        }
+        if lockout.window_seconds == 0 || lockout.ban_seconds == 0 {
+            return invalid("auth.lockout.window_seconds and ban_seconds must be at least 1".into());
+        }
+        if self.audit.queue == 0 || self.audit.batch == 0 {
+            return invalid("audit.queue and audit.batch must be at least 1".into());
+        }
+        let mut seen = Vec::new();
+        for (name, listener) in [("sftp", &self.sftp), ("ftp", &self.ftp), ("webdav", &self.webdav), ("api", &self.api)] {
+            let Ok(addr) = listener.listen.parse::<SocketAddr>() else {
+                return invalid(format!("{name}.listen {:?} is not an address like 127.0.0.1:2222", listener.listen));
+            };
+            if listener.enabled && addr.port() != 0 && seen.contains(&addr) {
+                return invalid(format!("{name}.listen {addr} is used by another listener"));
+            }
+            seen.push(addr);
+        }
+        Ok(())
+    }
+
+    /// The authenticator's settings.
+    pub fn auth_settings(&self) -> AuthSettings {
+        let l = &self.auth.lockout;
+        AuthSettings {
+            lockout: LockoutPolicy {
+                enabled: l.enabled,
+                max_failures_per_login: l.max_failures_per_login,
+                max_failures_per_address: l.max_failures_per_address,
+                window: Duration::from_secs(l.window_seconds),
+                ban: Duration::from_secs(l.ban_seconds),
+                delay_step: Duration::from_millis(l.delay_step_ms),
+                max_delay: Duration::from_millis(l.max_delay_ms),
+            },
+            password_cache_ttl: Duration::from_secs(self.auth.password_cache_seconds),
+            argon2_concurrency: self.auth.argon2_concurrency,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,64 @@
+//! Errors of the file layer, as kinds that each front-end maps to one wire code.
+
+use crate::path::PathError;
+
+use super::storage::{StorageError, StorageErrorKind};
+
+/// Why a file operation did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum FsError {
+    /// Absent, or hidden from this principal (existence must not leak).
+    #[error("no such file or folder")]
+    NotFound,
+    /// Visible, but this operation is not allowed here.
+    #[error("permission denied")]
+    PermissionDenied,
+    #[error("already exists")]
+    AlreadyExists,
+    #[error("not a folder")]
+    NotADirectory,
+    #[error("is a folder")]
+    IsADirectory,
+    #[error("folder is not empty")]
+    DirectoryNotEmpty,
+    #[error("invalid path: {0}")]
+    InvalidPath(#[from] PathError),
+    #[error("no space left")]
+    NoSpace,
+    /// Anything else; the detail goes to the log, not to clients.
+    #[error("operation failed")]
+    Failed(String),
+}
+
+impl From<StorageError> for FsError {
+    fn from(err: StorageError) -> Self {
+        match err.kind {
+            StorageErrorKind::NotFound => FsError::NotFound,
+            StorageErrorKind::AlreadyExists => FsError::AlreadyExists,
+            StorageErrorKind::NotADirectory => FsError::NotADirectory,
+            StorageErrorKind::IsADirectory => FsError::IsADirectory,
+            StorageErrorKind::DirectoryNotEmpty => FsError::DirectoryNotEmpty,
+            // The OS refusing (a link out of the root, for one) looks like nothing there.
+            StorageErrorKind::PermissionDenied => FsError::NotFound,
+            StorageErrorKind::InvalidName => FsError::InvalidPath(PathError::NameTooLong),
+            StorageErrorKind::NoSpace => FsError::NoSpace,
+            StorageErrorKind::Other => FsError::Failed(err.detail),
+        }
+    }
+}
+
+impl From<std::io::Error> for FsError {
+    fn from(err: std::io::Error) -> Self {
+        StorageError::from(err).into()
+    }
+}
+
+impl FsError {
+    /// A short reason for the audit log.
+    pub fn reason(&self) -> String {
+        match self {
+            FsError::Failed(detail) => detail.clone(),
+            other => other.to_string(),
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! Local-folder storage: the only code in filegate that touches the disk for files.
+//!
+//! Built on `cap-std`, which resolves every path beneath an open directory handle
+//! (`openat2(RESOLVE_BENEATH)` on Linux): `..`, absolute paths and symlinks leading out of
+//! the root are refused by the kernel, not by string checks. Symlinks that stay inside the
+//! root are followed, except absolute ones (cap-std refuses those too). Uploads in
+//! `Replace` mode are written into a sibling temporary folder and renamed into place.
+//! cap-std is synchronous: every call runs on the blocking pool.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use cap_std::ambient_authority;
+use cap_std::fs::{Dir, OpenOptions};
+
+use super::storage::{
+    DirEntry, EntryKind, FileReader, FileWriter, Metadata, StagedWrite, Storage, StorageError,
+    StorageErrorKind, WriteMode,
+};
+use crate::path::SitePath;
+
+/// Files under one folder of the local disk.
+pub struct LocalStorage {
+    root: Arc<Dir>,
+    staging: Arc<Dir>,
+}
+
+impl LocalStorage {
+    /// Opens (creating if needed) `root` for files and `staging` for uploads in progress.
+    /// Both must be on the same filesystem so that completing an upload is a rename.
+    pub fn open(root: &Path, staging: &Path) -> std::io::Result<LocalStorage> {
+        std::fs::create_dir_all(root)?;
+        std::fs::create_dir_all(staging)?;
+        let root = Dir::open_ambient_dir(root, ambient_authority())?;
+        let staging = Dir::open_ambient_dir(staging, ambient_authority())?;
+        // Leftovers of uploads interrupted by a crash are never valid files: clear them.
+        for entry in staging.entries()?.flatten() {
+            let _ = staging.remove_file(entry.file_name());
+        }
+        Ok(LocalStorage { root: Arc::new(root), staging: Arc::new(staging) })
+    }
+}
+
+fn rel(path: &SitePath) -> String {
+    if path.is_root() { ".".to_owned() } else { path.relative().to_owned() }
+}
+
+fn convert(meta: &cap_std::fs::Metadata) -> Metadata {
+    Metadata {
+        kind: if meta.is_dir() { EntryKind::Dir } else { EntryKind::File },
+        len: if meta.is_dir() { 0 } else { meta.len() },
+        modified: meta.modified().ok().map(|t| t.into_std()),
+        accessed: meta.accessed().ok().map(|t| t.into_std()),
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
+) -> Result<T, StorageError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| StorageError::new(StorageErrorKind::Other, e.to_string()))?
+}
+
+#[async_trait::async_trait]
+impl Storage for LocalStorage {
+    async fn metadata(&self, path: &SitePath) -> Result<Metadata, StorageError> {
+        let (root, p) = (self.root.clone(), rel(path));
+        blocking(move || Ok(convert(&root.metadata(&p)?))).await
+    }
+
+    async fn read_dir(&self, path: &SitePath) -> Result<Vec<DirEntry>, StorageError> {
+        let (root, p) = (self.root.clone(), rel(path));
+        blocking(move || {
+            let dir = root.open_dir(&p)?;
+            let mut out = Vec::new();
+            for entry in dir.entries()? {
+                let entry = entry?;
+                let Ok(name) = entry.file_name().into_string() else {
+                    continue; // not UTF-8: no client could name it anyway
+                };
+                // Follows links that stay inside the root; links out (or dangling) are left out.
+                if let Ok(meta) = dir.metadata(&name) {
+                    out.push(DirEntry { name, metadata: convert(&meta) });
+                }
+            }
+            out.sort_by(|a, b| a.name.cmp(&b.name));
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn open_read(&self, path: &SitePath) -> Result<Box<dyn FileReader>, StorageError> {
+        let (root, p) = (self.root.clone(), rel(path));
+        let file = blocking(move || {
+            let file = root.open(&p)?;
+            if file.metadata()?.is_dir() {
+                return Err(StorageError::new(StorageErrorKind::IsADirectory, p));
+            }
+            Ok(file.into_std())
+        })
+        .await?;
+        Ok(Box::new(tokio::fs::File::from_std(file)))
+    }
+
+    async fn begin_write(
+        &self,
+        path: &SitePath,
+        mode: WriteMode,
+    ) -> Result<Box<dyn StagedWrite>, StorageError> {
+        let (root, staging, p) = (self.root.clone(), self.staging.clone(), rel(path));
+        let staged = blocking(move || {
+            match root.metadata(&p) {
+                Ok(meta) if meta.is_dir() => {
+                    return Err(StorageError::new(StorageErrorKind::IsADirectory, p));
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    // The folder it goes into must exist (and be inside the root).
+                    let parent = Path::new(&p).parent().map(|d| d.to_string_lossy().into_owned());
+                    let parent = parent.filter(|d| !d.is_empty()).unwrap_or_else(|| ".".into());
+                    if !root.metadata(&parent)?.is_dir() {
+                        return Err(StorageError::new(StorageErrorKind::NotADirectory, parent));
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+            match mode {
+                WriteMode::Replace => {
+                    let temp = format!("upload-{}", crate::secret::random_hex(12));
+                    let file = staging
+                        .open_with(&temp, OpenOptions::new().write(true).create_new(true))?;
+                    Ok(LocalStaged { file: file.into_std(), temp: Some(temp), target: p, root, staging })
+                }
+                WriteMode::Append | WriteMode::Update => {
+                    let mut options = OpenOptions::new();
+                    options.write(true).create(true);
+                    if mode == WriteMode::Append {
+                        options.append(true);
+                    }
+                    let file = root.open_with(&p, &options)?;
+                    Ok(LocalStaged { file: file.into_std(), temp: None, target: p, root, staging })
+                }
+            }
+        })
+        .await?;
+        Ok(Box::new(LocalUpload {
+            writer: tokio::fs::File::from_std(staged.file.try_clone()?),
+            staged: Some(staged),
+        }))
+    }
+
+    async fn create_dir(&self, path: &SitePath) -> Result<(), StorageError> {
+        let (root, p) = (self.root.clone(), rel(path));
+        blocking(move || Ok(root.create_dir(&p)?)).await
+    }
+
+    async fn remove_file(&self, path: &SitePath) -> Result<(), StorageError> {
+        let (root, p) = (self.root.clone(), rel(path));
+        blocking(move || {
+            if root.symlink_metadata(&p)?.is_dir() {
+                return Err(StorageError::new(StorageErrorKind::IsADirectory, p));
+            }
+            Ok(root.remove_file(&p)?)
+        })
+        .await
+    }
+
+    async fn remove_dir(&self, path: &SitePath) -> Result<(), StorageError> {
+        let (root, p) = (self.root.clone(), rel(path));
+        blocking(move || Ok(root.remove_dir(&p)?)).await
+    }
+
+    async fn rename(&self, from: &SitePath, to: &SitePath) -> Result<(), StorageError> {
+        let (root, f, t) = (self.root.clone(), rel(from), rel(to));
+        blocking(move || Ok(root.rename(&f, &root, &t)?)).await
+    }
+
+    async fn set_times(
+        &self,
+        path: &SitePath,
+        accessed: Option<SystemTime>,
+        modified: Option<SystemTime>,
+    ) -> Result<(), StorageError> {
+        let (root, p) = (self.root.clone(), rel(path));
+        blocking(move || {
+            let file = if root.metadata(&p)?.is_dir() {
+                root.open_dir(&p)?.into_std_file()
+            } else {
+                root.open(&p)?.into_std()
+            };
+            let mut times = std::fs::FileTimes::new();
+            if let Some(t) = accessed {
+                times = times.set_accessed(t);
+            }
+            if let Some(t) = modified {
+                times = times.set_modified(t);
+            }
+            Ok(file.set_times(times)?)
+        })
+        .await
+    }
+
+    async fn set_len(&self, path: &SitePath, len: u64) -> Result<(), StorageError> {
+        let (root, p) = (self.root.clone(), rel(path));
+        blocking(move || {
+            let file = root.open_with(&p, OpenOptions::new().write(true))?;
+            Ok(file.set_len(len)?)
+        })
+        .await
+    }
+}
+
+/// The parts of an upload that must be cleaned up if it is abandoned.
+struct LocalStaged {
+    file: std::fs::File,
+    /// The temporary name in the staging folder (`Replace` mode only).
+    temp: Option<String>,
+    target: String,
+    root: Arc<Dir>,
+    staging: Arc<Dir>,
+}
+
+impl Drop for LocalStaged {
+    fn drop(&mut self) {
+        if let Some(temp) = self.temp.take() {
+            let _ = self.staging.remove_file(&temp);
+        }
+    }
+}
+
+struct LocalUpload {
+    writer: tokio::fs::File,
+    staged: Option<LocalStaged>,
+}
+
+#[async_trait::async_trait]
+impl StagedWrite for LocalUpload {
+    fn writer(&mut self) -> &mut dyn FileWriter {
+        &mut self.writer
+    }
+
+    async fn commit(mut self: Box<Self>) -> Result<(), StorageError> {
+        use tokio::io::AsyncWriteExt;
+        self.writer.flush().await?;
+        let Some(mut staged) = self.staged.take() else {
+            return Ok(());
+        };
+        blocking(move || {
+            if let Some(temp) = staged.temp.take() {
+                let moved = staged.staging.rename(&temp, &staged.root, &staged.target);
+                if let Err(err) = moved {
+                    let _ = staged.staging.remove_file(&temp);
+                    return Err(err.into());
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,278 @@
+//! The policy-checked file layer: every front-end's only way to files.
+//!
+//! Each call takes the acting [`Principal`] and a normalised [`SitePath`], checks the policy
+//! ([`policy::Scope`]), performs the operation on the [`Storage`], and writes one audit record
+//! (denials included). Hidden paths answer `NotFound`, visible-but-forbidden ones
+//! `PermissionDenied`. Downloads and uploads are streams that count their bytes and record
+//! them when they end; uploads are atomic unless appending. No SQL and no protocol here.
+
+mod error;
+mod local;
+pub mod policy;
+mod storage;
+mod transfer;
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+pub use error::FsError;
+pub use local::LocalStorage;
+pub use policy::{Scope, Visibility};
+pub use storage::{
+    DirEntry, EntryKind, FileReader, FileWriter, Metadata, StagedWrite, Storage, StorageError,
+    StorageErrorKind, WriteMode,
+};
+pub use transfer::{Download, Upload};
+
+use crate::audit::{Action, AuditEvent, AuditSink, Outcome};
+use crate::identity::{Access, Principal};
+use crate::path::SitePath;
+
+/// The file layer. Cheap to share (`Arc`).
+pub struct Files {
+    storage: Arc<dyn Storage>,
+    audit: Arc<dyn AuditSink>,
+}
+
+impl Files {
+    pub fn new(storage: Arc<dyn Storage>, audit: Arc<dyn AuditSink>) -> Files {
+        Files { storage, audit }
+    }
+
+    /// The folder a session of `principal` starts in.
+    pub fn start_dir(&self, principal: &Principal) -> SitePath {
+        Scope::of(principal).start_dir()
+    }
+
+    /// Lists a folder, showing only what the principal may see.
+    pub async fn list(&self, who: &Principal, path: &SitePath) -> Result<Vec<DirEntry>, FsError> {
+        let scope = self.check(who, Action::List, path, Access::LIST)?;
+        let result = match self.storage.read_dir(path).await {
+            Ok(entries) => {
+                Ok(entries.into_iter().filter(|e| scope.shows_child(path, &e.name)).collect())
+            }
+            Err(e) => Err(FsError::from(e)),
+        };
+        self.done(who, Action::List, path, None, &result);
+        result
+    }
+
+    /// Attributes of a file or folder (not audited when it succeeds: clients stat a lot).
+    pub async fn stat(&self, who: &Principal, path: &SitePath) -> Result<Metadata, FsError> {
+        self.check(who, Action::Stat, path, Access::LIST)?;
+        Ok(self.storage.metadata(path).await?)
+    }
+
+    /// Opens a file for download; the record (with bytes sent) is written when it is dropped.
+    pub async fn open_read(&self, who: &Principal, path: &SitePath) -> Result<Download, FsError> {
+        self.check(who, Action::Download, path, Access::READ)?;
+        match self.storage.open_read(path).await {
+            Ok(reader) => {
+                let event = AuditEvent::by(who, Action::Download, Outcome::Ok).path(path.as_str());
+                Ok(Download::new(reader, event, self.audit.clone()))
+            }
+            Err(e) => {
+                let result = Err(FsError::from(e));
+                self.done(who, Action::Download, path, None, &result);
+                result
+            }
+        }
+    }
+
+    /// Starts an upload. `Replace` over an existing file also needs the right to delete.
+    pub async fn create(
+        &self,
+        who: &Principal,
+        path: &SitePath,
+        mode: WriteMode,
+    ) -> Result<Upload, FsError> {
+        let scope = self.check(who, Action::Upload, path, Access::WRITE)?;
+        if path.is_root() {
+            return self.refuse(who, Action::Upload, path, FsError::IsADirectory);
+        }
+        if mode == WriteMode::Replace && self.storage.metadata(path).await.is_ok() {
+            self.require(&scope, who, Action::Upload, path, Access::DELETE)?;
+        }
+        match self.storage.begin_write(path, mode).await {
+            Ok(staged) => {
+                let event = AuditEvent::by(who, Action::Upload, Outcome::Ok).path(path.as_str());
+                Ok(Upload::new(staged, event, self.audit.clone()))
+            }
+            Err(e) => {
+                let result = Err(FsError::from(e));
+                self.done(who, Action::Upload, path, None, &result);
+                result
+            }
+        }
+    }
+
+    pub async fn remove_file(&self, who: &Principal, path: &SitePath) -> Result<(), FsError> {
+        self.check_destructive(who, Action::Delete, path)?;
+        let result = self.storage.remove_file(path).await.map_err(FsError::from);
+        self.done(who, Action::Delete, path, None, &result);
+        result
+    }
+
+    pub async fn make_dir(&self, who: &Principal, path: &SitePath) -> Result<(), FsError> {
+        self.check(who, Action::Mkdir, path, Access::MKDIR)?;
+        let result = self.storage.create_dir(path).await.map_err(FsError::from);
+        self.done(who, Action::Mkdir, path, None, &result);
+        result
+    }
+
+    pub async fn remove_dir(&self, who: &Principal, path: &SitePath) -> Result<(), FsError> {
+        self.check_destructive(who, Action::Rmdir, path)?;
+        let result = self.storage.remove_dir(path).await.map_err(FsError::from);
+        self.done(who, Action::Rmdir, path, None, &result);
+        result
+    }
+
+    /// Moves `from` to `to`: delete rights at the source, write rights (and mkdir for a
+    /// folder) at the destination, delete rights there too when `overwrite` replaces a file.
+    /// Without `overwrite`, an existing destination is refused.
+    pub async fn rename(
+        &self,
+        who: &Principal,
+        from: &SitePath,
+        to: &SitePath,
+        overwrite: bool,
+    ) -> Result<(), FsError> {
+        self.check_destructive(who, Action::Rename, from)?;
+        let scope = self.check(who, Action::Rename, to, Access::WRITE)?;
+        if to.is_within(from) && to != from {
+            return self.refuse(who, Action::Rename, from, FsError::InvalidPath(crate::path::PathError::BadSegment));
+        }
+        let source = match self.storage.metadata(from).await {
+            Ok(meta) => meta,
+            Err(e) => return self.refuse(who, Action::Rename, from, e.into()),
+        };
+        if source.is_dir() {
+            self.require(&scope, who, Action::Rename, to, Access::MKDIR)?;
+        }
+        if let Ok(target) = self.storage.metadata(to).await {
+            if !overwrite || target.is_dir() || source.is_dir() {
+                return self.refuse(who, Action::Rename, to, FsError::AlreadyExists);
+            }
+            self.require(&scope, who, Action::Rename, to, Access::DELETE)?;
+        }
+        let result = self.storage.rename(from, to).await.map_err(FsError::from);
+        self.done(who, Action::Rename, from, Some(to), &result);
+        result
+    }
+
+    /// Sets access and modification times.
+    pub async fn set_times(
+        &self,
+        who: &Principal,
+        path: &SitePath,
+        accessed: Option<SystemTime>,
+        modified: Option<SystemTime>,
+    ) -> Result<(), FsError> {
+        self.check(who, Action::SetAttributes, path, Access::WRITE)?;
+        let result = self.storage.set_times(path, accessed, modified).await.map_err(FsError::from);
+        self.done(who, Action::SetAttributes, path, None, &result);
+        result
+    }
+
+    /// Truncates or extends a file (shrinking destroys data, so it needs delete rights too).
+    pub async fn set_len(&self, who: &Principal, path: &SitePath, len: u64) -> Result<(), FsError> {
+        let scope = self.check(who, Action::SetAttributes, path, Access::WRITE)?;
+        let current = self.storage.metadata(path).await.map_err(FsError::from)?;
+        if current.is_dir() {
+            return self.refuse(who, Action::SetAttributes, path, FsError::IsADirectory);
+        }
+        if len < current.len {
+            self.require(&scope, who, Action::SetAttributes, path, Access::DELETE)?;
+        }
+        let result = self.storage.set_len(path, len).await.map_err(FsError::from);
+        self.done(who, Action::SetAttributes, path, None, &result);
+        result
+    }
+
+    /// The policy check: hidden → `NotFound`, visible without `need` → `PermissionDenied`;
+    /// both are audited. Returns the scope for further checks.
+    fn check(
+        &self,
+        who: &Principal,
+        action: Action,
+        path: &SitePath,
+        need: Access,
+    ) -> Result<Scope, FsError> {
+        let scope = Scope::of(who);
+        self.require(&scope, who, action, path, need)?;
+        Ok(scope)
+    }
+
+    fn require(
+        &self,
+        scope: &Scope,
+        who: &Principal,
+        action: Action,
+        path: &SitePath,
+        need: Access,
+    ) -> Result<(), FsError> {
+        let refusal = match scope.visibility(path) {
+            Visibility::Granted(access) if access.contains(need) => None,
+            Visibility::Traverse if need == Access::LIST => None,
+            Visibility::Granted(_) | Visibility::Traverse => Some(FsError::PermissionDenied),
+            Visibility::Hidden => Some(FsError::NotFound),
+        };
+        match refusal {
+            None => Ok(()),
+            Some(err) => {
+                tracing::info!(user = %who.display_name(), key_id = who.key.as_ref().map(|k| k.id), protocol = %who.protocol, op = action.as_str(), path = %path, need = ?need, "file access denied");
+                self.deny(who, action, path, err)
+            }
+        }
+    }
+
+    /// Delete-like operations: need delete rights and may not remove a scope root.
+    fn check_destructive(&self, who: &Principal, action: Action, path: &SitePath) -> Result<(), FsError> {
+        let scope = self.check(who, action, path, Access::DELETE)?;
+        if scope.is_root(path) {
+            tracing::info!(user = %who.display_name(), op = action.as_str(), path = %path, "refused to remove a scope root");
+            return self.deny(who, action, path, FsError::PermissionDenied);
+        }
+        Ok(())
+    }
+
+    /// A policy refusal: audited as `denied`.
+    fn deny<T>(&self, who: &Principal, action: Action, path: &SitePath, err: FsError) -> Result<T, FsError> {
+        let event = AuditEvent::by(who, action, Outcome::Denied).path(path.as_str()).reason(err.reason());
+        self.audit.record(event);
+        Err(err)
+    }
+
+    /// An operation that cannot proceed for a reason other than policy: audited as `failed`.
+    fn refuse<T>(&self, who: &Principal, action: Action, path: &SitePath, err: FsError) -> Result<T, FsError> {
+        let result = Err(err);
+        self.done(who, action, path, None, &result);
+        result
+    }
+
+    /// Writes the audit record of a finished operation.
+    fn done<T>(
+        &self,
+        who: &Principal,
+        action: Action,
+        path: &SitePath,
+        destination: Option<&SitePath>,
+        result: &Result<T, FsError>,
+    ) {
+        let outcome = if result.is_ok() { Outcome::Ok } else { Outcome::Failed };
+        let mut event = AuditEvent::by(who, action, outcome).path(path.as_str());
+        if let Some(to) = destination {
+            event = event.destination(to.as_str());
+        }
+        if let Err(err) = result {
+            if let FsError::Failed(detail) = err {
+                tracing::warn!(op = action.as_str(), path = %path, error = %detail, "storage failure");
+            }
+            event = event.reason(err.reason());
+        }
+        self.audit.record(event);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,145 @@
+//! The storage seam: what the file layer needs from a place that keeps bytes.
+//!
+//! Implementations receive only normalised [`SitePath`]s, after the policy check; they must
+//! never touch anything outside their own root, whatever the path or the links inside.
+//! Errors carry a [`StorageErrorKind`] that the file layer maps to exactly one outcome.
+
+use std::time::SystemTime;
+
+use tokio::io::{AsyncRead, AsyncSeek, AsyncWrite};
+
+use crate::path::SitePath;
+
+/// File or folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    File,
+    Dir,
+}
+
+/// Attributes of a file or folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Metadata {
+    pub kind: EntryKind,
+    pub len: u64,
+    pub modified: Option<SystemTime>,
+    pub accessed: Option<SystemTime>,
+}
+
+impl Metadata {
+    pub fn is_dir(&self) -> bool {
+        self.kind == EntryKind::Dir
+    }
+}
+
+/// One entry of a folder listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirEntry {
+    pub name: String,
+    pub metadata: Metadata,
+}
+
+/// What went wrong in storage, by kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageErrorKind {
+    NotFound,
+    AlreadyExists,
+    NotADirectory,
+    IsADirectory,
+    DirectoryNotEmpty,
+    /// The OS refused (including an attempt to leave the storage root).
+    PermissionDenied,
+    /// A name the filesystem cannot hold (too long, invalid).
+    InvalidName,
+    NoSpace,
+    Other,
+}
+
+/// A storage failure: its kind, and details for the log.
+#[derive(Debug, thiserror::Error)]
+#[error("{kind:?}: {detail}")]
+pub struct StorageError {
+    pub kind: StorageErrorKind,
+    pub detail: String,
+}
+
+impl StorageError {
+    pub fn new(kind: StorageErrorKind, detail: impl Into<String>) -> Self {
+        StorageError { kind, detail: detail.into() }
+    }
+}
+
+impl From<std::io::Error> for StorageError {
+    fn from(err: std::io::Error) -> Self {
+        use std::io::ErrorKind as K;
+        let kind = match err.kind() {
+            K::NotFound => StorageErrorKind::NotFound,
+            K::AlreadyExists => StorageErrorKind::AlreadyExists,
+            K::NotADirectory => StorageErrorKind::NotADirectory,
+            K::IsADirectory => StorageErrorKind::IsADirectory,
+            K::DirectoryNotEmpty => StorageErrorKind::DirectoryNotEmpty,
+            K::PermissionDenied => StorageErrorKind::PermissionDenied,
+            K::InvalidFilename | K::InvalidInput => StorageErrorKind::InvalidName,
+            K::StorageFull | K::QuotaExceeded => StorageErrorKind::NoSpace,
+            _ => match err.raw_os_error() {
+                Some(40) /* ELOOP */ | Some(18) /* EXDEV */ => StorageErrorKind::PermissionDenied,
+                _ => StorageErrorKind::Other,
+            },
+        };
+        StorageError { kind, detail: err.to_string() }
+    }
+}
+
+/// An open file to read from, at any offset.
+pub trait FileReader: AsyncRead + AsyncSeek + Send + Unpin {}
+impl<T: AsyncRead + AsyncSeek + Send + Unpin> FileReader for T {}
+
+/// An open file to write to, at any offset.
+pub trait FileWriter: AsyncWrite + AsyncSeek + Send + Unpin {}
+impl<T: AsyncWrite + AsyncSeek + Send + Unpin> FileWriter for T {}
+
+/// How an upload treats an existing file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMode {
+    /// Write a new file (replacing any old one) under a temporary name, moved into place on
+    /// commit: an interrupted upload never leaves a truncated file behind.
+    Replace,
+    /// Append to the file (created if missing), in place.
+    Append,
+    /// Write at offsets into the existing file (created if missing), in place, without
+    /// truncating it: resumed uploads.
+    Update,
+}
+
+/// An upload in progress.
+#[async_trait::async_trait]
+pub trait StagedWrite: Send {
+    fn writer(&mut self) -> &mut dyn FileWriter;
+    /// Flushes and puts the file in place. Dropping without commit discards a `Replace`
+    /// upload.
+    async fn commit(self: Box<Self>) -> Result<(), StorageError>;
+}
+
+/// A place that keeps files.
+#[async_trait::async_trait]
+pub trait Storage: Send + Sync {
+    async fn metadata(&self, path: &SitePath) -> Result<Metadata, StorageError>;
+    async fn read_dir(&self, path: &SitePath) -> Result<Vec<DirEntry>, StorageError>;
+    async fn open_read(&self, path: &SitePath) -> Result<Box<dyn FileReader>, StorageError>;
+    async fn begin_write(
+        &self,
+        path: &SitePath,
+        mode: WriteMode,
+    ) -> Result<Box<dyn StagedWrite>, StorageError>;
+    async fn create_dir(&self, path: &SitePath) -> Result<(), StorageError>;
+    async fn remove_file(&self, path: &SitePath) -> Result<(), StorageError>;
+    async fn remove_dir(&self, path: &SitePath) -> Result<(), StorageError>;
+    async fn rename(&self, from: &SitePath, to: &SitePath) -> Result<(), StorageError>;
+    async fn set_times(
+        &self,
+        path: &SitePath,
+        accessed: Option<SystemTime>,
+        modified: Option<SystemTime>,
+    ) -> Result<(), StorageError>;
+    async fn set_len(&self, path: &SitePath, len: u64) -> Result<(), StorageError>;
+}

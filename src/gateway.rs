@@ -1,0 +1,132 @@
+//! The one place that wires concrete types together: store, audit log, authenticator, file
+//! layer, account service, and (as they are built) the protocol listeners.
+//!
+//! [`Core::open`] builds everything from a validated [`Config`] without binding a port;
+//! [`Gateway::start`] binds the listeners that exist and returns their addresses, so tests
+//! can ask for port 0 and learn what they got. [`Gateway::stop`] stops listeners, then
+//! flushes the audit log.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::accounts::{AccountError, Accounts, UserSpec};
+use crate::audit::{AuditLog, AuditSettings, AuditSink};
+use crate::auth::Authenticator;
+use crate::config::Config;
+use crate::files::{Files, LocalStorage};
+use crate::identity::Principal;
+use crate::store::{Store, StoreError};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("cannot create data folder {path}: {source}")]
+    DataDir { path: String, source: std::io::Error },
+    #[error("cannot open the store: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot open file storage at {path}: {source}")]
+    Storage { path: String, source: std::io::Error },
+    #[error("cannot create the first admin: {0}")]
+    Bootstrap(#[from] AccountError),
+}
+
+/// The shared services every front-end uses.
+pub struct Core {
+    pub config: Config,
+    pub store: Store,
+    pub audit: Arc<AuditLog>,
+    pub auth: Arc<Authenticator>,
+    pub files: Arc<Files>,
+    pub accounts: Accounts,
+}
+
+impl Core {
+    /// Creates the data folder, opens (and migrates) the store and the storage, and starts
+    /// the audit writer. Binds nothing.
+    pub async fn open(config: Config) -> Result<Core, GatewayError> {
+        let data_dir = &config.server.data_dir;
+        std::fs::create_dir_all(data_dir)
+            .map_err(|source| GatewayError::DataDir { path: data_dir.display().to_string(), source })?;
+        let store = Store::connect(&config.server.database_url).await?;
+        let staging = data_dir.join("uploads-in-progress");
+        let storage = LocalStorage::open(&config.server.storage_dir, &staging).map_err(|source| {
+            GatewayError::Storage { path: config.server.storage_dir.display().to_string(), source }
+        })?;
+        let audit = AuditLog::start(
+            Arc::new(store.clone()),
+            AuditSettings {
+                node: config.server.node_name.clone(),
+                queue: config.audit.queue,
+                batch: config.audit.batch,
+            },
+        );
+        let sink: Arc<dyn AuditSink> = audit.clone();
+        let auth = Arc::new(Authenticator::new(Arc::new(store.clone()), sink.clone(), config.auth_settings()));
+        let files = Arc::new(Files::new(Arc::new(storage), sink.clone()));
+        let accounts = Accounts::new(store.clone(), auth.passwords().clone(), sink);
+        Ok(Core { config, store, audit, auth, files, accounts })
+    }
+
+    /// On a store without users, creates `admin` with a random password and returns it
+    /// (to be shown once). Returns `None` when users exist.
+    pub async fn bootstrap_admin(&self) -> Result<Option<(String, String)>, GatewayError> {
+        if self.store.count_users().await? > 0 {
+            return Ok(None);
+        }
+        let password = crate::secret::random_hex(12);
+        let spec = UserSpec {
+            username: "admin".into(),
+            password: Some(password.clone()),
+            site_admin: true,
+            ..Default::default()
+        };
+        let admin = self.accounts.create_user(&Principal::cli(), spec).await?;
+        self.accounts
+            .grant(&Principal::cli(), admin.id, "/", crate::identity::GrantLevel::Full)
+            .await?;
+        Ok(Some(("admin".into(), password)))
+    }
+
+    /// Flushes the audit log and closes the store.
+    pub async fn close(&self) {
+        self.audit.shutdown().await;
+        self.store.close().await;
+    }
+}
+
+/// A running server.
+pub struct Gateway {
+    pub core: Arc<Core>,
+    /// `(protocol, bound address)` of every listener started.
+    pub listening: Vec<(&'static str, SocketAddr)>,
+}
+
+impl Gateway {
+    /// Starts every enabled front-end that filegate has. Front-ends not built yet are not
+    /// started (and never faked).
+    pub async fn start(core: Core) -> Result<Gateway, GatewayError> {
+        let core = Arc::new(core);
+        let listening = Vec::new();
+        for (name, listener) in [
+            ("sftp", &core.config.sftp),
+            ("ftp", &core.config.ftp),
+            ("webdav", &core.config.webdav),
+            ("api", &core.config.api),
+        ] {
+            if listener.enabled {
+                tracing::warn!(protocol = name, "{name} front-end is not built yet; not started");
+            }
+        }
+        Ok(Gateway { core, listening })
+    }
+
+    /// The bound address of `protocol`, if it is running.
+    pub fn addr(&self, protocol: &str) -> Option<SocketAddr> {
+        self.listening.iter().find(|(p, _)| *p == protocol).map(|(_, a)| *a)
+    }
+
+    /// Stops the listeners, then flushes the audit log and closes the store.
+    pub async fn stop(self) {
+        self.core.close().await;
+    }
+}

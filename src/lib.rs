@@ -1,0 +1,32 @@
+//! filegate: one server for SFTP, FTP/FTPS and WebDAV, with users, folder grants and
+//! Files.com-style API keys, managed through a REST API and a CLI.
+//!
+//! Codemap, in the order a request flows (see ARCHITECTURE.md for the invariants):
+//!
+//! - [`config`]: settings from `config/filegate.toml` and `FILEGATE_*`, validated up front.
+//! - [`gateway`]: the one place that wires concrete types together and runs the listeners.
+//! - [`auth`]: the one authenticator — credentials → [`identity::Principal`] or a refusal.
+//! - [`identity`]: plain data — principals, protocols, grant levels, permission sets.
+//! - [`path`]: site paths — the one normaliser of client path strings.
+//! - [`files`]: the policy-checked, audited file layer over a confined [`files::Storage`].
+//! - [`accounts`]: rules for creating and changing users, grants, SSH keys and API keys.
+//! - [`audit`]: audit events and the batching writer.
+//! - [`store`]: sqlx on SQLite or PostgreSQL; SQL lives here and nowhere else.
+//! - [`model`]: the store's rows as plain data.
+//! - [`secret`]: random secrets and their digests.
+//! - [`cli`]: the `filegate` command line.
+
+pub mod accounts;
+pub mod audit;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod files;
+pub mod gateway;
+pub mod identity;
+pub mod model;
+pub mod path;
+pub mod secret;
+pub mod store;
+#[doc(hidden)]
+pub mod test_support;

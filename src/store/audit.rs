@@ -1,0 +1,67 @@
+//! Audit records: batched inserts and reads for the CLI and the API.
+
+use super::{Store, StoreError, on_pool};
+use crate::audit::{AuditEvent, AuditPersist, AuditRecord, PersistError};
+
+const AUDIT_COLUMNS: &str = "id, at_ms, node, session_id, user_id, username, key_id, protocol, \
+     action, path, destination, bytes, result, reason, remote_addr";
+
+/// Which audit records to read.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    /// Only records of this user.
+    pub user_id: Option<i64>,
+    /// Only login records.
+    pub logins_only: bool,
+    /// Records with `id < before` (newest first) when set.
+    pub before: Option<i64>,
+    pub limit: i64,
+}
+
+impl Store {
+    /// Inserts `events` in one transaction.
+    pub async fn append_audit(&self, node: &str, events: &[AuditEvent]) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            for e in events {
+                sqlx::query(
+                    "INSERT INTO audit_events (at_ms, node, session_id, user_id, username, key_id, \
+                     protocol, action, path, destination, bytes, result, reason, remote_addr) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)")
+                    .bind(e.at_ms).bind(node).bind(&e.session_id).bind(e.user_id)
+                    .bind(&e.username).bind(e.key_id).bind(e.protocol.as_str())
+                    .bind(e.action.as_str()).bind(&e.path).bind(&e.destination).bind(e.bytes)
+                    .bind(e.outcome.as_str()).bind(&e.reason).bind(&e.remote_addr)
+                    .execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Audit records, newest first.
+    pub async fn read_audit(&self, q: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
+        let before = q.before.unwrap_or(i64::MAX);
+        let user = q.user_id;
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_events WHERE id < $1 \
+             AND ($2 IS NULL OR user_id = $2) AND ($3 = FALSE OR action = 'login') \
+             ORDER BY id DESC LIMIT $4"
+        ));
+        Ok(on_pool!(self, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql.0.clone()))
+            .bind(before).bind(user).bind(q.logins_only).bind(q.limit)
+            .fetch_all(pool).await)?)
+    }
+
+    pub async fn count_audit(&self) -> Result<i64, StoreError> {
+        Ok(on_pool!(self, pool => sqlx::query_scalar("SELECT COUNT(*) FROM audit_events")
+            .fetch_one(pool).await)?)
+    }
+}
+
+#[async_trait::async_trait]
+impl AuditPersist for Store {
+    async fn persist(&self, node: &str, events: &[AuditEvent]) -> Result<(), PersistError> {
+        self.append_audit(node, events).await.map_err(|e| PersistError(e.to_string()))
+    }
+}
