@@ -207,8 +207,19 @@ impl AuditLog {
         let (tx, rx) = mpsc::channel(settings.queue.max(1));
         let stop = Arc::new(Notify::new());
         let written = Arc::new(AtomicU64::new(0));
-        let task = tokio::spawn(write_loop(rx, persist, settings, stop.clone(), written.clone()));
-        Arc::new(AuditLog { tx, stop, written, task: std::sync::Mutex::new(Some(task)) })
+        let task = tokio::spawn(write_loop(
+            rx,
+            persist,
+            settings,
+            stop.clone(),
+            written.clone(),
+        ));
+        Arc::new(AuditLog {
+            tx,
+            stop,
+            written,
+            task: std::sync::Mutex::new(Some(task)),
+        })
     }
 
     /// Events persisted so far.
@@ -225,10 +236,10 @@ impl AuditLog {
     pub async fn shutdown(&self) {
         self.stop.notify_one();
         let task = self.task.lock().expect("audit task lock").take();
-        if let Some(task) = task {
-            if let Err(err) = task.await {
-                tracing::error!(error = %err, "audit writer ended abnormally");
-            }
+        if let Some(task) = task
+            && let Err(err) = task.await
+        {
+            tracing::error!(error = %err, "audit writer ended abnormally");
         }
     }
 }

@@ -16,7 +16,10 @@ use crate::auth::{AuthSettings, LockoutPolicy};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("environment variable {name}: {message}")]
@@ -79,7 +82,11 @@ pub struct AuthConfig {
 
 impl Default for AuthConfig {
     fn default() -> Self {
-        AuthConfig { password_cache_seconds: 60, argon2_concurrency: 0, lockout: LockoutConfig::default() }
+        AuthConfig {
+            password_cache_seconds: 60,
+            argon2_concurrency: 0,
+            lockout: LockoutConfig::default(),
+        }
     }
 }
 
@@ -129,7 +136,10 @@ pub struct AuditConfig {
 
 impl Default for AuditConfig {
     fn default() -> Self {
-        AuditConfig { queue: 10_000, batch: 500 }
+        AuditConfig {
+            queue: 10_000,
+            batch: 500,
+        }
     }
 }
 
@@ -145,7 +155,10 @@ pub struct ListenerConfig {
 
 impl Default for ListenerConfig {
     fn default() -> Self {
-        ListenerConfig { enabled: true, listen: String::new() }
+        ListenerConfig {
+            enabled: true,
+            listen: String::new(),
+        }
     }
 }
 
@@ -171,7 +184,11 @@ impl Config {
             Some(path) => Self::from_file(path)?,
             None => {
                 let default = Path::new("config/filegate.toml");
-                if default.exists() { Self::from_file(default)? } else { Config::default() }
+                if default.exists() {
+                    Self::from_file(default)?
+                } else {
+                    Config::default()
+                }
             }
         };
         config.apply_env(|name| std::env::var(name).ok())?;
@@ -181,9 +198,14 @@ impl Config {
     }
 
     fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        Self::from_toml(&text).map_err(|message| ConfigError::Parse { path: path.to_owned(), message })
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        })
     }
 
     /// Parses TOML text (no environment, no validation).
@@ -211,7 +233,10 @@ impl Config {
         for (name, listener) in listeners {
             if let Some(v) = get(name) {
                 if v.parse::<SocketAddr>().is_err() {
-                    return Err(ConfigError::Env { name, message: format!("{v:?} is not an address like 127.0.0.1:2222") });
+                    return Err(ConfigError::Env {
+                        name,
+                        message: format!("{v:?} is not an address like 127.0.0.1:2222"),
+                    });
                 }
                 listener.listen = v;
             }
@@ -259,13 +284,21 @@ impl Config {
             return invalid("server.data_dir must not be empty".into());
         }
         let url = &self.server.database_url;
-        if !(url.starts_with("sqlite:") || url.starts_with("postgres:") || url.starts_with("postgresql:")) {
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres:")
+            || url.starts_with("postgresql:"))
+        {
             return invalid("server.database_url must start with sqlite: or postgres://".into());
         }
         if !matches!(self.server.log_format.as_str(), "text" | "json") {
-            return invalid(format!("server.log_format must be \"text\" or \"json\", not {:?}", self.server.log_format));
+            return invalid(format!(
+                "server.log_format must be \"text\" or \"json\", not {:?}",
+                self.server.log_format
+            ));
         }
-        if self.server.node_name.chars().count() > 64 || self.server.node_name.chars().any(char::is_control) {
+        if self.server.node_name.chars().count() > 64
+            || self.server.node_name.chars().any(char::is_control)
+        {
             return invalid("server.node_name must be at most 64 printable characters".into());
         }
         let lockout = &self.auth.lockout;
@@ -273,15 +306,25 @@ impl Config {
             return invalid("auth.lockout.max_failures_* must be at least 1".into());
         }
         if lockout.window_seconds == 0 || lockout.ban_seconds == 0 {
-            return invalid("auth.lockout.window_seconds and ban_seconds must be at least 1".into());
+            return invalid(
+                "auth.lockout.window_seconds and ban_seconds must be at least 1".into(),
+            );
         }
         if self.audit.queue == 0 || self.audit.batch == 0 {
             return invalid("audit.queue and audit.batch must be at least 1".into());
         }
         let mut seen = Vec::new();
-        for (name, listener) in [("sftp", &self.sftp), ("ftp", &self.ftp), ("webdav", &self.webdav), ("api", &self.api)] {
+        for (name, listener) in [
+            ("sftp", &self.sftp),
+            ("ftp", &self.ftp),
+            ("webdav", &self.webdav),
+            ("api", &self.api),
+        ] {
             let Ok(addr) = listener.listen.parse::<SocketAddr>() else {
-                return invalid(format!("{name}.listen {:?} is not an address like 127.0.0.1:2222", listener.listen));
+                return invalid(format!(
+                    "{name}.listen {:?} is not an address like 127.0.0.1:2222",
+                    listener.listen
+                ));
             };
             if listener.enabled && addr.port() != 0 && seen.contains(&addr) {
                 return invalid(format!("{name}.listen {addr} is used by another listener"));

@@ -21,11 +21,17 @@ use crate::store::{Store, StoreError};
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
     #[error("cannot create data folder {path}: {source}")]
-    DataDir { path: String, source: std::io::Error },
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot open the store: {0}")]
     Store(#[from] StoreError),
     #[error("cannot open file storage at {path}: {source}")]
-    Storage { path: String, source: std::io::Error },
+    Storage {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot create the first admin: {0}")]
     Bootstrap(#[from] AccountError),
 }
@@ -45,13 +51,19 @@ impl Core {
     /// the audit writer. Binds nothing.
     pub async fn open(config: Config) -> Result<Core, GatewayError> {
         let data_dir = &config.server.data_dir;
-        std::fs::create_dir_all(data_dir)
-            .map_err(|source| GatewayError::DataDir { path: data_dir.display().to_string(), source })?;
+        std::fs::create_dir_all(data_dir).map_err(|source| GatewayError::DataDir {
+            path: data_dir.display().to_string(),
+            source,
+        })?;
         let store = Store::connect(&config.server.database_url).await?;
         let staging = data_dir.join("uploads-in-progress");
-        let storage = LocalStorage::open(&config.server.storage_dir, &staging).map_err(|source| {
-            GatewayError::Storage { path: config.server.storage_dir.display().to_string(), source }
-        })?;
+        let storage =
+            LocalStorage::open(&config.server.storage_dir, &staging).map_err(|source| {
+                GatewayError::Storage {
+                    path: config.server.storage_dir.display().to_string(),
+                    source,
+                }
+            })?;
         let audit = AuditLog::start(
             Arc::new(store.clone()),
             AuditSettings {
@@ -61,10 +73,21 @@ impl Core {
             },
         );
         let sink: Arc<dyn AuditSink> = audit.clone();
-        let auth = Arc::new(Authenticator::new(Arc::new(store.clone()), sink.clone(), config.auth_settings()));
+        let auth = Arc::new(Authenticator::new(
+            Arc::new(store.clone()),
+            sink.clone(),
+            config.auth_settings(),
+        ));
         let files = Arc::new(Files::new(Arc::new(storage), sink.clone()));
         let accounts = Accounts::new(store.clone(), auth.passwords().clone(), sink);
-        Ok(Core { config, store, audit, auth, files, accounts })
+        Ok(Core {
+            config,
+            store,
+            audit,
+            auth,
+            files,
+            accounts,
+        })
     }
 
     /// On a store without users, creates `admin` with a random password and returns it
@@ -82,7 +105,12 @@ impl Core {
         };
         let admin = self.accounts.create_user(&Principal::cli(), spec).await?;
         self.accounts
-            .grant(&Principal::cli(), admin.id, "/", crate::identity::GrantLevel::Full)
+            .grant(
+                &Principal::cli(),
+                admin.id,
+                "/",
+                crate::identity::GrantLevel::Full,
+            )
             .await?;
         Ok(Some(("admin".into(), password)))
     }
@@ -114,7 +142,10 @@ impl Gateway {
             ("api", &core.config.api),
         ] {
             if listener.enabled {
-                tracing::warn!(protocol = name, "{name} front-end is not built yet; not started");
+                tracing::warn!(
+                    protocol = name,
+                    "{name} front-end is not built yet; not started"
+                );
             }
         }
         Ok(Gateway { core, listening })
@@ -122,7 +153,10 @@ impl Gateway {
 
     /// The bound address of `protocol`, if it is running.
     pub fn addr(&self, protocol: &str) -> Option<SocketAddr> {
-        self.listening.iter().find(|(p, _)| *p == protocol).map(|(_, a)| *a)
+        self.listening
+            .iter()
+            .find(|(p, _)| *p == protocol)
+            .map(|(_, a)| *a)
     }
 
     /// Stops the listeners, then flushes the audit log and closes the store.

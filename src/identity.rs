@@ -51,7 +51,10 @@ pub struct ClientInfo {
 
 impl ClientInfo {
     pub fn new(ip: Option<IpAddr>) -> Self {
-        ClientInfo { ip, session_id: crate::secret::random_hex(8) }
+        ClientInfo {
+            ip,
+            session_id: crate::secret::random_hex(8),
+        }
     }
 }
 
@@ -219,8 +222,11 @@ impl fmt::Debug for Access {
             (Access::DELETE, "delete"),
             (Access::MKDIR, "mkdir"),
         ];
-        let set: Vec<&str> =
-            names.iter().filter(|(a, _)| self.contains(*a)).map(|(_, n)| *n).collect();
+        let set: Vec<&str> = names
+            .iter()
+            .filter(|(a, _)| self.contains(*a))
+            .map(|(_, n)| *n)
+            .collect();
         write!(f, "Access({})", set.join("|"))
     }
 }

@@ -16,7 +16,10 @@ fn main() -> std::process::ExitCode {
         }
     };
     init_logging(&config, cli.is_serve());
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("filegate: cannot start the async runtime: {err}");
@@ -37,7 +40,9 @@ fn init_logging(config: &Config, serving: bool) {
     let filter = EnvFilter::try_from_env("FILEGATE_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if config.server.log_format == "json" {
         builder.json().init();
     } else {

@@ -67,7 +67,9 @@ impl UserRecord {
 /// Parses a CIDR or a bare address (as a /32 or /128).
 pub fn parse_net(s: &str) -> Result<ipnet::IpNet, ipnet::AddrParseError> {
     ipnet::IpNet::from_str(s).or_else(|e| {
-        std::net::IpAddr::from_str(s).map(ipnet::IpNet::from).map_err(|_| e)
+        std::net::IpAddr::from_str(s)
+            .map(ipnet::IpNet::from)
+            .map_err(|_| e)
     })
 }
 

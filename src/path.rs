@@ -96,7 +96,10 @@ impl SitePath {
         }
         check_chars(input)?;
         let segments: Vec<&str> = input.split('/').collect();
-        if segments.iter().any(|s| s.is_empty() || *s == "." || *s == "..") {
+        if segments
+            .iter()
+            .any(|s| s.is_empty() || *s == "." || *s == "..")
+        {
             return Err(PathError::BadSegment);
         }
         if segments.iter().any(|s| s.len() > MAX_NAME_BYTES) {

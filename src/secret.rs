@@ -29,7 +29,10 @@ pub fn digest_hex(secret: &str) -> String {
 /// Compares a presented secret with a stored digest in constant time.
 pub fn matches_digest(secret: &str, stored_digest_hex: &str) -> bool {
     let presented = digest_hex(secret);
-    presented.as_bytes().ct_eq(stored_digest_hex.as_bytes()).into()
+    presented
+        .as_bytes()
+        .ct_eq(stored_digest_hex.as_bytes())
+        .into()
 }
 
 #[cfg(test)]
@@ -41,7 +44,10 @@ mod tests {
         let a = new_key_secret();
         let b = new_key_secret();
         assert_eq!(a.len(), 64);
-        assert!(a.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)));
+        assert!(
+            a.chars()
+                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+        );
         assert_ne!(a, b);
     }
 

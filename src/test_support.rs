@@ -14,7 +14,8 @@ pub struct TempDir(PathBuf);
 
 impl TempDir {
     pub fn new(label: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("filegate-{label}-{}", crate::secret::random_hex(6)));
+        let dir =
+            std::env::temp_dir().join(format!("filegate-{label}-{}", crate::secret::random_hex(6)));
         std::fs::create_dir_all(&dir).expect("create temp dir");
         TempDir(dir)
     }
@@ -48,7 +49,11 @@ impl TestDb {
         let dir = TempDir::new("db");
         let url = format!("sqlite://{}", dir.path().join("test.db").display());
         let store = Store::connect(&url).await.expect("open sqlite test db");
-        TestDb { store, url, cleanup: Cleanup::Dir(dir) }
+        TestDb {
+            store,
+            url,
+            cleanup: Cleanup::Dir(dir),
+        }
     }
 
     /// A new PostgreSQL database on the server at `FILEGATE_TEST_POSTGRES_URL`, or `None`
@@ -57,7 +62,9 @@ impl TestDb {
         let admin_url = std::env::var(POSTGRES_ENV).ok().filter(|s| !s.is_empty())?;
         let database = format!("filegate_test_{}", crate::secret::random_hex(6));
         use sqlx::Connection;
-        let mut admin = sqlx::PgConnection::connect(&admin_url).await.expect("connect to test postgres");
+        let mut admin = sqlx::PgConnection::connect(&admin_url)
+            .await
+            .expect("connect to test postgres");
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}")))
             .execute(&mut admin)
             .await
@@ -65,7 +72,14 @@ impl TestDb {
         let _ = admin.close().await;
         let url = with_database(&admin_url, &database);
         let store = Store::connect(&url).await.expect("open postgres test db");
-        Some(TestDb { store, url, cleanup: Cleanup::Postgres { admin_url, database } })
+        Some(TestDb {
+            store,
+            url,
+            cleanup: Cleanup::Postgres {
+                admin_url,
+                database,
+            },
+        })
     }
 
     /// SQLite always; PostgreSQL too when configured (a note is printed when it is not).
@@ -81,12 +95,18 @@ impl TestDb {
     /// Closes the store and removes the database.
     pub async fn drop(self) {
         self.store.close().await;
-        if let Cleanup::Postgres { admin_url, database } = &self.cleanup {
+        if let Cleanup::Postgres {
+            admin_url,
+            database,
+        } = &self.cleanup
+        {
             use sqlx::Connection;
             if let Ok(mut admin) = sqlx::PgConnection::connect(admin_url).await {
-                let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)")))
-                    .execute(&mut admin)
-                    .await;
+                let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {database} WITH (FORCE)"
+                )))
+                .execute(&mut admin)
+                .await;
                 let _ = admin.close().await;
             }
         }
@@ -139,7 +159,10 @@ pub fn principal(
     use crate::identity::{ClientInfo, Grant, KeyIdentity, Principal, Protocol, UserIdentity};
     use crate::path::SitePath;
     Principal {
-        user: Some(UserIdentity { id: 1, username: "tester".into() }),
+        user: Some(UserIdentity {
+            id: 1,
+            username: "tester".into(),
+        }),
         key: key.map(|(path, permission_set)| KeyIdentity {
             id: 7,
             name: "test-key".into(),
@@ -149,7 +172,10 @@ pub fn principal(
         site_admin: false,
         grants: grants
             .iter()
-            .map(|(path, level)| Grant { path: SitePath::parse(path).expect("valid path"), level: *level })
+            .map(|(path, level)| Grant {
+                path: SitePath::parse(path).expect("valid path"),
+                level: *level,
+            })
             .collect(),
         protocol: Protocol::Sftp,
         client: ClientInfo::new(Some(std::net::IpAddr::from([127, 0, 0, 1]))),

@@ -89,7 +89,9 @@ fn validate_expiry(expires_at: Option<i64>) -> Result<(), AccountError> {
 fn validate_text(field: &str, value: Option<&str>, max: usize) -> Result<(), AccountError> {
     match value {
         Some(v) if v.chars().count() > max || v.chars().any(|c| c.is_control() && c != '\n') => {
-            invalid(format!("{field} must be at most {max} printable characters"))
+            invalid(format!(
+                "{field} must be at most {max} printable characters"
+            ))
         }
         _ => Ok(()),
     }
@@ -97,7 +99,11 @@ fn validate_text(field: &str, value: Option<&str>, max: usize) -> Result<(), Acc
 
 impl Accounts {
     /// Creates a key and returns its secret (64 hex characters from the OS random source).
-    pub async fn create_key(&self, actor: &Principal, spec: KeySpec) -> Result<CreatedKey, AccountError> {
+    pub async fn create_key(
+        &self,
+        actor: &Principal,
+        spec: KeySpec,
+    ) -> Result<CreatedKey, AccountError> {
         let name = validate_key_name(&spec.name)?;
         let path = validate_key_path(spec.path.as_deref())?;
         validate_expiry(spec.expires_at)?;
@@ -106,7 +112,10 @@ impl Accounts {
         let user_id = match spec.owner {
             KeyOwner::SiteWide => None,
             KeyOwner::User(id) => {
-                self.store.user_by_id(id).await?.ok_or(AccountError::NotFound)?;
+                self.store
+                    .user_by_id(id)
+                    .await?
+                    .ok_or(AccountError::NotFound)?;
                 Some(id)
             }
         };
@@ -127,13 +136,19 @@ impl Accounts {
             })
             .await?;
         self.audit.record(
-            AuditEvent::by(actor, Action::KeyCreate, Outcome::Ok).path(format!("api_key:{}", record.id)),
+            AuditEvent::by(actor, Action::KeyCreate, Outcome::Ok)
+                .path(format!("api_key:{}", record.id)),
         );
         Ok(CreatedKey { record, secret })
     }
 
     /// Changes a key's name, description, path, permission set or expiry.
-    pub async fn update_key(&self, actor: &Principal, id: i64, update: KeyUpdate) -> Result<KeyRecord, AccountError> {
+    pub async fn update_key(
+        &self,
+        actor: &Principal,
+        id: i64,
+        update: KeyUpdate,
+    ) -> Result<KeyRecord, AccountError> {
         let mut changes = KeyChanges::default();
         if let Some(name) = &update.name {
             changes.name = Some(validate_key_name(name)?);
@@ -150,8 +165,14 @@ impl Accounts {
             changes.description = Some(description.clone());
         }
         changes.permission_set = update.permission_set.map(|s| s.as_str().to_owned());
-        let record = self.store.update_key(id, &changes).await?.ok_or(AccountError::NotFound)?;
-        self.audit.record(AuditEvent::by(actor, Action::KeyUpdate, Outcome::Ok).path(format!("api_key:{id}")));
+        let record = self
+            .store
+            .update_key(id, &changes)
+            .await?
+            .ok_or(AccountError::NotFound)?;
+        self.audit.record(
+            AuditEvent::by(actor, Action::KeyUpdate, Outcome::Ok).path(format!("api_key:{id}")),
+        );
         Ok(record)
     }
 
@@ -160,7 +181,9 @@ impl Accounts {
         if !self.store.delete_key(id).await? {
             return Err(AccountError::NotFound);
         }
-        self.audit.record(AuditEvent::by(actor, Action::KeyDelete, Outcome::Ok).path(format!("api_key:{id}")));
+        self.audit.record(
+            AuditEvent::by(actor, Action::KeyDelete, Outcome::Ok).path(format!("api_key:{id}")),
+        );
         Ok(())
     }
 }
@@ -171,7 +194,10 @@ mod tests {
 
     #[test]
     fn key_names_may_not_be_all_digits_or_blank() {
-        assert_eq!(validate_key_name("  My Main API Key ").unwrap(), "My Main API Key");
+        assert_eq!(
+            validate_key_name("  My Main API Key ").unwrap(),
+            "My Main API Key"
+        );
         assert!(validate_key_name("123").is_err());
         assert!(validate_key_name("12a").is_ok());
         assert!(validate_key_name("   ").is_err());
@@ -181,7 +207,10 @@ mod tests {
 
     #[test]
     fn key_paths_are_validated_and_kept_in_files_com_form() {
-        assert_eq!(validate_key_path(Some("shared/docs")).unwrap(), Some("shared/docs".into()));
+        assert_eq!(
+            validate_key_path(Some("shared/docs")).unwrap(),
+            Some("shared/docs".into())
+        );
         assert_eq!(validate_key_path(Some("")).unwrap(), None);
         assert_eq!(validate_key_path(None).unwrap(), None);
         for bad in ["/shared", "shared/", "a/../b", "a//b", "./a", "a\0b"] {

@@ -38,7 +38,9 @@ pub enum AccountError {
 impl From<StoreError> for AccountError {
     fn from(err: StoreError) -> Self {
         match err {
-            StoreError::Conflict(what) => AccountError::Conflict(format!("that {what} is already taken")),
+            StoreError::Conflict(what) => {
+                AccountError::Conflict(format!("that {what} is already taken"))
+            }
             other => AccountError::Store(other),
         }
     }
@@ -58,7 +60,11 @@ pub struct Accounts {
 
 impl Accounts {
     pub fn new(store: Store, passwords: Passwords, audit: Arc<dyn AuditSink>) -> Accounts {
-        Accounts { store, passwords, audit }
+        Accounts {
+            store,
+            passwords,
+            audit,
+        }
     }
 
     pub fn store(&self) -> &Store {

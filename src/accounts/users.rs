@@ -31,7 +31,10 @@ pub fn validate_username(username: &str) -> Result<(), AccountError> {
     if username.starts_with('@') {
         return invalid("username may not start with @ (reserved for @api- key logins)");
     }
-    if !username.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-@+".contains(&b)) {
+    if !username
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"._-@+".contains(&b))
+    {
         return invalid("username may contain only letters, digits and . _ - @ +");
     }
     Ok(())
@@ -41,7 +44,9 @@ pub fn validate_username(username: &str) -> Result<(), AccountError> {
 pub fn validate_password(password: &str) -> Result<(), AccountError> {
     let n = password.chars().count();
     if !(MIN_PASSWORD..=MAX_PASSWORD).contains(&n) {
-        return invalid(format!("password must be {MIN_PASSWORD} to {MAX_PASSWORD} characters"));
+        return invalid(format!(
+            "password must be {MIN_PASSWORD} to {MAX_PASSWORD} characters"
+        ));
     }
     Ok(())
 }
@@ -61,9 +66,14 @@ pub fn normalize_allowed_ips(list: &str) -> Result<String, AccountError> {
 /// Checks an OpenSSH public key line and returns `type base64` (comment dropped).
 pub fn normalize_public_key(line: &str) -> Result<String, AccountError> {
     const TYPES: [&str; 8] = [
-        "ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
-        "ecdsa-sha2-nistp521", "sk-ssh-ed25519@openssh.com",
-        "sk-ecdsa-sha2-nistp256@openssh.com", "ssh-dss",
+        "ssh-ed25519",
+        "ssh-rsa",
+        "ecdsa-sha2-nistp256",
+        "ecdsa-sha2-nistp384",
+        "ecdsa-sha2-nistp521",
+        "sk-ssh-ed25519@openssh.com",
+        "sk-ecdsa-sha2-nistp256@openssh.com",
+        "ssh-dss",
     ];
     let mut parts = line.split_whitespace();
     let (Some(kind), Some(blob)) = (parts.next(), parts.next()) else {
@@ -81,7 +91,11 @@ pub fn normalize_public_key(line: &str) -> Result<String, AccountError> {
 
 impl Accounts {
     /// Creates a user (hashing the password with argon2id).
-    pub async fn create_user(&self, actor: &Principal, spec: UserSpec) -> Result<UserRecord, AccountError> {
+    pub async fn create_user(
+        &self,
+        actor: &Principal,
+        spec: UserSpec,
+    ) -> Result<UserRecord, AccountError> {
         validate_username(&spec.username)?;
         let password_hash = match &spec.password {
             Some(password) => {
@@ -100,12 +114,17 @@ impl Accounts {
                 email: spec.email,
             })
             .await?;
-        self.audit.record(AuditEvent::by(actor, Action::UserCreate, Outcome::Ok).path(user.username.clone()));
+        self.audit.record(
+            AuditEvent::by(actor, Action::UserCreate, Outcome::Ok).path(user.username.clone()),
+        );
         Ok(user)
     }
 
     pub async fn user_by_name(&self, username: &str) -> Result<UserRecord, AccountError> {
-        self.store.user_by_name(username).await?.ok_or(AccountError::NotFound)
+        self.store
+            .user_by_name(username)
+            .await?
+            .ok_or(AccountError::NotFound)
     }
 
     /// Applies changes to a user; a new password is validated and hashed here.
@@ -123,17 +142,28 @@ impl Accounts {
         if let Some(ips) = &changes.allowed_ips {
             changes.allowed_ips = Some(normalize_allowed_ips(ips)?);
         }
-        let user = self.store.update_user(user_id, &changes).await?.ok_or(AccountError::NotFound)?;
-        self.audit.record(AuditEvent::by(actor, Action::UserUpdate, Outcome::Ok).path(user.username.clone()));
+        let user = self
+            .store
+            .update_user(user_id, &changes)
+            .await?
+            .ok_or(AccountError::NotFound)?;
+        self.audit.record(
+            AuditEvent::by(actor, Action::UserUpdate, Outcome::Ok).path(user.username.clone()),
+        );
         Ok(user)
     }
 
     pub async fn delete_user(&self, actor: &Principal, user_id: i64) -> Result<(), AccountError> {
-        let user = self.store.user_by_id(user_id).await?.ok_or(AccountError::NotFound)?;
+        let user = self
+            .store
+            .user_by_id(user_id)
+            .await?
+            .ok_or(AccountError::NotFound)?;
         if !self.store.delete_user(user_id).await? {
             return Err(AccountError::NotFound);
         }
-        self.audit.record(AuditEvent::by(actor, Action::UserDelete, Outcome::Ok).path(user.username));
+        self.audit
+            .record(AuditEvent::by(actor, Action::UserDelete, Outcome::Ok).path(user.username));
         Ok(())
     }
 
@@ -150,8 +180,14 @@ impl Accounts {
             Ok(_) => return invalid("grant path may not contain . or .. segments"),
             Err(e) => return invalid(format!("grant path: {e}")),
         };
-        self.store.user_by_id(user_id).await?.ok_or(AccountError::NotFound)?;
-        let grant = self.store.insert_grant(user_id, normalized.as_str(), level.as_str()).await?;
+        self.store
+            .user_by_id(user_id)
+            .await?
+            .ok_or(AccountError::NotFound)?;
+        let grant = self
+            .store
+            .insert_grant(user_id, normalized.as_str(), level.as_str())
+            .await?;
         self.audit.record(
             AuditEvent::by(actor, Action::GrantCreate, Outcome::Ok)
                 .path(normalized.as_str())
@@ -161,9 +197,14 @@ impl Accounts {
     }
 
     pub async fn revoke_grant(&self, actor: &Principal, grant_id: i64) -> Result<(), AccountError> {
-        let grant = self.store.grant_by_id(grant_id).await?.ok_or(AccountError::NotFound)?;
+        let grant = self
+            .store
+            .grant_by_id(grant_id)
+            .await?
+            .ok_or(AccountError::NotFound)?;
         self.store.delete_grant(grant_id).await?;
-        self.audit.record(AuditEvent::by(actor, Action::GrantDelete, Outcome::Ok).path(grant.path));
+        self.audit
+            .record(AuditEvent::by(actor, Action::GrantDelete, Outcome::Ok).path(grant.path));
         Ok(())
     }
 
@@ -180,9 +221,14 @@ impl Accounts {
         if title.is_empty() || title.chars().count() > 255 || title.chars().any(char::is_control) {
             return invalid("public key title must be 1 to 255 printable characters");
         }
-        self.store.user_by_id(user_id).await?.ok_or(AccountError::NotFound)?;
+        self.store
+            .user_by_id(user_id)
+            .await?
+            .ok_or(AccountError::NotFound)?;
         let record = self.store.insert_public_key(user_id, title, &key).await?;
-        self.audit.record(AuditEvent::by(actor, Action::PublicKeyCreate, Outcome::Ok).path(title.to_owned()));
+        self.audit.record(
+            AuditEvent::by(actor, Action::PublicKeyCreate, Outcome::Ok).path(title.to_owned()),
+        );
         Ok(record)
     }
 }
@@ -203,7 +249,10 @@ mod tests {
 
     #[test]
     fn allowed_ips_accept_cidrs_and_addresses_only() {
-        assert_eq!(normalize_allowed_ips(" 10.0.0.0/8, 127.0.0.1 ").unwrap(), "10.0.0.0/8,127.0.0.1/32");
+        assert_eq!(
+            normalize_allowed_ips(" 10.0.0.0/8, 127.0.0.1 ").unwrap(),
+            "10.0.0.0/8,127.0.0.1/32"
+        );
         assert_eq!(normalize_allowed_ips("").unwrap(), "");
         assert!(normalize_allowed_ips("10.0.0.0/33").is_err());
         assert!(normalize_allowed_ips("example.com").is_err());
@@ -212,7 +261,10 @@ mod tests {
     #[test]
     fn public_keys_are_checked_and_lose_their_comment() {
         let line = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGxVv0n8bXYWH7X1o3OvZ4kmq2sA2sBl8xPq7Rk9YzN1 me@host";
-        assert_eq!(normalize_public_key(line).unwrap(), line.rsplit_once(' ').unwrap().0);
+        assert_eq!(
+            normalize_public_key(line).unwrap(),
+            line.rsplit_once(' ').unwrap().0
+        );
         assert!(normalize_public_key("ssh-foo AAAA").is_err());
         assert!(normalize_public_key("ssh-ed25519 not*base64!").is_err());
         assert!(normalize_public_key("").is_err());

@@ -24,7 +24,11 @@ fn event(n: u64) -> AuditEvent {
 }
 
 fn settings(queue: usize) -> AuditSettings {
-    AuditSettings { node: "test".into(), queue, batch: 7 }
+    AuditSettings {
+        node: "test".into(),
+        queue,
+        batch: 7,
+    }
 }
 
 #[tokio::test]

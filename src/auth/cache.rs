@@ -33,7 +33,12 @@ impl PasswordCache {
     pub fn new(ttl: Duration, capacity: usize) -> PasswordCache {
         let mut key = [0u8; 32];
         getrandom::fill(&mut key).expect("the OS random source failed");
-        PasswordCache { key, ttl, capacity, entries: Mutex::new(HashMap::new()) }
+        PasswordCache {
+            key,
+            ttl,
+            capacity,
+            entries: Mutex::new(HashMap::new()),
+        }
     }
 
     fn tag(&self, user_id: i64, password: &str) -> [u8; 32] {
@@ -63,7 +68,11 @@ impl PasswordCache {
         if self.ttl.is_zero() {
             return;
         }
-        let entry = Entry { tag: self.tag(user_id, password), revision, until: Instant::now() + self.ttl };
+        let entry = Entry {
+            tag: self.tag(user_id, password),
+            revision,
+            until: Instant::now() + self.ttl,
+        };
         let mut entries = self.entries.lock().expect("password cache lock");
         if entries.len() >= self.capacity {
             let now = Instant::now();
@@ -77,7 +86,10 @@ impl PasswordCache {
 
     /// Forgets a user's entry (after a failed attempt, for instance).
     pub fn forget(&self, user_id: i64) {
-        self.entries.lock().expect("password cache lock").remove(&user_id);
+        self.entries
+            .lock()
+            .expect("password cache lock")
+            .remove(&user_id);
     }
 }
 

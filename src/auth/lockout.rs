@@ -45,7 +45,11 @@ const SWEEP_AT: usize = 100_000;
 
 impl Lockout {
     pub fn new(policy: LockoutPolicy) -> Lockout {
-        Lockout { policy, pairs: Mutex::default(), addresses: Mutex::default() }
+        Lockout {
+            policy,
+            pairs: Mutex::default(),
+            addresses: Mutex::default(),
+        }
     }
 
     /// True when `login` from `ip` may not try now.
@@ -56,7 +60,12 @@ impl Lockout {
         let now = Instant::now();
         let banned = |c: Option<&Counter>| c.and_then(|c| c.banned_until).is_some_and(|t| t > now);
         banned(self.addresses.lock().expect("lockout lock").get(&ip))
-            || banned(self.pairs.lock().expect("lockout lock").get(&(ip, login.to_lowercase())))
+            || banned(
+                self.pairs
+                    .lock()
+                    .expect("lockout lock")
+                    .get(&(ip, login.to_lowercase())),
+            )
     }
 
     /// Counts a failure; returns how long to hold the refusal back.
@@ -83,7 +92,10 @@ impl Lockout {
     /// Clears the pair's counter after a successful login.
     pub fn succeeded(&self, ip: Option<IpAddr>, login: &str) {
         if let Some(ip) = ip {
-            self.pairs.lock().expect("lockout lock").remove(&(ip, login.to_lowercase()));
+            self.pairs
+                .lock()
+                .expect("lockout lock")
+                .remove(&(ip, login.to_lowercase()));
         }
     }
 }
@@ -100,12 +112,19 @@ fn bump<K: std::hash::Hash + Eq>(
             now.duration_since(c.first) < policy.window || c.banned_until.is_some_and(|t| t > now)
         });
     }
-    let counter =
-        map.entry(key).or_insert(Counter { failures: 0, first: now, banned_until: None });
+    let counter = map.entry(key).or_insert(Counter {
+        failures: 0,
+        first: now,
+        banned_until: None,
+    });
     if counter.banned_until.is_some_and(|t| t <= now)
         || now.duration_since(counter.first) >= policy.window
     {
-        *counter = Counter { failures: 0, first: now, banned_until: None };
+        *counter = Counter {
+            failures: 0,
+            first: now,
+            banned_until: None,
+        };
     }
     counter.failures += 1;
     if counter.failures >= max {

@@ -38,7 +38,10 @@ impl LoginName {
                 return Err(MalformedLogin);
             }
             if rest.bytes().all(|b| b.is_ascii_digit()) {
-                return rest.parse().map(LoginName::KeyId).map_err(|_| MalformedLogin);
+                return rest
+                    .parse()
+                    .map(LoginName::KeyId)
+                    .map_err(|_| MalformedLogin);
             }
             return Ok(LoginName::KeyName(rest.to_owned()));
         }
@@ -65,13 +68,22 @@ mod tests {
             LoginName::parse("@Api-My Main API Key"),
             Ok(LoginName::KeyName("My Main API Key".into()))
         );
-        assert_eq!(LoginName::parse("@api-4x"), Ok(LoginName::KeyName("4x".into())));
+        assert_eq!(
+            LoginName::parse("@api-4x"),
+            Ok(LoginName::KeyName("4x".into()))
+        );
     }
 
     #[test]
     fn anything_else_is_a_username() {
-        assert_eq!(LoginName::parse("alice"), Ok(LoginName::User("alice".into())));
-        assert_eq!(LoginName::parse("api-1"), Ok(LoginName::User("api-1".into())));
+        assert_eq!(
+            LoginName::parse("alice"),
+            Ok(LoginName::User("alice".into()))
+        );
+        assert_eq!(
+            LoginName::parse("api-1"),
+            Ok(LoginName::User("api-1".into()))
+        );
     }
 
     #[test]
@@ -81,8 +93,14 @@ mod tests {
         assert_eq!(LoginName::parse("@root"), Err(MalformedLogin));
         assert_eq!(LoginName::parse("a\0b"), Err(MalformedLogin));
         assert_eq!(LoginName::parse("a\nb"), Err(MalformedLogin));
-        assert_eq!(LoginName::parse(&"x".repeat(MAX_LOGIN_CHARS + 1)), Err(MalformedLogin));
-        assert_eq!(LoginName::parse("@api-99999999999999999999999"), Err(MalformedLogin));
+        assert_eq!(
+            LoginName::parse(&"x".repeat(MAX_LOGIN_CHARS + 1)),
+            Err(MalformedLogin)
+        );
+        assert_eq!(
+            LoginName::parse("@api-99999999999999999999999"),
+            Err(MalformedLogin)
+        );
         assert_eq!(LoginName::parse("@ap"), Err(MalformedLogin));
         assert_eq!(LoginName::parse("@apé-1"), Err(MalformedLogin));
     }

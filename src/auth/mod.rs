@@ -152,7 +152,11 @@ impl Authenticator {
     }
 
     /// Signs in to the REST API with a key secret alone (`X-FilesAPI-Key`).
-    pub async fn api_key(&self, key_secret: &str, client: ClientInfo) -> Result<Principal, AuthError> {
+    pub async fn api_key(
+        &self,
+        key_secret: &str,
+        client: ClientInfo,
+    ) -> Result<Principal, AuthError> {
         const LOGIN: &str = "@api-key-header";
         let ip = client.ip;
         if self.lockout.is_banned(ip, LOGIN) {
@@ -165,13 +169,18 @@ impl Authenticator {
         let checked = if !well_formed {
             Ok(Err(Denial("malformed key secret")))
         } else {
-            match self.directory.key_by_digest(&secret::digest_hex(key_secret)).await {
+            match self
+                .directory
+                .key_by_digest(&secret::digest_hex(key_secret))
+                .await
+            {
                 Ok(None) => Ok(Err(Denial("unknown key secret"))),
                 Ok(Some(key)) => self.key_principal(&key, Protocol::Api, &client).await,
                 Err(e) => Err(e),
             }
         };
-        self.conclude(LOGIN, Protocol::Api, client, ip, checked).await
+        self.conclude(LOGIN, Protocol::Api, client, ip, checked)
+            .await
     }
 
     /// Builds the principal of a user whose identity was proven another way (a REST API
@@ -198,7 +207,12 @@ impl Authenticator {
     pub async fn still_valid(&self, principal: &Principal) -> Result<bool, AuthError> {
         let unavailable = |_| AuthError::Unavailable;
         if let Some(key) = &principal.key {
-            let Some(row) = self.directory.key_by_id(key.id).await.map_err(unavailable)? else {
+            let Some(row) = self
+                .directory
+                .key_by_id(key.id)
+                .await
+                .map_err(unavailable)?
+            else {
                 return Ok(false);
             };
             if row.is_expired(now()) || row.user_id != principal.user.as_ref().map(|u| u.id) {
@@ -206,7 +220,12 @@ impl Authenticator {
             }
         }
         if let Some(user) = &principal.user {
-            let Some(row) = self.directory.user_by_id(user.id).await.map_err(unavailable)? else {
+            let Some(row) = self
+                .directory
+                .user_by_id(user.id)
+                .await
+                .map_err(unavailable)?
+            else {
                 return Ok(false);
             };
             if row.disabled || !row.allows_protocol(principal.protocol) {
@@ -227,7 +246,8 @@ impl Authenticator {
         match checked {
             Ok(Ok(principal)) => {
                 self.lockout.succeeded(ip, login);
-                self.audit.record(AuditEvent::by(&principal, Action::Login, Outcome::Ok));
+                self.audit
+                    .record(AuditEvent::by(&principal, Action::Login, Outcome::Ok));
                 tracing::info!(user = %principal.display_name(), key_id = principal.key.as_ref().map(|k| k.id), protocol = %protocol, client.ip = ?ip, "login accepted");
                 self.touch(&principal).await;
                 Ok(principal)
@@ -240,7 +260,13 @@ impl Authenticator {
                 Err(AuthError::Refused)
             }
             Err(err) => {
-                self.audit_login(login, protocol, &client, Outcome::Failed, "store unavailable");
+                self.audit_login(
+                    login,
+                    protocol,
+                    &client,
+                    Outcome::Failed,
+                    "store unavailable",
+                );
                 tracing::error!(error = %err, protocol = %protocol, "login failed closed: store unavailable");
                 Err(AuthError::Unavailable)
             }
@@ -255,7 +281,9 @@ impl Authenticator {
         client: &ClientInfo,
     ) -> Result<Checked, DirectoryError> {
         let Proof::Password(presented) = proof else {
-            return Ok(Err(Denial("API keys sign in with their secret, not an SSH key")));
+            return Ok(Err(Denial(
+                "API keys sign in with their secret, not an SSH key",
+            )));
         };
         let Some(key) = key else {
             secret::matches_digest(presented, &self.dummy_digest);
@@ -287,7 +315,12 @@ impl Authenticator {
                 Err(_) => return Ok(Err(Denial("key has an invalid path"))),
             },
         };
-        let key_identity = KeyIdentity { id: key.id, name: key.name.clone(), permission_set, path };
+        let key_identity = KeyIdentity {
+            id: key.id,
+            name: key.name.clone(),
+            permission_set,
+            path,
+        };
         let mut principal = match key.user_id {
             None => Principal {
                 user: None,
@@ -325,7 +358,8 @@ impl Authenticator {
             Proof::PublicKey(presented) => {
                 let keys = self.directory.public_keys_of(user.id).await?;
                 let presented = canonical_public_key(presented);
-                keys.iter().any(|k| canonical_public_key(&k.public_key) == presented)
+                keys.iter()
+                    .any(|k| canonical_public_key(&k.public_key) == presented)
             }
         };
         if !proven {
@@ -341,7 +375,11 @@ impl Authenticator {
         if self.cache.check(user.id, user.revision, password) {
             return true;
         }
-        match self.passwords.verify(password, user.password_hash.as_deref()).await {
+        match self
+            .passwords
+            .verify(password, user.password_hash.as_deref())
+            .await
+        {
             Ok(true) => {
                 self.cache.remember(user.id, user.revision, password);
                 true
@@ -375,7 +413,10 @@ impl Authenticator {
         }
         let grants = self.directory.grants_of(user.id).await?;
         Ok(Ok(Principal {
-            user: Some(UserIdentity { id: user.id, username: user.username.clone() }),
+            user: Some(UserIdentity {
+                id: user.id,
+                username: user.username.clone(),
+            }),
             key: None,
             site_admin: user.site_admin,
             grants: grants.iter().filter_map(|g| g.to_grant()).collect(),
@@ -403,9 +444,15 @@ impl Authenticator {
         anonymous.site_admin = false;
         anonymous.protocol = protocol;
         anonymous.client = client.clone();
-        let shown: String = login.chars().take(MAX_LOGIN_CHARS).filter(|c| !c.is_control()).collect();
+        let shown: String = login
+            .chars()
+            .take(MAX_LOGIN_CHARS)
+            .filter(|c| !c.is_control())
+            .collect();
         self.audit.record(
-            AuditEvent::by(&anonymous, Action::Login, outcome).path(shown).reason(reason),
+            AuditEvent::by(&anonymous, Action::Login, outcome)
+                .path(shown)
+                .reason(reason),
         );
     }
 
@@ -425,7 +472,9 @@ impl Authenticator {
         };
         let result = if let Some(key) = &principal.key {
             if due((true, key.id), KEY_TOUCH_INTERVAL) {
-                self.directory.touch_key(key.id, at, KEY_TOUCH_INTERVAL).await
+                self.directory
+                    .touch_key(key.id, at, KEY_TOUCH_INTERVAL)
+                    .await
             } else {
                 Ok(())
             }
@@ -455,7 +504,10 @@ fn owner_reason(reason: &'static str) -> &'static str {
 
 /// `type base64` of an OpenSSH public key line, without its comment.
 pub fn canonical_public_key(line: &str) -> String {
-    line.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
+    line.split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]

@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
+use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
-use argon2::Argon2;
 use tokio::sync::Semaphore;
 
 /// Hashing or verification could not run.
@@ -30,12 +30,17 @@ impl Passwords {
     /// `concurrency`: argon2 computations allowed at once (0 means the number of cores).
     pub fn new(concurrency: usize) -> Passwords {
         let permits = if concurrency == 0 {
-            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
         } else {
             concurrency
         };
         let dummy = hash_now(&crate::secret::random_hex(16)).expect("argon2 works");
-        Passwords { permits: Arc::new(Semaphore::new(permits)), dummy: Arc::new(dummy) }
+        Passwords {
+            permits: Arc::new(Semaphore::new(permits)),
+            dummy: Arc::new(dummy),
+        }
     }
 
     /// A PHC string for `password`, with a fresh salt.
@@ -60,8 +65,14 @@ impl Passwords {
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, PasswordError> {
-        let _permit = self.permits.acquire().await.map_err(|_| PasswordError::Worker)?;
-        tokio::task::spawn_blocking(work).await.map_err(|_| PasswordError::Worker)
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| PasswordError::Worker)?;
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|_| PasswordError::Worker)
     }
 }
 
@@ -74,7 +85,9 @@ fn hash_now(password: &str) -> Result<String, PasswordError> {
 
 fn verify_now(password: &str, phc: &str) -> bool {
     match PasswordHash::new(phc) {
-        Ok(parsed) => Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok(),
+        Ok(parsed) => Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok(),
         Err(_) => false,
     }
 }

@@ -40,19 +40,45 @@ fn settings(max_failures: u32) -> AuthSettings {
 
 async fn fixture(store: Store, max_failures: u32) -> Fixture {
     let audit = Arc::new(MemorySink::default());
-    let auth = Authenticator::new(Arc::new(store.clone()), audit.clone(), settings(max_failures));
+    let auth = Authenticator::new(
+        Arc::new(store.clone()),
+        audit.clone(),
+        settings(max_failures),
+    );
     let accounts = Accounts::new(store.clone(), auth.passwords().clone(), audit.clone());
     let cli = Principal::cli();
     let alice = accounts
-        .create_user(&cli, UserSpec { username: "alice".into(), password: Some("alice-password".into()), ..Default::default() })
+        .create_user(
+            &cli,
+            UserSpec {
+                username: "alice".into(),
+                password: Some("alice-password".into()),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
-    accounts.grant(&cli, alice.id, "/team", GrantLevel::Full).await.unwrap();
-    Fixture { auth, accounts, store, audit, alice: alice.id }
+    accounts
+        .grant(&cli, alice.id, "/team", GrantLevel::Full)
+        .await
+        .unwrap();
+    Fixture {
+        auth,
+        accounts,
+        store,
+        audit,
+        alice: alice.id,
+    }
 }
 
 impl Fixture {
-    async fn key(&self, name: &str, owner: KeyOwner, set: PermissionSet, expires_at: Option<i64>) -> (i64, String) {
+    async fn key(
+        &self,
+        name: &str,
+        owner: KeyOwner,
+        set: PermissionSet,
+        expires_at: Option<i64>,
+    ) -> (i64, String) {
         let spec = KeySpec {
             owner,
             name: name.into(),
@@ -63,16 +89,33 @@ impl Fixture {
             platform: None,
             created_by: None,
         };
-        let created = self.accounts.create_key(&Principal::cli(), spec).await.unwrap();
+        let created = self
+            .accounts
+            .create_key(&Principal::cli(), spec)
+            .await
+            .unwrap();
         (created.record.id, created.secret)
     }
 
     async fn login(&self, login: &str, password: &str) -> Result<Principal, AuthError> {
-        self.auth.login(login, Proof::Password(password), Protocol::Sftp, ClientInfo::new(HOME)).await
+        self.auth
+            .login(
+                login,
+                Proof::Password(password),
+                Protocol::Sftp,
+                ClientInfo::new(HOME),
+            )
+            .await
     }
 
     fn last_reason(&self) -> String {
-        let event = self.audit.events().into_iter().rev().find(|e| e.action == Action::Login).unwrap();
+        let event = self
+            .audit
+            .events()
+            .into_iter()
+            .rev()
+            .find(|e| e.action == Action::Login)
+            .unwrap();
         event.reason.unwrap_or_default()
     }
 }
@@ -95,8 +138,21 @@ async fn a_user_signs_in_with_the_right_password_and_gets_their_grants() {
         assert_eq!(p.user.as_ref().unwrap().id, fx.alice);
         assert!(p.key.is_none() && !p.site_admin);
         assert_eq!(p.grants.len(), 1);
-        assert_eq!(fx.login("ALICE", "alice-password").await.unwrap().user.unwrap().username, "alice");
-        let ok = fx.audit.events().into_iter().rfind(|e| e.action == Action::Login).unwrap();
+        assert_eq!(
+            fx.login("ALICE", "alice-password")
+                .await
+                .unwrap()
+                .user
+                .unwrap()
+                .username,
+            "alice"
+        );
+        let ok = fx
+            .audit
+            .events()
+            .into_iter()
+            .rfind(|e| e.action == Action::Login)
+            .unwrap();
         assert_eq!((ok.outcome, ok.user_id), (Outcome::Ok, Some(fx.alice)));
     })
     .await;
@@ -105,7 +161,9 @@ async fn a_user_signs_in_with_the_right_password_and_gets_their_grants() {
 #[tokio::test]
 async fn every_failure_gives_the_same_refusal_and_logs_its_own_reason() {
     each_backend(100, |fx| async move {
-        let (key_id, secret) = fx.key("ci", KeyOwner::User(fx.alice), PermissionSet::Full, None).await;
+        let (key_id, secret) = fx
+            .key("ci", KeyOwner::User(fx.alice), PermissionSet::Full, None)
+            .await;
         let cases: Vec<(String, String, &str)> = vec![
             ("alice".into(), "wrong-password".into(), "wrong password"),
             ("nobody".into(), "whatever-pw".into(), "unknown user"),
@@ -116,7 +174,11 @@ async fn every_failure_gives_the_same_refusal_and_logs_its_own_reason() {
             ("".into(), "x".into(), "malformed login name"),
         ];
         for (login, password, reason) in cases {
-            assert_eq!(fx.login(&login, &password).await.unwrap_err(), AuthError::Refused, "{login}");
+            assert_eq!(
+                fx.login(&login, &password).await.unwrap_err(),
+                AuthError::Refused,
+                "{login}"
+            );
             assert_eq!(fx.last_reason(), reason, "{login}");
         }
     })
@@ -126,8 +188,19 @@ async fn every_failure_gives_the_same_refusal_and_logs_its_own_reason() {
 #[tokio::test]
 async fn a_key_signs_in_by_id_and_by_name_as_its_owner() {
     each_backend(100, |fx| async move {
-        let (id, secret) = fx.key("Deploy Bot", KeyOwner::User(fx.alice), PermissionSet::FilesOnly, None).await;
-        for login in [format!("@api-{id}"), "@api-Deploy Bot".into(), "@API-deploy bot".into()] {
+        let (id, secret) = fx
+            .key(
+                "Deploy Bot",
+                KeyOwner::User(fx.alice),
+                PermissionSet::FilesOnly,
+                None,
+            )
+            .await;
+        for login in [
+            format!("@api-{id}"),
+            "@api-Deploy Bot".into(),
+            "@API-deploy bot".into(),
+        ] {
             let p = fx.login(&login, &secret).await.unwrap();
             assert_eq!(p.user.as_ref().unwrap().id, fx.alice, "{login}");
             let key = p.key.unwrap();
@@ -135,8 +208,17 @@ async fn a_key_signs_in_by_id_and_by_name_as_its_owner() {
         }
         let record = fx.store.key_by_id(id).await.unwrap().unwrap();
         assert!(record.last_use_at.is_some());
-        let ok = fx.audit.events().into_iter().rfind(|e| e.action == Action::Login).unwrap();
-        assert_eq!((ok.user_id, ok.key_id), (Some(fx.alice), Some(id)), "logged as the key's owner");
+        let ok = fx
+            .audit
+            .events()
+            .into_iter()
+            .rfind(|e| e.action == Action::Login)
+            .unwrap();
+        assert_eq!(
+            (ok.user_id, ok.key_id),
+            (Some(fx.alice), Some(id)),
+            "logged as the key's owner"
+        );
     })
     .await;
 }
@@ -144,12 +226,24 @@ async fn a_key_signs_in_by_id_and_by_name_as_its_owner() {
 #[tokio::test]
 async fn a_site_wide_key_is_an_admin_without_a_user() {
     each_backend(100, |fx| async move {
-        let (id, secret) = fx.key("site", KeyOwner::SiteWide, PermissionSet::Full, None).await;
+        let (id, secret) = fx
+            .key("site", KeyOwner::SiteWide, PermissionSet::Full, None)
+            .await;
         let p = fx.login(&format!("@api-{id}"), &secret).await.unwrap();
         assert!(p.site_admin && p.user.is_none());
-        let via_header = fx.auth.api_key(&secret, ClientInfo::new(HOME)).await.unwrap();
+        let via_header = fx
+            .auth
+            .api_key(&secret, ClientInfo::new(HOME))
+            .await
+            .unwrap();
         assert_eq!(via_header.key.unwrap().id, id);
-        assert_eq!(fx.auth.api_key("not-hex!", ClientInfo::new(HOME)).await.unwrap_err(), AuthError::Refused);
+        assert_eq!(
+            fx.auth
+                .api_key("not-hex!", ClientInfo::new(HOME))
+                .await
+                .unwrap_err(),
+            AuthError::Refused
+        );
     })
     .await;
 }
@@ -157,25 +251,68 @@ async fn a_site_wide_key_is_an_admin_without_a_user() {
 #[tokio::test]
 async fn expired_deleted_and_disabled_owner_keys_are_refused() {
     each_backend(100, |fx| async move {
-        let (id, secret) = fx.key("soon", KeyOwner::User(fx.alice), PermissionSet::Full, Some(crate::model::now() + 2)).await;
+        let (id, secret) = fx
+            .key(
+                "soon",
+                KeyOwner::User(fx.alice),
+                PermissionSet::Full,
+                Some(crate::model::now() + 2),
+            )
+            .await;
         assert!(fx.login(&format!("@api-{id}"), &secret).await.is_ok());
-        fx.store.update_key(id, &crate::store::KeyChanges { expires_at: Some(Some(1)), ..Default::default() }).await.unwrap();
-        assert_eq!(fx.login(&format!("@api-{id}"), &secret).await.unwrap_err(), AuthError::Refused);
+        fx.store
+            .update_key(
+                id,
+                &crate::store::KeyChanges {
+                    expires_at: Some(Some(1)),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            fx.login(&format!("@api-{id}"), &secret).await.unwrap_err(),
+            AuthError::Refused
+        );
         assert_eq!(fx.last_reason(), "key expired");
 
-        let (id, secret) = fx.key("gone", KeyOwner::User(fx.alice), PermissionSet::Full, None).await;
+        let (id, secret) = fx
+            .key("gone", KeyOwner::User(fx.alice), PermissionSet::Full, None)
+            .await;
         let session = fx.login(&format!("@api-{id}"), &secret).await.unwrap();
         assert!(fx.auth.still_valid(&session).await.unwrap());
         fx.accounts.revoke_key(&Principal::cli(), id).await.unwrap();
-        assert_eq!(fx.login(&format!("@api-{id}"), &secret).await.unwrap_err(), AuthError::Refused);
+        assert_eq!(
+            fx.login(&format!("@api-{id}"), &secret).await.unwrap_err(),
+            AuthError::Refused
+        );
         assert!(!fx.auth.still_valid(&session).await.unwrap());
 
-        let (id, secret) = fx.key("owner-off", KeyOwner::User(fx.alice), PermissionSet::Full, None).await;
-        let changes = UserChanges { disabled: Some(true), ..Default::default() };
-        fx.accounts.update_user(&Principal::cli(), fx.alice, changes, None).await.unwrap();
-        assert_eq!(fx.login(&format!("@api-{id}"), &secret).await.unwrap_err(), AuthError::Refused);
+        let (id, secret) = fx
+            .key(
+                "owner-off",
+                KeyOwner::User(fx.alice),
+                PermissionSet::Full,
+                None,
+            )
+            .await;
+        let changes = UserChanges {
+            disabled: Some(true),
+            ..Default::default()
+        };
+        fx.accounts
+            .update_user(&Principal::cli(), fx.alice, changes, None)
+            .await
+            .unwrap();
+        assert_eq!(
+            fx.login(&format!("@api-{id}"), &secret).await.unwrap_err(),
+            AuthError::Refused
+        );
         assert_eq!(fx.last_reason(), "key owner disabled");
-        assert_eq!(fx.login("alice", "alice-password").await.unwrap_err(), AuthError::Refused);
+        assert_eq!(
+            fx.login("alice", "alice-password").await.unwrap_err(),
+            AuthError::Refused
+        );
         assert_eq!(fx.last_reason(), "user disabled");
     })
     .await;
@@ -187,10 +324,18 @@ async fn a_cached_password_is_defeated_at_once_by_a_password_change() {
         fx.login("alice", "alice-password").await.unwrap();
         fx.login("alice", "alice-password").await.unwrap();
         fx.accounts
-            .update_user(&Principal::cli(), fx.alice, UserChanges::default(), Some("new-password-1"))
+            .update_user(
+                &Principal::cli(),
+                fx.alice,
+                UserChanges::default(),
+                Some("new-password-1"),
+            )
             .await
             .unwrap();
-        assert_eq!(fx.login("alice", "alice-password").await.unwrap_err(), AuthError::Refused);
+        assert_eq!(
+            fx.login("alice", "alice-password").await.unwrap_err(),
+            AuthError::Refused
+        );
         fx.login("alice", "new-password-1").await.unwrap();
     })
     .await;
@@ -199,19 +344,63 @@ async fn a_cached_password_is_defeated_at_once_by_a_password_change() {
 #[tokio::test]
 async fn protocol_switches_and_allowed_ips_apply_to_users_and_their_keys() {
     each_backend(100, |fx| async move {
-        let (id, secret) = fx.key("k", KeyOwner::User(fx.alice), PermissionSet::Full, None).await;
-        let changes = UserChanges { sftp_permission: Some(false), ..Default::default() };
-        fx.accounts.update_user(&Principal::cli(), fx.alice, changes, None).await.unwrap();
-        assert_eq!(fx.login("alice", "alice-password").await.unwrap_err(), AuthError::Refused);
-        assert_eq!(fx.login(&format!("@api-{id}"), &secret).await.unwrap_err(), AuthError::Refused);
+        let (id, secret) = fx
+            .key("k", KeyOwner::User(fx.alice), PermissionSet::Full, None)
+            .await;
+        let changes = UserChanges {
+            sftp_permission: Some(false),
+            ..Default::default()
+        };
+        fx.accounts
+            .update_user(&Principal::cli(), fx.alice, changes, None)
+            .await
+            .unwrap();
+        assert_eq!(
+            fx.login("alice", "alice-password").await.unwrap_err(),
+            AuthError::Refused
+        );
+        assert_eq!(
+            fx.login(&format!("@api-{id}"), &secret).await.unwrap_err(),
+            AuthError::Refused
+        );
         assert_eq!(fx.last_reason(), "protocol disabled for key owner");
-        let ftp = fx.auth.login("alice", Proof::Password("alice-password"), Protocol::Ftp, ClientInfo::new(HOME)).await;
+        let ftp = fx
+            .auth
+            .login(
+                "alice",
+                Proof::Password("alice-password"),
+                Protocol::Ftp,
+                ClientInfo::new(HOME),
+            )
+            .await;
         assert!(ftp.is_ok());
-        let changes = UserChanges { allowed_ips: Some("10.0.0.0/8".into()), ..Default::default() };
-        fx.accounts.update_user(&Principal::cli(), fx.alice, changes, None).await.unwrap();
-        let from_home = fx.auth.login("alice", Proof::Password("alice-password"), Protocol::Ftp, ClientInfo::new(HOME)).await;
+        let changes = UserChanges {
+            allowed_ips: Some("10.0.0.0/8".into()),
+            ..Default::default()
+        };
+        fx.accounts
+            .update_user(&Principal::cli(), fx.alice, changes, None)
+            .await
+            .unwrap();
+        let from_home = fx
+            .auth
+            .login(
+                "alice",
+                Proof::Password("alice-password"),
+                Protocol::Ftp,
+                ClientInfo::new(HOME),
+            )
+            .await;
         assert_eq!(from_home.unwrap_err(), AuthError::Refused);
-        let from_10 = fx.auth.login("alice", Proof::Password("alice-password"), Protocol::Ftp, ClientInfo::new(OTHER)).await;
+        let from_10 = fx
+            .auth
+            .login(
+                "alice",
+                Proof::Password("alice-password"),
+                Protocol::Ftp,
+                ClientInfo::new(OTHER),
+            )
+            .await;
         assert!(from_10.is_ok());
     })
     .await;
@@ -220,14 +409,43 @@ async fn protocol_switches_and_allowed_ips_apply_to_users_and_their_keys() {
 #[tokio::test]
 async fn ssh_public_keys_sign_users_in_but_never_api_keys() {
     each_backend(100, |fx| async move {
-        let line = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGxVv0n8bXYWH7X1o3OvZ4kmq2sA2sBl8xPq7Rk9YzN1";
-        fx.accounts.add_public_key(&Principal::cli(), fx.alice, "laptop", &format!("{line} me@host")).await.unwrap();
+        let line =
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGxVv0n8bXYWH7X1o3OvZ4kmq2sA2sBl8xPq7Rk9YzN1";
+        fx.accounts
+            .add_public_key(
+                &Principal::cli(),
+                fx.alice,
+                "laptop",
+                &format!("{line} me@host"),
+            )
+            .await
+            .unwrap();
         let client = || ClientInfo::new(HOME);
-        assert!(fx.auth.login("alice", Proof::PublicKey(line), Protocol::Sftp, client()).await.is_ok());
+        assert!(
+            fx.auth
+                .login("alice", Proof::PublicKey(line), Protocol::Sftp, client())
+                .await
+                .is_ok()
+        );
         let other = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOtherOtherOtherOtherOtherOtherOtherOther";
-        assert!(fx.auth.login("alice", Proof::PublicKey(other), Protocol::Sftp, client()).await.is_err());
-        let (id, _) = fx.key("k", KeyOwner::User(fx.alice), PermissionSet::Full, None).await;
-        let by_key = fx.auth.login(&format!("@api-{id}"), Proof::PublicKey(line), Protocol::Sftp, client()).await;
+        assert!(
+            fx.auth
+                .login("alice", Proof::PublicKey(other), Protocol::Sftp, client())
+                .await
+                .is_err()
+        );
+        let (id, _) = fx
+            .key("k", KeyOwner::User(fx.alice), PermissionSet::Full, None)
+            .await;
+        let by_key = fx
+            .auth
+            .login(
+                &format!("@api-{id}"),
+                Proof::PublicKey(line),
+                Protocol::Sftp,
+                client(),
+            )
+            .await;
         assert_eq!(by_key.unwrap_err(), AuthError::Refused);
     })
     .await;
@@ -237,11 +455,25 @@ async fn ssh_public_keys_sign_users_in_but_never_api_keys() {
 async fn repeated_failures_lock_out_that_login_from_that_address_only() {
     each_backend(3, |fx| async move {
         for _ in 0..3 {
-            assert_eq!(fx.login("alice", "bad-password").await.unwrap_err(), AuthError::Refused);
+            assert_eq!(
+                fx.login("alice", "bad-password").await.unwrap_err(),
+                AuthError::Refused
+            );
         }
-        assert_eq!(fx.login("alice", "alice-password").await.unwrap_err(), AuthError::LockedOut);
+        assert_eq!(
+            fx.login("alice", "alice-password").await.unwrap_err(),
+            AuthError::LockedOut
+        );
         assert_eq!(fx.last_reason(), "locked out");
-        let elsewhere = fx.auth.login("alice", Proof::Password("alice-password"), Protocol::Sftp, ClientInfo::new(OTHER)).await;
+        let elsewhere = fx
+            .auth
+            .login(
+                "alice",
+                Proof::Password("alice-password"),
+                Protocol::Sftp,
+                ClientInfo::new(OTHER),
+            )
+            .await;
         assert!(elsewhere.is_ok(), "another address is not blocked");
     })
     .await;
@@ -252,5 +484,8 @@ async fn a_closed_store_fails_closed() {
     let db = TestDb::sqlite().await;
     let fx = fixture(db.store.clone(), 100).await;
     fx.store.close().await;
-    assert_eq!(fx.login("alice", "alice-password").await.unwrap_err(), AuthError::Unavailable);
+    assert_eq!(
+        fx.login("alice", "alice-password").await.unwrap_err(),
+        AuthError::Unavailable
+    );
 }

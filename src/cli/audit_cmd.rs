@@ -24,7 +24,13 @@ pub enum AuditCommand {
 pub async fn run(core: &Core, cmd: AuditCommand) -> anyhow::Result<()> {
     let AuditCommand::Tail { n, json } = cmd;
     let limit = n.clamp(1, 100_000);
-    let mut rows = core.store.read_audit(&AuditQuery { limit, ..Default::default() }).await?;
+    let mut rows = core
+        .store
+        .read_audit(&AuditQuery {
+            limit,
+            ..Default::default()
+        })
+        .await?;
     rows.reverse();
     if json {
         let values = rows
@@ -50,7 +56,12 @@ pub async fn run(core: &Core, cmd: AuditCommand) -> anyhow::Result<()> {
         };
         let mut line = format!(
             "{} {} {:<7} {:<18} {:<7} {}",
-            format_time(r.at_ms / 1000), r.node, r.protocol, r.action, r.result, who
+            format_time(r.at_ms / 1000),
+            r.node,
+            r.protocol,
+            r.action,
+            r.result,
+            who
         );
         if let Some(p) = &r.path {
             line.push_str(&format!(" {p}"));

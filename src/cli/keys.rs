@@ -63,7 +63,10 @@ pub async fn run(core: &Core, cmd: KeyCommand) -> anyhow::Result<()> {
         KeyCommand::Create(args) => create(core, args).await,
         KeyCommand::List { json } => list(core, json).await,
         KeyCommand::Revoke { id } => {
-            core.accounts.revoke_key(&Principal::cli(), id).await.map_err(explain)?;
+            core.accounts
+                .revoke_key(&Principal::cli(), id)
+                .await
+                .map_err(explain)?;
             println!("key {id} revoked");
             Ok(())
         }
@@ -73,7 +76,9 @@ pub async fn run(core: &Core, cmd: KeyCommand) -> anyhow::Result<()> {
 async fn create(core: &Core, args: CreateArgs) -> anyhow::Result<()> {
     let permission_set: PermissionSet = match args.permission_set.parse() {
         Ok(set) => set,
-        Err(_) => bail!("--permission-set must be one of full, desktop_app, files_only, readonly, writeonly"),
+        Err(_) => bail!(
+            "--permission-set must be one of full, desktop_app, files_only, readonly, writeonly"
+        ),
     };
     let expires_at = match &args.expires_at {
         None => None,
@@ -99,7 +104,11 @@ async fn create(core: &Core, args: CreateArgs) -> anyhow::Result<()> {
         platform: None,
         created_by,
     };
-    let created = core.accounts.create_key(&Principal::cli(), spec).await.map_err(explain)?;
+    let created = core
+        .accounts
+        .create_key(&Principal::cli(), spec)
+        .await
+        .map_err(explain)?;
     let k = &created.record;
     if args.json {
         let mut value = key_json(k);
@@ -108,7 +117,10 @@ async fn create(core: &Core, args: CreateArgs) -> anyhow::Result<()> {
     }
     println!("created API key {} (id {})", k.name, k.id);
     println!("secret: {}", created.secret);
-    println!("This secret is shown only once. Sign in with login @api-{} (or @api-{}) and the secret as password.", k.id, k.name);
+    println!(
+        "This secret is shown only once. Sign in with login @api-{} (or @api-{}) and the secret as password.",
+        k.id, k.name
+    );
     Ok(())
 }
 
@@ -125,25 +137,43 @@ async fn list(core: &Core, json: bool) -> anyhow::Result<()> {
     let mut keys: Vec<KeyRecord> = Vec::new();
     loop {
         let after = keys.last().map(|k| k.id).unwrap_or(0);
-        let page = core.store.list_keys(KeyOwnerFilter::All, after, 1000).await?;
+        let page = core
+            .store
+            .list_keys(KeyOwnerFilter::All, after, 1000)
+            .await?;
         if page.is_empty() {
             break;
         }
         keys.extend(page);
     }
     if json {
-        return print_json(&serde_json::Value::Array(keys.iter().map(key_json).collect()));
+        return print_json(&serde_json::Value::Array(
+            keys.iter().map(key_json).collect(),
+        ));
     }
-    println!("{:>5}  {:<24} {:<14} {:<12} {:<20} {:<20} last use", "id", "name", "owner", "permissions", "path", "expires");
+    println!(
+        "{:>5}  {:<24} {:<14} {:<12} {:<20} {:<20} last use",
+        "id", "name", "owner", "permissions", "path", "expires"
+    );
     for k in &keys {
         let owner = match k.user_id {
             None => "(site-wide)".to_owned(),
-            Some(id) => core.store.user_by_id(id).await?.map(|u| u.username).unwrap_or_else(|| format!("user {id}")),
+            Some(id) => core
+                .store
+                .user_by_id(id)
+                .await?
+                .map(|u| u.username)
+                .unwrap_or_else(|| format!("user {id}")),
         };
         println!(
             "{:>5}  {:<24} {:<14} {:<12} {:<20} {:<20} {}",
-            k.id, k.name, owner, k.permission_set, k.path.as_deref().unwrap_or("-"),
-            time_or_dash(k.expires_at), time_or_dash(k.last_use_at)
+            k.id,
+            k.name,
+            owner,
+            k.permission_set,
+            k.path.as_deref().unwrap_or("-"),
+            time_or_dash(k.expires_at),
+            time_or_dash(k.last_use_at)
         );
     }
     Ok(())

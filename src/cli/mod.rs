@@ -71,7 +71,10 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
 type BoxedRun<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + 'a>>;
 
 /// Opens the core, runs `f`, and always flushes the audit log afterwards.
-async fn with_core(config: Config, f: impl for<'a> FnOnce(&'a Core) -> BoxedRun<'a>) -> anyhow::Result<()> {
+async fn with_core(
+    config: Config,
+    f: impl for<'a> FnOnce(&'a Core) -> BoxedRun<'a>,
+) -> anyhow::Result<()> {
     let core = Core::open(config).await?;
     let result = f(&core).await;
     core.close().await;
@@ -82,7 +85,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let core = Core::open(config).await?;
     if let Some((username, password)) = core.bootstrap_admin().await? {
         println!("First start: created site admin {username:?} with password {password}");
-        println!("This password is shown only once. Change it with: filegate user passwd {username}");
+        println!(
+            "This password is shown only once. Change it with: filegate user passwd {username}"
+        );
     }
     tracing::info!(
         data_dir = %core.config.server.data_dir.display(),
@@ -140,5 +145,6 @@ fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
 }
 
 fn time_or_dash(t: Option<i64>) -> String {
-    t.map(crate::model::format_time).unwrap_or_else(|| "-".into())
+    t.map(crate::model::format_time)
+        .unwrap_or_else(|| "-".into())
 }

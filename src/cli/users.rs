@@ -61,44 +61,90 @@ pub async fn run(core: &Core, cmd: UserCommand) -> anyhow::Result<()> {
     let cli = Principal::cli();
     let accounts = &core.accounts;
     match cmd {
-        UserCommand::Add { name, admin, password_stdin } => {
+        UserCommand::Add {
+            name,
+            admin,
+            password_stdin,
+        } => {
             let (password, generated) = read_password(password_stdin)?;
-            let spec = UserSpec { username: name, password: Some(password.clone()), site_admin: admin, ..Default::default() };
+            let spec = UserSpec {
+                username: name,
+                password: Some(password.clone()),
+                site_admin: admin,
+                ..Default::default()
+            };
             let user = accounts.create_user(&cli, spec).await.map_err(explain)?;
-            println!("created user {} (id {}){}", user.username, user.id, if admin { ", site admin" } else { "" });
+            println!(
+                "created user {} (id {}){}",
+                user.username,
+                user.id,
+                if admin { ", site admin" } else { "" }
+            );
             if generated {
                 println!("password: {password}  (shown only once)");
             }
             if !admin {
-                println!("grant folders with: filegate user grant {} /some/folder full", user.username);
+                println!(
+                    "grant folders with: filegate user grant {} /some/folder full",
+                    user.username
+                );
             }
         }
         UserCommand::List { json } => list(core, json).await?,
-        UserCommand::Passwd { name, password_stdin } => {
+        UserCommand::Passwd {
+            name,
+            password_stdin,
+        } => {
             let user = accounts.user_by_name(&name).await.map_err(explain)?;
             let (password, generated) = read_password(password_stdin)?;
-            accounts.update_user(&cli, user.id, UserChanges::default(), Some(&password)).await.map_err(explain)?;
+            accounts
+                .update_user(&cli, user.id, UserChanges::default(), Some(&password))
+                .await
+                .map_err(explain)?;
             println!("password of {} changed", user.username);
             if generated {
                 println!("password: {password}  (shown only once)");
             }
         }
         UserCommand::Grant { name, path, level } => {
-            let level: GrantLevel = level.parse().map_err(|_| anyhow::anyhow!("level must be full, readonly, writeonly or list"))?;
+            let level: GrantLevel = level
+                .parse()
+                .map_err(|_| anyhow::anyhow!("level must be full, readonly, writeonly or list"))?;
             let user = accounts.user_by_name(&name).await.map_err(explain)?;
-            let grant = accounts.grant(&cli, user.id, &path, level).await.map_err(explain)?;
-            println!("granted {} on {} to {} (grant id {})", grant.level, grant.path, user.username, grant.id);
+            let grant = accounts
+                .grant(&cli, user.id, &path, level)
+                .await
+                .map_err(explain)?;
+            println!(
+                "granted {} on {} to {} (grant id {})",
+                grant.level, grant.path, user.username, grant.id
+            );
         }
-        UserCommand::Disable { name } | UserCommand::Enable { name } if name.is_empty() => bail!("name required"),
+        UserCommand::Disable { name } | UserCommand::Enable { name } if name.is_empty() => {
+            bail!("name required")
+        }
         UserCommand::Disable { name } => set_disabled(core, &name, true).await?,
         UserCommand::Enable { name } => set_disabled(core, &name, false).await?,
-        UserCommand::AddKey { name, public_key_file } => {
+        UserCommand::AddKey {
+            name,
+            public_key_file,
+        } => {
             let line = std::fs::read_to_string(&public_key_file)
                 .with_context(|| format!("reading {}", public_key_file.display()))?;
             let user = accounts.user_by_name(&name).await.map_err(explain)?;
-            let title = line.split_whitespace().nth(2).unwrap_or("ssh key").to_owned();
-            let key = accounts.add_public_key(&cli, user.id, &title, line.trim()).await.map_err(explain)?;
-            println!("added SSH key {} for {} (id {})", key.title, user.username, key.id);
+            let title = line
+                .split_whitespace()
+                .nth(2)
+                .unwrap_or("ssh key")
+                .to_owned();
+            let key = accounts
+                .add_public_key(&cli, user.id, &title, line.trim())
+                .await
+                .map_err(explain)?;
+            println!(
+                "added SSH key {} for {} (id {})",
+                key.title, user.username, key.id
+            );
         }
     }
     Ok(())
@@ -106,9 +152,19 @@ pub async fn run(core: &Core, cmd: UserCommand) -> anyhow::Result<()> {
 
 async fn set_disabled(core: &Core, name: &str, disabled: bool) -> anyhow::Result<()> {
     let user = core.accounts.user_by_name(name).await.map_err(explain)?;
-    let changes = UserChanges { disabled: Some(disabled), ..Default::default() };
-    core.accounts.update_user(&Principal::cli(), user.id, changes, None).await.map_err(explain)?;
-    println!("user {} {}", user.username, if disabled { "disabled" } else { "enabled" });
+    let changes = UserChanges {
+        disabled: Some(disabled),
+        ..Default::default()
+    };
+    core.accounts
+        .update_user(&Principal::cli(), user.id, changes, None)
+        .await
+        .map_err(explain)?;
+    println!(
+        "user {} {}",
+        user.username,
+        if disabled { "disabled" } else { "enabled" }
+    );
     Ok(())
 }
 
@@ -137,14 +193,28 @@ async fn list(core: &Core, json: bool) -> anyhow::Result<()> {
         }
         return print_json(&serde_json::Value::Array(rows));
     }
-    println!("{:>5}  {:<24} {:<6} {:<9} {:<20} last login", "id", "username", "admin", "disabled", "grants");
+    println!(
+        "{:>5}  {:<24} {:<6} {:<9} {:<20} last login",
+        "id", "username", "admin", "disabled", "grants"
+    );
     for u in &users {
         let grants = core.store.grants_of(u.id).await?;
-        let grants: Vec<String> = grants.iter().map(|g| format!("{}:{}", g.path, g.level)).collect();
+        let grants: Vec<String> = grants
+            .iter()
+            .map(|g| format!("{}:{}", g.path, g.level))
+            .collect();
         println!(
             "{:>5}  {:<24} {:<6} {:<9} {:<20} {}",
-            u.id, u.username, if u.site_admin { "yes" } else { "no" }, if u.disabled { "yes" } else { "no" },
-            if grants.is_empty() { "-".into() } else { grants.join(",") }, time_or_dash(u.last_login_at)
+            u.id,
+            u.username,
+            if u.site_admin { "yes" } else { "no" },
+            if u.disabled { "yes" } else { "no" },
+            if grants.is_empty() {
+                "-".into()
+            } else {
+                grants.join(",")
+            },
+            time_or_dash(u.last_login_at)
         );
     }
     Ok(())

@@ -2,7 +2,11 @@ use super::*;
 
 fn loaded(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
     let mut config = Config::from_toml(text).map_err(ConfigError::Invalid)?;
-    config.apply_env(|name| env.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string()))?;
+    config.apply_env(|name| {
+        env.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_string())
+    })?;
     config.fill_defaults();
     config.validate()?;
     Ok(config)
@@ -20,7 +24,9 @@ fn an_empty_config_gets_safe_loopback_defaults() {
 
 #[test]
 fn the_shipped_config_file_is_valid() {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/filegate.toml")).unwrap();
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/filegate.toml"))
+            .unwrap();
     let config = loaded(&text, &[]).unwrap();
     assert_eq!(config.ftp.listen, "127.0.0.1:2121");
     assert_eq!(config.webdav.listen, "127.0.0.1:8080");
@@ -30,7 +36,11 @@ fn the_shipped_config_file_is_valid() {
 fn environment_overrides_win_over_the_file() {
     let config = loaded(
         "[server]\ndata_dir = \"/x\"\n[sftp]\nlisten = \"127.0.0.1:1\"",
-        &[("FILEGATE_DATA_DIR", "/y"), ("FILEGATE_SFTP_LISTEN", "127.0.0.1:0"), ("FILEGATE_DATABASE_URL", "postgres://h/db")],
+        &[
+            ("FILEGATE_DATA_DIR", "/y"),
+            ("FILEGATE_SFTP_LISTEN", "127.0.0.1:0"),
+            ("FILEGATE_DATABASE_URL", "postgres://h/db"),
+        ],
     )
     .unwrap();
     assert_eq!(config.server.data_dir, PathBuf::from("/y"));
@@ -48,10 +58,26 @@ fn unknown_settings_are_errors_not_silence() {
 fn bad_values_are_refused_with_a_one_line_reason() {
     for (text, env, needle) in [
         ("[ftp]\nlisten = \"nowhere\"", vec![], "ftp.listen"),
-        ("", vec![("FILEGATE_API_LISTEN", "8081")], "FILEGATE_API_LISTEN"),
-        ("[server]\ndatabase_url = \"mysql://x\"", vec![], "database_url"),
-        ("[sftp]\nlisten = \"127.0.0.1:9000\"\n[ftp]\nlisten = \"127.0.0.1:9000\"", vec![], "used by another"),
-        ("[auth.lockout]\nmax_failures_per_login = 0", vec![], "max_failures"),
+        (
+            "",
+            vec![("FILEGATE_API_LISTEN", "8081")],
+            "FILEGATE_API_LISTEN",
+        ),
+        (
+            "[server]\ndatabase_url = \"mysql://x\"",
+            vec![],
+            "database_url",
+        ),
+        (
+            "[sftp]\nlisten = \"127.0.0.1:9000\"\n[ftp]\nlisten = \"127.0.0.1:9000\"",
+            vec![],
+            "used by another",
+        ),
+        (
+            "[auth.lockout]\nmax_failures_per_login = 0",
+            vec![],
+            "max_failures",
+        ),
         ("[server]\nlog_format = \"xml\"", vec![], "log_format"),
     ] {
         let err = loaded(text, &env).unwrap_err().to_string();

@@ -38,17 +38,28 @@ impl LocalStorage {
         for entry in staging.entries()?.flatten() {
             let _ = staging.remove_file(entry.file_name());
         }
-        Ok(LocalStorage { root: Arc::new(root), staging: Arc::new(staging) })
+        Ok(LocalStorage {
+            root: Arc::new(root),
+            staging: Arc::new(staging),
+        })
     }
 }
 
 fn rel(path: &SitePath) -> String {
-    if path.is_root() { ".".to_owned() } else { path.relative().to_owned() }
+    if path.is_root() {
+        ".".to_owned()
+    } else {
+        path.relative().to_owned()
+    }
 }
 
 fn convert(meta: &cap_std::fs::Metadata) -> Metadata {
     Metadata {
-        kind: if meta.is_dir() { EntryKind::Dir } else { EntryKind::File },
+        kind: if meta.is_dir() {
+            EntryKind::Dir
+        } else {
+            EntryKind::File
+        },
         len: if meta.is_dir() { 0 } else { meta.len() },
         modified: meta.modified().ok().map(|t| t.into_std()),
         accessed: meta.accessed().ok().map(|t| t.into_std()),
@@ -82,7 +93,10 @@ impl Storage for LocalStorage {
                 };
                 // Follows links that stay inside the root; links out (or dangling) are left out.
                 if let Ok(meta) = dir.metadata(&name) {
-                    out.push(DirEntry { name, metadata: convert(&meta) });
+                    out.push(DirEntry {
+                        name,
+                        metadata: convert(&meta),
+                    });
                 }
             }
             out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -118,8 +132,12 @@ impl Storage for LocalStorage {
                 Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     // The folder it goes into must exist (and be inside the root).
-                    let parent = Path::new(&p).parent().map(|d| d.to_string_lossy().into_owned());
-                    let parent = parent.filter(|d| !d.is_empty()).unwrap_or_else(|| ".".into());
+                    let parent = Path::new(&p)
+                        .parent()
+                        .map(|d| d.to_string_lossy().into_owned());
+                    let parent = parent
+                        .filter(|d| !d.is_empty())
+                        .unwrap_or_else(|| ".".into());
                     if !root.metadata(&parent)?.is_dir() {
                         return Err(StorageError::new(StorageErrorKind::NotADirectory, parent));
                     }
@@ -131,7 +149,13 @@ impl Storage for LocalStorage {
                     let temp = format!("upload-{}", crate::secret::random_hex(12));
                     let file = staging
                         .open_with(&temp, OpenOptions::new().write(true).create_new(true))?;
-                    Ok(LocalStaged { file: file.into_std(), temp: Some(temp), target: p, root, staging })
+                    Ok(LocalStaged {
+                        file: file.into_std(),
+                        temp: Some(temp),
+                        target: p,
+                        root,
+                        staging,
+                    })
                 }
                 WriteMode::Append | WriteMode::Update => {
                     let mut options = OpenOptions::new();
@@ -140,7 +164,13 @@ impl Storage for LocalStorage {
                         options.append(true);
                     }
                     let file = root.open_with(&p, &options)?;
-                    Ok(LocalStaged { file: file.into_std(), temp: None, target: p, root, staging })
+                    Ok(LocalStaged {
+                        file: file.into_std(),
+                        temp: None,
+                        target: p,
+                        root,
+                        staging,
+                    })
                 }
             }
         })

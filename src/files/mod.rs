@@ -48,9 +48,10 @@ impl Files {
     pub async fn list(&self, who: &Principal, path: &SitePath) -> Result<Vec<DirEntry>, FsError> {
         let scope = self.check(who, Action::List, path, Access::LIST)?;
         let result = match self.storage.read_dir(path).await {
-            Ok(entries) => {
-                Ok(entries.into_iter().filter(|e| scope.shows_child(path, &e.name)).collect())
-            }
+            Ok(entries) => Ok(entries
+                .into_iter()
+                .filter(|e| scope.shows_child(path, &e.name))
+                .collect()),
             Err(e) => Err(FsError::from(e)),
         };
         self.done(who, Action::List, path, None, &result);
@@ -140,7 +141,12 @@ impl Files {
         self.check_destructive(who, Action::Rename, from)?;
         let scope = self.check(who, Action::Rename, to, Access::WRITE)?;
         if to.is_within(from) && to != from {
-            return self.refuse(who, Action::Rename, from, FsError::InvalidPath(crate::path::PathError::BadSegment));
+            return self.refuse(
+                who,
+                Action::Rename,
+                from,
+                FsError::InvalidPath(crate::path::PathError::BadSegment),
+            );
         }
         let source = match self.storage.metadata(from).await {
             Ok(meta) => meta,
@@ -169,7 +175,11 @@ impl Files {
         modified: Option<SystemTime>,
     ) -> Result<(), FsError> {
         self.check(who, Action::SetAttributes, path, Access::WRITE)?;
-        let result = self.storage.set_times(path, accessed, modified).await.map_err(FsError::from);
+        let result = self
+            .storage
+            .set_times(path, accessed, modified)
+            .await
+            .map_err(FsError::from);
         self.done(who, Action::SetAttributes, path, None, &result);
         result
     }
@@ -227,7 +237,12 @@ impl Files {
     }
 
     /// Delete-like operations: need delete rights and may not remove a scope root.
-    fn check_destructive(&self, who: &Principal, action: Action, path: &SitePath) -> Result<(), FsError> {
+    fn check_destructive(
+        &self,
+        who: &Principal,
+        action: Action,
+        path: &SitePath,
+    ) -> Result<(), FsError> {
         let scope = self.check(who, action, path, Access::DELETE)?;
         if scope.is_root(path) {
             tracing::info!(user = %who.display_name(), op = action.as_str(), path = %path, "refused to remove a scope root");
@@ -237,14 +252,28 @@ impl Files {
     }
 
     /// A policy refusal: audited as `denied`.
-    fn deny<T>(&self, who: &Principal, action: Action, path: &SitePath, err: FsError) -> Result<T, FsError> {
-        let event = AuditEvent::by(who, action, Outcome::Denied).path(path.as_str()).reason(err.reason());
+    fn deny<T>(
+        &self,
+        who: &Principal,
+        action: Action,
+        path: &SitePath,
+        err: FsError,
+    ) -> Result<T, FsError> {
+        let event = AuditEvent::by(who, action, Outcome::Denied)
+            .path(path.as_str())
+            .reason(err.reason());
         self.audit.record(event);
         Err(err)
     }
 
     /// An operation that cannot proceed for a reason other than policy: audited as `failed`.
-    fn refuse<T>(&self, who: &Principal, action: Action, path: &SitePath, err: FsError) -> Result<T, FsError> {
+    fn refuse<T>(
+        &self,
+        who: &Principal,
+        action: Action,
+        path: &SitePath,
+        err: FsError,
+    ) -> Result<T, FsError> {
         let result = Err(err);
         self.done(who, action, path, None, &result);
         result
@@ -259,7 +288,11 @@ impl Files {
         destination: Option<&SitePath>,
         result: &Result<T, FsError>,
     ) {
-        let outcome = if result.is_ok() { Outcome::Ok } else { Outcome::Failed };
+        let outcome = if result.is_ok() {
+            Outcome::Ok
+        } else {
+            Outcome::Failed
+        };
         let mut event = AuditEvent::by(who, action, outcome).path(path.as_str());
         if let Some(to) = destination {
             event = event.destination(to.as_str());

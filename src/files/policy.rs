@@ -31,7 +31,11 @@ impl Scope {
         let grants: Vec<(SitePath, Access)> = if principal.site_admin {
             vec![(SitePath::root(), GrantLevel::Full.access())]
         } else {
-            principal.grants.iter().map(|g| (g.path.clone(), g.level.access())).collect()
+            principal
+                .grants
+                .iter()
+                .map(|g| (g.path.clone(), g.level.access()))
+                .collect()
         };
         let (key_path, mask) = match &principal.key {
             Some(key) => (key.path.clone(), key.permission_set.file_mask()),
@@ -81,9 +85,10 @@ impl Scope {
         match self.visibility(dir) {
             Visibility::Granted(_) => true,
             Visibility::Hidden => false,
-            Visibility::Traverse => {
-                self.roots.iter().any(|(root, _)| dir.child_toward(root) == Some(name))
-            }
+            Visibility::Traverse => self
+                .roots
+                .iter()
+                .any(|(root, _)| dir.child_toward(root) == Some(name)),
         }
     }
 

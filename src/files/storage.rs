@@ -65,7 +65,10 @@ pub struct StorageError {
 
 impl StorageError {
     pub fn new(kind: StorageErrorKind, detail: impl Into<String>) -> Self {
-        StorageError { kind, detail: detail.into() }
+        StorageError {
+            kind,
+            detail: detail.into(),
+        }
     }
 }
 
@@ -86,7 +89,10 @@ impl From<std::io::Error> for StorageError {
                 _ => StorageErrorKind::Other,
             },
         };
-        StorageError { kind, detail: err.to_string() }
+        StorageError {
+            kind,
+            detail: err.to_string(),
+        }
     }
 }
 

@@ -19,9 +19,14 @@ struct Fixture {
 impl Fixture {
     fn new() -> Fixture {
         let dir = TempDir::new("files");
-        let storage = LocalStorage::open(&dir.path().join("root"), &dir.path().join("staging")).unwrap();
+        let storage =
+            LocalStorage::open(&dir.path().join("root"), &dir.path().join("staging")).unwrap();
         let audit = Arc::new(MemorySink::default());
-        Fixture { files: Files::new(Arc::new(storage), audit.clone()), audit, dir }
+        Fixture {
+            files: Files::new(Arc::new(storage), audit.clone()),
+            audit,
+            dir,
+        }
     }
 
     fn root(&self) -> std::path::PathBuf {
@@ -35,7 +40,10 @@ impl Fixture {
     }
 
     fn staging_is_empty(&self) -> bool {
-        std::fs::read_dir(self.dir.path().join("staging")).unwrap().next().is_none()
+        std::fs::read_dir(self.dir.path().join("staging"))
+            .unwrap()
+            .next()
+            .is_none()
     }
 }
 
@@ -50,7 +58,12 @@ async fn read_all(files: &Files, who: &Principal, path: &str) -> Result<String, 
     Ok(out)
 }
 
-async fn write_all(files: &Files, who: &Principal, path: &str, content: &str) -> Result<u64, FsError> {
+async fn write_all(
+    files: &Files,
+    who: &Principal,
+    path: &str,
+    content: &str,
+) -> Result<u64, FsError> {
     let mut upload = files.create(who, &p(path), WriteMode::Replace).await?;
     upload.write_all(content.as_bytes()).await.unwrap();
     upload.commit().await
@@ -61,20 +74,47 @@ async fn a_full_grant_lists_reads_writes_renames_and_deletes_with_an_audit_recor
     let fx = Fixture::new();
     fx.put("team/a.txt", "alpha");
     let who = principal(&[("/team", Full)], None);
-    let names: Vec<String> = fx.files.list(&who, &p("/team")).await.unwrap().into_iter().map(|e| e.name).collect();
+    let names: Vec<String> = fx
+        .files
+        .list(&who, &p("/team"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
     assert_eq!(names, vec!["a.txt"]);
-    assert_eq!(read_all(&fx.files, &who, "/team/a.txt").await.unwrap(), "alpha");
+    assert_eq!(
+        read_all(&fx.files, &who, "/team/a.txt").await.unwrap(),
+        "alpha"
+    );
     let download = fx.audit.last().unwrap();
-    assert_eq!((download.action, download.outcome, download.bytes), (Action::Download, Outcome::Ok, Some(5)));
+    assert_eq!(
+        (download.action, download.outcome, download.bytes),
+        (Action::Download, Outcome::Ok, Some(5))
+    );
     assert_eq!(download.user_id, Some(1));
-    assert_eq!(write_all(&fx.files, &who, "/team/b.txt", "bravo!").await.unwrap(), 6);
+    assert_eq!(
+        write_all(&fx.files, &who, "/team/b.txt", "bravo!")
+            .await
+            .unwrap(),
+        6
+    );
     assert_eq!(fx.audit.last().unwrap().bytes, Some(6));
     fx.files.make_dir(&who, &p("/team/sub")).await.unwrap();
-    fx.files.rename(&who, &p("/team/b.txt"), &p("/team/sub/c.txt"), false).await.unwrap();
+    fx.files
+        .rename(&who, &p("/team/b.txt"), &p("/team/sub/c.txt"), false)
+        .await
+        .unwrap();
     let rename = fx.audit.last().unwrap();
     assert_eq!(rename.destination.as_deref(), Some("/team/sub/c.txt"));
-    assert_eq!(std::fs::read_to_string(fx.root().join("team/sub/c.txt")).unwrap(), "bravo!");
-    fx.files.remove_file(&who, &p("/team/sub/c.txt")).await.unwrap();
+    assert_eq!(
+        std::fs::read_to_string(fx.root().join("team/sub/c.txt")).unwrap(),
+        "bravo!"
+    );
+    fx.files
+        .remove_file(&who, &p("/team/sub/c.txt"))
+        .await
+        .unwrap();
     fx.files.remove_dir(&who, &p("/team/sub")).await.unwrap();
     assert!(!fx.root().join("team/sub").exists());
     assert_eq!(fx.audit.last().unwrap().action, Action::Rmdir);
@@ -86,13 +126,31 @@ async fn paths_outside_every_grant_look_absent_and_forbidden_operations_are_deni
     fx.put("team/a.txt", "alpha");
     fx.put("secret/s.txt", "s");
     let who = principal(&[("/team", ReadOnly)], None);
-    assert!(matches!(read_all(&fx.files, &who, "/secret/s.txt").await, Err(FsError::NotFound)));
-    assert!(matches!(fx.files.stat(&who, &p("/secret")).await, Err(FsError::NotFound)));
+    assert!(matches!(
+        read_all(&fx.files, &who, "/secret/s.txt").await,
+        Err(FsError::NotFound)
+    ));
+    assert!(matches!(
+        fx.files.stat(&who, &p("/secret")).await,
+        Err(FsError::NotFound)
+    ));
     let denied = fx.audit.last().unwrap();
-    assert_eq!((denied.outcome, denied.path.as_deref()), (Outcome::Denied, Some("/secret")));
-    assert!(matches!(write_all(&fx.files, &who, "/team/new.txt", "x").await, Err(FsError::PermissionDenied)));
-    assert!(matches!(fx.files.remove_file(&who, &p("/team/a.txt")).await, Err(FsError::PermissionDenied)));
-    assert!(matches!(fx.files.make_dir(&who, &p("/team/d")).await, Err(FsError::PermissionDenied)));
+    assert_eq!(
+        (denied.outcome, denied.path.as_deref()),
+        (Outcome::Denied, Some("/secret"))
+    );
+    assert!(matches!(
+        write_all(&fx.files, &who, "/team/new.txt", "x").await,
+        Err(FsError::PermissionDenied)
+    ));
+    assert!(matches!(
+        fx.files.remove_file(&who, &p("/team/a.txt")).await,
+        Err(FsError::PermissionDenied)
+    ));
+    assert!(matches!(
+        fx.files.make_dir(&who, &p("/team/d")).await,
+        Err(FsError::PermissionDenied)
+    ));
     assert!(fx.root().join("team/a.txt").exists());
     assert!(!fx.root().join("team/new.txt").exists());
 }
@@ -104,12 +162,32 @@ async fn folders_above_a_grant_list_only_the_way_down() {
     fx.put("a/other/file", "2");
     fx.put("top.txt", "3");
     let who = principal(&[("/a/b", List)], None);
-    let root: Vec<String> = fx.files.list(&who, &SitePath::root()).await.unwrap().into_iter().map(|e| e.name).collect();
+    let root: Vec<String> = fx
+        .files
+        .list(&who, &SitePath::root())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
     assert_eq!(root, vec!["a"]);
-    let a: Vec<String> = fx.files.list(&who, &p("/a")).await.unwrap().into_iter().map(|e| e.name).collect();
+    let a: Vec<String> = fx
+        .files
+        .list(&who, &p("/a"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
     assert_eq!(a, vec!["b"]);
-    assert!(matches!(read_all(&fx.files, &who, "/a/b/file").await, Err(FsError::PermissionDenied)));
-    assert!(matches!(fx.files.make_dir(&who, &p("/a/new")).await, Err(FsError::NotFound)));
+    assert!(matches!(
+        read_all(&fx.files, &who, "/a/b/file").await,
+        Err(FsError::PermissionDenied)
+    ));
+    assert!(matches!(
+        fx.files.make_dir(&who, &p("/a/new")).await,
+        Err(FsError::NotFound)
+    ));
     assert_eq!(fx.files.start_dir(&who), p("/a/b"));
 }
 
@@ -118,15 +196,29 @@ async fn a_path_restricted_key_cannot_escape_with_dot_dot_or_absolute_paths() {
     let fx = Fixture::new();
     fx.put("team/drop/in.txt", "in");
     fx.put("team/private.txt", "p");
-    let who = principal(&[("/", Full)], Some((Some("team/drop"), PermissionSet::Full)));
+    let who = principal(
+        &[("/", Full)],
+        Some((Some("team/drop"), PermissionSet::Full)),
+    );
     let cwd = fx.files.start_dir(&who);
     assert_eq!(cwd, p("/team/drop"));
     let escaped = SitePath::resolve(&cwd, "../private.txt").unwrap();
-    assert!(matches!(fx.files.open_read(&who, &escaped).await, Err(FsError::NotFound)));
+    assert!(matches!(
+        fx.files.open_read(&who, &escaped).await,
+        Err(FsError::NotFound)
+    ));
     let climbed = SitePath::resolve(&cwd, "../../../../etc/passwd").unwrap();
     assert_eq!(climbed, p("/etc/passwd"));
-    assert!(matches!(fx.files.open_read(&who, &climbed).await, Err(FsError::NotFound)));
-    assert_eq!(read_all(&fx.files, &who, "/team/drop/in.txt").await.unwrap(), "in");
+    assert!(matches!(
+        fx.files.open_read(&who, &climbed).await,
+        Err(FsError::NotFound)
+    ));
+    assert_eq!(
+        read_all(&fx.files, &who, "/team/drop/in.txt")
+            .await
+            .unwrap(),
+        "in"
+    );
 }
 
 #[tokio::test]
@@ -138,12 +230,34 @@ async fn symlinks_inside_storage_never_lead_outside_it() {
     std::os::unix::fs::symlink("ok.txt", fx.root().join("team/inside")).unwrap();
     let who = principal(&[("/", Full)], None);
     assert!(read_all(&fx.files, &who, "/team/etc/passwd").await.is_err());
-    assert!(read_all(&fx.files, &who, "/team/up/etc/passwd").await.is_err());
+    assert!(
+        read_all(&fx.files, &who, "/team/up/etc/passwd")
+            .await
+            .is_err()
+    );
     assert!(fx.files.list(&who, &p("/team/etc")).await.is_err());
-    assert!(write_all(&fx.files, &who, "/team/up/evil.txt", "x").await.is_err());
-    assert_eq!(read_all(&fx.files, &who, "/team/inside").await.unwrap(), "ok");
-    let names: Vec<String> = fx.files.list(&who, &p("/team")).await.unwrap().into_iter().map(|e| e.name).collect();
-    assert_eq!(names, vec!["inside", "ok.txt"], "links leading out are left out of listings");
+    assert!(
+        write_all(&fx.files, &who, "/team/up/evil.txt", "x")
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        read_all(&fx.files, &who, "/team/inside").await.unwrap(),
+        "ok"
+    );
+    let names: Vec<String> = fx
+        .files
+        .list(&who, &p("/team"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(
+        names,
+        vec!["inside", "ok.txt"],
+        "links leading out are left out of listings"
+    );
 }
 
 #[tokio::test]
@@ -151,38 +265,82 @@ async fn an_upload_appears_only_when_committed_and_an_abandoned_one_leaves_nothi
     let fx = Fixture::new();
     fx.put("team/keep.txt", "original");
     let who = principal(&[("/team", Full)], None);
-    let mut upload = fx.files.create(&who, &p("/team/new.bin"), WriteMode::Replace).await.unwrap();
+    let mut upload = fx
+        .files
+        .create(&who, &p("/team/new.bin"), WriteMode::Replace)
+        .await
+        .unwrap();
     upload.write_all(b"partial").await.unwrap();
     upload.flush().await.unwrap();
-    assert!(!fx.root().join("team/new.bin").exists(), "no file under the real name before commit");
+    assert!(
+        !fx.root().join("team/new.bin").exists(),
+        "no file under the real name before commit"
+    );
     drop(upload);
     assert!(!fx.root().join("team/new.bin").exists());
     assert!(fx.staging_is_empty());
     let abandoned = fx.audit.last().unwrap();
-    assert_eq!((abandoned.action, abandoned.outcome), (Action::Upload, Outcome::Failed));
+    assert_eq!(
+        (abandoned.action, abandoned.outcome),
+        (Action::Upload, Outcome::Failed)
+    );
 
-    let mut replace = fx.files.create(&who, &p("/team/keep.txt"), WriteMode::Replace).await.unwrap();
+    let mut replace = fx
+        .files
+        .create(&who, &p("/team/keep.txt"), WriteMode::Replace)
+        .await
+        .unwrap();
     replace.write_all(b"tru").await.unwrap();
     drop(replace);
-    assert_eq!(std::fs::read_to_string(fx.root().join("team/keep.txt")).unwrap(), "original");
+    assert_eq!(
+        std::fs::read_to_string(fx.root().join("team/keep.txt")).unwrap(),
+        "original"
+    );
 }
 
 #[tokio::test]
 async fn a_writeonly_key_uploads_and_lists_but_never_reads_overwrites_or_deletes() {
     let fx = Fixture::new();
     fx.put("drop/existing.txt", "mine");
-    let who = principal(&[("/", Full)], Some((Some("drop"), PermissionSet::WriteOnly)));
-    write_all(&fx.files, &who, "/drop/new.txt", "data").await.unwrap();
+    let who = principal(
+        &[("/", Full)],
+        Some((Some("drop"), PermissionSet::WriteOnly)),
+    );
+    write_all(&fx.files, &who, "/drop/new.txt", "data")
+        .await
+        .unwrap();
     assert_eq!(fx.files.list(&who, &p("/drop")).await.unwrap().len(), 2);
-    assert!(matches!(read_all(&fx.files, &who, "/drop/new.txt").await, Err(FsError::PermissionDenied)));
-    assert!(matches!(write_all(&fx.files, &who, "/drop/existing.txt", "x").await, Err(FsError::PermissionDenied)));
-    assert!(matches!(fx.files.remove_file(&who, &p("/drop/new.txt")).await, Err(FsError::PermissionDenied)));
-    assert!(matches!(fx.files.set_len(&who, &p("/drop/existing.txt"), 0).await, Err(FsError::PermissionDenied)));
-    assert_eq!(std::fs::read_to_string(fx.root().join("drop/existing.txt")).unwrap(), "mine");
-    let mut append = fx.files.create(&who, &p("/drop/existing.txt"), WriteMode::Append).await.unwrap();
+    assert!(matches!(
+        read_all(&fx.files, &who, "/drop/new.txt").await,
+        Err(FsError::PermissionDenied)
+    ));
+    assert!(matches!(
+        write_all(&fx.files, &who, "/drop/existing.txt", "x").await,
+        Err(FsError::PermissionDenied)
+    ));
+    assert!(matches!(
+        fx.files.remove_file(&who, &p("/drop/new.txt")).await,
+        Err(FsError::PermissionDenied)
+    ));
+    assert!(matches!(
+        fx.files.set_len(&who, &p("/drop/existing.txt"), 0).await,
+        Err(FsError::PermissionDenied)
+    ));
+    assert_eq!(
+        std::fs::read_to_string(fx.root().join("drop/existing.txt")).unwrap(),
+        "mine"
+    );
+    let mut append = fx
+        .files
+        .create(&who, &p("/drop/existing.txt"), WriteMode::Append)
+        .await
+        .unwrap();
     append.write_all(b"+more").await.unwrap();
     append.commit().await.unwrap();
-    assert_eq!(std::fs::read_to_string(fx.root().join("drop/existing.txt")).unwrap(), "mine+more");
+    assert_eq!(
+        std::fs::read_to_string(fx.root().join("drop/existing.txt")).unwrap(),
+        "mine+more"
+    );
 }
 
 #[tokio::test]
@@ -190,9 +348,20 @@ async fn a_readonly_key_reads_but_never_writes_even_for_a_full_owner() {
     let fx = Fixture::new();
     fx.put("f.txt", "content");
     let who = principal(&[("/", Full)], Some((None, PermissionSet::ReadOnly)));
-    assert_eq!(read_all(&fx.files, &who, "/f.txt").await.unwrap(), "content");
-    assert!(matches!(write_all(&fx.files, &who, "/g.txt", "x").await, Err(FsError::PermissionDenied)));
-    assert!(matches!(fx.files.rename(&who, &p("/f.txt"), &p("/h.txt"), true).await, Err(FsError::PermissionDenied)));
+    assert_eq!(
+        read_all(&fx.files, &who, "/f.txt").await.unwrap(),
+        "content"
+    );
+    assert!(matches!(
+        write_all(&fx.files, &who, "/g.txt", "x").await,
+        Err(FsError::PermissionDenied)
+    ));
+    assert!(matches!(
+        fx.files
+            .rename(&who, &p("/f.txt"), &p("/h.txt"), true)
+            .await,
+        Err(FsError::PermissionDenied)
+    ));
 }
 
 #[tokio::test]
@@ -202,12 +371,36 @@ async fn rename_needs_delete_at_the_source_and_write_at_the_destination() {
     fx.put("in/b.txt", "b");
     fx.put("ro/r.txt", "r");
     let who = principal(&[("/in", Full), ("/ro", ReadOnly)], None);
-    assert!(matches!(fx.files.rename(&who, &p("/in/a.txt"), &p("/ro/a.txt"), false).await, Err(FsError::PermissionDenied)));
-    assert!(matches!(fx.files.rename(&who, &p("/ro/r.txt"), &p("/in/r.txt"), false).await, Err(FsError::PermissionDenied)));
-    assert!(matches!(fx.files.rename(&who, &p("/in/a.txt"), &p("/in/b.txt"), false).await, Err(FsError::AlreadyExists)));
-    fx.files.rename(&who, &p("/in/a.txt"), &p("/in/b.txt"), true).await.unwrap();
-    assert_eq!(std::fs::read_to_string(fx.root().join("in/b.txt")).unwrap(), "a");
-    assert!(matches!(fx.files.rename(&who, &p("/in"), &p("/in/x/y"), false).await, Err(FsError::PermissionDenied)));
+    assert!(matches!(
+        fx.files
+            .rename(&who, &p("/in/a.txt"), &p("/ro/a.txt"), false)
+            .await,
+        Err(FsError::PermissionDenied)
+    ));
+    assert!(matches!(
+        fx.files
+            .rename(&who, &p("/ro/r.txt"), &p("/in/r.txt"), false)
+            .await,
+        Err(FsError::PermissionDenied)
+    ));
+    assert!(matches!(
+        fx.files
+            .rename(&who, &p("/in/a.txt"), &p("/in/b.txt"), false)
+            .await,
+        Err(FsError::AlreadyExists)
+    ));
+    fx.files
+        .rename(&who, &p("/in/a.txt"), &p("/in/b.txt"), true)
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(fx.root().join("in/b.txt")).unwrap(),
+        "a"
+    );
+    assert!(matches!(
+        fx.files.rename(&who, &p("/in"), &p("/in/x/y"), false).await,
+        Err(FsError::PermissionDenied)
+    ));
 }
 
 #[tokio::test]
@@ -216,8 +409,16 @@ async fn the_root_of_a_grant_or_key_path_cannot_be_deleted_or_moved() {
     fx.put("team/f", "1");
     std::fs::create_dir_all(fx.root().join("empty")).unwrap();
     let who = principal(&[("/team", Full), ("/empty", Full)], None);
-    assert!(matches!(fx.files.remove_dir(&who, &p("/empty")).await, Err(FsError::PermissionDenied)));
-    assert!(matches!(fx.files.rename(&who, &p("/team"), &p("/empty/team"), false).await, Err(FsError::PermissionDenied)));
+    assert!(matches!(
+        fx.files.remove_dir(&who, &p("/empty")).await,
+        Err(FsError::PermissionDenied)
+    ));
+    assert!(matches!(
+        fx.files
+            .rename(&who, &p("/team"), &p("/empty/team"), false)
+            .await,
+        Err(FsError::PermissionDenied)
+    ));
     assert!(fx.root().join("empty").is_dir());
 }
 
@@ -226,13 +427,34 @@ async fn storage_errors_map_to_their_own_kinds() {
     let fx = Fixture::new();
     fx.put("d/f.txt", "x");
     let who = principal(&[("/", Full)], None);
-    assert!(matches!(fx.files.make_dir(&who, &p("/d")).await, Err(FsError::AlreadyExists)));
-    assert!(matches!(fx.files.remove_dir(&who, &p("/d")).await, Err(FsError::DirectoryNotEmpty)));
-    assert!(matches!(fx.files.open_read(&who, &p("/d")).await, Err(FsError::IsADirectory)));
-    assert!(matches!(fx.files.remove_file(&who, &p("/d")).await, Err(FsError::IsADirectory)));
-    assert!(matches!(fx.files.open_read(&who, &p("/nope")).await, Err(FsError::NotFound)));
-    assert!(matches!(write_all(&fx.files, &who, "/missing/dir/f", "x").await, Err(FsError::NotFound | FsError::NotADirectory)));
-    assert!(matches!(fx.files.list(&who, &p("/d/f.txt")).await, Err(FsError::NotADirectory)));
+    assert!(matches!(
+        fx.files.make_dir(&who, &p("/d")).await,
+        Err(FsError::AlreadyExists)
+    ));
+    assert!(matches!(
+        fx.files.remove_dir(&who, &p("/d")).await,
+        Err(FsError::DirectoryNotEmpty)
+    ));
+    assert!(matches!(
+        fx.files.open_read(&who, &p("/d")).await,
+        Err(FsError::IsADirectory)
+    ));
+    assert!(matches!(
+        fx.files.remove_file(&who, &p("/d")).await,
+        Err(FsError::IsADirectory)
+    ));
+    assert!(matches!(
+        fx.files.open_read(&who, &p("/nope")).await,
+        Err(FsError::NotFound)
+    ));
+    assert!(matches!(
+        write_all(&fx.files, &who, "/missing/dir/f", "x").await,
+        Err(FsError::NotFound | FsError::NotADirectory)
+    ));
+    assert!(matches!(
+        fx.files.list(&who, &p("/d/f.txt")).await,
+        Err(FsError::NotADirectory)
+    ));
     let failed = fx.audit.last().unwrap();
     assert_eq!(failed.outcome, Outcome::Failed);
 }
@@ -257,8 +479,17 @@ async fn times_and_length_can_be_set_with_write_rights() {
     fx.put("t.txt", "hello world");
     let who = principal(&[("/", Full)], None);
     let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
-    fx.files.set_times(&who, &p("/t.txt"), None, Some(when)).await.unwrap();
-    assert_eq!(fx.files.stat(&who, &p("/t.txt")).await.unwrap().modified, Some(when));
+    fx.files
+        .set_times(&who, &p("/t.txt"), None, Some(when))
+        .await
+        .unwrap();
+    assert_eq!(
+        fx.files.stat(&who, &p("/t.txt")).await.unwrap().modified,
+        Some(when)
+    );
     fx.files.set_len(&who, &p("/t.txt"), 5).await.unwrap();
-    assert_eq!(std::fs::read_to_string(fx.root().join("t.txt")).unwrap(), "hello");
+    assert_eq!(
+        std::fs::read_to_string(fx.root().join("t.txt")).unwrap(),
+        "hello"
+    );
 }

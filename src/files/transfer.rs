@@ -21,8 +21,17 @@ pub struct Download {
 }
 
 impl Download {
-    pub(super) fn new(reader: Box<dyn FileReader>, event: AuditEvent, audit: Arc<dyn AuditSink>) -> Self {
-        Download { reader, bytes: 0, event: Some(event), audit }
+    pub(super) fn new(
+        reader: Box<dyn FileReader>,
+        event: AuditEvent,
+        audit: Arc<dyn AuditSink>,
+    ) -> Self {
+        Download {
+            reader,
+            bytes: 0,
+            event: Some(event),
+            audit,
+        }
     }
 
     /// Bytes read so far.
@@ -32,7 +41,11 @@ impl Download {
 }
 
 impl AsyncRead for Download {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let poll = Pin::new(&mut self.reader).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = poll {
@@ -71,8 +84,17 @@ pub struct Upload {
 }
 
 impl Upload {
-    pub(super) fn new(staged: Box<dyn StagedWrite>, event: AuditEvent, audit: Arc<dyn AuditSink>) -> Self {
-        Upload { staged: Some(staged), bytes: 0, event: Some(event), audit }
+    pub(super) fn new(
+        staged: Box<dyn StagedWrite>,
+        event: AuditEvent,
+        audit: Arc<dyn AuditSink>,
+    ) -> Self {
+        Upload {
+            staged: Some(staged),
+            bytes: 0,
+            event: Some(event),
+            audit,
+        }
     }
 
     /// Bytes written so far.
@@ -82,7 +104,10 @@ impl Upload {
 
     /// Completes the upload: the file takes its real name.
     pub async fn commit(mut self) -> Result<u64, FsError> {
-        let staged = self.staged.take().ok_or_else(|| FsError::Failed("upload already finished".into()))?;
+        let staged = self
+            .staged
+            .take()
+            .ok_or_else(|| FsError::Failed("upload already finished".into()))?;
         let result = staged.commit().await.map_err(FsError::from);
         if let Some(mut event) = self.event.take() {
             event.at_ms = chrono::Utc::now().timestamp_millis();
@@ -105,7 +130,11 @@ impl Upload {
 }
 
 impl AsyncWrite for Upload {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let poll = match self.writer() {
             Ok(w) => w.poll_write(cx, buf),
             Err(e) => return Poll::Ready(Err(e)),
@@ -146,7 +175,11 @@ impl Drop for Upload {
         if let Some(mut event) = self.event.take() {
             event.at_ms = chrono::Utc::now().timestamp_millis();
             event.outcome = Outcome::Failed;
-            self.audit.record(event.bytes(self.bytes).reason("upload abandoned before completion"));
+            self.audit.record(
+                event
+                    .bytes(self.bytes)
+                    .reason("upload abandoned before completion"),
+            );
         }
     }
 }

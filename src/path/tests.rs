@@ -7,16 +7,27 @@ fn p(s: &str) -> SitePath {
 #[test]
 fn dot_dot_never_climbs_above_the_root() {
     assert_eq!(p("/../../etc/passwd").as_str(), "/etc/passwd");
-    assert_eq!(SitePath::resolve(&p("/a/b"), "../../../x").unwrap().as_str(), "/x");
+    assert_eq!(
+        SitePath::resolve(&p("/a/b"), "../../../x")
+            .unwrap()
+            .as_str(),
+        "/x"
+    );
     assert_eq!(SitePath::resolve(&p("/a"), "..").unwrap(), SitePath::root());
 }
 
 #[test]
 fn relative_inputs_resolve_against_the_current_folder() {
-    assert_eq!(SitePath::resolve(&p("/a"), "b/./c/").unwrap().as_str(), "/a/b/c");
+    assert_eq!(
+        SitePath::resolve(&p("/a"), "b/./c/").unwrap().as_str(),
+        "/a/b/c"
+    );
     assert_eq!(SitePath::resolve(&p("/a"), "/z").unwrap().as_str(), "/z");
     assert_eq!(SitePath::resolve(&p("/a"), "").unwrap().as_str(), "/a");
-    assert_eq!(SitePath::resolve(&p("/a"), "//x///y").unwrap().as_str(), "/x/y");
+    assert_eq!(
+        SitePath::resolve(&p("/a"), "//x///y").unwrap().as_str(),
+        "/x/y"
+    );
 }
 
 #[test]
@@ -32,7 +43,10 @@ fn nul_control_characters_and_bad_utf8_are_refused() {
 #[test]
 fn over_long_names_and_paths_are_refused() {
     let name = "n".repeat(MAX_NAME_BYTES + 1);
-    assert_eq!(SitePath::parse(&format!("/{name}")), Err(PathError::NameTooLong));
+    assert_eq!(
+        SitePath::parse(&format!("/{name}")),
+        Err(PathError::NameTooLong)
+    );
     let long = "/abcdefghi".repeat(MAX_PATH_BYTES / 10 + 1);
     assert_eq!(SitePath::parse(&long), Err(PathError::TooLong));
     let huge = "a".repeat(MAX_PATH_BYTES * 3);
@@ -41,11 +55,23 @@ fn over_long_names_and_paths_are_refused() {
 
 #[test]
 fn key_paths_follow_the_files_com_rules() {
-    assert_eq!(SitePath::from_key_path("shared/docs").unwrap().as_str(), "/shared/docs");
-    assert_eq!(SitePath::from_key_path("/shared"), Err(PathError::EdgeSlash));
-    assert_eq!(SitePath::from_key_path("shared/"), Err(PathError::EdgeSlash));
+    assert_eq!(
+        SitePath::from_key_path("shared/docs").unwrap().as_str(),
+        "/shared/docs"
+    );
+    assert_eq!(
+        SitePath::from_key_path("/shared"),
+        Err(PathError::EdgeSlash)
+    );
+    assert_eq!(
+        SitePath::from_key_path("shared/"),
+        Err(PathError::EdgeSlash)
+    );
     assert_eq!(SitePath::from_key_path("a//b"), Err(PathError::BadSegment));
-    assert_eq!(SitePath::from_key_path("a/../b"), Err(PathError::BadSegment));
+    assert_eq!(
+        SitePath::from_key_path("a/../b"),
+        Err(PathError::BadSegment)
+    );
     assert_eq!(SitePath::from_key_path("a/./b"), Err(PathError::BadSegment));
     assert_eq!(SitePath::from_key_path(""), Err(PathError::Empty));
     assert_eq!(
@@ -79,8 +105,14 @@ fn parent_name_join_and_child_toward_agree() {
 
 #[test]
 fn common_ancestor_is_the_deepest_shared_folder() {
-    assert_eq!(SitePath::common_ancestor([&p("/a/b/c"), &p("/a/b/d")]).as_str(), "/a/b");
+    assert_eq!(
+        SitePath::common_ancestor([&p("/a/b/c"), &p("/a/b/d")]).as_str(),
+        "/a/b"
+    );
     assert_eq!(SitePath::common_ancestor([&p("/a/b")]).as_str(), "/a/b");
-    assert_eq!(SitePath::common_ancestor([&p("/x"), &p("/y")]), SitePath::root());
+    assert_eq!(
+        SitePath::common_ancestor([&p("/x"), &p("/y")]),
+        SitePath::root()
+    );
     assert_eq!(SitePath::common_ancestor([]), SitePath::root());
 }

@@ -48,20 +48,26 @@ impl Store {
              AND ($2 IS NULL OR user_id = $2) AND ($3 = FALSE OR action = 'login') \
              ORDER BY id DESC LIMIT $4"
         ));
-        Ok(on_pool!(self, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql.0.clone()))
+        Ok(
+            on_pool!(self, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql.0.clone()))
             .bind(before).bind(user).bind(q.logins_only).bind(q.limit)
-            .fetch_all(pool).await)?)
+            .fetch_all(pool).await)?,
+        )
     }
 
     pub async fn count_audit(&self) -> Result<i64, StoreError> {
-        Ok(on_pool!(self, pool => sqlx::query_scalar("SELECT COUNT(*) FROM audit_events")
-            .fetch_one(pool).await)?)
+        Ok(
+            on_pool!(self, pool => sqlx::query_scalar("SELECT COUNT(*) FROM audit_events")
+            .fetch_one(pool).await)?,
+        )
     }
 }
 
 #[async_trait::async_trait]
 impl AuditPersist for Store {
     async fn persist(&self, node: &str, events: &[AuditEvent]) -> Result<(), PersistError> {
-        self.append_audit(node, events).await.map_err(|e| PersistError(e.to_string()))
+        self.append_audit(node, events)
+            .await
+            .map_err(|e| PersistError(e.to_string()))
     }
 }

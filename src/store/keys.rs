@@ -55,24 +55,32 @@ impl Store {
             .bind(key.expires_at).bind(key.created_by_user_id)
             .fetch_one(pool).await)
         .map_err(|e| StoreError::from_write(e, "key name"))?;
-        self.key_by_id(id).await?.ok_or(StoreError::Database(sqlx::Error::RowNotFound))
+        self.key_by_id(id)
+            .await?
+            .ok_or(StoreError::Database(sqlx::Error::RowNotFound))
     }
 
     pub async fn key_by_id(&self, id: i64) -> Result<Option<KeyRecord>, StoreError> {
-        Ok(on_pool!(self, pool => sqlx::query_as(key_query("WHERE id = $1"))
-            .bind(id).fetch_optional(pool).await)?)
+        Ok(
+            on_pool!(self, pool => sqlx::query_as(key_query("WHERE id = $1"))
+            .bind(id).fetch_optional(pool).await)?,
+        )
     }
 
     /// Looks a key up by name, case-insensitively.
     pub async fn key_by_name(&self, name: &str) -> Result<Option<KeyRecord>, StoreError> {
-        Ok(on_pool!(self, pool => sqlx::query_as(key_query("WHERE name_key = $1"))
-            .bind(name.to_lowercase()).fetch_optional(pool).await)?)
+        Ok(
+            on_pool!(self, pool => sqlx::query_as(key_query("WHERE name_key = $1"))
+            .bind(name.to_lowercase()).fetch_optional(pool).await)?,
+        )
     }
 
     /// Looks a key up by the digest of its secret (the REST API's `X-FilesAPI-Key`).
     pub async fn key_by_digest(&self, digest: &str) -> Result<Option<KeyRecord>, StoreError> {
-        Ok(on_pool!(self, pool => sqlx::query_as(key_query("WHERE secret_digest = $1"))
-            .bind(digest).fetch_optional(pool).await)?)
+        Ok(
+            on_pool!(self, pool => sqlx::query_as(key_query("WHERE secret_digest = $1"))
+            .bind(digest).fetch_optional(pool).await)?,
+        )
     }
 
     /// Keys with `id > after` matching `owner`, in id order.

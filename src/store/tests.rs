@@ -35,11 +35,33 @@ fn new_key(name: &str, user_id: Option<i64>, digest: &str) -> NewKey {
 #[tokio::test]
 async fn usernames_are_unique_whatever_their_case() {
     each_backend(|store| async move {
-        let alice = store.insert_user(&NewUser { username: "Alice".into(), ..Default::default() }).await.unwrap();
-        assert_eq!(store.user_by_name("ALICE").await.unwrap().unwrap().id, alice.id);
-        let clash = store.insert_user(&NewUser { username: "alice".into(), ..Default::default() }).await;
-        assert!(matches!(clash, Err(StoreError::Conflict("username"))), "{clash:?}");
-        assert!(alice.sftp_permission && alice.ftp_permission && alice.dav_permission && alice.restapi_permission);
+        let alice = store
+            .insert_user(&NewUser {
+                username: "Alice".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            store.user_by_name("ALICE").await.unwrap().unwrap().id,
+            alice.id
+        );
+        let clash = store
+            .insert_user(&NewUser {
+                username: "alice".into(),
+                ..Default::default()
+            })
+            .await;
+        assert!(
+            matches!(clash, Err(StoreError::Conflict("username"))),
+            "{clash:?}"
+        );
+        assert!(
+            alice.sftp_permission
+                && alice.ftp_permission
+                && alice.dav_permission
+                && alice.restapi_permission
+        );
         assert!(!alice.disabled && !alice.site_admin);
     })
     .await;
@@ -48,9 +70,21 @@ async fn usernames_are_unique_whatever_their_case() {
 #[tokio::test]
 async fn every_user_change_bumps_the_revision() {
     each_backend(|store| async move {
-        let u = store.insert_user(&NewUser { username: "bob".into(), ..Default::default() }).await.unwrap();
+        let u = store
+            .insert_user(&NewUser {
+                username: "bob".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
         let changed = store
-            .update_user(u.id, &UserChanges { disabled: Some(true), ..Default::default() })
+            .update_user(
+                u.id,
+                &UserChanges {
+                    disabled: Some(true),
+                    ..Default::default()
+                },
+            )
             .await
             .unwrap()
             .unwrap();
@@ -59,7 +93,13 @@ async fn every_user_change_bumps_the_revision() {
         store.insert_grant(u.id, "/a", "full").await.unwrap();
         let after_grant = store.user_by_id(u.id).await.unwrap().unwrap();
         assert!(after_grant.revision > changed.revision);
-        assert!(store.update_user(9999, &UserChanges::default()).await.unwrap().is_none());
+        assert!(
+            store
+                .update_user(9999, &UserChanges::default())
+                .await
+                .unwrap()
+                .is_none()
+        );
     })
     .await;
 }
@@ -67,7 +107,13 @@ async fn every_user_change_bumps_the_revision() {
 #[tokio::test]
 async fn grants_are_idempotent_and_deleted_with_their_user() {
     each_backend(|store| async move {
-        let u = store.insert_user(&NewUser { username: "carol".into(), ..Default::default() }).await.unwrap();
+        let u = store
+            .insert_user(&NewUser {
+                username: "carol".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
         let g1 = store.insert_grant(u.id, "/a", "readonly").await.unwrap();
         let g2 = store.insert_grant(u.id, "/a", "readonly").await.unwrap();
         assert_eq!(g1.id, g2.id);
@@ -84,24 +130,71 @@ async fn grants_are_idempotent_and_deleted_with_their_user() {
 #[tokio::test]
 async fn keys_are_found_by_id_name_and_digest_and_names_are_unique() {
     each_backend(|store| async move {
-        let u = store.insert_user(&NewUser { username: "dave".into(), ..Default::default() }).await.unwrap();
-        let k = store.insert_key(&new_key("Deploy Key", Some(u.id), "d1")).await.unwrap();
-        assert_eq!(store.key_by_name("deploy key").await.unwrap().unwrap().id, k.id);
+        let u = store
+            .insert_user(&NewUser {
+                username: "dave".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let k = store
+            .insert_key(&new_key("Deploy Key", Some(u.id), "d1"))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.key_by_name("deploy key").await.unwrap().unwrap().id,
+            k.id
+        );
         assert_eq!(store.key_by_digest("d1").await.unwrap().unwrap().id, k.id);
-        assert_eq!(store.key_by_id(k.id).await.unwrap().unwrap().user_id, Some(u.id));
+        assert_eq!(
+            store.key_by_id(k.id).await.unwrap().unwrap().user_id,
+            Some(u.id)
+        );
         let clash = store.insert_key(&new_key("DEPLOY KEY", None, "d2")).await;
         assert!(matches!(clash, Err(StoreError::Conflict(_))), "{clash:?}");
-        let site = store.insert_key(&new_key("site", None, "d3")).await.unwrap();
-        assert_eq!(store.list_keys(KeyOwnerFilter::SiteWide, 0, 10).await.unwrap(), vec![site.clone()]);
-        assert_eq!(store.list_keys(KeyOwnerFilter::User(u.id), 0, 10).await.unwrap().len(), 1);
-        assert_eq!(store.list_keys(KeyOwnerFilter::All, k.id, 10).await.unwrap(), vec![site]);
+        let site = store
+            .insert_key(&new_key("site", None, "d3"))
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .list_keys(KeyOwnerFilter::SiteWide, 0, 10)
+                .await
+                .unwrap(),
+            vec![site.clone()]
+        );
+        assert_eq!(
+            store
+                .list_keys(KeyOwnerFilter::User(u.id), 0, 10)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(
+            store
+                .list_keys(KeyOwnerFilter::All, k.id, 10)
+                .await
+                .unwrap(),
+            vec![site]
+        );
         assert_eq!(store.count_keys_of(u.id).await.unwrap(), 1);
         let renamed = store
-            .update_key(k.id, &KeyChanges { name: Some("Other".into()), expires_at: Some(Some(50)), ..Default::default() })
+            .update_key(
+                k.id,
+                &KeyChanges {
+                    name: Some("Other".into()),
+                    expires_at: Some(Some(50)),
+                    ..Default::default()
+                },
+            )
             .await
             .unwrap()
             .unwrap();
-        assert_eq!((renamed.name.as_str(), renamed.expires_at), ("Other", Some(50)));
+        assert_eq!(
+            (renamed.name.as_str(), renamed.expires_at),
+            ("Other", Some(50))
+        );
         assert!(store.key_by_name("deploy key").await.unwrap().is_none());
         assert!(store.delete_key(k.id).await.unwrap());
         assert!(store.key_by_digest("d1").await.unwrap().is_none());
@@ -112,10 +205,16 @@ async fn keys_are_found_by_id_name_and_digest_and_names_are_unique() {
 #[tokio::test]
 async fn last_use_is_written_at_most_once_per_interval() {
     each_backend(|store| async move {
-        let k = store.insert_key(&new_key("touch", None, "t1")).await.unwrap();
+        let k = store
+            .insert_key(&new_key("touch", None, "t1"))
+            .await
+            .unwrap();
         assert!(store.touch_key(k.id, 100_000, 10_800).await.unwrap());
         assert!(!store.touch_key(k.id, 100_100, 10_800).await.unwrap());
-        assert_eq!(store.key_by_id(k.id).await.unwrap().unwrap().last_use_at, Some(100_000));
+        assert_eq!(
+            store.key_by_id(k.id).await.unwrap().unwrap().last_use_at,
+            Some(100_000)
+        );
         assert!(store.touch_key(k.id, 110_800, 10_800).await.unwrap());
     })
     .await;
@@ -125,22 +224,43 @@ async fn last_use_is_written_at_most_once_per_interval() {
 async fn audit_batches_are_stored_and_read_back_newest_first() {
     each_backend(|store| async move {
         let events: Vec<AuditEvent> = (0..5)
-            .map(|n| AuditEvent::by(&Principal::cli(), Action::Upload, Outcome::Ok).path(format!("/f{n}")).bytes(n))
+            .map(|n| {
+                AuditEvent::by(&Principal::cli(), Action::Upload, Outcome::Ok)
+                    .path(format!("/f{n}"))
+                    .bytes(n)
+            })
             .collect();
         store.append_audit("node-a", &events).await.unwrap();
-        let rows = store.read_audit(&AuditQuery { limit: 3, ..Default::default() }).await.unwrap();
+        let rows = store
+            .read_audit(&AuditQuery {
+                limit: 3,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
         assert_eq!(rows.len(), 3);
         assert_eq!(rows[0].path.as_deref(), Some("/f4"));
         assert_eq!(rows[0].node, "node-a");
         assert_eq!(rows[0].protocol, "cli");
         assert_eq!(rows[0].action, "create");
         let older = store
-            .read_audit(&AuditQuery { limit: 10, before: Some(rows[2].id), ..Default::default() })
+            .read_audit(&AuditQuery {
+                limit: 10,
+                before: Some(rows[2].id),
+                ..Default::default()
+            })
             .await
             .unwrap();
         assert_eq!(older.len(), 2);
         assert_eq!(store.count_audit().await.unwrap(), 5);
-        let logins = store.read_audit(&AuditQuery { limit: 10, logins_only: true, ..Default::default() }).await.unwrap();
+        let logins = store
+            .read_audit(&AuditQuery {
+                limit: 10,
+                logins_only: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
         assert!(logins.is_empty());
     })
     .await;
@@ -149,10 +269,24 @@ async fn audit_batches_are_stored_and_read_back_newest_first() {
 #[tokio::test]
 async fn sessions_are_found_by_digest_and_purged_when_expired() {
     each_backend(|store| async move {
-        let u = store.insert_user(&NewUser { username: "erin".into(), ..Default::default() }).await.unwrap();
+        let u = store
+            .insert_user(&NewUser {
+                username: "erin".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
         store.insert_session("s1", u.id, 10, 20).await.unwrap();
         store.insert_session("s2", u.id, 10, 200).await.unwrap();
-        assert_eq!(store.session_by_digest("s1").await.unwrap().unwrap().user_id, u.id);
+        assert_eq!(
+            store
+                .session_by_digest("s1")
+                .await
+                .unwrap()
+                .unwrap()
+                .user_id,
+            u.id
+        );
         assert_eq!(store.purge_sessions(100).await.unwrap(), 1);
         assert!(store.session_by_digest("s1").await.unwrap().is_none());
         assert!(store.delete_session("s2").await.unwrap());

@@ -50,29 +50,39 @@ impl Store {
             .bind(now())
             .fetch_one(pool).await)
         .map_err(|e| StoreError::from_write(e, "username"))?;
-        self.user_by_id(id).await?.ok_or(StoreError::Database(sqlx::Error::RowNotFound))
+        self.user_by_id(id)
+            .await?
+            .ok_or(StoreError::Database(sqlx::Error::RowNotFound))
     }
 
     pub async fn user_by_id(&self, id: i64) -> Result<Option<UserRecord>, StoreError> {
-        Ok(on_pool!(self, pool => sqlx::query_as(user_query("WHERE id = $1"))
-            .bind(id).fetch_optional(pool).await)?)
+        Ok(
+            on_pool!(self, pool => sqlx::query_as(user_query("WHERE id = $1"))
+            .bind(id).fetch_optional(pool).await)?,
+        )
     }
 
     /// Looks a user up by name, case-insensitively.
     pub async fn user_by_name(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
-        Ok(on_pool!(self, pool => sqlx::query_as(user_query("WHERE username_key = $1"))
-            .bind(username.to_lowercase()).fetch_optional(pool).await)?)
+        Ok(
+            on_pool!(self, pool => sqlx::query_as(user_query("WHERE username_key = $1"))
+            .bind(username.to_lowercase()).fetch_optional(pool).await)?,
+        )
     }
 
     /// Users with `id > after`, in id order.
     pub async fn list_users(&self, after: i64, limit: i64) -> Result<Vec<UserRecord>, StoreError> {
-        Ok(on_pool!(self, pool => sqlx::query_as(user_query("WHERE id > $1 ORDER BY id LIMIT $2"))
-            .bind(after).bind(limit).fetch_all(pool).await)?)
+        Ok(
+            on_pool!(self, pool => sqlx::query_as(user_query("WHERE id > $1 ORDER BY id LIMIT $2"))
+            .bind(after).bind(limit).fetch_all(pool).await)?,
+        )
     }
 
     pub async fn count_users(&self) -> Result<i64, StoreError> {
-        Ok(on_pool!(self, pool => sqlx::query_scalar("SELECT COUNT(*) FROM users")
-            .fetch_one(pool).await)?)
+        Ok(
+            on_pool!(self, pool => sqlx::query_scalar("SELECT COUNT(*) FROM users")
+            .fetch_one(pool).await)?,
+        )
     }
 
     /// Applies `changes` and bumps the user's revision. Returns the new row, or `None` if
@@ -91,7 +101,13 @@ impl Store {
         macro_rules! set {
             ($($field:ident),*) => { $( if let Some(v) = &changes.$field { user.$field = v.clone(); } )* };
         }
-        set!(site_admin, disabled, sftp_permission, ftp_permission, dav_permission);
+        set!(
+            site_admin,
+            disabled,
+            sftp_permission,
+            ftp_permission,
+            dav_permission
+        );
         set!(restapi_permission, allowed_ips, name, email);
         let updated = on_pool!(self, pool => sqlx::query(
             "UPDATE users SET password_hash = $1, site_admin = $2, disabled = $3, \

@@ -14,10 +14,18 @@ fn leftovers_of_interrupted_uploads_are_cleared_at_open() {
 #[tokio::test]
 async fn the_kernel_refuses_paths_that_leave_the_root() {
     let dir = TempDir::new("local");
-    let storage = LocalStorage::open(&dir.path().join("root"), &dir.path().join("staging")).unwrap();
+    let storage =
+        LocalStorage::open(&dir.path().join("root"), &dir.path().join("staging")).unwrap();
     std::os::unix::fs::symlink("/", dir.path().join("root/slash")).unwrap();
-    let err = storage.metadata(&SitePath::parse("/slash/etc/passwd").unwrap()).await.unwrap_err();
+    let err = storage
+        .metadata(&SitePath::parse("/slash/etc/passwd").unwrap())
+        .await
+        .unwrap_err();
     assert_eq!(err.kind, StorageErrorKind::PermissionDenied, "{err}");
-    let err = storage.open_read(&SitePath::parse("/slash/etc/hostname").unwrap()).await.err().unwrap();
+    let err = storage
+        .open_read(&SitePath::parse("/slash/etc/hostname").unwrap())
+        .await
+        .err()
+        .unwrap();
     assert_eq!(err.kind, StorageErrorKind::PermissionDenied, "{err}");
 }

@@ -1,0 +1,387 @@
+//! The `filegate` binary end to end: management commands on a real store, first start, and
+//! refusal of bad configuration and bad input.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use filegate::test_support::TempDir;
+
+struct Cli {
+    dir: TempDir,
+    database_url: Option<String>,
+}
+
+impl Cli {
+    fn new() -> Cli {
+        Cli {
+            dir: TempDir::new("cli"),
+            database_url: None,
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_filegate"));
+        cmd.args(args)
+            .env("FILEGATE_DATA_DIR", self.dir.path())
+            .env("FILEGATE_SFTP_LISTEN", "127.0.0.1:0")
+            .env("FILEGATE_FTP_LISTEN", "127.0.0.1:0")
+            .env("FILEGATE_WEBDAV_LISTEN", "127.0.0.1:0")
+            .env("FILEGATE_API_LISTEN", "127.0.0.1:0")
+            .env_remove("FILEGATE_DATABASE_URL")
+            .stdin(Stdio::null());
+        if let Some(url) = &self.database_url {
+            cmd.env("FILEGATE_DATABASE_URL", url);
+        }
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run filegate")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "filegate {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(!out.status.success(), "filegate {args:?} should fail");
+        String::from_utf8(out.stderr).unwrap()
+    }
+
+    fn with_stdin(&self, args: &[&str], input: &str) -> Output {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        serde_json::from_str(&self.ok(args)).expect("valid JSON")
+    }
+}
+
+#[test]
+fn users_grants_and_keys_are_managed_from_the_command_line() {
+    let cli = Cli::new();
+    let out = cli.with_stdin(
+        &["user", "add", "alice", "--password-stdin"],
+        "correct-horse\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    cli.ok(&["user", "grant", "alice", "/team/docs", "readonly"]);
+    let users = cli.json(&["user", "list", "--json"]);
+    let alice = &users.as_array().unwrap()[0];
+    assert_eq!(alice["username"], "alice");
+    assert_eq!(alice["grants"][0]["path"], "/team/docs");
+    assert_eq!(alice["grants"][0]["permission"], "readonly");
+    assert!(alice.get("password_hash").is_none());
+
+    let key = cli.json(&[
+        "key",
+        "create",
+        "--user",
+        "alice",
+        "--name",
+        "Deploy Bot",
+        "--path",
+        "team/docs",
+        "--permission-set",
+        "readonly",
+        "--expires-at",
+        "2099-01-01T00:00:00Z",
+        "--json",
+    ]);
+    let secret = key["key"].as_str().unwrap();
+    assert_eq!(secret.len(), 64);
+    assert!(
+        secret
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    );
+    assert_eq!(key["name"], "Deploy Bot");
+    assert_eq!(key["user_id"], alice["id"]);
+    assert_eq!(key["path"], "team/docs");
+    assert_eq!(key["expires_at"], "2099-01-01T00:00:00Z");
+
+    let site = cli.json(&["key", "create", "--site-wide", "--name", "backup", "--json"]);
+    assert!(site["user_id"].is_null());
+
+    let listed = cli.ok(&["key", "list", "--json"]);
+    assert!(!listed.contains(secret), "key list never shows secrets");
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+
+    let id = key["id"].to_string();
+    cli.ok(&["key", "revoke", &id]);
+    assert!(cli.fails(&["key", "revoke", &id]).contains("no such"));
+    cli.ok(&["user", "disable", "alice"]);
+    assert_eq!(cli.json(&["user", "list", "--json"])[0]["disabled"], true);
+
+    let audit = cli.json(&["audit", "tail", "-n", "50", "--json"]);
+    let actions: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
+    for expected in [
+        "user_create",
+        "permission_create",
+        "api_key_create",
+        "api_key_delete",
+        "user_update",
+    ] {
+        assert!(
+            actions.contains(&expected),
+            "{expected} missing from {actions:?}"
+        );
+    }
+    assert!(
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["interface"] == "cli")
+    );
+}
+
+#[test]
+fn bad_input_is_refused_with_a_clear_message_and_changes_nothing() {
+    let cli = Cli::new();
+    cli.with_stdin(
+        &["user", "add", "bob", "--password-stdin"],
+        "long-enough-pw\n",
+    );
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["user", "add", "@api-1"], "may not start with @"),
+        (vec!["user", "add", "bob"], "already taken"),
+        (vec!["user", "add", "a/b"], "may contain only"),
+        (vec!["user", "grant", "bob", "/x", "admin"], "level must be"),
+        (
+            vec!["user", "grant", "nobody", "/x", "full"],
+            "no such user",
+        ),
+        (
+            vec!["user", "grant", "bob", "/a/\u{1}b", "full"],
+            "control character",
+        ),
+        (
+            vec!["key", "create", "--user", "bob", "--name", "12345"],
+            "all digits",
+        ),
+        (
+            vec![
+                "key", "create", "--user", "bob", "--name", "k", "--path", "/abs",
+            ],
+            "neither start nor end",
+        ),
+        (
+            vec![
+                "key", "create", "--user", "bob", "--name", "k", "--path", "a/../b",
+            ],
+            "segments",
+        ),
+        (
+            vec![
+                "key",
+                "create",
+                "--user",
+                "bob",
+                "--name",
+                "k",
+                "--permission-set",
+                "root",
+            ],
+            "permission-set",
+        ),
+        (
+            vec![
+                "key",
+                "create",
+                "--user",
+                "bob",
+                "--name",
+                "k",
+                "--expires-at",
+                "tomorrow",
+            ],
+            "RFC 3339",
+        ),
+        (
+            vec![
+                "key",
+                "create",
+                "--user",
+                "bob",
+                "--name",
+                "k",
+                "--expires-at",
+                "2001-01-01",
+            ],
+            "future",
+        ),
+        (vec!["key", "create", "--name", "k"], "required"),
+    ];
+    for (args, needle) in cases {
+        let err = cli.fails(&args);
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+    let short = cli.with_stdin(&["user", "passwd", "bob", "--password-stdin"], "short\n");
+    assert!(!short.status.success());
+    assert_eq!(cli.json(&["key", "list", "--json"]), serde_json::json!([]));
+    assert_eq!(
+        cli.json(&["user", "list", "--json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn a_bad_config_stops_before_anything_starts_with_a_one_line_reason() {
+    let cli = Cli::new();
+    let config = cli.dir.path().join("bad.toml");
+    std::fs::write(&config, "[sftp]\nlisten = \"not-an-address\"\n").unwrap();
+    let out = cli
+        .command(&["--config", config.to_str().unwrap(), "serve"])
+        .env_remove("FILEGATE_SFTP_LISTEN")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("sftp.listen"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    std::fs::write(&config, "[sftp]\nport = 22\n").unwrap();
+    let err = cli.fails(&["--config", config.to_str().unwrap(), "migrate"]);
+    assert!(err.contains("unknown field"), "{err}");
+    let err = cli
+        .command(&["migrate"])
+        .env("FILEGATE_API_LISTEN", "8081")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&err.stderr).contains("FILEGATE_API_LISTEN"));
+}
+
+#[test]
+fn the_first_start_creates_an_admin_and_prints_its_password_once() {
+    let cli = Cli::new();
+    let mut child = cli
+        .command(&["serve"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !cli.dir.path().join("filegate.db").exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // Give it a moment to create the admin, then stop it as a service manager would.
+    let store_ready = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let users = cli.run(&["user", "list", "--json"]);
+        if users.status.success() && String::from_utf8_lossy(&users.stdout).contains("admin") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < store_ready,
+            "admin was never created"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "serve exits cleanly on SIGTERM");
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut stdout).unwrap();
+    assert!(
+        stdout.contains("created site admin \"admin\" with password "),
+        "{stdout}"
+    );
+    let users = cli.json(&["user", "list", "--json"]);
+    assert_eq!(users[0]["site_admin"], true);
+    assert!(cli.dir.path().join("files").is_dir());
+
+    // A second start creates nobody and prints no password.
+    let mut again = cli
+        .command(&["serve"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    Command::new("kill")
+        .args(["-TERM", &again.id().to_string()])
+        .status()
+        .unwrap();
+    again.wait().unwrap();
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(again.stdout.as_mut().unwrap(), &mut stdout).unwrap();
+    assert!(!stdout.contains("password"), "{stdout}");
+    assert_eq!(
+        cli.json(&["user", "list", "--json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn the_cli_works_on_postgresql_too() {
+    let Ok(admin_url) = std::env::var(filegate::test_support::POSTGRES_ENV) else {
+        eprintln!(
+            "note: {} unset: PostgreSQL CLI test not run",
+            filegate::test_support::POSTGRES_ENV
+        );
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let db = rt
+        .block_on(filegate::test_support::TestDb::postgres())
+        .unwrap();
+    let _ = admin_url;
+    let mut cli = Cli::new();
+    cli.database_url = Some(db.url.clone());
+    cli.with_stdin(
+        &["user", "add", "pg-user", "--password-stdin"],
+        "pg-password-1\n",
+    );
+    let key = cli.json(&[
+        "key", "create", "--user", "pg-user", "--name", "pg key", "--json",
+    ]);
+    assert_eq!(key["key"].as_str().unwrap().len(), 64);
+    assert_eq!(
+        cli.json(&["key", "list", "--json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(cli.ok(&["migrate"]).contains("postgres"));
+    rt.block_on(db.drop());
+}
