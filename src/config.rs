@@ -35,7 +35,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub auth: AuthConfig,
     pub audit: AuditConfig,
-    pub sftp: ListenerConfig,
+    pub sftp: SftpConfig,
     pub ftp: ListenerConfig,
     pub webdav: ListenerConfig,
     pub api: ListenerConfig,
@@ -143,6 +143,47 @@ impl Default for AuditConfig {
     }
 }
 
+/// The SFTP front-end.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SftpConfig {
+    /// Serve SFTP.
+    pub enabled: bool,
+    /// Address to listen on; port 0 picks a free port.
+    pub listen: String,
+    /// Host key (OpenSSH private key file); empty: `<data_dir>/ssh_host_ed25519_key`,
+    /// generated on first start and kept.
+    pub host_key: PathBuf,
+    /// Seconds without traffic before a connection is closed.
+    pub idle_timeout_seconds: u64,
+    /// Concurrent connections from one address.
+    pub max_sessions_per_address: usize,
+    /// Concurrent signed-in sessions of one user or API key.
+    pub max_sessions_per_login: usize,
+    /// Open file and folder handles per SFTP session.
+    pub max_handles_per_session: usize,
+    /// Largest SFTP packet a client may send, in bytes.
+    pub max_packet_bytes: u32,
+    /// Seconds between checks that a session's key or user is still valid (revocation).
+    pub revocation_check_seconds: u64,
+}
+
+impl Default for SftpConfig {
+    fn default() -> Self {
+        SftpConfig {
+            enabled: true,
+            listen: String::new(),
+            host_key: PathBuf::new(),
+            idle_timeout_seconds: 600,
+            max_sessions_per_address: 64,
+            max_sessions_per_login: 32,
+            max_handles_per_session: 256,
+            max_packet_bytes: 256 * 1024 + 1024,
+            revocation_check_seconds: 2,
+        }
+    }
+}
+
 /// One protocol listener.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -184,11 +225,7 @@ impl Config {
             Some(path) => Self::from_file(path)?,
             None => {
                 let default = Path::new("config/filegate.toml");
-                if default.exists() {
-                    Self::from_file(default)?
-                } else {
-                    Config::default()
-                }
+                if default.exists() { Self::from_file(default)? } else { Config::default() }
             }
         };
         config.apply_env(|name| std::env::var(name).ok())?;
@@ -198,14 +235,9 @@ impl Config {
     }
 
     fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::from_toml(&text).map_err(|message| ConfigError::Parse {
-            path: path.to_owned(),
-            message,
-        })
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Self::from_toml(&text).map_err(|message| ConfigError::Parse { path: path.to_owned(), message })
     }
 
     /// Parses TOML text (no environment, no validation).
@@ -224,21 +256,18 @@ impl Config {
         if let Some(v) = get("FILEGATE_NODE_NAME") {
             self.server.node_name = v;
         }
-        let listeners: [(&'static str, &mut ListenerConfig); 4] = [
-            ("FILEGATE_SFTP_LISTEN", &mut self.sftp),
-            ("FILEGATE_FTP_LISTEN", &mut self.ftp),
-            ("FILEGATE_WEBDAV_LISTEN", &mut self.webdav),
-            ("FILEGATE_API_LISTEN", &mut self.api),
-        ];
-        for (name, listener) in listeners {
+        for (name, protocol) in [
+            ("FILEGATE_SFTP_LISTEN", "sftp"),
+            ("FILEGATE_FTP_LISTEN", "ftp"),
+            ("FILEGATE_WEBDAV_LISTEN", "webdav"),
+            ("FILEGATE_API_LISTEN", "api"),
+        ] {
             if let Some(v) = get(name) {
                 if v.parse::<SocketAddr>().is_err() {
-                    return Err(ConfigError::Env {
-                        name,
-                        message: format!("{v:?} is not an address like 127.0.0.1:2222"),
-                    });
+                    let message = format!("{v:?} is not an address like 127.0.0.1:2222");
+                    return Err(ConfigError::Env { name, message });
                 }
-                listener.listen = v;
+                *self.listen_mut(protocol) = v;
             }
         }
         Ok(())
@@ -261,20 +290,33 @@ impl Config {
                 .unwrap_or_else(|| "filegate".into());
         }
         for (name, default) in DEFAULT_LISTEN {
-            let listener = self.listener_mut(name);
-            if listener.listen.is_empty() {
-                listener.listen = default.to_owned();
+            let listen = self.listen_mut(name);
+            if listen.is_empty() {
+                *listen = default.to_owned();
             }
+        }
+        if self.sftp.host_key.as_os_str().is_empty() {
+            self.sftp.host_key = self.server.data_dir.join("ssh_host_ed25519_key");
         }
     }
 
-    fn listener_mut(&mut self, name: &str) -> &mut ListenerConfig {
+    fn listen_mut(&mut self, name: &str) -> &mut String {
         match name {
-            "sftp" => &mut self.sftp,
-            "ftp" => &mut self.ftp,
-            "webdav" => &mut self.webdav,
-            _ => &mut self.api,
+            "sftp" => &mut self.sftp.listen,
+            "ftp" => &mut self.ftp.listen,
+            "webdav" => &mut self.webdav.listen,
+            _ => &mut self.api.listen,
         }
+    }
+
+    /// `(name, enabled, listen)` of every front-end.
+    pub fn listeners(&self) -> [(&'static str, bool, &str); 4] {
+        [
+            ("sftp", self.sftp.enabled, self.sftp.listen.as_str()),
+            ("ftp", self.ftp.enabled, self.ftp.listen.as_str()),
+            ("webdav", self.webdav.enabled, self.webdav.listen.as_str()),
+            ("api", self.api.enabled, self.api.listen.as_str()),
+        ]
     }
 
     /// Checks every setting; the first problem found is the error.
@@ -284,21 +326,13 @@ impl Config {
             return invalid("server.data_dir must not be empty".into());
         }
         let url = &self.server.database_url;
-        if !(url.starts_with("sqlite:")
-            || url.starts_with("postgres:")
-            || url.starts_with("postgresql:"))
-        {
+        if !(url.starts_with("sqlite:") || url.starts_with("postgres:") || url.starts_with("postgresql:")) {
             return invalid("server.database_url must start with sqlite: or postgres://".into());
         }
         if !matches!(self.server.log_format.as_str(), "text" | "json") {
-            return invalid(format!(
-                "server.log_format must be \"text\" or \"json\", not {:?}",
-                self.server.log_format
-            ));
+            return invalid(format!("server.log_format must be \"text\" or \"json\", not {:?}", self.server.log_format));
         }
-        if self.server.node_name.chars().count() > 64
-            || self.server.node_name.chars().any(char::is_control)
-        {
+        if self.server.node_name.chars().count() > 64 || self.server.node_name.chars().any(char::is_control) {
             return invalid("server.node_name must be at most 64 printable characters".into());
         }
         let lockout = &self.auth.lockout;
@@ -306,30 +340,30 @@ impl Config {
             return invalid("auth.lockout.max_failures_* must be at least 1".into());
         }
         if lockout.window_seconds == 0 || lockout.ban_seconds == 0 {
-            return invalid(
-                "auth.lockout.window_seconds and ban_seconds must be at least 1".into(),
-            );
+            return invalid("auth.lockout.window_seconds and ban_seconds must be at least 1".into());
         }
         if self.audit.queue == 0 || self.audit.batch == 0 {
             return invalid("audit.queue and audit.batch must be at least 1".into());
         }
         let mut seen = Vec::new();
-        for (name, listener) in [
-            ("sftp", &self.sftp),
-            ("ftp", &self.ftp),
-            ("webdav", &self.webdav),
-            ("api", &self.api),
-        ] {
-            let Ok(addr) = listener.listen.parse::<SocketAddr>() else {
-                return invalid(format!(
-                    "{name}.listen {:?} is not an address like 127.0.0.1:2222",
-                    listener.listen
-                ));
+        for (name, enabled, listen) in self.listeners() {
+            let Ok(addr) = listen.parse::<SocketAddr>() else {
+                return invalid(format!("{name}.listen {listen:?} is not an address like 127.0.0.1:2222"));
             };
-            if listener.enabled && addr.port() != 0 && seen.contains(&addr) {
+            if enabled && addr.port() != 0 && seen.contains(&addr) {
                 return invalid(format!("{name}.listen {addr} is used by another listener"));
             }
             seen.push(addr);
+        }
+        let sftp = &self.sftp;
+        if sftp.max_sessions_per_address == 0 || sftp.max_sessions_per_login == 0 || sftp.max_handles_per_session == 0 {
+            return invalid("sftp.max_* limits must be at least 1".into());
+        }
+        if !(34_000..=16 * 1024 * 1024).contains(&sftp.max_packet_bytes) {
+            return invalid("sftp.max_packet_bytes must be between 34000 and 16777216".into());
+        }
+        if sftp.revocation_check_seconds == 0 || sftp.idle_timeout_seconds == 0 {
+            return invalid("sftp.revocation_check_seconds and idle_timeout_seconds must be at least 1".into());
         }
         Ok(())
     }

@@ -15,6 +15,7 @@ use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::files::{Files, LocalStorage};
 use crate::identity::Principal;
+use crate::sftp::{SftpError, SftpServer};
 use crate::store::{Store, StoreError};
 
 /// Why the server could not start.
@@ -34,6 +35,8 @@ pub enum GatewayError {
     },
     #[error("cannot create the first admin: {0}")]
     Bootstrap(#[from] AccountError),
+    #[error(transparent)]
+    Sftp(#[from] SftpError),
 }
 
 /// The shared services every front-end uses.
@@ -127,6 +130,7 @@ pub struct Gateway {
     pub core: Arc<Core>,
     /// `(protocol, bound address)` of every listener started.
     pub listening: Vec<(&'static str, SocketAddr)>,
+    sftp: Option<SftpServer>,
 }
 
 impl Gateway {
@@ -134,21 +138,20 @@ impl Gateway {
     /// started (and never faked).
     pub async fn start(core: Core) -> Result<Gateway, GatewayError> {
         let core = Arc::new(core);
-        let listening = Vec::new();
-        for (name, listener) in [
-            ("sftp", &core.config.sftp),
-            ("ftp", &core.config.ftp),
-            ("webdav", &core.config.webdav),
-            ("api", &core.config.api),
-        ] {
-            if listener.enabled {
-                tracing::warn!(
-                    protocol = name,
-                    "{name} front-end is not built yet; not started"
-                );
+        let mut listening = Vec::new();
+        let sftp = if core.config.sftp.enabled {
+            let server = SftpServer::start(core.config.sftp.clone(), core.auth.clone(), core.files.clone()).await?;
+            listening.push(("sftp", server.addr));
+            Some(server)
+        } else {
+            None
+        };
+        for (name, enabled, _) in core.config.listeners() {
+            if enabled && name != "sftp" {
+                tracing::warn!(protocol = name, "{name} front-end is not built yet; not started");
             }
         }
-        Ok(Gateway { core, listening })
+        Ok(Gateway { core, listening, sftp })
     }
 
     /// The bound address of `protocol`, if it is running.
@@ -161,6 +164,9 @@ impl Gateway {
 
     /// Stops the listeners, then flushes the audit log and closes the store.
     pub async fn stop(self) {
+        if let Some(sftp) = self.sftp {
+            sftp.stop().await;
+        }
         self.core.close().await;
     }
 }

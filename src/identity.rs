@@ -150,13 +150,14 @@ impl PermissionSet {
     /// creator's. `full` > `desktop_app` > `files_only` > `readonly` | `writeonly`.
     pub fn includes(self, other: PermissionSet) -> bool {
         use PermissionSet::*;
-        match (self, other) {
-            (Full, _) => true,
-            (DesktopApp, DesktopApp | FilesOnly | ReadOnly | WriteOnly) => true,
-            (FilesOnly, FilesOnly | ReadOnly | WriteOnly) => true,
-            (ReadOnly, ReadOnly) | (WriteOnly, WriteOnly) => true,
-            _ => false,
-        }
+        matches!(
+            (self, other),
+            (Full, _)
+                | (DesktopApp, DesktopApp | FilesOnly | ReadOnly | WriteOnly)
+                | (FilesOnly, FilesOnly | ReadOnly | WriteOnly)
+                | (ReadOnly, ReadOnly)
+                | (WriteOnly, WriteOnly)
+        )
     }
 }
 

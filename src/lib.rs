@@ -27,6 +27,7 @@ pub mod identity;
 pub mod model;
 pub mod path;
 pub mod secret;
+pub mod sftp;
 pub mod store;
 #[doc(hidden)]
 pub mod test_support;

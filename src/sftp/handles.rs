@@ -1,0 +1,215 @@
+//! Open file handles: one worker task per handle, fed through a queue.
+//!
+//! Requests on one handle run in order (a client's pipelined reads and writes arrive in
+//! offset order and are served without seeking); requests on different handles, and the
+//! reading of the next packets, run concurrently. Memory stays bounded: each request holds
+//! an in-flight permit until its reply is queued.
+
+use std::io::SeekFrom;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use russh_sftp::protocol::{Attrs, Data, FileAttributes, Packet, StatusCode};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
+
+use super::attrs::{attrs_of, requested_times};
+use super::session::{Replies, status, status_err};
+use crate::files::{Download, EntryKind, Files, FsError, Metadata, Upload};
+use crate::identity::Principal;
+use crate::path::SitePath;
+
+/// Largest read served in one reply (OpenSSH asks for 32 KiB at a time; some clients 256 KiB).
+pub const MAX_READ: u32 = 256 * 1024;
+/// Buffer between the network and the storage, per handle.
+const IO_BUFFER: usize = 256 * 1024;
+
+/// A request for an open file.
+pub enum Job {
+    Read { id: u32, offset: u64, len: u32 },
+    Write { id: u32, offset: u64, data: Vec<u8> },
+    Stat { id: u32 },
+    SetStat { id: u32, attrs: FileAttributes },
+    Close { id: u32 },
+}
+
+/// A job and the permit it holds while in flight.
+pub type Queued = (Job, OwnedSemaphorePermit);
+
+/// What the handle was opened for.
+pub enum OpenFile {
+    Reading(Download),
+    Writing(Upload),
+}
+
+struct Worker {
+    files: Arc<Files>,
+    who: Arc<Principal>,
+    path: SitePath,
+    replies: Replies,
+}
+
+/// Starts the worker of a new handle; returns its queue.
+pub fn spawn(
+    files: Arc<Files>,
+    who: Arc<Principal>,
+    path: SitePath,
+    file: OpenFile,
+    replies: Replies,
+    on_close: impl FnOnce() + Send + 'static,
+) -> mpsc::Sender<Queued> {
+    let (tx, rx) = mpsc::channel(64);
+    let worker = Worker { files, who, path, replies };
+    tokio::spawn(async move {
+        match file {
+            OpenFile::Reading(download) => worker.reading(download, rx).await,
+            OpenFile::Writing(upload) => worker.writing(upload, rx).await,
+        }
+        on_close();
+    });
+    tx
+}
+
+impl Worker {
+    async fn reading(self, download: Download, mut rx: mpsc::Receiver<Queued>) {
+        let mut file = BufReader::with_capacity(IO_BUFFER, download);
+        let mut pos = 0u64;
+        while let Some((job, _permit)) = rx.recv().await {
+            let reply = match job {
+                Job::Read { id, offset, len } => match read_at(&mut file, &mut pos, offset, len).await {
+                    Ok(data) if data.is_empty() && len > 0 => status(id, StatusCode::Eof, "end of file"),
+                    Ok(data) => Packet::Data(Data { id, data }),
+                    Err(e) => status(id, StatusCode::Failure, &format!("read failed: {e}")),
+                },
+                Job::Write { id, .. } => status(id, StatusCode::PermissionDenied, "handle is open for reading"),
+                Job::Stat { id } => self.stat(id).await,
+                Job::SetStat { id, attrs } => self.set_stat(id, attrs).await,
+                Job::Close { id } => {
+                    self.replies.send(status(id, StatusCode::Ok, "ok")).await;
+                    return;
+                }
+            };
+            self.replies.send(reply).await;
+        }
+    }
+
+    async fn writing(self, upload: Upload, mut rx: mpsc::Receiver<Queued>) {
+        let mut file = BufWriter::with_capacity(IO_BUFFER, upload);
+        let (mut pos, mut end) = (0u64, 0u64);
+        let mut times: Option<(Option<SystemTime>, Option<SystemTime>)> = None;
+        let mut failed: Option<String> = None;
+        while let Some((job, _permit)) = rx.recv().await {
+            let reply = match job {
+                Job::Write { id, offset, data } => {
+                    match write_at(&mut file, &mut pos, offset, &data).await {
+                        Ok(()) => {
+                            end = end.max(pos);
+                            status(id, StatusCode::Ok, "ok")
+                        }
+                        Err(e) => {
+                            failed = Some(e.to_string());
+                            status(id, StatusCode::Failure, &format!("write failed: {e}"))
+                        }
+                    }
+                }
+                Job::Read { id, .. } => status(id, StatusCode::PermissionDenied, "handle is open for writing"),
+                Job::Stat { id } => {
+                    let meta = Metadata { kind: EntryKind::File, len: end, modified: Some(SystemTime::now()), accessed: None };
+                    Packet::Attrs(Attrs { id, attrs: attrs_of(&meta) })
+                }
+                Job::SetStat { id, attrs } => {
+                    // Times apply once the file is in place; modes and owners are ignored.
+                    if let Some(requested) = requested_times(&attrs) {
+                        times = Some(requested);
+                    }
+                    status(id, StatusCode::Ok, "ok")
+                }
+                Job::Close { id } => {
+                    let reply = self.finish(id, file, failed, times).await;
+                    self.replies.send(reply).await;
+                    return;
+                }
+            };
+            self.replies.send(reply).await;
+        }
+        // The channel ended without a close: the upload is discarded (never half-written).
+    }
+
+    async fn finish(
+        &self,
+        id: u32,
+        mut file: BufWriter<Upload>,
+        failed: Option<String>,
+        times: Option<(Option<SystemTime>, Option<SystemTime>)>,
+    ) -> Packet {
+        if let Some(reason) = failed {
+            return status(id, StatusCode::Failure, &format!("upload discarded: {reason}"));
+        }
+        if let Err(e) = file.flush().await {
+            return status(id, StatusCode::Failure, &format!("upload failed: {e}"));
+        }
+        if let Err(err) = file.into_inner().commit().await {
+            return status_err(id, &err);
+        }
+        if let Some((accessed, modified)) = times {
+            if let Err(err) = self.files.set_times(&self.who, &self.path, accessed, modified).await {
+                return status_err(id, &err);
+            }
+        }
+        status(id, StatusCode::Ok, "ok")
+    }
+
+    async fn stat(&self, id: u32) -> Packet {
+        match self.files.stat(&self.who, &self.path).await {
+            Ok(meta) => Packet::Attrs(Attrs { id, attrs: attrs_of(&meta) }),
+            Err(err) => status_err(id, &err),
+        }
+    }
+
+    async fn set_stat(&self, id: u32, attrs: FileAttributes) -> Packet {
+        let result: Result<(), FsError> = async {
+            if let Some(size) = attrs.size {
+                self.files.set_len(&self.who, &self.path, size).await?;
+            }
+            if let Some((accessed, modified)) = requested_times(&attrs) {
+                self.files.set_times(&self.who, &self.path, accessed, modified).await?;
+            }
+            Ok(())
+        }
+        .await;
+        match result {
+            Ok(()) => status(id, StatusCode::Ok, "ok"),
+            Err(err) => status_err(id, &err),
+        }
+    }
+}
+
+async fn read_at(file: &mut BufReader<Download>, pos: &mut u64, offset: u64, len: u32) -> std::io::Result<Vec<u8>> {
+    if offset != *pos {
+        file.seek(SeekFrom::Start(offset)).await?;
+        *pos = offset;
+    }
+    let len = len.min(MAX_READ) as usize;
+    let mut data = vec![0u8; len];
+    let mut filled = 0;
+    while filled < len {
+        let n = file.read(&mut data[filled..]).await?;
+        if n == 0 {
+            break;
+        }
+        filled += n;
+    }
+    data.truncate(filled);
+    *pos += filled as u64;
+    Ok(data)
+}
+
+async fn write_at(file: &mut BufWriter<Upload>, pos: &mut u64, offset: u64, data: &[u8]) -> std::io::Result<()> {
+    if offset != *pos {
+        file.seek(SeekFrom::Start(offset)).await?;
+        *pos = offset;
+    }
+    file.write_all(data).await?;
+    *pos += data.len() as u64;
+    Ok(())
+}

@@ -1,0 +1,206 @@
+//! The SFTP front-end: an SSH server (russh) offering the `sftp` subsystem, translating
+//! SFTP v3 requests into calls on the file layer.
+//!
+//! - `ssh`: authentication and channels (russh handler).
+//! - `session`: the SFTP request loop, with concurrent dispatch.
+//! - `handles`: per-handle workers for reads and writes.
+//! - `attrs`, `status`: wire attributes and the error → status-code mapping.
+//!
+//! No permission decision is made here: every file request goes to `files::Files` with the
+//! session's principal.
+
+mod attrs;
+mod handles;
+mod session;
+mod ssh;
+mod status;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use russh::keys::ssh_key::private::Ed25519Keypair;
+use russh::keys::{PrivateKey, ssh_key::LineEnding};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::auth::Authenticator;
+use crate::config::SftpConfig;
+use crate::files::Files;
+use crate::identity::Principal;
+
+/// Why the SFTP front-end could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SftpError {
+    #[error("cannot bind SFTP listener on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("SFTP host key {path}: {message}")]
+    HostKey { path: String, message: String },
+}
+
+/// What every connection shares.
+pub(crate) struct Context {
+    auth: Arc<Authenticator>,
+    files: Arc<Files>,
+    config: SftpConfig,
+    per_login: Mutex<HashMap<(Option<i64>, Option<i64>), usize>>,
+}
+
+/// A counted signed-in session of one login; released when dropped.
+pub(crate) struct LoginSlot {
+    ctx: Arc<Context>,
+    key: (Option<i64>, Option<i64>),
+}
+
+impl Drop for LoginSlot {
+    fn drop(&mut self) {
+        let mut counts = self.ctx.per_login.lock().expect("login counts");
+        if let Some(n) = counts.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.key);
+            }
+        }
+    }
+}
+
+impl Context {
+    fn claim_login_slot(self: &Arc<Self>, principal: &Principal) -> Option<LoginSlot> {
+        let key = (principal.user.as_ref().map(|u| u.id), principal.key.as_ref().map(|k| k.id));
+        let mut counts = self.per_login.lock().expect("login counts");
+        let n = counts.entry(key).or_insert(0);
+        if *n >= self.config.max_sessions_per_login {
+            return None;
+        }
+        *n += 1;
+        Some(LoginSlot { ctx: self.clone(), key })
+    }
+}
+
+/// A running SFTP listener.
+pub struct SftpServer {
+    pub addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SftpServer {
+    /// Loads (or creates) the host key, binds, and starts accepting connections.
+    pub async fn start(config: SftpConfig, auth: Arc<Authenticator>, files: Arc<Files>) -> Result<SftpServer, SftpError> {
+        let key = load_or_create_host_key(&config.host_key)?;
+        let addr: SocketAddr = config.listen.parse().expect("validated listen address");
+        let listener = TcpListener::bind(addr).await.map_err(|source| SftpError::Bind { addr, source })?;
+        let addr = listener.local_addr().map_err(|source| SftpError::Bind { addr, source })?;
+        let ssh = Arc::new(ssh_config(&config, key));
+        let ctx = Arc::new(Context { auth, files, config, per_login: Mutex::default() });
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(accept_loop(listener, ssh, ctx, stopped));
+        tracing::info!("sftp listening on {addr}");
+        Ok(SftpServer { addr, stop, task })
+    }
+
+    /// Stops accepting and disconnects every session.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+fn ssh_config(config: &SftpConfig, key: PrivateKey) -> russh::server::Config {
+    use russh::cipher;
+    let preferred = russh::Preferred {
+        cipher: std::borrow::Cow::Borrowed(&[cipher::AES_128_GCM, cipher::AES_256_GCM, cipher::CHACHA20_POLY1305]),
+        ..Default::default()
+    };
+    russh::server::Config {
+        server_id: russh::SshId::Standard("SSH-2.0-filegate".into()),
+        keys: vec![key],
+        preferred,
+        inactivity_timeout: Some(Duration::from_secs(config.idle_timeout_seconds)),
+        auth_rejection_time: Duration::from_millis(500),
+        auth_rejection_time_initial: Some(Duration::ZERO),
+        max_auth_attempts: 6,
+        window_size: 16 * 1024 * 1024,
+        maximum_packet_size: 65535,
+        channel_buffer_size: 256,
+        nodelay: true,
+        ..Default::default()
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    ssh: Arc<russh::server::Config>,
+    ctx: Arc<Context>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let per_address: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
+    let (disconnect_all, _) = tokio::sync::broadcast::channel::<()>(1);
+    loop {
+        let (socket, peer) = tokio::select! {
+            _ = stopped.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!(error = %e, "sftp accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let ip = peer.ip();
+        {
+            let mut counts = per_address.lock().expect("address counts");
+            let n = counts.entry(ip).or_insert(0);
+            if *n >= ctx.config.max_sessions_per_address {
+                tracing::info!(client.ip = %ip, "sftp connection refused: too many from this address");
+                continue; // dropping the socket closes it
+            }
+            *n += 1;
+        }
+        let _ = socket.set_nodelay(true);
+        let (ssh, ctx, counts, mut shutdown) = (ssh.clone(), ctx.clone(), per_address.clone(), disconnect_all.subscribe());
+        tokio::spawn(async move {
+            let handler = ssh::Connection::new(ctx, Some(peer));
+            match russh::server::run_stream(ssh, socket, handler).await {
+                Ok(running) => {
+                    let handle = running.handle();
+                    tokio::select! {
+                        _ = running => {}
+                        _ = shutdown.recv() => {
+                            let _ = handle.disconnect(russh::Disconnect::ByApplication, "server shutting down".into(), "en".into()).await;
+                        }
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "ssh handshake failed"),
+            }
+            let mut counts = counts.lock().expect("address counts");
+            if let Some(n) = counts.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    counts.remove(&ip);
+                }
+            }
+        });
+    }
+    let _ = disconnect_all.send(());
+}
+
+/// Reads the host key, or makes a new ed25519 key there (mode 0600) on first start.
+fn load_or_create_host_key(path: &Path) -> Result<PrivateKey, SftpError> {
+    let fail = |message: String| SftpError::HostKey { path: path.display().to_string(), message };
+    if path.exists() {
+        return PrivateKey::read_openssh_file(path).map_err(|e| fail(e.to_string()));
+    }
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|e| fail(e.to_string()))?;
+    let key = PrivateKey::from(Ed25519Keypair::from_seed(&seed));
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
+    }
+    key.write_openssh_file(path, LineEnding::LF).map_err(|e| fail(e.to_string()))?;
+    tracing::info!(path = %path.display(), fingerprint = %key.fingerprint(Default::default()), "created SFTP host key");
+    Ok(key)
+}

@@ -1,0 +1,401 @@
+//! One SFTP session: reads requests, answers them through the file layer, writes replies.
+//!
+//! russh-sftp's own server loop answers one request at a time (read → handle → reply), so a
+//! client's 64 pipelined reads wait on each other. This loop keeps russh-sftp's packet types
+//! but dispatches: requests on an open file go to that handle's worker (in order per
+//! handle), metadata requests are answered here in arrival order, and one writer task sends
+//! replies as they are ready. An in-flight bound keeps memory per session to a few MiB.
+//! Policy lives in `files`; this module only translates.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use russh_sftp::protocol::{
+    Attrs, File, FileAttributes, Handle, Name, OpenFlags, Packet, Status, StatusCode, Version,
+};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{Semaphore, mpsc};
+
+use super::attrs::{attrs_of, entry, requested_times};
+use super::handles::{self, Job, OpenFile, Queued};
+use super::status::{message_of, status_of};
+use crate::files::{Files, FsError, WriteMode};
+use crate::identity::Principal;
+use crate::path::SitePath;
+
+/// Requests being worked on at once in one session (OpenSSH pipelines 64).
+const MAX_IN_FLIGHT: usize = 128;
+/// Entries per `SSH_FXP_NAME` reply to `READDIR`.
+const DIR_CHUNK: usize = 128;
+
+/// Limits of one session.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionLimits {
+    pub max_packet: u32,
+    pub max_handles: usize,
+}
+
+/// Where replies go (the writer task).
+#[derive(Clone)]
+pub struct Replies(mpsc::Sender<Bytes>);
+
+impl Replies {
+    pub async fn send(&self, packet: Packet) {
+        match Bytes::try_from(packet) {
+            Ok(bytes) => {
+                let _ = self.0.send(bytes).await;
+            }
+            Err(e) => tracing::error!(error = %e, "cannot encode SFTP reply"),
+        }
+    }
+}
+
+/// A status reply.
+pub fn status(id: u32, code: StatusCode, message: &str) -> Packet {
+    Packet::Status(Status { id, status_code: code, error_message: message.to_owned(), language_tag: "en".to_owned() })
+}
+
+/// The status reply for a file-layer error.
+pub fn status_err(id: u32, err: &FsError) -> Packet {
+    status(id, status_of(err), &message_of(err))
+}
+
+enum HandleEntry {
+    File(mpsc::Sender<Queued>),
+    Dir(VecDeque<File>),
+}
+
+struct Session {
+    files: Arc<Files>,
+    who: Arc<Principal>,
+    home: SitePath,
+    limits: SessionLimits,
+    handles: Arc<Mutex<HashMap<String, HandleEntry>>>,
+    next_handle: AtomicU64,
+    replies: Replies,
+}
+
+/// Serves SFTP on `stream` for `who` until the client goes away or misbehaves.
+pub async fn serve<S>(stream: S, files: Arc<Files>, who: Arc<Principal>, limits: SessionLimits)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (mut reader, writer) = tokio::io::split(stream);
+    let (tx, rx) = mpsc::channel::<Bytes>(MAX_IN_FLIGHT);
+    let writing = tokio::spawn(write_replies(writer, rx));
+    let home = files.start_dir(&who);
+    let session = Session {
+        files,
+        who,
+        home,
+        limits,
+        handles: Arc::default(),
+        next_handle: AtomicU64::new(1),
+        replies: Replies(tx),
+    };
+    let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    loop {
+        let packet = match read_packet(&mut reader, limits.max_packet).await {
+            Ok(Some(packet)) => packet,
+            Ok(None) => break,
+            Err(reason) => {
+                tracing::info!(user = %session.who.display_name(), reason, "SFTP client sent a bad packet; disconnecting");
+                break;
+            }
+        };
+        let Ok(permit) = permits.clone().acquire_owned().await else { break };
+        session.dispatch(packet, permit).await;
+    }
+    // Dropping the handles ends their workers; uploads never closed are discarded.
+    session.handles.lock().expect("handles lock").clear();
+    drop(session);
+    let _ = writing.await;
+}
+
+/// One packet: `Ok(None)` at a clean end of stream, `Err` for garbage.
+async fn read_packet<R: AsyncRead + Unpin>(reader: &mut R, max: u32) -> Result<Option<Packet>, &'static str> {
+    let len = match reader.read_u32().await {
+        Ok(len) => len,
+        Err(_) => return Ok(None),
+    };
+    if len == 0 || len > max {
+        return Err("packet length out of bounds");
+    }
+    let mut buf = vec![0u8; len as usize];
+    if reader.read_exact(&mut buf).await.is_err() {
+        return Ok(None);
+    }
+    let mut bytes = Bytes::from(buf);
+    Packet::try_from(&mut bytes).map(Some).map_err(|_| "undecodable packet")
+}
+
+async fn write_replies<W: AsyncWrite>(writer: W, mut rx: mpsc::Receiver<Bytes>) {
+    tokio::pin!(writer);
+    while let Some(bytes) = rx.recv().await {
+        if writer.write_all(&bytes).await.is_err() {
+            return;
+        }
+        if rx.is_empty() && writer.flush().await.is_err() {
+            return;
+        }
+    }
+    let _ = writer.shutdown().await;
+}
+
+impl Session {
+    async fn dispatch(&self, packet: Packet, permit: tokio::sync::OwnedSemaphorePermit) {
+        let id = packet.get_request_id();
+        let job = match packet {
+            Packet::Read(r) => Some((r.handle, Job::Read { id, offset: r.offset, len: r.len })),
+            Packet::Write(w) => Some((w.handle, Job::Write { id, offset: w.offset, data: w.data })),
+            Packet::Fstat(f) => Some((f.handle, Job::Stat { id })),
+            Packet::FSetStat(f) => Some((f.handle, Job::SetStat { id, attrs: f.attrs })),
+            Packet::Close(c) => Some((c.handle, Job::Close { id })),
+            other => {
+                let reply = self.answer(other).await;
+                self.replies.send(reply).await;
+                return;
+            }
+        };
+        let Some((handle, job)) = job else { return };
+        let target = match self.handles.lock().expect("handles lock").get_mut(&handle) {
+            Some(HandleEntry::File(tx)) => Ok(tx.clone()),
+            Some(HandleEntry::Dir(_)) => Err(matches!(job, Job::Close { .. })),
+            None => Err(false),
+        };
+        match target {
+            Ok(tx) => {
+                if tx.send((job, permit)).await.is_err() {
+                    self.replies.send(status(id, StatusCode::Failure, "handle is closed")).await;
+                }
+            }
+            Err(true) => {
+                self.handles.lock().expect("handles lock").remove(&handle);
+                self.replies.send(status(id, StatusCode::Ok, "ok")).await;
+            }
+            Err(false) => self.replies.send(status(id, StatusCode::Failure, "invalid handle")).await,
+        }
+    }
+
+    /// Requests not bound to an open file.
+    async fn answer(&self, packet: Packet) -> Packet {
+        let id = packet.get_request_id();
+        match packet {
+            Packet::Init(_) => {
+                let mut version = Version::new();
+                version.extensions.insert("posix-rename@openssh.com".into(), "1".into());
+                Packet::Version(version)
+            }
+            Packet::RealPath(p) => match self.resolve(&p.path) {
+                Ok(path) => Packet::Name(Name { id, files: vec![File::dummy(path.as_str())] }),
+                Err(err) => status_err(id, &err),
+            },
+            Packet::Stat(p) => self.stat(id, &p.path).await,
+            Packet::Lstat(p) => self.stat(id, &p.path).await,
+            Packet::Open(o) => self.open(id, &o.filename, o.pflags).await,
+            Packet::OpenDir(o) => self.open_dir(id, &o.path).await,
+            Packet::ReadDir(r) => self.read_dir(id, &r.handle),
+            Packet::SetStat(s) => self.set_stat(id, &s.path, s.attrs).await,
+            Packet::Remove(r) => self.simple(id, &r.filename, |f, w, p| Box::pin(async move { f.remove_file(w, &p).await })).await,
+            Packet::MkDir(m) => self.simple(id, &m.path, |f, w, p| Box::pin(async move { f.make_dir(w, &p).await })).await,
+            Packet::RmDir(r) => self.simple(id, &r.path, |f, w, p| Box::pin(async move { f.remove_dir(w, &p).await })).await,
+            Packet::Rename(r) => self.rename(id, &r.oldpath, &r.newpath, false).await,
+            Packet::Extended(e) if e.request == "posix-rename@openssh.com" => match two_strings(&e.data) {
+                Some((from, to)) => self.rename(id, &from, &to, true).await,
+                None => status(id, StatusCode::BadMessage, "malformed posix-rename request"),
+            },
+            Packet::ReadLink(_) | Packet::Symlink(_) => {
+                status(id, StatusCode::OpUnsupported, "symbolic links are not supported on this server")
+            }
+            Packet::Extended(e) => {
+                status(id, StatusCode::OpUnsupported, &format!("extension {:?} is not supported", truncate(&e.request)))
+            }
+            _ => status(id, StatusCode::BadMessage, "unexpected packet"),
+        }
+    }
+
+    fn resolve(&self, input: &str) -> Result<SitePath, FsError> {
+        Ok(SitePath::resolve(&self.home, input)?)
+    }
+
+    async fn stat(&self, id: u32, input: &str) -> Packet {
+        let result = async { self.files.stat(&self.who, &self.resolve(input)?).await }.await;
+        match result {
+            Ok(meta) => Packet::Attrs(Attrs { id, attrs: attrs_of(&meta) }),
+            Err(err) => status_err(id, &err),
+        }
+    }
+
+    async fn simple<F>(&self, id: u32, input: &str, op: F) -> Packet
+    where
+        F: for<'a> FnOnce(&'a Files, &'a Principal, SitePath) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), FsError>> + Send + 'a>>,
+    {
+        let result = match self.resolve(input) {
+            Ok(path) => op(&self.files, &self.who, path).await,
+            Err(err) => Err(err),
+        };
+        match result {
+            Ok(()) => status(id, StatusCode::Ok, "ok"),
+            Err(err) => status_err(id, &err),
+        }
+    }
+
+    async fn rename(&self, id: u32, from: &str, to: &str, overwrite: bool) -> Packet {
+        let result = async {
+            let (from, to) = (self.resolve(from)?, self.resolve(to)?);
+            self.files.rename(&self.who, &from, &to, overwrite).await
+        }
+        .await;
+        match result {
+            Ok(()) => status(id, StatusCode::Ok, "ok"),
+            Err(err) => status_err(id, &err),
+        }
+    }
+
+    async fn set_stat(&self, id: u32, input: &str, attrs: FileAttributes) -> Packet {
+        let result = async {
+            let path = self.resolve(input)?;
+            if let Some(size) = attrs.size {
+                self.files.set_len(&self.who, &path, size).await?;
+            }
+            if let Some((accessed, modified)) = requested_times(&attrs) {
+                self.files.set_times(&self.who, &path, accessed, modified).await?;
+            }
+            Ok::<(), FsError>(())
+        }
+        .await;
+        match result {
+            Ok(()) => status(id, StatusCode::Ok, "ok"),
+            Err(err) => status_err(id, &err),
+        }
+    }
+
+    fn new_handle(&self, entry: HandleEntry) -> Result<String, Packet> {
+        let mut handles = self.handles.lock().expect("handles lock");
+        if handles.len() >= self.limits.max_handles {
+            return Err(status(0, StatusCode::Failure, "too many open handles"));
+        }
+        let handle = self.next_handle.fetch_add(1, Ordering::Relaxed).to_string();
+        handles.insert(handle.clone(), entry);
+        Ok(handle)
+    }
+
+    fn handle_reply(&self, id: u32, created: Result<String, Packet>) -> Packet {
+        match created {
+            Ok(handle) => Packet::Handle(Handle { id, handle }),
+            Err(Packet::Status(mut s)) => {
+                s.id = id;
+                Packet::Status(s)
+            }
+            Err(other) => other,
+        }
+    }
+
+    async fn open(&self, id: u32, input: &str, flags: OpenFlags) -> Packet {
+        if self.handles.lock().expect("handles lock").len() >= self.limits.max_handles {
+            return status(id, StatusCode::Failure, "too many open handles");
+        }
+        let path = match self.resolve(input) {
+            Ok(path) => path,
+            Err(err) => return status_err(id, &err),
+        };
+        let opened = if flags.contains(OpenFlags::WRITE) || flags.contains(OpenFlags::APPEND) {
+            self.open_for_writing(&path, flags).await.map(OpenFile::Writing)
+        } else {
+            self.files.open_read(&self.who, &path).await.map(OpenFile::Reading)
+        };
+        let file = match opened {
+            Ok(file) => file,
+            Err(err) => return status_err(id, &err),
+        };
+        let handle = self.next_handle.fetch_add(1, Ordering::Relaxed).to_string();
+        let handles = self.handles.clone();
+        let name = handle.clone();
+        let tx = handles::spawn(self.files.clone(), self.who.clone(), path, file, self.replies.clone(), move || {
+            handles.lock().expect("handles lock").remove(&name);
+        });
+        self.handles.lock().expect("handles lock").insert(handle.clone(), HandleEntry::File(tx));
+        Packet::Handle(Handle { id, handle })
+    }
+
+    async fn open_for_writing(&self, path: &SitePath, flags: OpenFlags) -> Result<crate::files::Upload, FsError> {
+        let exists = self.files.stat(&self.who, path).await.is_ok();
+        if flags.contains(OpenFlags::EXCLUDE) && exists {
+            return Err(FsError::AlreadyExists);
+        }
+        if !exists && !flags.contains(OpenFlags::CREATE) {
+            return Err(FsError::NotFound);
+        }
+        let mode = if flags.contains(OpenFlags::APPEND) {
+            WriteMode::Append
+        } else if flags.contains(OpenFlags::TRUNCATE) || !exists {
+            WriteMode::Replace
+        } else {
+            WriteMode::Update
+        };
+        self.files.create(&self.who, path, mode).await
+    }
+
+    async fn open_dir(&self, id: u32, input: &str) -> Packet {
+        let result = async {
+            let path = self.resolve(input)?;
+            self.files.list(&self.who, &path).await
+        }
+        .await;
+        match result {
+            Ok(entries) => {
+                let files = entries.iter().map(|e| entry(&e.name, &e.metadata)).collect();
+                let created = self.new_handle(HandleEntry::Dir(files));
+                self.handle_reply(id, created)
+            }
+            Err(err) => status_err(id, &err),
+        }
+    }
+
+    fn read_dir(&self, id: u32, handle: &str) -> Packet {
+        let mut handles = self.handles.lock().expect("handles lock");
+        match handles.get_mut(handle) {
+            Some(HandleEntry::Dir(entries)) if entries.is_empty() => status(id, StatusCode::Eof, "end of folder"),
+            Some(HandleEntry::Dir(entries)) => {
+                let n = entries.len().min(DIR_CHUNK);
+                Packet::Name(Name { id, files: entries.drain(..n).collect() })
+            }
+            _ => status(id, StatusCode::Failure, "invalid handle"),
+        }
+    }
+}
+
+/// Decodes two SSH strings (u32 length + bytes) from an extension's payload.
+fn two_strings(data: &[u8]) -> Option<(String, String)> {
+    fn one(data: &[u8]) -> Option<(String, &[u8])> {
+        let len = u32::from_be_bytes(data.get(..4)?.try_into().ok()?) as usize;
+        let text = std::str::from_utf8(data.get(4..4 + len)?).ok()?;
+        Some((text.to_owned(), &data[4 + len..]))
+    }
+    let (a, rest) = one(data)?;
+    let (b, _) = one(rest)?;
+    Some((a, b))
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(64).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extension_payloads_decode_two_strings_or_nothing() {
+        let mut data = Vec::new();
+        for s in ["/a", "/b c"] {
+            data.extend_from_slice(&(s.len() as u32).to_be_bytes());
+            data.extend_from_slice(s.as_bytes());
+        }
+        assert_eq!(two_strings(&data), Some(("/a".into(), "/b c".into())));
+        assert_eq!(two_strings(&data[..5]), None);
+        assert_eq!(two_strings(&[0, 0, 0, 200, 1]), None);
+    }
+}
