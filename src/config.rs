@@ -225,7 +225,11 @@ impl Config {
             Some(path) => Self::from_file(path)?,
             None => {
                 let default = Path::new("config/filegate.toml");
-                if default.exists() { Self::from_file(default)? } else { Config::default() }
+                if default.exists() {
+                    Self::from_file(default)?
+                } else {
+                    Config::default()
+                }
             }
         };
         config.apply_env(|name| std::env::var(name).ok())?;
@@ -235,9 +239,14 @@ impl Config {
     }
 
     fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        Self::from_toml(&text).map_err(|message| ConfigError::Parse { path: path.to_owned(), message })
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        })
     }
 
     /// Parses TOML text (no environment, no validation).
@@ -326,13 +335,21 @@ impl Config {
             return invalid("server.data_dir must not be empty".into());
         }
         let url = &self.server.database_url;
-        if !(url.starts_with("sqlite:") || url.starts_with("postgres:") || url.starts_with("postgresql:")) {
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres:")
+            || url.starts_with("postgresql:"))
+        {
             return invalid("server.database_url must start with sqlite: or postgres://".into());
         }
         if !matches!(self.server.log_format.as_str(), "text" | "json") {
-            return invalid(format!("server.log_format must be \"text\" or \"json\", not {:?}", self.server.log_format));
+            return invalid(format!(
+                "server.log_format must be \"text\" or \"json\", not {:?}",
+                self.server.log_format
+            ));
         }
-        if self.server.node_name.chars().count() > 64 || self.server.node_name.chars().any(char::is_control) {
+        if self.server.node_name.chars().count() > 64
+            || self.server.node_name.chars().any(char::is_control)
+        {
             return invalid("server.node_name must be at most 64 printable characters".into());
         }
         let lockout = &self.auth.lockout;
@@ -340,7 +357,9 @@ impl Config {
             return invalid("auth.lockout.max_failures_* must be at least 1".into());
         }
         if lockout.window_seconds == 0 || lockout.ban_seconds == 0 {
-            return invalid("auth.lockout.window_seconds and ban_seconds must be at least 1".into());
+            return invalid(
+                "auth.lockout.window_seconds and ban_seconds must be at least 1".into(),
+            );
         }
         if self.audit.queue == 0 || self.audit.batch == 0 {
             return invalid("audit.queue and audit.batch must be at least 1".into());
@@ -348,7 +367,9 @@ impl Config {
         let mut seen = Vec::new();
         for (name, enabled, listen) in self.listeners() {
             let Ok(addr) = listen.parse::<SocketAddr>() else {
-                return invalid(format!("{name}.listen {listen:?} is not an address like 127.0.0.1:2222"));
+                return invalid(format!(
+                    "{name}.listen {listen:?} is not an address like 127.0.0.1:2222"
+                ));
             };
             if enabled && addr.port() != 0 && seen.contains(&addr) {
                 return invalid(format!("{name}.listen {addr} is used by another listener"));
@@ -356,14 +377,19 @@ impl Config {
             seen.push(addr);
         }
         let sftp = &self.sftp;
-        if sftp.max_sessions_per_address == 0 || sftp.max_sessions_per_login == 0 || sftp.max_handles_per_session == 0 {
+        if sftp.max_sessions_per_address == 0
+            || sftp.max_sessions_per_login == 0
+            || sftp.max_handles_per_session == 0
+        {
             return invalid("sftp.max_* limits must be at least 1".into());
         }
         if !(34_000..=16 * 1024 * 1024).contains(&sftp.max_packet_bytes) {
             return invalid("sftp.max_packet_bytes must be between 34000 and 16777216".into());
         }
         if sftp.revocation_check_seconds == 0 || sftp.idle_timeout_seconds == 0 {
-            return invalid("sftp.revocation_check_seconds and idle_timeout_seconds must be at least 1".into());
+            return invalid(
+                "sftp.revocation_check_seconds and idle_timeout_seconds must be at least 1".into(),
+            );
         }
         Ok(())
     }

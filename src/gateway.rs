@@ -140,7 +140,12 @@ impl Gateway {
         let core = Arc::new(core);
         let mut listening = Vec::new();
         let sftp = if core.config.sftp.enabled {
-            let server = SftpServer::start(core.config.sftp.clone(), core.auth.clone(), core.files.clone()).await?;
+            let server = SftpServer::start(
+                core.config.sftp.clone(),
+                core.auth.clone(),
+                core.files.clone(),
+            )
+            .await?;
             listening.push(("sftp", server.addr));
             Some(server)
         } else {
@@ -148,10 +153,17 @@ impl Gateway {
         };
         for (name, enabled, _) in core.config.listeners() {
             if enabled && name != "sftp" {
-                tracing::warn!(protocol = name, "{name} front-end is not built yet; not started");
+                tracing::warn!(
+                    protocol = name,
+                    "{name} front-end is not built yet; not started"
+                );
             }
         }
-        Ok(Gateway { core, listening, sftp })
+        Ok(Gateway {
+            core,
+            listening,
+            sftp,
+        })
     }
 
     /// The bound address of `protocol`, if it is running.

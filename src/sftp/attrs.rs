@@ -8,7 +8,8 @@ use russh_sftp::protocol::{File, FileAttributes};
 use crate::files::Metadata;
 
 fn unix_seconds(t: Option<SystemTime>) -> Option<u32> {
-    t.and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
+    t.and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
 }
 
 /// SFTP attributes for `meta`.
@@ -48,8 +49,18 @@ mod tests {
 
     #[test]
     fn folders_and_files_carry_their_type_bits() {
-        let dir = Metadata { kind: EntryKind::Dir, len: 0, modified: None, accessed: None };
-        let file = Metadata { kind: EntryKind::File, len: 5, modified: Some(UNIX_EPOCH), accessed: None };
+        let dir = Metadata {
+            kind: EntryKind::Dir,
+            len: 0,
+            modified: None,
+            accessed: None,
+        };
+        let file = Metadata {
+            kind: EntryKind::File,
+            len: 5,
+            modified: Some(UNIX_EPOCH),
+            accessed: None,
+        };
         assert!(attrs_of(&dir).is_dir());
         assert!(attrs_of(&file).is_regular());
         assert_eq!(attrs_of(&file).size, Some(5));

@@ -59,7 +59,12 @@ pub fn spawn(
     on_close: impl FnOnce() + Send + 'static,
 ) -> mpsc::Sender<Queued> {
     let (tx, rx) = mpsc::channel(64);
-    let worker = Worker { files, who, path, replies };
+    let worker = Worker {
+        files,
+        who,
+        path,
+        replies,
+    };
     tokio::spawn(async move {
         match file {
             OpenFile::Reading(download) => worker.reading(download, rx).await,
@@ -76,12 +81,20 @@ impl Worker {
         let mut pos = 0u64;
         while let Some((job, _permit)) = rx.recv().await {
             let reply = match job {
-                Job::Read { id, offset, len } => match read_at(&mut file, &mut pos, offset, len).await {
-                    Ok(data) if data.is_empty() && len > 0 => status(id, StatusCode::Eof, "end of file"),
-                    Ok(data) => Packet::Data(Data { id, data }),
-                    Err(e) => status(id, StatusCode::Failure, &format!("read failed: {e}")),
-                },
-                Job::Write { id, .. } => status(id, StatusCode::PermissionDenied, "handle is open for reading"),
+                Job::Read { id, offset, len } => {
+                    match read_at(&mut file, &mut pos, offset, len).await {
+                        Ok(data) if data.is_empty() && len > 0 => {
+                            status(id, StatusCode::Eof, "end of file")
+                        }
+                        Ok(data) => Packet::Data(Data { id, data }),
+                        Err(e) => status(id, StatusCode::Failure, &format!("read failed: {e}")),
+                    }
+                }
+                Job::Write { id, .. } => status(
+                    id,
+                    StatusCode::PermissionDenied,
+                    "handle is open for reading",
+                ),
                 Job::Stat { id } => self.stat(id).await,
                 Job::SetStat { id, attrs } => self.set_stat(id, attrs).await,
                 Job::Close { id } => {
@@ -112,10 +125,22 @@ impl Worker {
                         }
                     }
                 }
-                Job::Read { id, .. } => status(id, StatusCode::PermissionDenied, "handle is open for writing"),
+                Job::Read { id, .. } => status(
+                    id,
+                    StatusCode::PermissionDenied,
+                    "handle is open for writing",
+                ),
                 Job::Stat { id } => {
-                    let meta = Metadata { kind: EntryKind::File, len: end, modified: Some(SystemTime::now()), accessed: None };
-                    Packet::Attrs(Attrs { id, attrs: attrs_of(&meta) })
+                    let meta = Metadata {
+                        kind: EntryKind::File,
+                        len: end,
+                        modified: Some(SystemTime::now()),
+                        accessed: None,
+                    };
+                    Packet::Attrs(Attrs {
+                        id,
+                        attrs: attrs_of(&meta),
+                    })
                 }
                 Job::SetStat { id, attrs } => {
                     // Times apply once the file is in place; modes and owners are ignored.
@@ -143,7 +168,11 @@ impl Worker {
         times: Option<(Option<SystemTime>, Option<SystemTime>)>,
     ) -> Packet {
         if let Some(reason) = failed {
-            return status(id, StatusCode::Failure, &format!("upload discarded: {reason}"));
+            return status(
+                id,
+                StatusCode::Failure,
+                &format!("upload discarded: {reason}"),
+            );
         }
         if let Err(e) = file.flush().await {
             return status(id, StatusCode::Failure, &format!("upload failed: {e}"));
@@ -151,17 +180,23 @@ impl Worker {
         if let Err(err) = file.into_inner().commit().await {
             return status_err(id, &err);
         }
-        if let Some((accessed, modified)) = times {
-            if let Err(err) = self.files.set_times(&self.who, &self.path, accessed, modified).await {
-                return status_err(id, &err);
-            }
+        if let Some((accessed, modified)) = times
+            && let Err(err) = self
+                .files
+                .set_times(&self.who, &self.path, accessed, modified)
+                .await
+        {
+            return status_err(id, &err);
         }
         status(id, StatusCode::Ok, "ok")
     }
 
     async fn stat(&self, id: u32) -> Packet {
         match self.files.stat(&self.who, &self.path).await {
-            Ok(meta) => Packet::Attrs(Attrs { id, attrs: attrs_of(&meta) }),
+            Ok(meta) => Packet::Attrs(Attrs {
+                id,
+                attrs: attrs_of(&meta),
+            }),
             Err(err) => status_err(id, &err),
         }
     }
@@ -172,7 +207,9 @@ impl Worker {
                 self.files.set_len(&self.who, &self.path, size).await?;
             }
             if let Some((accessed, modified)) = requested_times(&attrs) {
-                self.files.set_times(&self.who, &self.path, accessed, modified).await?;
+                self.files
+                    .set_times(&self.who, &self.path, accessed, modified)
+                    .await?;
             }
             Ok(())
         }
@@ -184,7 +221,12 @@ impl Worker {
     }
 }
 
-async fn read_at(file: &mut BufReader<Download>, pos: &mut u64, offset: u64, len: u32) -> std::io::Result<Vec<u8>> {
+async fn read_at(
+    file: &mut BufReader<Download>,
+    pos: &mut u64,
+    offset: u64,
+    len: u32,
+) -> std::io::Result<Vec<u8>> {
     if offset != *pos {
         file.seek(SeekFrom::Start(offset)).await?;
         *pos = offset;
@@ -204,7 +246,12 @@ async fn read_at(file: &mut BufReader<Download>, pos: &mut u64, offset: u64, len
     Ok(data)
 }
 
-async fn write_at(file: &mut BufWriter<Upload>, pos: &mut u64, offset: u64, data: &[u8]) -> std::io::Result<()> {
+async fn write_at(
+    file: &mut BufWriter<Upload>,
+    pos: &mut u64,
+    offset: u64,
+    data: &[u8],
+) -> std::io::Result<()> {
     if offset != *pos {
         file.seek(SeekFrom::Start(offset)).await?;
         *pos = offset;

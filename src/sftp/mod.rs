@@ -35,23 +35,29 @@ use crate::identity::Principal;
 #[derive(Debug, thiserror::Error)]
 pub enum SftpError {
     #[error("cannot bind SFTP listener on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("SFTP host key {path}: {message}")]
     HostKey { path: String, message: String },
 }
+
+/// (user id, key id) of a signed-in principal, for per-login session counts.
+type LoginKey = (Option<i64>, Option<i64>);
 
 /// What every connection shares.
 pub(crate) struct Context {
     auth: Arc<Authenticator>,
     files: Arc<Files>,
     config: SftpConfig,
-    per_login: Mutex<HashMap<(Option<i64>, Option<i64>), usize>>,
+    per_login: Mutex<HashMap<LoginKey, usize>>,
 }
 
 /// A counted signed-in session of one login; released when dropped.
 pub(crate) struct LoginSlot {
     ctx: Arc<Context>,
-    key: (Option<i64>, Option<i64>),
+    key: LoginKey,
 }
 
 impl Drop for LoginSlot {
@@ -68,14 +74,20 @@ impl Drop for LoginSlot {
 
 impl Context {
     fn claim_login_slot(self: &Arc<Self>, principal: &Principal) -> Option<LoginSlot> {
-        let key = (principal.user.as_ref().map(|u| u.id), principal.key.as_ref().map(|k| k.id));
+        let key = (
+            principal.user.as_ref().map(|u| u.id),
+            principal.key.as_ref().map(|k| k.id),
+        );
         let mut counts = self.per_login.lock().expect("login counts");
         let n = counts.entry(key).or_insert(0);
         if *n >= self.config.max_sessions_per_login {
             return None;
         }
         *n += 1;
-        Some(LoginSlot { ctx: self.clone(), key })
+        Some(LoginSlot {
+            ctx: self.clone(),
+            key,
+        })
     }
 }
 
@@ -88,13 +100,26 @@ pub struct SftpServer {
 
 impl SftpServer {
     /// Loads (or creates) the host key, binds, and starts accepting connections.
-    pub async fn start(config: SftpConfig, auth: Arc<Authenticator>, files: Arc<Files>) -> Result<SftpServer, SftpError> {
+    pub async fn start(
+        config: SftpConfig,
+        auth: Arc<Authenticator>,
+        files: Arc<Files>,
+    ) -> Result<SftpServer, SftpError> {
         let key = load_or_create_host_key(&config.host_key)?;
         let addr: SocketAddr = config.listen.parse().expect("validated listen address");
-        let listener = TcpListener::bind(addr).await.map_err(|source| SftpError::Bind { addr, source })?;
-        let addr = listener.local_addr().map_err(|source| SftpError::Bind { addr, source })?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| SftpError::Bind { addr, source })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| SftpError::Bind { addr, source })?;
         let ssh = Arc::new(ssh_config(&config, key));
-        let ctx = Arc::new(Context { auth, files, config, per_login: Mutex::default() });
+        let ctx = Arc::new(Context {
+            auth,
+            files,
+            config,
+            per_login: Mutex::default(),
+        });
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(accept_loop(listener, ssh, ctx, stopped));
         tracing::info!("sftp listening on {addr}");
@@ -111,7 +136,11 @@ impl SftpServer {
 fn ssh_config(config: &SftpConfig, key: PrivateKey) -> russh::server::Config {
     use russh::cipher;
     let preferred = russh::Preferred {
-        cipher: std::borrow::Cow::Borrowed(&[cipher::AES_128_GCM, cipher::AES_256_GCM, cipher::CHACHA20_POLY1305]),
+        cipher: std::borrow::Cow::Borrowed(&[
+            cipher::AES_128_GCM,
+            cipher::AES_256_GCM,
+            cipher::CHACHA20_POLY1305,
+        ]),
         ..Default::default()
     };
     russh::server::Config {
@@ -161,7 +190,12 @@ async fn accept_loop(
             *n += 1;
         }
         let _ = socket.set_nodelay(true);
-        let (ssh, ctx, counts, mut shutdown) = (ssh.clone(), ctx.clone(), per_address.clone(), disconnect_all.subscribe());
+        let (ssh, ctx, counts, mut shutdown) = (
+            ssh.clone(),
+            ctx.clone(),
+            per_address.clone(),
+            disconnect_all.subscribe(),
+        );
         tokio::spawn(async move {
             let handler = ssh::Connection::new(ctx, Some(peer));
             match russh::server::run_stream(ssh, socket, handler).await {
@@ -190,7 +224,10 @@ async fn accept_loop(
 
 /// Reads the host key, or makes a new ed25519 key there (mode 0600) on first start.
 fn load_or_create_host_key(path: &Path) -> Result<PrivateKey, SftpError> {
-    let fail = |message: String| SftpError::HostKey { path: path.display().to_string(), message };
+    let fail = |message: String| SftpError::HostKey {
+        path: path.display().to_string(),
+        message,
+    };
     if path.exists() {
         return PrivateKey::read_openssh_file(path).map_err(|e| fail(e.to_string()));
     }
@@ -200,7 +237,8 @@ fn load_or_create_host_key(path: &Path) -> Result<PrivateKey, SftpError> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
     }
-    key.write_openssh_file(path, LineEnding::LF).map_err(|e| fail(e.to_string()))?;
+    key.write_openssh_file(path, LineEnding::LF)
+        .map_err(|e| fail(e.to_string()))?;
     tracing::info!(path = %path.display(), fingerprint = %key.fingerprint(Default::default()), "created SFTP host key");
     Ok(key)
 }

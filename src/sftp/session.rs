@@ -54,7 +54,12 @@ impl Replies {
 
 /// A status reply.
 pub fn status(id: u32, code: StatusCode, message: &str) -> Packet {
-    Packet::Status(Status { id, status_code: code, error_message: message.to_owned(), language_tag: "en".to_owned() })
+    Packet::Status(Status {
+        id,
+        status_code: code,
+        error_message: message.to_owned(),
+        language_tag: "en".to_owned(),
+    })
 }
 
 /// The status reply for a file-layer error.
@@ -105,7 +110,9 @@ where
                 break;
             }
         };
-        let Ok(permit) = permits.clone().acquire_owned().await else { break };
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            break;
+        };
         session.dispatch(packet, permit).await;
     }
     // Dropping the handles ends their workers; uploads never closed are discarded.
@@ -115,7 +122,10 @@ where
 }
 
 /// One packet: `Ok(None)` at a clean end of stream, `Err` for garbage.
-async fn read_packet<R: AsyncRead + Unpin>(reader: &mut R, max: u32) -> Result<Option<Packet>, &'static str> {
+async fn read_packet<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    max: u32,
+) -> Result<Option<Packet>, &'static str> {
     let len = match reader.read_u32().await {
         Ok(len) => len,
         Err(_) => return Ok(None),
@@ -128,7 +138,9 @@ async fn read_packet<R: AsyncRead + Unpin>(reader: &mut R, max: u32) -> Result<O
         return Ok(None);
     }
     let mut bytes = Bytes::from(buf);
-    Packet::try_from(&mut bytes).map(Some).map_err(|_| "undecodable packet")
+    Packet::try_from(&mut bytes)
+        .map(Some)
+        .map_err(|_| "undecodable packet")
 }
 
 async fn write_replies<W: AsyncWrite>(writer: W, mut rx: mpsc::Receiver<Bytes>) {
@@ -148,8 +160,22 @@ impl Session {
     async fn dispatch(&self, packet: Packet, permit: tokio::sync::OwnedSemaphorePermit) {
         let id = packet.get_request_id();
         let job = match packet {
-            Packet::Read(r) => Some((r.handle, Job::Read { id, offset: r.offset, len: r.len })),
-            Packet::Write(w) => Some((w.handle, Job::Write { id, offset: w.offset, data: w.data })),
+            Packet::Read(r) => Some((
+                r.handle,
+                Job::Read {
+                    id,
+                    offset: r.offset,
+                    len: r.len,
+                },
+            )),
+            Packet::Write(w) => Some((
+                w.handle,
+                Job::Write {
+                    id,
+                    offset: w.offset,
+                    data: w.data,
+                },
+            )),
             Packet::Fstat(f) => Some((f.handle, Job::Stat { id })),
             Packet::FSetStat(f) => Some((f.handle, Job::SetStat { id, attrs: f.attrs })),
             Packet::Close(c) => Some((c.handle, Job::Close { id })),
@@ -168,14 +194,20 @@ impl Session {
         match target {
             Ok(tx) => {
                 if tx.send((job, permit)).await.is_err() {
-                    self.replies.send(status(id, StatusCode::Failure, "handle is closed")).await;
+                    self.replies
+                        .send(status(id, StatusCode::Failure, "handle is closed"))
+                        .await;
                 }
             }
             Err(true) => {
                 self.handles.lock().expect("handles lock").remove(&handle);
                 self.replies.send(status(id, StatusCode::Ok, "ok")).await;
             }
-            Err(false) => self.replies.send(status(id, StatusCode::Failure, "invalid handle")).await,
+            Err(false) => {
+                self.replies
+                    .send(status(id, StatusCode::Failure, "invalid handle"))
+                    .await
+            }
         }
     }
 
@@ -185,11 +217,16 @@ impl Session {
         match packet {
             Packet::Init(_) => {
                 let mut version = Version::new();
-                version.extensions.insert("posix-rename@openssh.com".into(), "1".into());
+                version
+                    .extensions
+                    .insert("posix-rename@openssh.com".into(), "1".into());
                 Packet::Version(version)
             }
             Packet::RealPath(p) => match self.resolve(&p.path) {
-                Ok(path) => Packet::Name(Name { id, files: vec![File::dummy(path.as_str())] }),
+                Ok(path) => Packet::Name(Name {
+                    id,
+                    files: vec![File::dummy(path.as_str())],
+                }),
                 Err(err) => status_err(id, &err),
             },
             Packet::Stat(p) => self.stat(id, &p.path).await,
@@ -198,20 +235,41 @@ impl Session {
             Packet::OpenDir(o) => self.open_dir(id, &o.path).await,
             Packet::ReadDir(r) => self.read_dir(id, &r.handle),
             Packet::SetStat(s) => self.set_stat(id, &s.path, s.attrs).await,
-            Packet::Remove(r) => self.simple(id, &r.filename, |f, w, p| Box::pin(async move { f.remove_file(w, &p).await })).await,
-            Packet::MkDir(m) => self.simple(id, &m.path, |f, w, p| Box::pin(async move { f.make_dir(w, &p).await })).await,
-            Packet::RmDir(r) => self.simple(id, &r.path, |f, w, p| Box::pin(async move { f.remove_dir(w, &p).await })).await,
+            Packet::Remove(r) => {
+                self.simple(id, &r.filename, |f, w, p| {
+                    Box::pin(async move { f.remove_file(w, &p).await })
+                })
+                .await
+            }
+            Packet::MkDir(m) => {
+                self.simple(id, &m.path, |f, w, p| {
+                    Box::pin(async move { f.make_dir(w, &p).await })
+                })
+                .await
+            }
+            Packet::RmDir(r) => {
+                self.simple(id, &r.path, |f, w, p| {
+                    Box::pin(async move { f.remove_dir(w, &p).await })
+                })
+                .await
+            }
             Packet::Rename(r) => self.rename(id, &r.oldpath, &r.newpath, false).await,
-            Packet::Extended(e) if e.request == "posix-rename@openssh.com" => match two_strings(&e.data) {
-                Some((from, to)) => self.rename(id, &from, &to, true).await,
-                None => status(id, StatusCode::BadMessage, "malformed posix-rename request"),
-            },
-            Packet::ReadLink(_) | Packet::Symlink(_) => {
-                status(id, StatusCode::OpUnsupported, "symbolic links are not supported on this server")
+            Packet::Extended(e) if e.request == "posix-rename@openssh.com" => {
+                match two_strings(&e.data) {
+                    Some((from, to)) => self.rename(id, &from, &to, true).await,
+                    None => status(id, StatusCode::BadMessage, "malformed posix-rename request"),
+                }
             }
-            Packet::Extended(e) => {
-                status(id, StatusCode::OpUnsupported, &format!("extension {:?} is not supported", truncate(&e.request)))
-            }
+            Packet::ReadLink(_) | Packet::Symlink(_) => status(
+                id,
+                StatusCode::OpUnsupported,
+                "symbolic links are not supported on this server",
+            ),
+            Packet::Extended(e) => status(
+                id,
+                StatusCode::OpUnsupported,
+                &format!("extension {:?} is not supported", truncate(&e.request)),
+            ),
             _ => status(id, StatusCode::BadMessage, "unexpected packet"),
         }
     }
@@ -223,14 +281,23 @@ impl Session {
     async fn stat(&self, id: u32, input: &str) -> Packet {
         let result = async { self.files.stat(&self.who, &self.resolve(input)?).await }.await;
         match result {
-            Ok(meta) => Packet::Attrs(Attrs { id, attrs: attrs_of(&meta) }),
+            Ok(meta) => Packet::Attrs(Attrs {
+                id,
+                attrs: attrs_of(&meta),
+            }),
             Err(err) => status_err(id, &err),
         }
     }
 
     async fn simple<F>(&self, id: u32, input: &str, op: F) -> Packet
     where
-        F: for<'a> FnOnce(&'a Files, &'a Principal, SitePath) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), FsError>> + Send + 'a>>,
+        F: for<'a> FnOnce(
+            &'a Files,
+            &'a Principal,
+            SitePath,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<(), FsError>> + Send + 'a>,
+        >,
     {
         let result = match self.resolve(input) {
             Ok(path) => op(&self.files, &self.who, path).await,
@@ -261,7 +328,9 @@ impl Session {
                 self.files.set_len(&self.who, &path, size).await?;
             }
             if let Some((accessed, modified)) = requested_times(&attrs) {
-                self.files.set_times(&self.who, &path, accessed, modified).await?;
+                self.files
+                    .set_times(&self.who, &path, accessed, modified)
+                    .await?;
             }
             Ok::<(), FsError>(())
         }
@@ -272,25 +341,15 @@ impl Session {
         }
     }
 
-    fn new_handle(&self, entry: HandleEntry) -> Result<String, Packet> {
+    /// Registers a handle, unless the session already holds its maximum.
+    fn new_handle(&self, entry: HandleEntry) -> Option<String> {
         let mut handles = self.handles.lock().expect("handles lock");
         if handles.len() >= self.limits.max_handles {
-            return Err(status(0, StatusCode::Failure, "too many open handles"));
+            return None;
         }
         let handle = self.next_handle.fetch_add(1, Ordering::Relaxed).to_string();
         handles.insert(handle.clone(), entry);
-        Ok(handle)
-    }
-
-    fn handle_reply(&self, id: u32, created: Result<String, Packet>) -> Packet {
-        match created {
-            Ok(handle) => Packet::Handle(Handle { id, handle }),
-            Err(Packet::Status(mut s)) => {
-                s.id = id;
-                Packet::Status(s)
-            }
-            Err(other) => other,
-        }
+        Some(handle)
     }
 
     async fn open(&self, id: u32, input: &str, flags: OpenFlags) -> Packet {
@@ -302,9 +361,14 @@ impl Session {
             Err(err) => return status_err(id, &err),
         };
         let opened = if flags.contains(OpenFlags::WRITE) || flags.contains(OpenFlags::APPEND) {
-            self.open_for_writing(&path, flags).await.map(OpenFile::Writing)
+            self.open_for_writing(&path, flags)
+                .await
+                .map(OpenFile::Writing)
         } else {
-            self.files.open_read(&self.who, &path).await.map(OpenFile::Reading)
+            self.files
+                .open_read(&self.who, &path)
+                .await
+                .map(OpenFile::Reading)
         };
         let file = match opened {
             Ok(file) => file,
@@ -313,14 +377,28 @@ impl Session {
         let handle = self.next_handle.fetch_add(1, Ordering::Relaxed).to_string();
         let handles = self.handles.clone();
         let name = handle.clone();
-        let tx = handles::spawn(self.files.clone(), self.who.clone(), path, file, self.replies.clone(), move || {
-            handles.lock().expect("handles lock").remove(&name);
-        });
-        self.handles.lock().expect("handles lock").insert(handle.clone(), HandleEntry::File(tx));
+        let tx = handles::spawn(
+            self.files.clone(),
+            self.who.clone(),
+            path,
+            file,
+            self.replies.clone(),
+            move || {
+                handles.lock().expect("handles lock").remove(&name);
+            },
+        );
+        self.handles
+            .lock()
+            .expect("handles lock")
+            .insert(handle.clone(), HandleEntry::File(tx));
         Packet::Handle(Handle { id, handle })
     }
 
-    async fn open_for_writing(&self, path: &SitePath, flags: OpenFlags) -> Result<crate::files::Upload, FsError> {
+    async fn open_for_writing(
+        &self,
+        path: &SitePath,
+        flags: OpenFlags,
+    ) -> Result<crate::files::Upload, FsError> {
         let exists = self.files.stat(&self.who, path).await.is_ok();
         if flags.contains(OpenFlags::EXCLUDE) && exists {
             return Err(FsError::AlreadyExists);
@@ -346,9 +424,14 @@ impl Session {
         .await;
         match result {
             Ok(entries) => {
-                let files = entries.iter().map(|e| entry(&e.name, &e.metadata)).collect();
-                let created = self.new_handle(HandleEntry::Dir(files));
-                self.handle_reply(id, created)
+                let files = entries
+                    .iter()
+                    .map(|e| entry(&e.name, &e.metadata))
+                    .collect();
+                match self.new_handle(HandleEntry::Dir(files)) {
+                    Some(handle) => Packet::Handle(Handle { id, handle }),
+                    None => status(id, StatusCode::Failure, "too many open handles"),
+                }
             }
             Err(err) => status_err(id, &err),
         }
@@ -357,10 +440,15 @@ impl Session {
     fn read_dir(&self, id: u32, handle: &str) -> Packet {
         let mut handles = self.handles.lock().expect("handles lock");
         match handles.get_mut(handle) {
-            Some(HandleEntry::Dir(entries)) if entries.is_empty() => status(id, StatusCode::Eof, "end of folder"),
+            Some(HandleEntry::Dir(entries)) if entries.is_empty() => {
+                status(id, StatusCode::Eof, "end of folder")
+            }
             Some(HandleEntry::Dir(entries)) => {
                 let n = entries.len().min(DIR_CHUNK);
-                Packet::Name(Name { id, files: entries.drain(..n).collect() })
+                Packet::Name(Name {
+                    id,
+                    files: entries.drain(..n).collect(),
+                })
             }
             _ => status(id, StatusCode::Failure, "invalid handle"),
         }

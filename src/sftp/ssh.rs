@@ -38,11 +38,17 @@ enum State {
     },
 }
 
-const ONLY_SFTP: &str = "filegate: this server offers SFTP only (no shell, commands or forwarding)\r\n";
+const ONLY_SFTP: &str =
+    "filegate: this server offers SFTP only (no shell, commands or forwarding)\r\n";
 
 impl Connection {
     pub fn new(ctx: Arc<Context>, peer: Option<SocketAddr>) -> Connection {
-        Connection { ctx, peer, state: State::Unauthenticated, channels: HashMap::new() }
+        Connection {
+            ctx,
+            peer,
+            state: State::Unauthenticated,
+            channels: HashMap::new(),
+        }
     }
 
     fn client(&self) -> ClientInfo {
@@ -50,10 +56,19 @@ impl Connection {
     }
 
     async fn sign_in(&mut self, user: &str, proof: Proof<'_>) -> Auth {
-        match self.ctx.auth.login(user, proof, Protocol::Sftp, self.client()).await {
+        match self
+            .ctx
+            .auth
+            .login(user, proof, Protocol::Sftp, self.client())
+            .await
+        {
             Ok(principal) => match self.ctx.claim_login_slot(&principal) {
                 Some(slot) => {
-                    self.state = State::Authenticated { principal: Arc::new(principal), _slot: slot, watch: None };
+                    self.state = State::Authenticated {
+                        principal: Arc::new(principal),
+                        _slot: slot,
+                        watch: None,
+                    };
                     Auth::Accept
                 }
                 None => {
@@ -61,7 +76,9 @@ impl Connection {
                     Auth::reject()
                 }
             },
-            Err(AuthError::Refused | AuthError::LockedOut | AuthError::Unavailable) => Auth::reject(),
+            Err(AuthError::Refused | AuthError::LockedOut | AuthError::Unavailable) => {
+                Auth::reject()
+            }
         }
     }
 
@@ -72,7 +89,11 @@ impl Connection {
         }
     }
 
-    async fn refuse(&mut self, channel: ChannelId, session: &mut Session) -> Result<(), russh::Error> {
+    async fn refuse(
+        &mut self,
+        channel: ChannelId,
+        session: &mut Session,
+    ) -> Result<(), russh::Error> {
         session.channel_failure(channel)?;
         session.extended_data(channel, 1, bytes::Bytes::from_static(ONLY_SFTP.as_bytes()))?;
         session.exit_status_request(channel, 1)?;
@@ -90,14 +111,21 @@ impl russh::server::Handler for Connection {
         let mut methods = MethodSet::empty();
         methods.push(MethodKind::Password);
         methods.push(MethodKind::PublicKey);
-        Ok(Auth::Reject { proceed_with_methods: Some(methods), partial_success: false })
+        Ok(Auth::Reject {
+            proceed_with_methods: Some(methods),
+            partial_success: false,
+        })
     }
 
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
         Ok(self.sign_in(user, Proof::Password(password)).await)
     }
 
-    async fn auth_publickey_offered(&mut self, user: &str, _offer: PublicKeyOffer<'_>) -> Result<Auth, Self::Error> {
+    async fn auth_publickey_offered(
+        &mut self,
+        user: &str,
+        _offer: PublicKeyOffer<'_>,
+    ) -> Result<Auth, Self::Error> {
         // API keys sign in with their secret only; let such clients move on to a password.
         Ok(match LoginName::parse(user) {
             Ok(LoginName::User(_)) => Auth::Accept,
@@ -105,7 +133,11 @@ impl russh::server::Handler for Connection {
         })
     }
 
-    async fn auth_publickey(&mut self, user: &str, key: VerifiedPublicKey<'_>) -> Result<Auth, Self::Error> {
+    async fn auth_publickey(
+        &mut self,
+        user: &str,
+        key: VerifiedPublicKey<'_>,
+    ) -> Result<Auth, Self::Error> {
         let Ok(line) = key.public_key.to_openssh() else {
             return Ok(Auth::reject());
         };
@@ -113,10 +145,18 @@ impl russh::server::Handler for Connection {
     }
 
     async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {
-        if let State::Authenticated { principal, watch, .. } = &mut self.state {
+        if let State::Authenticated {
+            principal, watch, ..
+        } = &mut self.state
+        {
             let (stop, stopped) = oneshot::channel();
             *watch = Some(stop);
-            tokio::spawn(watch_revocation(self.ctx.clone(), principal.clone(), session.handle(), stopped));
+            tokio::spawn(watch_revocation(
+                self.ctx.clone(),
+                principal.clone(),
+                session.handle(),
+                stopped,
+            ));
         }
         Ok(())
     }
@@ -134,7 +174,12 @@ impl russh::server::Handler for Connection {
         Ok(())
     }
 
-    async fn subsystem_request(&mut self, channel: ChannelId, name: &str, session: &mut Session) -> Result<(), Self::Error> {
+    async fn subsystem_request(
+        &mut self,
+        channel: ChannelId,
+        name: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
         let (Some(principal), true) = (self.principal(), name == "sftp") else {
             return self.refuse(channel, session).await;
         };
@@ -144,22 +189,38 @@ impl russh::server::Handler for Connection {
         };
         session.channel_success(channel)?;
         let files = self.ctx.files.clone();
-        let limits = SessionLimits { max_packet: self.ctx.config.max_packet_bytes, max_handles: self.ctx.config.max_handles_per_session };
+        let limits = SessionLimits {
+            max_packet: self.ctx.config.max_packet_bytes,
+            max_handles: self.ctx.config.max_handles_per_session,
+        };
         tokio::spawn(async move {
             session::serve(open.into_stream(), files, principal, limits).await;
         });
         Ok(())
     }
 
-    async fn exec_request(&mut self, channel: ChannelId, _data: &[u8], session: &mut Session) -> Result<(), Self::Error> {
+    async fn exec_request(
+        &mut self,
+        channel: ChannelId,
+        _data: &[u8],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
         self.refuse(channel, session).await
     }
 
-    async fn shell_request(&mut self, channel: ChannelId, session: &mut Session) -> Result<(), Self::Error> {
+    async fn shell_request(
+        &mut self,
+        channel: ChannelId,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
         self.refuse(channel, session).await
     }
 
-    async fn channel_eof(&mut self, channel: ChannelId, session: &mut Session) -> Result<(), Self::Error> {
+    async fn channel_eof(
+        &mut self,
+        channel: ChannelId,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
         session.close(channel)?;
         Ok(())
     }
@@ -183,7 +244,11 @@ async fn watch_revocation(
             Ok(false) => {
                 tracing::info!(user = %principal.display_name(), key_id = principal.key.as_ref().map(|k| k.id), "ending SFTP session: access revoked");
                 let _ = handle
-                    .disconnect(Disconnect::ByApplication, "access revoked".into(), "en".into())
+                    .disconnect(
+                        Disconnect::ByApplication,
+                        "access revoked".into(),
+                        "en".into(),
+                    )
                     .await;
                 return;
             }

@@ -35,15 +35,43 @@ mod tests {
     #[test]
     fn every_file_error_maps_to_its_sftp_status() {
         let rows = [
-            (FsError::NotFound, StatusCode::NoSuchFile, "no such file or folder"),
-            (FsError::PermissionDenied, StatusCode::PermissionDenied, "permission denied"),
-            (FsError::AlreadyExists, StatusCode::Failure, "already exists"),
-            (FsError::NotADirectory, StatusCode::NoSuchFile, "not a folder"),
+            (
+                FsError::NotFound,
+                StatusCode::NoSuchFile,
+                "no such file or folder",
+            ),
+            (
+                FsError::PermissionDenied,
+                StatusCode::PermissionDenied,
+                "permission denied",
+            ),
+            (
+                FsError::AlreadyExists,
+                StatusCode::Failure,
+                "already exists",
+            ),
+            (
+                FsError::NotADirectory,
+                StatusCode::NoSuchFile,
+                "not a folder",
+            ),
             (FsError::IsADirectory, StatusCode::Failure, "is a folder"),
-            (FsError::DirectoryNotEmpty, StatusCode::Failure, "folder is not empty"),
-            (FsError::InvalidPath(PathError::Nul), StatusCode::Failure, "invalid path: path contains a NUL byte"),
+            (
+                FsError::DirectoryNotEmpty,
+                StatusCode::Failure,
+                "folder is not empty",
+            ),
+            (
+                FsError::InvalidPath(PathError::Nul),
+                StatusCode::Failure,
+                "invalid path: path contains a NUL byte",
+            ),
             (FsError::NoSpace, StatusCode::Failure, "no space left"),
-            (FsError::Failed("disk on fire at /srv/x".into()), StatusCode::Failure, "operation failed"),
+            (
+                FsError::Failed("disk on fire at /srv/x".into()),
+                StatusCode::Failure,
+                "operation failed",
+            ),
         ];
         for (err, code, message) in rows {
             assert_eq!(status_of(&err), code, "{err:?}");
