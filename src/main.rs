@@ -40,9 +40,11 @@ fn init_logging(config: &Config, serving: bool) {
     let filter = EnvFilter::try_from_env("FILEGATE_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| EnvFilter::new(default));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     if config.server.log_format == "json" {
         builder.json().init();
     } else {

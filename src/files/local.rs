@@ -271,6 +271,12 @@ impl StagedWrite for LocalUpload {
         &mut self.writer
     }
 
+    async fn set_len(&mut self, len: u64) -> Result<(), StorageError> {
+        use tokio::io::AsyncWriteExt;
+        self.writer.flush().await?;
+        Ok(self.writer.set_len(len).await?)
+    }
+
     async fn commit(mut self: Box<Self>) -> Result<(), StorageError> {
         use tokio::io::AsyncWriteExt;
         self.writer.flush().await?;

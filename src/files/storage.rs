@@ -121,6 +121,8 @@ pub enum WriteMode {
 #[async_trait::async_trait]
 pub trait StagedWrite: Send {
     fn writer(&mut self) -> &mut dyn FileWriter;
+    /// Truncates or extends the file being written.
+    async fn set_len(&mut self, len: u64) -> Result<(), StorageError>;
     /// Flushes and puts the file in place. Dropping without commit discards a `Replace`
     /// upload.
     async fn commit(self: Box<Self>) -> Result<(), StorageError>;

@@ -102,6 +102,14 @@ impl Upload {
         self.bytes
     }
 
+    /// Truncates or extends the file being uploaded (pending writes must be flushed first).
+    pub async fn set_len(&mut self, len: u64) -> Result<(), FsError> {
+        match self.staged.as_mut() {
+            Some(staged) => Ok(staged.set_len(len).await?),
+            None => Err(FsError::Failed("upload already finished".into())),
+        }
+    }
+
     /// Completes the upload: the file takes its real name.
     pub async fn commit(mut self) -> Result<u64, FsError> {
         let staged = self

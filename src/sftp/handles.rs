@@ -147,7 +147,16 @@ impl Worker {
                     if let Some(requested) = requested_times(&attrs) {
                         times = Some(requested);
                     }
-                    status(id, StatusCode::Ok, "ok")
+                    match attrs.size {
+                        Some(len) => match truncate(&mut file, len).await {
+                            Ok(()) => {
+                                end = len;
+                                status(id, StatusCode::Ok, "ok")
+                            }
+                            Err(err) => status_err(id, &err),
+                        },
+                        None => status(id, StatusCode::Ok, "ok"),
+                    }
                 }
                 Job::Close { id } => {
                     let reply = self.finish(id, file, failed, times).await;
@@ -244,6 +253,11 @@ async fn read_at(
     data.truncate(filled);
     *pos += filled as u64;
     Ok(data)
+}
+
+async fn truncate(file: &mut BufWriter<Upload>, len: u64) -> Result<(), FsError> {
+    file.flush().await?;
+    file.get_mut().set_len(len).await
 }
 
 async fn write_at(

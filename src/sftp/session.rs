@@ -82,12 +82,18 @@ struct Session {
     replies: Replies,
 }
 
-/// Serves SFTP on `stream` for `who` until the client goes away or misbehaves.
-pub async fn serve<S>(stream: S, files: Arc<Files>, who: Arc<Principal>, limits: SessionLimits)
-where
-    S: AsyncRead + AsyncWrite + Send + 'static,
+/// Serves SFTP from `reader` to `writer` for `who` until the client goes away or
+/// misbehaves.
+pub async fn serve<R, W>(
+    mut reader: R,
+    writer: W,
+    files: Arc<Files>,
+    who: Arc<Principal>,
+    limits: SessionLimits,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Send + 'static,
 {
-    let (mut reader, writer) = tokio::io::split(stream);
     let (tx, rx) = mpsc::channel::<Bytes>(MAX_IN_FLIGHT);
     let writing = tokio::spawn(write_replies(writer, rx));
     let home = files.start_dir(&who);
@@ -153,7 +159,7 @@ async fn write_replies<W: AsyncWrite>(writer: W, mut rx: mpsc::Receiver<Bytes>) 
             return;
         }
     }
-    let _ = writer.shutdown().await;
+    let _ = writer.flush().await;
 }
 
 impl Session {

@@ -94,7 +94,8 @@ impl Connection {
         channel: ChannelId,
         session: &mut Session,
     ) -> Result<(), russh::Error> {
-        session.channel_failure(channel)?;
+        // Accept the request so the client shows our message, then end with status 1.
+        session.channel_success(channel)?;
         session.extended_data(channel, 1, bytes::Bytes::from_static(ONLY_SFTP.as_bytes()))?;
         session.exit_status_request(channel, 1)?;
         session.eof(channel)?;
@@ -194,7 +195,20 @@ impl russh::server::Handler for Connection {
             max_handles: self.ctx.config.max_handles_per_session,
         };
         tokio::spawn(async move {
-            session::serve(open.into_stream(), files, principal, limits).await;
+            let (mut read_half, write_half) = open.split();
+            session::serve(
+                read_half.make_reader(),
+                write_half.make_writer(),
+                files,
+                principal,
+                limits,
+            )
+            .await;
+            // scp (SFTP mode) treats a channel closed without an exit status as a failure.
+            tracing::debug!("sftp session ended; closing its channel");
+            let _ = write_half.exit_status(0).await;
+            let _ = write_half.eof().await;
+            let _ = write_half.close().await;
         });
         Ok(())
     }
@@ -221,7 +235,10 @@ impl russh::server::Handler for Connection {
         channel: ChannelId,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        session.close(channel)?;
+        // Channels serving SFTP are closed by their session task (with an exit status).
+        if self.channels.remove(&channel).is_some() {
+            session.close(channel)?;
+        }
         Ok(())
     }
 }
