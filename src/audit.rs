@@ -37,6 +37,8 @@ pub enum Action {
     KeyCreate,
     KeyUpdate,
     KeyDelete,
+    /// A REST API call (`path` holds the method and route).
+    ApiCall,
 }
 
 impl Action {
@@ -61,6 +63,7 @@ impl Action {
             Action::KeyCreate => "api_key_create",
             Action::KeyUpdate => "api_key_update",
             Action::KeyDelete => "api_key_delete",
+            Action::ApiCall => "api_call",
         }
     }
 }

@@ -10,11 +10,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::accounts::{AccountError, Accounts, UserSpec};
+use crate::api::{ApiBindError, ApiServer, ApiState};
 use crate::audit::{AuditLog, AuditSettings, AuditSink};
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::files::{Files, LocalStorage};
 use crate::identity::Principal;
+use crate::metrics::{MeteredSink, Metrics};
 use crate::sftp::{SftpError, SftpServer};
 use crate::store::{Store, StoreError};
 
@@ -37,6 +39,8 @@ pub enum GatewayError {
     Bootstrap(#[from] AccountError),
     #[error(transparent)]
     Sftp(#[from] SftpError),
+    #[error(transparent)]
+    Api(#[from] ApiBindError),
 }
 
 /// The shared services every front-end uses.
@@ -47,6 +51,9 @@ pub struct Core {
     pub auth: Arc<Authenticator>,
     pub files: Arc<Files>,
     pub accounts: Accounts,
+    /// Every layer's audit sink (counts metrics, then queues for the audit log).
+    pub sink: Arc<dyn AuditSink>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Core {
@@ -75,14 +82,18 @@ impl Core {
                 batch: config.audit.batch,
             },
         );
-        let sink: Arc<dyn AuditSink> = audit.clone();
+        let metrics = Arc::new(Metrics::default());
+        let sink: Arc<dyn AuditSink> = Arc::new(MeteredSink {
+            metrics: metrics.clone(),
+            log: audit.clone(),
+        });
         let auth = Arc::new(Authenticator::new(
             Arc::new(store.clone()),
             sink.clone(),
             config.auth_settings(),
         ));
         let files = Arc::new(Files::new(Arc::new(storage), sink.clone()));
-        let accounts = Accounts::new(store.clone(), auth.passwords().clone(), sink);
+        let accounts = Accounts::new(store.clone(), auth.passwords().clone(), sink.clone());
         Ok(Core {
             config,
             store,
@@ -90,6 +101,8 @@ impl Core {
             auth,
             files,
             accounts,
+            sink,
+            metrics,
         })
     }
 
@@ -131,6 +144,7 @@ pub struct Gateway {
     /// `(protocol, bound address)` of every listener started.
     pub listening: Vec<(&'static str, SocketAddr)>,
     sftp: Option<SftpServer>,
+    api: Option<ApiServer>,
 }
 
 impl Gateway {
@@ -144,6 +158,7 @@ impl Gateway {
                 core.config.sftp.clone(),
                 core.auth.clone(),
                 core.files.clone(),
+                core.metrics.clone(),
             )
             .await?;
             listening.push(("sftp", server.addr));
@@ -151,8 +166,23 @@ impl Gateway {
         } else {
             None
         };
+        let api = if core.config.api.enabled {
+            let state = Arc::new(ApiState::new(
+                core.auth.clone(),
+                core.accounts.clone(),
+                core.store.clone(),
+                core.sink.clone(),
+                core.audit.clone(),
+                core.metrics.clone(),
+            ));
+            let server = ApiServer::start(core.config.api.addr(), state).await?;
+            listening.push(("api", server.addr));
+            Some(server)
+        } else {
+            None
+        };
         for (name, enabled, _) in core.config.listeners() {
-            if enabled && name != "sftp" {
+            if enabled && !matches!(name, "sftp" | "api") {
                 tracing::warn!(
                     protocol = name,
                     "{name} front-end is not built yet; not started"
@@ -163,6 +193,7 @@ impl Gateway {
             core,
             listening,
             sftp,
+            api,
         })
     }
 
@@ -176,6 +207,9 @@ impl Gateway {
 
     /// Stops the listeners, then flushes the audit log and closes the store.
     pub async fn stop(self) {
+        if let Some(api) = self.api {
+            api.stop().await;
+        }
         if let Some(sftp) = self.sftp {
             sftp.stop().await;
         }

@@ -17,6 +17,7 @@
 //! - [`cli`]: the `filegate` command line.
 
 pub mod accounts;
+pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod cli;
@@ -24,6 +25,7 @@ pub mod config;
 pub mod files;
 pub mod gateway;
 pub mod identity;
+pub mod metrics;
 pub mod model;
 pub mod path;
 pub mod secret;

@@ -29,7 +29,8 @@ use tokio::sync::watch;
 use crate::auth::Authenticator;
 use crate::config::SftpConfig;
 use crate::files::Files;
-use crate::identity::Principal;
+use crate::identity::{Principal, Protocol};
+use crate::metrics::{Metrics, SessionGauge};
 
 /// Why the SFTP front-end could not start.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +49,7 @@ type LoginKey = (Option<i64>, Option<i64>);
 
 /// What every connection shares.
 pub(crate) struct Context {
+    metrics: Arc<Metrics>,
     auth: Arc<Authenticator>,
     files: Arc<Files>,
     config: SftpConfig,
@@ -58,6 +60,7 @@ pub(crate) struct Context {
 pub(crate) struct LoginSlot {
     ctx: Arc<Context>,
     key: LoginKey,
+    _live: SessionGauge,
 }
 
 impl Drop for LoginSlot {
@@ -87,6 +90,7 @@ impl Context {
         Some(LoginSlot {
             ctx: self.clone(),
             key,
+            _live: self.metrics.session(Protocol::Sftp),
         })
     }
 }
@@ -104,6 +108,7 @@ impl SftpServer {
         config: SftpConfig,
         auth: Arc<Authenticator>,
         files: Arc<Files>,
+        metrics: Arc<Metrics>,
     ) -> Result<SftpServer, SftpError> {
         let key = load_or_create_host_key(&config.host_key)?;
         let addr: SocketAddr = config.listen.parse().expect("validated listen address");
@@ -116,6 +121,7 @@ impl SftpServer {
         let ssh = Arc::new(ssh_config(&config, key));
         let ctx = Arc::new(Context {
             auth,
+            metrics,
             files,
             config,
             per_login: Mutex::default(),

@@ -18,7 +18,57 @@ pub struct AuditQuery {
     pub limit: i64,
 }
 
+/// A filtered, key-set paginated read of the audit log (the API's `/history`).
+#[derive(Debug, Clone, Default)]
+pub struct AuditSearch {
+    pub user_id: Option<i64>,
+    pub logins_only: bool,
+    /// Exact path (`/history/files/{path}`).
+    pub path: Option<String>,
+    /// Path prefix (`/history/folders/{path}`, `filter_prefix[path]`).
+    pub path_prefix: Option<String>,
+    /// Unix milliseconds, inclusive.
+    pub start_ms: Option<i64>,
+    pub end_ms: Option<i64>,
+    /// Oldest first when true.
+    pub ascending: bool,
+    /// Continue after this id (in the chosen direction).
+    pub after_id: Option<i64>,
+    pub limit: i64,
+}
+
 impl Store {
+    /// Audit records matching `q`, in id order (ascending or descending).
+    pub async fn search_audit(&self, q: &AuditSearch) -> Result<Vec<AuditRecord>, StoreError> {
+        let (cmp, order) = if q.ascending {
+            (">", "ASC")
+        } else {
+            ("<", "DESC")
+        };
+        let after = q.after_id.unwrap_or(if q.ascending { 0 } else { i64::MAX });
+        let prefix = q.path_prefix.as_ref().map(|p| {
+            format!(
+                "{}%",
+                p.replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_")
+            )
+        });
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_events WHERE id {cmp} $1 \
+             AND ($2 IS NULL OR user_id = $2) AND ($3 = FALSE OR action = 'login') \
+             AND ($4 IS NULL OR path = $4) AND ($5 IS NULL OR path LIKE $5 ESCAPE '\\') \
+             AND ($6 IS NULL OR at_ms >= $6) AND ($7 IS NULL OR at_ms <= $7) \
+             ORDER BY id {order} LIMIT $8"
+        ));
+        Ok(
+            on_pool!(self, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql.0.clone()))
+            .bind(after).bind(q.user_id).bind(q.logins_only).bind(&q.path).bind(&prefix)
+            .bind(q.start_ms).bind(q.end_ms).bind(q.limit)
+            .fetch_all(pool).await)?,
+        )
+    }
+
     /// Inserts `events` in one transaction.
     pub async fn append_audit(&self, node: &str, events: &[AuditEvent]) -> Result<(), StoreError> {
         on_pool!(self, pool => {

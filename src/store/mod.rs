@@ -11,7 +11,7 @@ mod keys;
 mod sessions;
 mod users;
 
-pub use audit::AuditQuery;
+pub use audit::{AuditQuery, AuditSearch};
 pub use keys::{KeyChanges, KeyOwnerFilter, NewKey};
 pub use users::{NewUser, UserChanges};
 

@@ -214,3 +214,22 @@ impl Store {
             .bind(user_id).fetch_all(pool).await)?)
     }
 }
+
+impl Store {
+    /// Deletes an SSH key (only `owner`'s when given). False if absent.
+    pub async fn delete_public_key(&self, id: i64, owner: Option<i64>) -> Result<bool, StoreError> {
+        let Some(user_id) = on_pool!(self, pool => sqlx::query_scalar::<_, i64>(
+            "SELECT user_id FROM public_keys WHERE id = $1")
+            .bind(id).fetch_optional(pool).await)?
+        else {
+            return Ok(false);
+        };
+        if owner.is_some_and(|o| o != user_id) {
+            return Ok(false);
+        }
+        on_pool!(self, pool => sqlx::query("DELETE FROM public_keys WHERE id = $1")
+            .bind(id).execute(pool).await.map(|r| r.rows_affected()))?;
+        self.bump_revision(user_id).await?;
+        Ok(true)
+    }
+}

@@ -1,0 +1,233 @@
+//! The REST API, wire-compatible with Files.com's (see `shared/API.md`): axum handlers over
+//! the account service and the store, with Files.com's parameters, pagination, error bodies
+//! and rights rules. Also `/healthz` and `/metrics`.
+//!
+//! - `caller`: authentication (`X-FilesAPI-Key` / `X-FilesAPI-Auth`) and rights checks.
+//! - `params`, `pagination`, `error`: the wire conventions.
+//! - `keys`, `users`, `grants`, `sessions`, `history`: one module per resource.
+//!
+//! Every call is an audit record (`interface: restapi`), written by [`audit_calls`].
+
+mod caller;
+mod error;
+mod grants;
+mod history;
+mod keys;
+mod pagination;
+mod params;
+mod sessions;
+mod users;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use error::ApiError;
+
+use crate::accounts::Accounts;
+use crate::audit::{Action, AuditEvent, AuditLog, AuditSink, Outcome};
+use crate::auth::Authenticator;
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// What every handler shares.
+pub struct ApiState {
+    pub auth: Arc<Authenticator>,
+    pub accounts: Accounts,
+    pub store: Store,
+    pub audit: Arc<dyn AuditSink>,
+    pub audit_log: Arc<AuditLog>,
+    pub metrics: Arc<Metrics>,
+    cursors: pagination::Cursors,
+}
+
+impl ApiState {
+    pub fn new(
+        auth: Arc<Authenticator>,
+        accounts: Accounts,
+        store: Store,
+        audit: Arc<dyn AuditSink>,
+        audit_log: Arc<AuditLog>,
+        metrics: Arc<Metrics>,
+    ) -> ApiState {
+        ApiState {
+            auth,
+            accounts,
+            store,
+            audit,
+            audit_log,
+            metrics,
+            cursors: pagination::Cursors::default(),
+        }
+    }
+}
+
+/// The whole HTTP surface.
+pub fn router(state: Arc<ApiState>) -> Router {
+    let v1 = Router::new()
+        .route("/api_keys", get(keys::list).post(keys::create))
+        .route(
+            "/api_keys/{id}",
+            get(keys::find).patch(keys::update).delete(keys::delete),
+        )
+        .route(
+            "/api_key",
+            get(keys::find_current)
+                .patch(keys::update_current)
+                .delete(keys::delete_current),
+        )
+        .route("/users", get(users::list).post(users::create))
+        .route(
+            "/users/{id}",
+            get(users::find).patch(users::update).delete(users::delete),
+        )
+        .route("/permissions", get(grants::list).post(grants::create))
+        .route("/permissions/{id}", axum::routing::delete(grants::delete))
+        .route(
+            "/public_keys",
+            get(grants::list_public_keys).post(grants::create_public_key),
+        )
+        .route(
+            "/public_keys/{id}",
+            axum::routing::delete(grants::delete_public_key),
+        )
+        .route("/sessions", post(sessions::create).delete(sessions::delete))
+        .route("/history", get(history::all))
+        .route("/history/login", get(history::logins))
+        .route("/history/users/{id}", get(history::user))
+        .route("/history/files/{*path}", get(history::file))
+        .route("/history/folders/{*path}", get(history::folder))
+        .fallback(|| async { ApiError::NotFound })
+        .layer(middleware::from_fn_with_state(state.clone(), audit_calls));
+    Router::new()
+        .nest("/api/rest/v1", v1)
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .fallback(|| async { ApiError::NotFound })
+        .with_state(state)
+}
+
+/// Writes one audit record per API call, with the caller the extractor found.
+async fn audit_calls(State(state): State<Arc<ApiState>>, mut req: Request, next: Next) -> Response {
+    let slot = caller::CallSlot::default();
+    req.extensions_mut().insert(slot.clone());
+    let what = format!("{} {}", req.method(), req.uri().path());
+    let response = next.run(req).await;
+    let principal = slot.0.lock().expect("call slot").take();
+    if let Some(principal) = principal {
+        let status = response.status();
+        let outcome = if status.is_success() {
+            Outcome::Ok
+        } else if status == StatusCode::UNAUTHORIZED
+            || status == StatusCode::FORBIDDEN
+            || status == StatusCode::NOT_FOUND
+        {
+            Outcome::Denied
+        } else {
+            Outcome::Failed
+        };
+        let mut event = AuditEvent::by(&principal, Action::ApiCall, outcome).path(what);
+        if !status.is_success() {
+            event = event.reason(status.as_u16().to_string());
+        }
+        state.audit.record(event);
+    }
+    response
+}
+
+async fn healthz(State(state): State<Arc<ApiState>>) -> Response {
+    match state.store.ping().await {
+        Ok(()) => axum::Json(serde_json::json!({"status": "ok"})).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "health check: store unreachable");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(serde_json::json!({"status": "store unreachable"})),
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
+    let body = state.metrics.render(state.audit_log.backlog());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+/// A path id: a positive integer.
+pub(crate) fn parse_id(text: &str) -> Result<i64, ApiError> {
+    text.parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| ApiError::ParamsInvalid("id must be a positive integer".into()))
+}
+
+/// Unix seconds as Files.com's timestamps, or null.
+pub(crate) fn time_json(t: Option<i64>) -> serde_json::Value {
+    t.map(|t| serde_json::Value::String(crate::model::format_time(t)))
+        .unwrap_or(serde_json::Value::Null)
+}
+
+/// Why the API could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot bind the API listener on {addr}: {source}")]
+pub struct ApiBindError {
+    addr: SocketAddr,
+    source: std::io::Error,
+}
+
+/// A running API listener.
+pub struct ApiServer {
+    pub addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ApiServer {
+    pub async fn start(
+        listen: SocketAddr,
+        state: Arc<ApiState>,
+    ) -> Result<ApiServer, ApiBindError> {
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|source| ApiBindError {
+                addr: listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| ApiBindError {
+            addr: listen,
+            source,
+        })?;
+        let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+        let (stop, mut stopped) = watch::channel(false);
+        let task = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.changed().await;
+            };
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                tracing::error!(error = %e, "API server failed");
+            }
+        });
+        tracing::info!("api listening on {addr}");
+        Ok(ApiServer { addr, stop, task })
+    }
+
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,1088 @@
+//! The API in process (`router.oneshot`) over a real SQLite store: every endpoint, the rights
+//! matrix, pagination under concurrent changes, and bad input.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use super::*;
+use crate::accounts::{KeyOwner, KeySpec, UserSpec};
+use crate::config::Config;
+use crate::gateway::Core;
+use crate::identity::{GrantLevel, PermissionSet, Principal};
+use crate::test_support::TempDir;
+
+struct Api {
+    core: Core,
+    router: Router,
+    _dir: TempDir,
+}
+
+#[derive(Clone)]
+enum As {
+    Nobody,
+    Key(String),
+    Session(String),
+}
+
+struct Reply {
+    status: StatusCode,
+    next: Option<String>,
+    body: Value,
+}
+
+impl Reply {
+    fn kind(&self) -> &str {
+        self.body["type"].as_str().unwrap_or("")
+    }
+}
+
+impl Api {
+    async fn new() -> Api {
+        let dir = TempDir::new("api");
+        let mut config = Config::default();
+        config.server.data_dir = dir.path().join("data");
+        config.auth.lockout.enabled = false;
+        config.fill_defaults();
+        let core = Core::open(config).await.unwrap();
+        let state = Arc::new(ApiState::new(
+            core.auth.clone(),
+            core.accounts.clone(),
+            core.store.clone(),
+            core.sink.clone(),
+            core.audit.clone(),
+            core.metrics.clone(),
+        ));
+        Api {
+            router: router(state),
+            core,
+            _dir: dir,
+        }
+    }
+
+    async fn call(&self, who: &As, method: Method, uri: &str, body: Option<Value>) -> Reply {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("Content-Type", "application/json");
+        match who {
+            As::Nobody => {}
+            As::Key(k) => req = req.header("X-FilesAPI-Key", k),
+            As::Session(s) => req = req.header("X-FilesAPI-Auth", s),
+        }
+        let body = body
+            .map(|b| Body::from(b.to_string()))
+            .unwrap_or_else(Body::empty);
+        self.raw(req.body(body).unwrap()).await
+    }
+
+    async fn raw(&self, req: Request<Body>) -> Reply {
+        let response = self.router.clone().oneshot(req).await.unwrap();
+        let status = response.status();
+        let next = response
+            .headers()
+            .get("X-Files-Cursor-Next")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 24)
+            .await
+            .unwrap();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
+        Reply { status, next, body }
+    }
+
+    async fn user(&self, name: &str, admin: bool) -> i64 {
+        let spec = UserSpec {
+            username: name.into(),
+            password: Some(format!("{name}-password")),
+            site_admin: admin,
+            ..Default::default()
+        };
+        let user = self
+            .core
+            .accounts
+            .create_user(&Principal::cli(), spec)
+            .await
+            .unwrap();
+        self.core
+            .accounts
+            .grant(
+                &Principal::cli(),
+                user.id,
+                &format!("/{name}"),
+                GrantLevel::Full,
+            )
+            .await
+            .unwrap();
+        user.id
+    }
+
+    async fn key(
+        &self,
+        owner: Option<i64>,
+        name: &str,
+        set: PermissionSet,
+        path: Option<&str>,
+    ) -> (i64, As) {
+        let spec = KeySpec {
+            owner: owner.map(KeyOwner::User).unwrap_or(KeyOwner::SiteWide),
+            name: name.into(),
+            description: None,
+            path: path.map(str::to_owned),
+            permission_set: set,
+            expires_at: None,
+            platform: None,
+            created_by: None,
+        };
+        let k = self
+            .core
+            .accounts
+            .create_key(&Principal::cli(), spec)
+            .await
+            .unwrap();
+        (k.record.id, As::Key(k.secret))
+    }
+
+    async fn session(&self, username: &str) -> As {
+        let r = self
+            .call(
+                &As::Nobody,
+                Method::POST,
+                "/api/rest/v1/sessions",
+                Some(json!({"username": username, "password": format!("{username}-password")})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        As::Session(r.body["id"].as_str().unwrap().to_owned())
+    }
+}
+
+const V1: &str = "/api/rest/v1";
+
+#[tokio::test]
+async fn the_eight_api_key_operations_work_for_a_user() {
+    let api = Api::new().await;
+    let alice = api.user("alice", false).await;
+    let (_, alice_key) = api
+        .key(Some(alice), "alice main", PermissionSet::Full, None)
+        .await;
+
+    let created = api.call(&alice_key, Method::POST, &format!("{V1}/api_keys"), Some(json!({"name": "ci", "expires_at": "2099-01-01T00:00:00Z", "permission_set": "files_only", "path": "alice/ci", "user_id": 0}))).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
+    let secret = created.body["key"].as_str().unwrap().to_owned();
+    assert_eq!(secret.len(), 64);
+    let id = created.body["id"].as_i64().unwrap();
+    assert_eq!(created.body["user_id"], alice);
+    assert_eq!(created.body["expires_at"], "2099-01-01T00:00:00Z");
+    assert_eq!(created.body["path"], "alice/ci");
+
+    let listed = api
+        .call(
+            &alice_key,
+            Method::GET,
+            &format!("{V1}/api_keys?user_id=0"),
+            None,
+        )
+        .await;
+    assert_eq!(listed.status, StatusCode::OK);
+    assert_eq!(listed.body.as_array().unwrap().len(), 2);
+    assert!(
+        listed
+            .body
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|k| k["key"].is_null()),
+        "secrets only at create"
+    );
+
+    let found = api
+        .call(
+            &alice_key,
+            Method::GET,
+            &format!("{V1}/api_keys/{id}?id={id}"),
+            None,
+        )
+        .await;
+    assert_eq!(found.body["name"], "ci");
+    let current = api
+        .call(
+            &As::Key(secret.clone()),
+            Method::GET,
+            &format!("{V1}/api_key"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (current.status, current.body["id"].as_i64()),
+        (StatusCode::OK, Some(id))
+    );
+
+    let updated = api
+        .call(
+            &alice_key,
+            Method::PATCH,
+            &format!("{V1}/api_keys/{id}"),
+            Some(json!({"id": id, "name": "ci renamed", "description": "nightly"})),
+        )
+        .await;
+    assert_eq!(
+        (updated.status, updated.body["name"].as_str()),
+        (StatusCode::OK, Some("ci renamed"))
+    );
+    let mismatch = api
+        .call(
+            &alice_key,
+            Method::PATCH,
+            &format!("{V1}/api_keys/{id}"),
+            Some(json!({"id": id + 1, "name": "x"})),
+        )
+        .await;
+    assert_eq!(mismatch.kind(), "bad-request/request-params-invalid");
+
+    let (_, desktop) = api
+        .key(Some(alice), "desk", PermissionSet::DesktopApp, None)
+        .await;
+    let narrowed = api
+        .call(
+            &desktop,
+            Method::PATCH,
+            &format!("{V1}/api_key"),
+            Some(json!({"name": "desk2", "permission_set": "files_only"})),
+        )
+        .await;
+    assert_eq!(
+        (narrowed.status, narrowed.body["permission_set"].as_str()),
+        (StatusCode::OK, Some("files_only"))
+    );
+    let widened = api
+        .call(
+            &As::Key(secret.clone()),
+            Method::PATCH,
+            &format!("{V1}/api_key"),
+            Some(json!({"permission_set": "full"})),
+        )
+        .await;
+    assert_eq!(
+        widened.status,
+        StatusCode::FORBIDDEN,
+        "a files_only key may not manage itself"
+    );
+
+    let deleted_current = api
+        .call(
+            &As::Key(secret.clone()),
+            Method::DELETE,
+            &format!("{V1}/api_key"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (deleted_current.status, &deleted_current.body),
+        (StatusCode::NO_CONTENT, &Value::Null)
+    );
+    let after = api
+        .call(
+            &As::Key(secret),
+            Method::GET,
+            &format!("{V1}/api_key"),
+            None,
+        )
+        .await;
+    assert_eq!(after.kind(), "not-authenticated/invalid-credentials");
+
+    let (other_id, _) = api
+        .key(Some(alice), "spare", PermissionSet::Full, None)
+        .await;
+    let deleted = api
+        .call(
+            &alice_key,
+            Method::DELETE,
+            &format!("{V1}/api_keys/{other_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    let gone = api
+        .call(
+            &alice_key,
+            Method::GET,
+            &format!("{V1}/api_keys/{other_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(gone.kind(), "not-found/api-key-not-found");
+}
+
+#[tokio::test]
+async fn the_rights_matrix_holds_for_every_kind_of_caller() {
+    let api = Api::new().await;
+    let admin = api.user("root", true).await;
+    let bob = api.user("bob", false).await;
+    let (_, admin_key) = api
+        .key(Some(admin), "admin key", PermissionSet::Full, None)
+        .await;
+    let (_, site_key) = api.key(None, "site key", PermissionSet::Full, None).await;
+    let (_, bob_full) = api
+        .key(Some(bob), "bob full", PermissionSet::Full, None)
+        .await;
+    let (_, bob_desktop) = api
+        .key(Some(bob), "bob desktop", PermissionSet::DesktopApp, None)
+        .await;
+    let (_, bob_files) = api
+        .key(Some(bob), "bob files", PermissionSet::FilesOnly, None)
+        .await;
+    let (_, bob_ro) = api
+        .key(Some(bob), "bob ro", PermissionSet::ReadOnly, None)
+        .await;
+    let (_, bob_wo) = api
+        .key(Some(bob), "bob wo", PermissionSet::WriteOnly, None)
+        .await;
+    let (_, bob_path) = api
+        .key(Some(bob), "bob path", PermissionSet::Full, Some("bob/sub"))
+        .await;
+    let bob_session = api.session("bob").await;
+    let admin_session = api.session("root").await;
+
+    let ok = "ok";
+    let rows: Vec<(&str, As, [&str; 4])> = vec![
+        // caller, [GET /api_keys, GET /users, POST /api_keys for bob, GET /api_keys?user_id=bob]
+        ("admin session", admin_session, [ok, ok, ok, ok]),
+        ("admin key", admin_key, [ok, ok, ok, ok]),
+        ("site-wide key", site_key, [ok, ok, ok, ok]),
+        (
+            "bob full key",
+            bob_full,
+            [ok, "not-authorized/site-admin-required", ok, ok],
+        ),
+        (
+            "bob session",
+            bob_session,
+            [ok, "not-authorized/site-admin-required", ok, ok],
+        ),
+        (
+            "bob desktop_app",
+            bob_desktop,
+            ["not-authorized/api-key-only-for-desktop-app"; 4],
+        ),
+        (
+            "bob files_only",
+            bob_files,
+            ["not-authorized/api-key-only-for-file-operations"; 4],
+        ),
+        (
+            "bob readonly",
+            bob_ro,
+            ["not-authorized/api-key-only-for-file-operations"; 4],
+        ),
+        (
+            "bob writeonly",
+            bob_wo,
+            ["not-authorized/api-key-only-for-file-operations"; 4],
+        ),
+        (
+            "bob path-restricted",
+            bob_path,
+            ["not-authorized/api-key-is-path-restricted"; 4],
+        ),
+        (
+            "nobody",
+            As::Nobody,
+            ["not-authenticated/authentication-required"; 4],
+        ),
+        (
+            "bad key",
+            As::Key("f".repeat(64)),
+            ["not-authenticated/invalid-credentials"; 4],
+        ),
+        (
+            "bad session",
+            As::Session("nosuchsession".into()),
+            ["not-authenticated/invalid-session"; 4],
+        ),
+    ];
+    for (i, (label, who, expected)) in rows.into_iter().enumerate() {
+        let calls = [
+            api.call(&who, Method::GET, &format!("{V1}/api_keys"), None)
+                .await,
+            api.call(&who, Method::GET, &format!("{V1}/users"), None)
+                .await,
+            api.call(
+                &who,
+                Method::POST,
+                &format!("{V1}/api_keys"),
+                Some(json!({"name": format!("made by {i}"), "user_id": bob})),
+            )
+            .await,
+            api.call(
+                &who,
+                Method::GET,
+                &format!("{V1}/api_keys?user_id={bob}"),
+                None,
+            )
+            .await,
+        ];
+        for (n, (reply, want)) in calls.iter().zip(expected).enumerate() {
+            let got = if reply.status.is_success() {
+                ok
+            } else {
+                reply.kind()
+            };
+            assert_eq!(got, want, "{label}, call {n}: {:?}", reply.body);
+        }
+    }
+    // A user acting on another user's keys.
+    let carol = api.user("carol", false).await;
+    let (carol_key_id, _) = api
+        .key(Some(carol), "carol key", PermissionSet::Full, None)
+        .await;
+    let (_, bob_full) = api
+        .key(Some(bob), "bob full 2", PermissionSet::Full, None)
+        .await;
+    let other = api
+        .call(
+            &bob_full,
+            Method::GET,
+            &format!("{V1}/api_keys?user_id={carol}"),
+            None,
+        )
+        .await;
+    assert_eq!(other.kind(), "not-authorized/cant-act-for-other-user");
+    let create_for = api
+        .call(
+            &bob_full,
+            Method::POST,
+            &format!("{V1}/api_keys"),
+            Some(json!({"name": "sneaky", "user_id": carol})),
+        )
+        .await;
+    assert_eq!(create_for.kind(), "not-authorized/cant-act-for-other-user");
+    let find_other = api
+        .call(
+            &bob_full,
+            Method::GET,
+            &format!("{V1}/api_keys/{carol_key_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        find_other.kind(),
+        "not-found/api-key-not-found",
+        "no hint that the id exists"
+    );
+    let delete_other = api
+        .call(
+            &bob_full,
+            Method::DELETE,
+            &format!("{V1}/api_keys/{carol_key_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(delete_other.kind(), "not-found/api-key-not-found");
+    assert!(
+        api.core
+            .store
+            .key_by_id(carol_key_id)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // Site-wide keys can be made by admins only; a user's key without user_id is theirs.
+    let mine = api
+        .call(
+            &bob_full,
+            Method::POST,
+            &format!("{V1}/api_keys"),
+            Some(json!({"name": "bob own"})),
+        )
+        .await;
+    assert_eq!(mine.body["user_id"], bob);
+    let (_, site_key) = api.key(None, "site key 2", PermissionSet::Full, None).await;
+    let site_made = api
+        .call(
+            &site_key,
+            Method::POST,
+            &format!("{V1}/api_keys"),
+            Some(json!({"name": "another site key"})),
+        )
+        .await;
+    assert!(site_made.body["user_id"].is_null());
+}
+
+#[tokio::test]
+async fn pagination_walks_every_key_once_while_keys_come_and_go() {
+    let api = Api::new().await;
+    let admin = api.user("root", true).await;
+    let (_, admin_key) = api
+        .key(Some(admin), "admin key", PermissionSet::Full, None)
+        .await;
+    let mut ids = Vec::new();
+    for n in 0..6 {
+        ids.push(
+            api.key(Some(admin), &format!("k{n}"), PermissionSet::Full, None)
+                .await
+                .0,
+        );
+    }
+    let mut seen = Vec::new();
+    let mut uri = format!("{V1}/api_keys?per_page=1");
+    let mut pages = 0;
+    loop {
+        let page = api.call(&admin_key, Method::GET, &uri, None).await;
+        assert_eq!(page.status, StatusCode::OK, "{:?}", page.body);
+        seen.extend(
+            page.body
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|k| k["id"].as_i64().unwrap()),
+        );
+        pages += 1;
+        if pages == 2 {
+            // Between pages: delete one not yet seen, add a new one.
+            api.core
+                .accounts
+                .revoke_key(&Principal::cli(), ids[4])
+                .await
+                .unwrap();
+            ids.push(
+                api.key(Some(admin), "late", PermissionSet::Full, None)
+                    .await
+                    .0,
+            );
+        }
+        match page.next {
+            Some(cursor) => uri = format!("{V1}/api_keys?per_page=1&cursor={cursor}"),
+            None => break,
+        }
+    }
+    let mut unique = seen.clone();
+    unique.dedup();
+    assert_eq!(unique, seen, "no key twice");
+    assert!(!seen.contains(&ids[4]), "the deleted key is not shown");
+    assert!(seen.contains(ids.last().unwrap()), "the new key is reached");
+    assert_eq!(seen.len(), 7);
+
+    let sorted = api
+        .call(
+            &admin_key,
+            Method::GET,
+            &format!("{V1}/api_keys?per_page=2&sort_by[expires_at]=desc"),
+            None,
+        )
+        .await;
+    let cursor = sorted.next.unwrap();
+    let reused = api
+        .call(
+            &admin_key,
+            Method::GET,
+            &format!("{V1}/api_keys?per_page=2&cursor={cursor}"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        reused.kind(),
+        "bad-request/invalid-cursor",
+        "cursor reused with other sort parameters"
+    );
+    let forged = api
+        .call(
+            &admin_key,
+            Method::GET,
+            &format!("{V1}/api_keys?cursor=deadbeef{}", "0".repeat(40)),
+            None,
+        )
+        .await;
+    assert_eq!(forged.kind(), "bad-request/invalid-cursor");
+    for (query, kind) in [
+        ("per_page=0", "bad-request/request-params-invalid"),
+        ("per_page=10001", "bad-request/request-params-invalid"),
+        ("per_page=lots", "bad-request/request-params-invalid"),
+        ("sort_by[name]=asc", "bad-request/invalid-sort-field"),
+        ("filter[name]=x", "bad-request/invalid-filter-field"),
+        (
+            "filter_gt[expires_at]=notatime",
+            "bad-request/request-params-invalid",
+        ),
+    ] {
+        let r = api
+            .call(
+                &admin_key,
+                Method::GET,
+                &format!("{V1}/api_keys?{query}"),
+                None,
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.kind()),
+            (StatusCode::BAD_REQUEST, kind),
+            "{query}"
+        );
+    }
+    let filtered = api
+        .call(
+            &admin_key,
+            Method::GET,
+            &format!("{V1}/api_keys?filter_gt%5Bexpires_at%5D=2000-01-01T00:00:00Z"),
+            None,
+        )
+        .await;
+    assert_eq!(filtered.body, json!([]), "no key has an expiry");
+}
+
+#[tokio::test]
+async fn users_grants_ssh_keys_and_sessions_round_trip() {
+    let api = Api::new().await;
+    let admin = api.user("root", true).await;
+    let (_, admin_key) = api
+        .key(Some(admin), "admin key", PermissionSet::Full, None)
+        .await;
+    let made = api.call(&admin_key, Method::POST, &format!("{V1}/users"), Some(json!({"username": "dave", "password": "dave-password", "email": "d@example.com", "ftp_permission": false, "allowed_ips": "10.0.0.0/8"}))).await;
+    assert_eq!(made.status, StatusCode::CREATED, "{:?}", made.body);
+    let dave = made.body["id"].as_i64().unwrap();
+    assert_eq!(made.body["ftp_permission"], false);
+    assert_eq!(made.body["allowed_ips"], "10.0.0.0/8");
+    assert!(made.body.get("password").is_none() && made.body.get("password_hash").is_none());
+    let taken = api
+        .call(
+            &admin_key,
+            Method::POST,
+            &format!("{V1}/users"),
+            Some(json!({"username": "DAVE"})),
+        )
+        .await;
+    assert_eq!(taken.kind(), "processing-failure/model-save-error");
+    let missing = api
+        .call(
+            &admin_key,
+            Method::POST,
+            &format!("{V1}/users"),
+            Some(json!({"email": "x"})),
+        )
+        .await;
+    assert_eq!(missing.kind(), "bad-request/request-params-required");
+    let patched = api
+        .call(
+            &admin_key,
+            Method::PATCH,
+            &format!("{V1}/users/{dave}"),
+            Some(json!({"disabled": true, "allowed_ips": ""})),
+        )
+        .await;
+    assert_eq!(
+        (
+            patched.body["disabled"].as_bool(),
+            patched.body["allowed_ips"].as_str()
+        ),
+        (Some(true), Some(""))
+    );
+    api.call(
+        &admin_key,
+        Method::PATCH,
+        &format!("{V1}/users/{dave}"),
+        Some(json!({"disabled": false})),
+    )
+    .await;
+    let all = api
+        .call(&admin_key, Method::GET, &format!("{V1}/users"), None)
+        .await;
+    assert_eq!(all.body.as_array().unwrap().len(), 2);
+
+    let grant = api
+        .call(
+            &admin_key,
+            Method::POST,
+            &format!("{V1}/permissions"),
+            Some(json!({"user_id": dave, "path": "projects/x", "permission": "readonly"})),
+        )
+        .await;
+    assert_eq!(grant.status, StatusCode::CREATED, "{:?}", grant.body);
+    let bad_grant = api
+        .call(
+            &admin_key,
+            Method::POST,
+            &format!("{V1}/permissions"),
+            Some(json!({"user_id": dave, "path": "a/../b", "permission": "full"})),
+        )
+        .await;
+    assert_eq!(bad_grant.kind(), "bad-request/request-params-invalid");
+    let grants = api
+        .call(
+            &admin_key,
+            Method::GET,
+            &format!("{V1}/permissions?filter[user_id]={dave}&filter_prefix[path]=projects"),
+            None,
+        )
+        .await;
+    assert_eq!(grants.body[0]["path"], "projects/x");
+    assert_eq!(grants.body[0]["permission"], "readonly");
+
+    let dave_session = api.session("dave").await;
+    let own = api
+        .call(
+            &dave_session,
+            Method::GET,
+            &format!("{V1}/permissions"),
+            None,
+        )
+        .await;
+    assert_eq!(own.body.as_array().unwrap().len(), 1);
+    let line = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGxVv0n8bXYWH7X1o3OvZ4kmq2sA2sBl8xPq7Rk9YzN1 dave@laptop";
+    let pk = api
+        .call(
+            &dave_session,
+            Method::POST,
+            &format!("{V1}/public_keys"),
+            Some(json!({"title": "laptop", "public_key": line})),
+        )
+        .await;
+    assert_eq!(pk.status, StatusCode::CREATED, "{:?}", pk.body);
+    let pks = api
+        .call(
+            &dave_session,
+            Method::GET,
+            &format!("{V1}/public_keys"),
+            None,
+        )
+        .await;
+    assert_eq!(pks.body[0]["title"], "laptop");
+    let pk_id = pk.body["id"].as_i64().unwrap();
+    assert_eq!(
+        api.call(
+            &dave_session,
+            Method::DELETE,
+            &format!("{V1}/public_keys/{pk_id}"),
+            None
+        )
+        .await
+        .status,
+        StatusCode::NO_CONTENT
+    );
+    let grant_id = grant.body["id"].as_i64().unwrap();
+    assert_eq!(
+        api.call(
+            &dave_session,
+            Method::DELETE,
+            &format!("{V1}/permissions/{grant_id}"),
+            None
+        )
+        .await
+        .kind(),
+        "not-authorized/site-admin-required"
+    );
+    assert_eq!(
+        api.call(
+            &admin_key,
+            Method::DELETE,
+            &format!("{V1}/permissions/{grant_id}"),
+            None
+        )
+        .await
+        .status,
+        StatusCode::NO_CONTENT
+    );
+
+    let wrong = api
+        .call(
+            &As::Nobody,
+            Method::POST,
+            &format!("{V1}/sessions"),
+            Some(json!({"username": "dave", "password": "nope-nope"})),
+        )
+        .await;
+    assert_eq!(
+        wrong.kind(),
+        "not-authenticated/invalid-username-or-password"
+    );
+    let by_key_name = api
+        .call(
+            &As::Nobody,
+            Method::POST,
+            &format!("{V1}/sessions"),
+            Some(json!({"username": "@api-1", "password": "x"})),
+        )
+        .await;
+    assert_eq!(
+        by_key_name.kind(),
+        "not-authenticated/invalid-username-or-password"
+    );
+    assert_eq!(
+        api.call(
+            &dave_session,
+            Method::DELETE,
+            &format!("{V1}/sessions"),
+            None
+        )
+        .await
+        .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        api.call(&dave_session, Method::GET, &format!("{V1}/api_keys"), None)
+            .await
+            .kind(),
+        "not-authenticated/invalid-session"
+    );
+
+    let deleted = api
+        .call(
+            &admin_key,
+            Method::DELETE,
+            &format!("{V1}/users/{dave}"),
+            None,
+        )
+        .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        api.call(&admin_key, Method::GET, &format!("{V1}/users/{dave}"), None)
+            .await
+            .kind(),
+        "not-found/user-not-found"
+    );
+}
+
+#[tokio::test]
+async fn history_shows_api_calls_and_only_your_own_to_non_admins() {
+    let api = Api::new().await;
+    let admin = api.user("root", true).await;
+    let erin = api.user("erin", false).await;
+    let (_, admin_key) = api
+        .key(Some(admin), "admin key", PermissionSet::Full, None)
+        .await;
+    let (_, erin_key) = api
+        .key(Some(erin), "erin key", PermissionSet::Full, None)
+        .await;
+    api.call(&erin_key, Method::GET, &format!("{V1}/api_keys"), None)
+        .await;
+    api.call(&admin_key, Method::GET, &format!("{V1}/users"), None)
+        .await;
+    for _ in 0..50 {
+        if api.core.audit.backlog() == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let all = api
+        .call(
+            &admin_key,
+            Method::GET,
+            &format!("{V1}/history?per_page=1000"),
+            None,
+        )
+        .await;
+    let rows = all.body.as_array().unwrap();
+    assert!(
+        rows.iter().any(|r| r["interface"] == "restapi"
+            && r["action"] == "api_call"
+            && r["user_id"] == erin)
+    );
+    let mine = api
+        .call(&erin_key, Method::GET, &format!("{V1}/history"), None)
+        .await;
+    assert!(
+        mine.body
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["user_id"] == erin),
+        "{:?}",
+        mine.body
+    );
+    let theirs = api
+        .call(
+            &erin_key,
+            Method::GET,
+            &format!("{V1}/history/users/{admin}"),
+            None,
+        )
+        .await;
+    assert_eq!(theirs.kind(), "not-authorized/cant-act-for-other-user");
+    let logins = api
+        .call(
+            &admin_key,
+            Method::GET,
+            &format!("{V1}/history/login"),
+            None,
+        )
+        .await;
+    assert!(
+        logins
+            .body
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["action"] == "login")
+    );
+    let paged = api
+        .call(
+            &admin_key,
+            Method::GET,
+            &format!("{V1}/history?per_page=1&sort_by[created_at]=asc"),
+            None,
+        )
+        .await;
+    assert_eq!(paged.body.as_array().unwrap().len(), 1);
+    let next = api
+        .call(
+            &admin_key,
+            Method::GET,
+            &format!(
+                "{V1}/history?per_page=1&sort_by[created_at]=asc&cursor={}",
+                paged.next.unwrap()
+            ),
+            None,
+        )
+        .await;
+    assert!(next.body[0]["id"].as_i64() > paged.body[0]["id"].as_i64());
+}
+
+#[tokio::test]
+async fn bad_requests_get_clear_errors_and_change_nothing() {
+    let api = Api::new().await;
+    let admin = api.user("root", true).await;
+    let (_, admin_key) = api
+        .key(Some(admin), "admin key", PermissionSet::Full, None)
+        .await;
+    let As::Key(secret) = &admin_key else {
+        unreachable!()
+    };
+    let post = |body: &'static [u8]| {
+        Request::builder()
+            .method(Method::POST)
+            .uri(format!("{V1}/api_keys"))
+            .header("X-FilesAPI-Key", secret.as_str())
+            .header("Content-Type", "application/json")
+            .body(Body::from(body))
+            .unwrap()
+    };
+    assert_eq!(
+        api.raw(post(b"{\"name\": ")).await.kind(),
+        "bad-request/invalid-body"
+    );
+    assert_eq!(
+        api.raw(post(b"\xff\xfe")).await.kind(),
+        "bad-request/invalid-body"
+    );
+    assert_eq!(
+        api.raw(post(b"[]")).await.kind(),
+        "bad-request/invalid-body"
+    );
+    let huge = Request::builder()
+        .method(Method::POST)
+        .uri(format!("{V1}/api_keys"))
+        .header("X-FilesAPI-Key", secret.as_str())
+        .body(Body::from(vec![b' '; 200_000]))
+        .unwrap();
+    assert_eq!(
+        api.raw(huge).await.kind(),
+        "bad-request/request-body-too-large"
+    );
+    for (body, kind) in [
+        (json!({"name": 7}), "bad-request/request-params-invalid"),
+        (
+            json!({"description": "no name"}),
+            "bad-request/request-params-required",
+        ),
+        (
+            json!({"name": "x", "permission_set": "root"}),
+            "bad-request/request-params-invalid",
+        ),
+        (
+            json!({"name": "x", "path": "/abs"}),
+            "bad-request/request-params-invalid",
+        ),
+        (
+            json!({"name": "x", "path": "a/../b"}),
+            "bad-request/request-params-invalid",
+        ),
+        (json!({"name": "123"}), "bad-request/request-params-invalid"),
+        (
+            json!({"name": "x", "expires_at": "soon"}),
+            "bad-request/request-params-invalid",
+        ),
+        (
+            json!({"name": "x", "user_id": "bob"}),
+            "bad-request/request-params-invalid",
+        ),
+        (
+            json!({"name": "x", "is_admin": true}),
+            "bad-request/request-params-invalid",
+        ),
+        (
+            json!({"name": "x", "user_id": 999}),
+            "not-found/user-not-found",
+        ),
+        (
+            json!({"name": "admin key"}),
+            "processing-failure/model-save-error",
+        ),
+    ] {
+        let r = api
+            .call(
+                &admin_key,
+                Method::POST,
+                &format!("{V1}/api_keys"),
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(r.kind(), kind, "{body}: {:?}", r.body);
+    }
+    let bad_id = api
+        .call(&admin_key, Method::GET, &format!("{V1}/api_keys/abc"), None)
+        .await;
+    assert_eq!(bad_id.kind(), "bad-request/request-params-invalid");
+    let unknown = api
+        .call(&admin_key, Method::GET, &format!("{V1}/nope"), None)
+        .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        api.core
+            .store
+            .list_keys(crate::store::KeyOwnerFilter::All, 0, 100)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let error = api
+        .call(&As::Nobody, Method::GET, &format!("{V1}/api_keys"), None)
+        .await;
+    for field in ["error", "http-code", "instance", "title", "type"] {
+        assert!(
+            error.body.get(field).is_some(),
+            "error bodies carry {field}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn health_and_metrics_answer_without_credentials() {
+    let api = Api::new().await;
+    let health = api.call(&As::Nobody, Method::GET, "/healthz", None).await;
+    assert_eq!(
+        (health.status, health.body["status"].as_str()),
+        (StatusCode::OK, Some("ok"))
+    );
+    api.call(
+        &As::Key("0".repeat(64)),
+        Method::GET,
+        &format!("{V1}/api_key"),
+        None,
+    )
+    .await;
+    let metrics = api.call(&As::Nobody, Method::GET, "/metrics", None).await;
+    let text = metrics.body.as_str().unwrap();
+    assert!(
+        text.contains("filegate_logins_total{protocol=\"restapi\",result=\"denied\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("filegate_audit_backlog"));
+}

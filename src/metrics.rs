@@ -1,0 +1,136 @@
+//! Counters for `/metrics` (Prometheus text): logins and operations by protocol and result,
+//! bytes in and out, live sessions, and the audit backlog.
+//!
+//! Fed by [`MeteredSink`], which sits in front of the audit log: every audit event is also a
+//! metric, so no layer counts twice or forgets to count.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::audit::{Action, AuditEvent, AuditLog, AuditSink};
+use crate::identity::Protocol;
+
+/// Process-wide counters.
+#[derive(Default)]
+pub struct Metrics {
+    counters: Mutex<BTreeMap<(&'static str, &'static str, &'static str), u64>>,
+    sftp_sessions: AtomicI64,
+}
+
+/// Decrements a live-session gauge when dropped.
+pub struct SessionGauge(Arc<Metrics>);
+
+impl Drop for SessionGauge {
+    fn drop(&mut self) {
+        self.0.sftp_sessions.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Metrics {
+    fn add(&self, name: &'static str, protocol: &'static str, result: &'static str, n: u64) {
+        *self
+            .counters
+            .lock()
+            .expect("metrics lock")
+            .entry((name, protocol, result))
+            .or_insert(0) += n;
+    }
+
+    /// Counts one event.
+    pub fn observe(&self, e: &AuditEvent) {
+        let protocol = e.protocol.as_str();
+        let result = e.outcome.as_str();
+        match e.action {
+            Action::Login => self.add("filegate_logins_total", protocol, result, 1),
+            _ => self.add("filegate_operations_total", protocol, result, 1),
+        }
+        if let Some(bytes) = e.bytes.filter(|b| *b > 0) {
+            match e.action {
+                Action::Upload => self.add("filegate_bytes_in_total", protocol, "", bytes as u64),
+                Action::Download => {
+                    self.add("filegate_bytes_out_total", protocol, "", bytes as u64)
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Counts a live session until the returned guard is dropped.
+    pub fn session(self: &Arc<Self>, protocol: Protocol) -> SessionGauge {
+        debug_assert_eq!(protocol, Protocol::Sftp);
+        self.sftp_sessions.fetch_add(1, Ordering::Relaxed);
+        SessionGauge(self.clone())
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self, audit_backlog: usize) -> String {
+        let mut out = String::new();
+        let counters = self.counters.lock().expect("metrics lock");
+        let mut last = "";
+        for ((name, protocol, result), value) in counters.iter() {
+            if *name != last {
+                let _ = writeln!(out, "# TYPE {name} counter");
+                last = name;
+            }
+            if result.is_empty() {
+                let _ = writeln!(out, "{name}{{protocol=\"{protocol}\"}} {value}");
+            } else {
+                let _ = writeln!(
+                    out,
+                    "{name}{{protocol=\"{protocol}\",result=\"{result}\"}} {value}"
+                );
+            }
+        }
+        let _ = writeln!(out, "# TYPE filegate_sessions gauge");
+        let _ = writeln!(
+            out,
+            "filegate_sessions{{protocol=\"sftp\"}} {}",
+            self.sftp_sessions.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(out, "# TYPE filegate_audit_backlog gauge");
+        let _ = writeln!(out, "filegate_audit_backlog {audit_backlog}");
+        out
+    }
+}
+
+/// The audit sink every layer writes to: counts, then hands over to the audit log.
+pub struct MeteredSink {
+    pub metrics: Arc<Metrics>,
+    pub log: Arc<AuditLog>,
+}
+
+impl AuditSink for MeteredSink {
+    fn record(&self, event: AuditEvent) {
+        self.metrics.observe(&event);
+        self.log.record(event);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::Outcome;
+    use crate::identity::Principal;
+
+    #[test]
+    fn events_become_labelled_counters() {
+        let m = Arc::new(Metrics::default());
+        let mut p = Principal::cli();
+        p.protocol = Protocol::Sftp;
+        m.observe(&AuditEvent::by(&p, Action::Login, Outcome::Ok));
+        m.observe(&AuditEvent::by(&p, Action::Login, Outcome::Denied));
+        m.observe(&AuditEvent::by(&p, Action::Upload, Outcome::Ok).bytes(10));
+        let _live = m.session(Protocol::Sftp);
+        let text = m.render(3);
+        assert!(
+            text.contains("filegate_logins_total{protocol=\"sftp\",result=\"ok\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("filegate_logins_total{protocol=\"sftp\",result=\"denied\"} 1"));
+        assert!(text.contains("filegate_bytes_in_total{protocol=\"sftp\"} 10"));
+        assert!(text.contains("filegate_sessions{protocol=\"sftp\"} 1"));
+        assert!(text.contains("filegate_audit_backlog 3"));
+    }
+}
