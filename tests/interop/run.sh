@@ -34,6 +34,9 @@ mkdir -p "$FILEGATE_DATA_DIR/files/alice"
 ALICE_KEY_JSON="$("$bin" key create --user alice --name "interop key" --json)"
 export ALICE_KEY_ID="$(jq -r .id <<<"$ALICE_KEY_JSON")"
 export ALICE_KEY_SECRET="$(jq -r .key <<<"$ALICE_KEY_JSON")"
+export ALICE_ID="$("$bin" user list --json | jq -r '.[] | select(.username == "alice") | .id')"
+printf 'interop-admin-password\n' | "$bin" user add interop-admin --admin --password-stdin >/dev/null
+export ADMIN_KEY_SECRET="$("$bin" key create --user interop-admin --name "interop admin key" --json | jq -r .key)"
 
 "$bin" serve >"$work/server.out" 2>"$work/server.log" &
 server_pid=$!

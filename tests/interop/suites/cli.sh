@@ -13,7 +13,7 @@ id="$(jq -r .id <<<"$tmp")"
 "$FILEGATE_BIN" key revoke "$id" >/dev/null
 "$FILEGATE_BIN" key revoke "$id" 2>/dev/null && fail "revoking twice succeeded"
 
-audit="$("$FILEGATE_BIN" audit tail -n 100 --json)"
-jq -e 'map(select(.action == "api_key_delete")) | length == 1' <<<"$audit" >/dev/null || fail "revocation not audited"
+audit="$("$FILEGATE_BIN" audit tail -n 100000 --json)"
+jq -e --arg id "$id" 'map(select(.action == "api_key_delete" and .path == ("api_key:" + $id))) | length == 1' <<<"$audit" >/dev/null || fail "revocation not audited"
 jq -e 'map(select(.action == "user_create" and .path == "alice")) | length == 1' <<<"$audit" >/dev/null || fail "user creation not audited"
 echo "cli suite: key lifecycle and audit trail ok"
