@@ -36,7 +36,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub audit: AuditConfig,
     pub sftp: SftpConfig,
-    pub ftp: ListenerConfig,
+    pub ftp: FtpConfig,
     pub webdav: ListenerConfig,
     pub api: ListenerConfig,
 }
@@ -182,6 +182,75 @@ impl Default for SftpConfig {
             revocation_check_seconds: 2,
         }
     }
+}
+
+/// The FTP/FTPS front-end.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FtpConfig {
+    /// Serve FTP.
+    pub enabled: bool,
+    /// Address to listen on; port 0 picks a free port.
+    pub listen: String,
+    /// Passive-mode data ports, "first-last".
+    pub passive_ports: String,
+    /// IPv4 address announced for passive connections; empty: the control connection's.
+    pub passive_host: String,
+    /// PEM certificate chain for FTPS; empty (with `tls_key`): a self-signed certificate is
+    /// made in the data folder on first start.
+    pub tls_cert: PathBuf,
+    /// PEM private key for FTPS.
+    pub tls_key: PathBuf,
+    /// "always": TLS (AUTH TLS) before USER/PASS and for data; "never"; "auto": required
+    /// unless the listener is on a loopback address.
+    pub require_tls: String,
+    /// Seconds without a command before a session is closed.
+    pub idle_timeout_seconds: u64,
+    /// Seconds between checks that a session's key or user is still valid.
+    pub revocation_check_seconds: u64,
+}
+
+impl Default for FtpConfig {
+    fn default() -> Self {
+        FtpConfig {
+            enabled: true,
+            listen: String::new(),
+            passive_ports: "50000-50099".into(),
+            passive_host: String::new(),
+            tls_cert: PathBuf::new(),
+            tls_key: PathBuf::new(),
+            require_tls: "auto".into(),
+            idle_timeout_seconds: 600,
+            revocation_check_seconds: 2,
+        }
+    }
+}
+
+impl FtpConfig {
+    /// The parsed listen address (valid after [`Config::validate`]).
+    pub fn addr(&self) -> SocketAddr {
+        self.listen.parse().expect("validated listen address")
+    }
+
+    /// Whether logins need TLS first.
+    pub fn tls_required(&self) -> bool {
+        match self.require_tls.as_str() {
+            "always" => true,
+            "never" => false,
+            _ => !self.addr().ip().is_loopback(),
+        }
+    }
+
+    /// The passive port range (valid after [`Config::validate`]).
+    pub fn passive_range(&self) -> std::ops::RangeInclusive<u16> {
+        parse_range(&self.passive_ports).expect("validated passive ports")
+    }
+}
+
+fn parse_range(text: &str) -> Option<std::ops::RangeInclusive<u16>> {
+    let (a, b) = text.split_once('-')?;
+    let (a, b): (u16, u16) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+    (a > 0 && a <= b).then_some(a..=b)
 }
 
 /// One protocol listener.
@@ -389,6 +458,27 @@ impl Config {
         if sftp.revocation_check_seconds == 0 || sftp.idle_timeout_seconds == 0 {
             return invalid(
                 "sftp.revocation_check_seconds and idle_timeout_seconds must be at least 1".into(),
+            );
+        }
+        let ftp = &self.ftp;
+        if parse_range(&ftp.passive_ports).is_none() {
+            return invalid(format!(
+                "ftp.passive_ports {:?} must look like 50000-50099",
+                ftp.passive_ports
+            ));
+        }
+        if !matches!(ftp.require_tls.as_str(), "auto" | "always" | "never") {
+            return invalid("ftp.require_tls must be \"auto\", \"always\" or \"never\"".into());
+        }
+        if !ftp.passive_host.is_empty() && ftp.passive_host.parse::<std::net::Ipv4Addr>().is_err() {
+            return invalid("ftp.passive_host must be an IPv4 address".into());
+        }
+        if ftp.tls_cert.as_os_str().is_empty() != ftp.tls_key.as_os_str().is_empty() {
+            return invalid("ftp.tls_cert and ftp.tls_key go together".into());
+        }
+        if ftp.revocation_check_seconds == 0 || ftp.idle_timeout_seconds == 0 {
+            return invalid(
+                "ftp.revocation_check_seconds and idle_timeout_seconds must be at least 1".into(),
             );
         }
         Ok(())

@@ -15,6 +15,7 @@ use crate::audit::{AuditLog, AuditSettings, AuditSink};
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::files::{Files, LocalStorage};
+use crate::ftp::{FtpError, FtpServer};
 use crate::identity::Principal;
 use crate::metrics::{MeteredSink, Metrics};
 use crate::sftp::{SftpError, SftpServer};
@@ -39,6 +40,8 @@ pub enum GatewayError {
     Bootstrap(#[from] AccountError),
     #[error(transparent)]
     Sftp(#[from] SftpError),
+    #[error(transparent)]
+    Ftp(#[from] FtpError),
     #[error(transparent)]
     Api(#[from] ApiBindError),
 }
@@ -144,6 +147,7 @@ pub struct Gateway {
     /// `(protocol, bound address)` of every listener started.
     pub listening: Vec<(&'static str, SocketAddr)>,
     sftp: Option<SftpServer>,
+    ftp: Option<FtpServer>,
     api: Option<ApiServer>,
 }
 
@@ -166,6 +170,16 @@ impl Gateway {
         } else {
             None
         };
+        let ftp = if core.config.ftp.enabled {
+            let config = core.config.ftp.clone();
+            let data_dir = core.config.server.data_dir.clone();
+            let server =
+                FtpServer::start(config, &data_dir, core.auth.clone(), core.files.clone()).await?;
+            listening.push(("ftp", server.addr));
+            Some(server)
+        } else {
+            None
+        };
         let api = if core.config.api.enabled {
             let state = Arc::new(ApiState::new(
                 core.auth.clone(),
@@ -182,7 +196,7 @@ impl Gateway {
             None
         };
         for (name, enabled, _) in core.config.listeners() {
-            if enabled && !matches!(name, "sftp" | "api") {
+            if enabled && !matches!(name, "sftp" | "api" | "ftp") {
                 tracing::warn!(
                     protocol = name,
                     "{name} front-end is not built yet; not started"
@@ -194,6 +208,7 @@ impl Gateway {
             listening,
             sftp,
             api,
+            ftp,
         })
     }
 
@@ -209,6 +224,9 @@ impl Gateway {
     pub async fn stop(self) {
         if let Some(api) = self.api {
             api.stop().await;
+        }
+        if let Some(ftp) = self.ftp {
+            ftp.stop().await;
         }
         if let Some(sftp) = self.sftp {
             sftp.stop().await;

@@ -23,6 +23,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod files;
+pub mod ftp;
 pub mod gateway;
 pub mod identity;
 pub mod metrics;

@@ -97,8 +97,8 @@ impl From<std::io::Error> for StorageError {
 }
 
 /// An open file to read from, at any offset.
-pub trait FileReader: AsyncRead + AsyncSeek + Send + Unpin {}
-impl<T: AsyncRead + AsyncSeek + Send + Unpin> FileReader for T {}
+pub trait FileReader: AsyncRead + AsyncSeek + Send + Sync + Unpin {}
+impl<T: AsyncRead + AsyncSeek + Send + Sync + Unpin> FileReader for T {}
 
 /// An open file to write to, at any offset.
 pub trait FileWriter: AsyncWrite + AsyncSeek + Send + Unpin {}

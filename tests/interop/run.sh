@@ -47,7 +47,7 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 sleep 0.5
-addr() { sed -n "s/.*$1 listening on \([0-9.:]*\).*/\1/p" "$work/server.log" | head -1; }
+addr() { sed -n "s/.*: $1 listening on \([0-9.:]*\).*/\1/p" "$work/server.log" | head -1; }
 export FILEGATE_BIN="$bin" WORK="$work"
 export SFTP_ADDR="$(addr sftp)" FTP_ADDR="$(addr ftp)" WEBDAV_ADDR="$(addr webdav)" API_ADDR="$(addr api)"
 

@@ -39,6 +39,8 @@ impl TestGateway {
         config.auth.lockout.max_failures_per_address = 10_000;
         config.auth.lockout.delay_step_ms = 0;
         config.sftp.revocation_check_seconds = 1;
+        config.ftp.revocation_check_seconds = 1;
+        config.ftp.passive_ports = "40000-40999".into();
         tune(&mut config);
         config.fill_defaults();
         config.validate().expect("valid test config");

@@ -1,0 +1,92 @@
+//! libunftp's authentication seam over the one authenticator.
+//!
+//! Each FTP connection gets its own [`FtpLogin`] holding a slot: the login puts the
+//! principal there, the user-detail provider hands it to libunftp, and the revocation
+//! watcher reads it. libunftp only ever sees a display name.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use unftp_core::auth::{
+    AuthenticationError, Authenticator as FtpAuthenticator, ChannelEncryptionState, Credentials,
+    Principal as FtpPrincipal, UserDetailError, UserDetailProvider,
+};
+
+use super::backend::FtpUser;
+use crate::auth::{AuthError, Authenticator, Proof};
+use crate::identity::{ClientInfo, Principal, Protocol};
+
+/// The principal signed in on one connection, once there is one.
+pub type Slot = Arc<Mutex<Option<Arc<Principal>>>>;
+
+/// Authenticates one connection's `USER`/`PASS`.
+pub struct FtpLogin {
+    pub auth: Arc<Authenticator>,
+    pub slot: Slot,
+    /// Refuse logins on a plaintext control channel.
+    pub require_tls: bool,
+}
+
+impl fmt::Debug for FtpLogin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FtpLogin")
+    }
+}
+
+#[async_trait::async_trait]
+impl FtpAuthenticator for FtpLogin {
+    async fn authenticate(
+        &self,
+        username: &str,
+        creds: &Credentials,
+    ) -> Result<FtpPrincipal, AuthenticationError> {
+        if self.require_tls && creds.command_channel_security != ChannelEncryptionState::Tls {
+            return Err(AuthenticationError::new(
+                "TLS is required before login (AUTH TLS)",
+            ));
+        }
+        let password = creds.password.as_deref().unwrap_or("");
+        let client = ClientInfo::new(Some(creds.source_ip));
+        match self
+            .auth
+            .login(username, Proof::Password(password), Protocol::Ftp, client)
+            .await
+        {
+            Ok(principal) => {
+                let name = principal.display_name();
+                *self.slot.lock().expect("ftp slot") = Some(Arc::new(principal));
+                Ok(FtpPrincipal { username: name })
+            }
+            Err(AuthError::Refused | AuthError::LockedOut) => Err(AuthenticationError::BadPassword),
+            Err(AuthError::Unavailable) => Err(AuthenticationError::new(
+                "authentication is temporarily unavailable",
+            )),
+        }
+    }
+}
+
+/// Hands libunftp the principal the login found.
+pub struct SlotUsers(pub Slot);
+
+impl fmt::Debug for SlotUsers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SlotUsers")
+    }
+}
+
+#[async_trait::async_trait]
+impl UserDetailProvider for SlotUsers {
+    type User = FtpUser;
+
+    async fn provide_user_detail(
+        &self,
+        principal: &FtpPrincipal,
+    ) -> Result<FtpUser, UserDetailError> {
+        match self.0.lock().expect("ftp slot").clone() {
+            Some(p) => Ok(FtpUser(p)),
+            None => Err(UserDetailError::UserNotFound {
+                username: principal.username.clone(),
+            }),
+        }
+    }
+}
