@@ -113,3 +113,20 @@ assert any(a.interface == "restapi" for a in history.list({"per_page": 1000}).au
 user.delete(u.id)
 expect(errors.NotFoundError, user.find, u.id)
 print("api suite: files-com SDK: 8 ApiKey operations, paging, users, session, errors, SFTP + history ok")
+
+# --- and over FTP, when it runs -------------------------------------------------------
+if os.environ.get("FTP_ADDR"):
+    import ftplib
+    import io
+
+    fhost, fport = os.environ["FTP_ADDR"].rsplit(":", 1)
+    ftp = ftplib.FTP()
+    ftp.connect(fhost, int(fport))
+    ftp.login(f"@api-{sftp_key.id}", sftp_key.key)
+    ftp.storbinary("STOR /alice/ftp-from-api-key.txt", io.BytesIO(b"via ftp"))
+    ftp.quit()
+    time.sleep(0.5)
+    seen = [a for a in history.list_for_user(int(os.environ["ALICE_ID"]), {"per_page": 100}).auto_paging_iter()
+            if a.interface == "ftp" and a.path == "alice/ftp-from-api-key.txt"]
+    assert seen and seen[0].username == "alice", "the FTP upload is not in /history as alice"
+    print("api suite: the API-made key works over FTP too, logged as alice")
