@@ -141,12 +141,21 @@ impl SftpServer {
 
 fn ssh_config(config: &SftpConfig, key: PrivateKey) -> russh::server::Config {
     use russh::cipher;
+    use russh::kex;
+    // Modern algorithms only: AEAD ciphers (aes-gcm first: fastest with AES-NI) and
+    // (ML-KEM+)X25519 key exchange; the extension names keep ext-info and strict-kex working.
+    const KEX: &[kex::Name] = &[
+        kex::MLKEM768X25519_SHA256,
+        kex::CURVE25519,
+        kex::CURVE25519_PRE_RFC_8731,
+        kex::EXTENSION_SUPPORT_AS_CLIENT,
+        kex::EXTENSION_SUPPORT_AS_SERVER,
+        kex::EXTENSION_OPENSSH_STRICT_KEX_AS_CLIENT,
+        kex::EXTENSION_OPENSSH_STRICT_KEX_AS_SERVER,
+    ];
     let preferred = russh::Preferred {
-        cipher: std::borrow::Cow::Borrowed(&[
-            cipher::AES_128_GCM,
-            cipher::AES_256_GCM,
-            cipher::CHACHA20_POLY1305,
-        ]),
+        kex: std::borrow::Cow::Borrowed(KEX),
+        cipher: std::borrow::Cow::Borrowed(&[cipher::AES_128_GCM, cipher::AES_256_GCM, cipher::CHACHA20_POLY1305]),
         ..Default::default()
     };
     russh::server::Config {
