@@ -233,8 +233,19 @@ async fn bad_input_is_refused_and_touches_nothing() {
             code(ftp.put_file("/dan/../../escape.txt", &mut Cursor::new(b"x".to_vec()))),
             Some(550)
         );
-        assert!(ftp.custom_command("MKD /dan/a\0b", &[Status::PathCreated]).is_err(), "NUL in a path");
-        assert!(ftp.custom_command(format!("MKD /dan/{}", "x".repeat(5000)), &[Status::PathCreated]).is_err(), "over-long path");
+        assert!(
+            ftp.custom_command("MKD /dan/a\0b", &[Status::PathCreated])
+                .is_err(),
+            "NUL in a path"
+        );
+        assert!(
+            ftp.custom_command(
+                format!("MKD /dan/{}", "x".repeat(5000)),
+                &[Status::PathCreated]
+            )
+            .is_err(),
+            "over-long path"
+        );
         let unknown = ftp.custom_command("XYZZY", &[Status::CommandOk]);
         assert!(unknown.is_err(), "unknown commands are refused");
         ftp.noop().unwrap();

@@ -218,6 +218,34 @@ async fn a_user_signs_in_with_a_password_and_every_file_operation_works() {
     s.raw.close(&append).await.unwrap();
     assert_eq!(s.get("sub/moved.bin").await.unwrap(), b"ot+tail");
 
+    let h = s
+        .raw
+        .open("sub/moved.bin", OpenFlags::READ, FileAttributes::default())
+        .await
+        .unwrap()
+        .handle;
+    assert_eq!(s.raw.fstat(&h).await.unwrap().attrs.size, Some(7), "fstat");
+    let when = FileAttributes {
+        atime: Some(1_100_000_000),
+        mtime: Some(1_100_000_000),
+        ..Default::default()
+    };
+    assert_eq!(
+        code(s.raw.fsetstat(&h, when).await),
+        StatusCode::Ok,
+        "fsetstat"
+    );
+    s.raw.close(&h).await.unwrap();
+    assert_eq!(
+        s.raw.lstat("sub/moved.bin").await.unwrap().attrs.mtime,
+        Some(1_100_000_000),
+        "lstat"
+    );
+    assert_eq!(
+        code(s.raw.readlink("sub/moved.bin").await),
+        StatusCode::OpUnsupported
+    );
+
     assert_eq!(
         code(s.raw.rmdir("sub").await),
         StatusCode::Failure,

@@ -921,6 +921,69 @@ async fn history_shows_api_calls_and_only_your_own_to_non_admins() {
             .iter()
             .all(|r| r["action"] == "login")
     );
+    // File and folder histories, from records a file operation would write.
+    let mut upload = crate::audit::AuditEvent::by(
+        &Principal::cli(),
+        crate::audit::Action::Upload,
+        crate::audit::Outcome::Ok,
+    )
+    .path("/erin/docs/a.txt");
+    upload.user_id = Some(erin);
+    api.core
+        .store
+        .append_audit("test", &[upload.clone(), upload.path("/erin/other.txt")])
+        .await
+        .unwrap();
+    let file = api
+        .call(
+            &admin_key,
+            Method::GET,
+            &format!("{V1}/history/files/erin/docs/a.txt"),
+            None,
+        )
+        .await;
+    assert_eq!(file.body.as_array().unwrap().len(), 1, "{:?}", file.body);
+    assert_eq!(file.body[0]["path"], "erin/docs/a.txt");
+    let folder = api
+        .call(
+            &admin_key,
+            Method::GET,
+            &format!("{V1}/history/folders/erin"),
+            None,
+        )
+        .await;
+    assert_eq!(folder.body.as_array().unwrap().len(), 2);
+    let prefix = api
+        .call(
+            &admin_key,
+            Method::GET,
+            &format!("{V1}/history?filter_prefix[path]=erin/docs"),
+            None,
+        )
+        .await;
+    assert_eq!(prefix.body.as_array().unwrap().len(), 1);
+    let by_key = api
+        .call(
+            &erin_key,
+            Method::GET,
+            &format!("{V1}/history/folders/erin"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        by_key.body.as_array().unwrap().len(),
+        2,
+        "a user sees their own file history"
+    );
+    let bad = api
+        .call(
+            &admin_key,
+            Method::GET,
+            &format!("{V1}/history?filter[action]=x"),
+            None,
+        )
+        .await;
+    assert_eq!(bad.kind(), "bad-request/invalid-filter-field");
     let paged = api
         .call(
             &admin_key,

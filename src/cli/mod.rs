@@ -83,7 +83,8 @@ async fn with_core(
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let core = Core::open(config).await?;
-    if let Some((username, password)) = core.bootstrap_admin().await? {
+    let admin = core.bootstrap_admin().await?;
+    if let Some((username, password)) = &admin {
         println!("First start: created site admin {username:?} with password {password}");
         println!(
             "This password is shown only once. Change it with: filegate user passwd {username}"
@@ -95,14 +96,39 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         node = %core.config.server.node_name,
         "filegate starting"
     );
+    let first_admin = admin.as_ref().map(|(name, _)| name.clone());
     let gateway = Gateway::start(core).await?;
     if gateway.listening.is_empty() {
         tracing::warn!("no protocol front-end is running; the store and CLI are ready");
+    }
+    if let Some(user) = first_admin {
+        print_sign_in(&gateway, &user);
     }
     shutdown_signal().await;
     tracing::info!("shutting down");
     gateway.stop().await;
     Ok(())
+}
+
+/// Tells a first-time user how to reach each running front-end.
+fn print_sign_in(gateway: &Gateway, user: &str) {
+    println!("Sign in:");
+    for (protocol, addr) in &gateway.listening {
+        let (host, port) = (addr.ip(), addr.port());
+        match *protocol {
+            "sftp" => println!("  SFTP  sftp -P {port} {user}@{host}"),
+            "ftp" => {
+                println!("  FTP   lftp -p {port} -u {user} {host}    (explicit FTPS: AUTH TLS)")
+            }
+            "api" => println!(
+                "  API   curl -X POST -H 'Content-Type: application/json' -d '{{\"username\":\"{user}\",\"password\":\"…\"}}' http://{host}:{port}/api/rest/v1/sessions"
+            ),
+            other => println!("  {other} on {addr}"),
+        }
+    }
+    println!(
+        "  API keys: filegate key create --user {user} --name my-key   (then sign in as @api-my-key)"
+    );
 }
 
 async fn shutdown_signal() {

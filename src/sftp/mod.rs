@@ -155,7 +155,11 @@ fn ssh_config(config: &SftpConfig, key: PrivateKey) -> russh::server::Config {
     ];
     let preferred = russh::Preferred {
         kex: std::borrow::Cow::Borrowed(KEX),
-        cipher: std::borrow::Cow::Borrowed(&[cipher::AES_128_GCM, cipher::AES_256_GCM, cipher::CHACHA20_POLY1305]),
+        cipher: std::borrow::Cow::Borrowed(&[
+            cipher::AES_128_GCM,
+            cipher::AES_256_GCM,
+            cipher::CHACHA20_POLY1305,
+        ]),
         ..Default::default()
     };
     russh::server::Config {
