@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use super::ApiState;
 use super::caller::{Authed, Via};
 use super::error::ApiError;
-use super::pagination::{Direction, Position, page, per_page, sort_by};
+use super::pagination::{Direction, Position, page, per_page, set_cursors, sort_by};
 use super::{parse_id, time_json};
 use crate::accounts::{KeyOwner, KeySpec, KeyUpdate};
 use crate::identity::PermissionSet;
@@ -126,12 +126,16 @@ pub async fn list(State(state): State<Arc<ApiState>>, call: Authed) -> Result<Re
         },
         id: k.id,
     };
-    let (shown, next) = page(keys, position, dir, after, per_page);
-    let body: Vec<Value> = shown.iter().map(|k| key_json(k, None)).collect();
+    let shown = page(keys, position, dir, after, per_page);
+    let body: Vec<Value> = shown.items.iter().map(|k| key_json(k, None)).collect();
     let mut response = Json(body).into_response();
-    if let Some(next) = next {
-        set_cursor(response.headers_mut(), &state.cursors.encode(&sort, next));
-    }
+    set_cursors(
+        response.headers_mut(),
+        &state.cursors,
+        &sort,
+        shown.next,
+        shown.prev,
+    );
     Ok(response)
 }
 

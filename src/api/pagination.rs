@@ -134,24 +134,51 @@ pub fn compare(a: Position, b: Position, dir: Direction) -> Ordering {
     }
 }
 
+/// One page of a listing: its items, and the positions to continue from.
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// After the last item, when more follow.
+    pub next: Option<Position>,
+    /// Before the previous page, when this is not the first page.
+    pub prev: Option<Position>,
+}
+
+/// A position before every item in `dir` (the "first page" cursor).
+fn start(dir: Direction) -> Position {
+    match dir {
+        Direction::Asc => Position {
+            value: i64::MIN,
+            id: i64::MIN,
+        },
+        Direction::Desc => Position {
+            value: i64::MAX,
+            id: i64::MAX,
+        },
+    }
+}
+
 /// One page of `items` (any order) sorted by `position` in `dir`, starting after `after`.
-/// Returns the page and the position of its last item when more follow.
 pub fn page<T>(
     mut items: Vec<T>,
     position: impl Fn(&T) -> Position,
     dir: Direction,
     after: Option<Position>,
     per_page: i64,
-) -> (Vec<T>, Option<Position>) {
+) -> Page<T> {
     items.sort_by(|a, b| compare(position(a), position(b), dir));
-    let mut rest: Vec<T> = match after {
+    let first = match after {
         Some(after) => items
-            .into_iter()
-            .filter(|item| compare(position(item), after, dir) == Ordering::Greater)
-            .collect(),
-        None => items,
+            .iter()
+            .take_while(|item| compare(position(item), after, dir) != Ordering::Greater)
+            .count(),
+        None => 0,
     };
     let per_page = per_page as usize;
+    let prev = (first > 0).then(|| match first.checked_sub(per_page + 1) {
+        Some(i) => position(&items[i]),
+        None => start(dir),
+    });
+    let mut rest: Vec<T> = items.into_iter().skip(first).collect();
     let more = rest.len() > per_page;
     rest.truncate(per_page);
     let next = if more {
@@ -159,7 +186,28 @@ pub fn page<T>(
     } else {
         None
     };
-    (rest, next)
+    Page {
+        items: rest,
+        next,
+        prev,
+    }
+}
+
+/// Puts `X-Files-Cursor-Next` / `X-Files-Cursor-Prev` on a response.
+pub fn set_cursors(
+    headers: &mut axum::http::HeaderMap,
+    cursors: &Cursors,
+    sort: &str,
+    next: Option<Position>,
+    prev: Option<Position>,
+) {
+    for (name, pos) in [("X-Files-Cursor-Next", next), ("X-Files-Cursor-Prev", prev)] {
+        if let Some(pos) = pos
+            && let Ok(value) = axum::http::HeaderValue::from_str(&cursors.encode(sort, pos))
+        {
+            headers.insert(name, value);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -194,19 +242,30 @@ mod tests {
             value: *n / 10,
             id: *n,
         };
-        let (first, next) = page(vec![30, 10, 20, 40], pos, Direction::Asc, None, 2);
+        let Page {
+            items: first,
+            next,
+            prev,
+        } = page(vec![30, 10, 20, 40], pos, Direction::Asc, None, 2);
         assert_eq!(first, vec![10, 20]);
+        assert_eq!(prev, None, "the first page has no previous page");
         // 20 is deleted and 15 inserted before the next page is asked for.
-        let (second, next2) = page(vec![10, 15, 30, 40], pos, Direction::Asc, next, 2);
+        let Page {
+            items: second,
+            next: next2,
+            prev: back,
+        } = page(vec![10, 15, 30, 40], pos, Direction::Asc, next, 2);
         assert_eq!(second, vec![30, 40]);
         assert_eq!(next2, None);
-        let (desc, _) = page(
+        let again = page(vec![10, 15, 30, 40], pos, Direction::Asc, back, 2);
+        assert_eq!(again.items, vec![10, 15], "the previous page, as it is now");
+        let desc = page(
             vec![1, 2, 3],
             |n: &i64| Position { value: 0, id: *n },
             Direction::Desc,
             None,
             10,
         );
-        assert_eq!(desc, vec![3, 2, 1]);
+        assert_eq!(desc.items, vec![3, 2, 1]);
     }
 }

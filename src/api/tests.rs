@@ -31,6 +31,7 @@ enum As {
 struct Reply {
     status: StatusCode,
     next: Option<String>,
+    prev: Option<String>,
     body: Value,
 }
 
@@ -86,6 +87,10 @@ impl Api {
             .headers()
             .get("X-Files-Cursor-Next")
             .map(|v| v.to_str().unwrap().to_owned());
+        let prev = response
+            .headers()
+            .get("X-Files-Cursor-Prev")
+            .map(|v| v.to_str().unwrap().to_owned());
         let bytes = axum::body::to_bytes(response.into_body(), 1 << 24)
             .await
             .unwrap();
@@ -95,7 +100,12 @@ impl Api {
             serde_json::from_slice(&bytes)
                 .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()))
         };
-        Reply { status, next, body }
+        Reply {
+            status,
+            next,
+            prev,
+            body,
+        }
     }
 
     async fn user(&self, name: &str, admin: bool) -> i64 {
@@ -570,6 +580,39 @@ async fn pagination_walks_every_key_once_while_keys_come_and_go() {
     assert!(seen.contains(ids.last().unwrap()), "the new key is reached");
     assert_eq!(seen.len(), 7);
 
+    // X-Files-Cursor-Prev leads back a page; the first page has none.
+    let first = api
+        .call(
+            &admin_key,
+            Method::GET,
+            &format!("{V1}/api_keys?per_page=2"),
+            None,
+        )
+        .await;
+    assert!(first.prev.is_none());
+    let second = api
+        .call(
+            &admin_key,
+            Method::GET,
+            &format!(
+                "{V1}/api_keys?per_page=2&cursor={}",
+                first.next.clone().unwrap()
+            ),
+            None,
+        )
+        .await;
+    let back = api
+        .call(
+            &admin_key,
+            Method::GET,
+            &format!(
+                "{V1}/api_keys?per_page=2&cursor={}",
+                second.prev.clone().unwrap()
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(back.body, first.body);
     let sorted = api
         .call(
             &admin_key,

@@ -10,8 +10,7 @@ use serde_json::{Value, json};
 
 use super::caller::Authed;
 use super::error::ApiError;
-use super::keys::set_cursor;
-use super::pagination::{Direction, Position, page, per_page, sort_by};
+use super::pagination::{Direction, Position, page, per_page, set_cursors, sort_by};
 use super::{ApiState, parse_id, time_json};
 use crate::accounts::UserSpec;
 use crate::model::UserRecord;
@@ -142,21 +141,25 @@ pub async fn list(State(state): State<Arc<ApiState>>, call: Authed) -> Result<Re
         }
         users.extend(batch);
     }
-    let (shown, next) = page(
+    let shown = page(
         users,
         |u| Position { value: 0, id: u.id },
         dir,
         after,
         per_page,
     );
-    let mut body = Vec::with_capacity(shown.len());
-    for u in &shown {
+    let mut body = Vec::with_capacity(shown.items.len());
+    for u in &shown.items {
         body.push(user_json(&state, u).await?);
     }
     let mut response = Json(body).into_response();
-    if let Some(next) = next {
-        set_cursor(response.headers_mut(), &state.cursors.encode(&sort, next));
-    }
+    set_cursors(
+        response.headers_mut(),
+        &state.cursors,
+        &sort,
+        shown.next,
+        shown.prev,
+    );
     Ok(response)
 }
 
