@@ -20,6 +20,7 @@ use crate::identity::Principal;
 use crate::metrics::{MeteredSink, Metrics};
 use crate::sftp::{SftpError, SftpServer};
 use crate::store::{Store, StoreError};
+use crate::webdav::{WebDavBindError, WebDavServer};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +43,8 @@ pub enum GatewayError {
     Sftp(#[from] SftpError),
     #[error(transparent)]
     Ftp(#[from] FtpError),
+    #[error(transparent)]
+    WebDav(#[from] WebDavBindError),
     #[error(transparent)]
     Api(#[from] ApiBindError),
 }
@@ -148,6 +151,7 @@ pub struct Gateway {
     pub listening: Vec<(&'static str, SocketAddr)>,
     sftp: Option<SftpServer>,
     ftp: Option<FtpServer>,
+    webdav: Option<WebDavServer>,
     api: Option<ApiServer>,
 }
 
@@ -180,6 +184,19 @@ impl Gateway {
         } else {
             None
         };
+        let webdav = if core.config.webdav.enabled {
+            let server = WebDavServer::start(
+                core.config.webdav.addr(),
+                core.auth.clone(),
+                core.files.clone(),
+                core.store.clone(),
+            )
+            .await?;
+            listening.push(("webdav", server.addr));
+            Some(server)
+        } else {
+            None
+        };
         let api = if core.config.api.enabled {
             let state = Arc::new(ApiState::new(
                 core.auth.clone(),
@@ -196,7 +213,7 @@ impl Gateway {
             None
         };
         for (name, enabled, _) in core.config.listeners() {
-            if enabled && !matches!(name, "sftp" | "api" | "ftp") {
+            if enabled && !matches!(name, "sftp" | "api" | "ftp" | "webdav") {
                 tracing::warn!(
                     protocol = name,
                     "{name} front-end is not built yet; not started"
@@ -209,6 +226,7 @@ impl Gateway {
             sftp,
             api,
             ftp,
+            webdav,
         })
     }
 
@@ -224,6 +242,9 @@ impl Gateway {
     pub async fn stop(self) {
         if let Some(api) = self.api {
             api.stop().await;
+        }
+        if let Some(webdav) = self.webdav {
+            webdav.stop().await;
         }
         if let Some(ftp) = self.ftp {
             ftp.stop().await;

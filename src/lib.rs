@@ -34,3 +34,4 @@ pub mod sftp;
 pub mod store;
 #[doc(hidden)]
 pub mod test_support;
+pub mod webdav;

@@ -166,6 +166,67 @@ impl Files {
         result
     }
 
+    /// Copies a file: read rights at the source, write rights at the destination (and delete
+    /// rights there when `overwrite` replaces a file). Folders are not copied here.
+    pub async fn copy(
+        &self,
+        who: &Principal,
+        from: &SitePath,
+        to: &SitePath,
+        overwrite: bool,
+    ) -> Result<u64, FsError> {
+        use tokio::io::AsyncWriteExt;
+        let scope = self.check(who, Action::Copy, from, Access::READ)?;
+        self.require(&scope, who, Action::Copy, to, Access::WRITE)?;
+        match self.storage.metadata(from).await {
+            Ok(meta) if meta.is_dir() => {
+                return self.refuse(who, Action::Copy, from, FsError::IsADirectory);
+            }
+            Ok(_) => {}
+            Err(e) => return self.refuse(who, Action::Copy, from, e.into()),
+        }
+        if let Ok(target) = self.storage.metadata(to).await {
+            if !overwrite || target.is_dir() {
+                return self.refuse(who, Action::Copy, to, FsError::AlreadyExists);
+            }
+            self.require(&scope, who, Action::Copy, to, Access::DELETE)?;
+        }
+        let result = async {
+            let mut reader = self.storage.open_read(from).await?;
+            let mut staged = self.storage.begin_write(to, WriteMode::Replace).await?;
+            let bytes = tokio::io::copy(&mut reader, staged.writer()).await?;
+            staged.writer().flush().await?;
+            staged.commit().await?;
+            Ok::<u64, StorageError>(bytes)
+        }
+        .await
+        .map_err(FsError::from);
+        let mut event = AuditEvent::by(
+            who,
+            Action::Copy,
+            if result.is_ok() {
+                Outcome::Ok
+            } else {
+                Outcome::Failed
+            },
+        )
+        .path(from.as_str())
+        .destination(to.as_str());
+        match &result {
+            Ok(bytes) => event = event.bytes(*bytes),
+            Err(err) => event = event.reason(err.reason()),
+        }
+        self.audit.record(event);
+        result
+    }
+
+    /// Checks that `who` may perform `need` at `path` (for metadata a front-end keeps beside
+    /// files, such as WebDAV properties). Refusals are audited like any other.
+    pub fn authorize(&self, who: &Principal, path: &SitePath, need: Access) -> Result<(), FsError> {
+        self.check(who, Action::SetAttributes, path, need)
+            .map(|_| ())
+    }
+
     /// Sets access and modification times.
     pub async fn set_times(
         &self,

@@ -8,11 +8,13 @@
 mod audit;
 mod auth_impl;
 mod keys;
+mod props;
 mod sessions;
 mod users;
 
 pub use audit::{AuditQuery, AuditSearch};
 pub use keys::{KeyChanges, KeyOwnerFilter, NewKey};
+pub use props::PropRecord;
 pub use users::{NewUser, UserChanges};
 
 use std::str::FromStr;

@@ -1,0 +1,69 @@
+//! WebDAV dead properties, by site path.
+
+use super::{Store, StoreError, on_pool};
+
+/// One stored property.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct PropRecord {
+    pub namespace: String,
+    pub name: String,
+    pub prefix: Option<String>,
+    pub xml: Option<Vec<u8>>,
+}
+
+impl Store {
+    pub async fn props_of(&self, path: &str) -> Result<Vec<PropRecord>, StoreError> {
+        Ok(on_pool!(self, pool => sqlx::query_as(
+            "SELECT namespace, name, prefix, xml FROM dav_props WHERE path = $1 ORDER BY namespace, name")
+            .bind(path).fetch_all(pool).await)?)
+    }
+
+    pub async fn set_prop(&self, path: &str, p: &PropRecord) -> Result<(), StoreError> {
+        on_pool!(self, pool => sqlx::query(
+            "INSERT INTO dav_props (path, namespace, name, prefix, xml) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (path, namespace, name) DO UPDATE SET prefix = excluded.prefix, xml = excluded.xml")
+            .bind(path).bind(&p.namespace).bind(&p.name).bind(&p.prefix).bind(&p.xml)
+            .execute(pool).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    pub async fn remove_prop(
+        &self,
+        path: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, pool => sqlx::query(
+            "DELETE FROM dav_props WHERE path = $1 AND namespace = $2 AND name = $3")
+            .bind(path).bind(namespace).bind(name).execute(pool).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// Drops the properties of `path` and everything below it.
+    pub async fn remove_props_under(&self, path: &str) -> Result<(), StoreError> {
+        on_pool!(self, pool => sqlx::query(
+            "DELETE FROM dav_props WHERE path = $1 OR substr(path, 1, length($1) + 1) = $1 || '/'")
+            .bind(path).execute(pool).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// Moves the properties of `from` (and below) to `to`.
+    pub async fn move_props(&self, from: &str, to: &str) -> Result<(), StoreError> {
+        self.remove_props_under(to).await?;
+        on_pool!(self, pool => sqlx::query(
+            "UPDATE dav_props SET path = $2 || substr(path, length($1) + 1) \
+             WHERE path = $1 OR substr(path, 1, length($1) + 1) = $1 || '/'")
+            .bind(from).bind(to).execute(pool).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// Copies the properties of `from` alone to `to` (replacing those of `to`).
+    pub async fn copy_props(&self, from: &str, to: &str) -> Result<(), StoreError> {
+        on_pool!(self, pool => sqlx::query("DELETE FROM dav_props WHERE path = $1")
+            .bind(to).execute(pool).await.map(|r| r.rows_affected()))?;
+        for p in self.props_of(from).await? {
+            self.set_prop(to, &p).await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,450 @@
+//! dav-server's `GuardedFileSystem` over the file layer: every WebDAV request is checked and
+//! audited in `files::Files` with the caller's principal (the `C` of `GuardedFileSystem<C>`).
+//! Dead properties live in the store. dav-server's `LocalFs` is never used (it follows
+//! symlinks out of its root).
+
+use std::io::SeekFrom;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use axum::http::StatusCode;
+use bytes::{Buf, Bytes};
+use dav_server::davpath::DavPath;
+use dav_server::fs::{
+    DavDirEntry, DavFile, DavMetaData, DavProp, FsError as DavError, FsFuture, FsResult, FsStream,
+    GuardedFileSystem, OpenOptions, ReadDirMeta,
+};
+use futures_util::FutureExt;
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+
+use super::status::dav_error;
+use crate::files::{Download, EntryKind, Files, FsError, Metadata, Upload, WriteMode};
+use crate::identity::{Access, Principal};
+use crate::path::SitePath;
+use crate::store::{PropRecord, Store};
+
+/// The caller, as dav-server hands it back on every call.
+pub type Caller = Arc<Principal>;
+
+/// The WebDAV view of the file layer.
+#[derive(Clone)]
+pub struct FilesDav {
+    pub files: Arc<Files>,
+    pub store: Store,
+}
+
+fn site(path: &DavPath) -> FsResult<SitePath> {
+    SitePath::resolve_bytes(&SitePath::root(), path.as_bytes())
+        .map_err(|e| dav_error(&FsError::InvalidPath(e)))
+}
+
+fn fail(err: FsError) -> DavError {
+    dav_error(&err)
+}
+
+#[derive(Debug, Clone)]
+struct Meta(Metadata);
+
+impl DavMetaData for Meta {
+    fn len(&self) -> u64 {
+        self.0.len
+    }
+    fn modified(&self) -> FsResult<SystemTime> {
+        self.0.modified.ok_or(DavError::GeneralFailure)
+    }
+    fn is_dir(&self) -> bool {
+        self.0.is_dir()
+    }
+}
+
+struct Entry {
+    name: String,
+    meta: Metadata,
+}
+
+impl DavDirEntry for Entry {
+    fn name(&self) -> Vec<u8> {
+        self.name.as_bytes().to_vec()
+    }
+    fn metadata(&self) -> FsFuture<'_, Box<dyn DavMetaData>> {
+        let meta: Box<dyn DavMetaData> = Box::new(Meta(self.meta.clone()));
+        futures_util::future::ready(Ok(meta)).boxed()
+    }
+}
+
+/// An open file: a download, or an upload that takes its real name on flush.
+enum Open {
+    Reading(Download, Metadata),
+    Writing(Mutex<Option<Upload>>, u64),
+}
+
+struct DavHandle(Open);
+
+impl std::fmt::Debug for DavHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DavHandle")
+    }
+}
+
+impl DavHandle {
+    fn upload(&mut self) -> FsResult<&mut Upload> {
+        match &mut self.0 {
+            Open::Writing(upload, _) => upload
+                .get_mut()
+                .map_err(|_| DavError::GeneralFailure)?
+                .as_mut()
+                .ok_or(DavError::GeneralFailure),
+            Open::Reading(..) => Err(DavError::Forbidden),
+        }
+    }
+}
+
+impl DavFile for DavHandle {
+    fn metadata(&mut self) -> FsFuture<'_, Box<dyn DavMetaData>> {
+        let meta = match &self.0 {
+            Open::Reading(_, meta) => meta.clone(),
+            Open::Writing(_, written) => Metadata {
+                kind: EntryKind::File,
+                len: *written,
+                modified: Some(SystemTime::now()),
+                accessed: None,
+            },
+        };
+        let meta: Box<dyn DavMetaData> = Box::new(Meta(meta));
+        futures_util::future::ready(Ok(meta)).boxed()
+    }
+
+    fn write_buf(&mut self, mut buf: Box<dyn Buf + Send>) -> FsFuture<'_, ()> {
+        async move {
+            while buf.has_remaining() {
+                let chunk = buf.chunk().to_vec();
+                buf.advance(chunk.len());
+                self.write_bytes(Bytes::from(chunk)).await?;
+            }
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn write_bytes(&mut self, buf: Bytes) -> FsFuture<'_, ()> {
+        async move {
+            let n = buf.len() as u64;
+            self.upload()?
+                .write_all(&buf)
+                .await
+                .map_err(|_| DavError::GeneralFailure)?;
+            if let Open::Writing(_, written) = &mut self.0 {
+                *written += n;
+            }
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn read_bytes(&mut self, count: usize) -> FsFuture<'_, Bytes> {
+        async move {
+            let Open::Reading(download, _) = &mut self.0 else {
+                return Err(DavError::Forbidden);
+            };
+            let mut buf = vec![0u8; count];
+            let mut filled = 0;
+            while filled < count {
+                let n = download
+                    .read(&mut buf[filled..])
+                    .await
+                    .map_err(|_| DavError::GeneralFailure)?;
+                if n == 0 {
+                    break;
+                }
+                filled += n;
+            }
+            buf.truncate(filled);
+            Ok(Bytes::from(buf))
+        }
+        .boxed()
+    }
+
+    fn seek(&mut self, pos: SeekFrom) -> FsFuture<'_, u64> {
+        async move {
+            match &mut self.0 {
+                Open::Reading(download, _) => download
+                    .seek(pos)
+                    .await
+                    .map_err(|_| DavError::GeneralFailure),
+                Open::Writing(..) => self
+                    .upload()?
+                    .seek(pos)
+                    .await
+                    .map_err(|_| DavError::GeneralFailure),
+            }
+        }
+        .boxed()
+    }
+
+    fn flush(&mut self) -> FsFuture<'_, ()> {
+        async move {
+            if let Open::Writing(upload, _) = &mut self.0 {
+                let taken = upload
+                    .get_mut()
+                    .map_err(|_| DavError::GeneralFailure)?
+                    .take();
+                if let Some(mut upload) = taken {
+                    upload.flush().await.map_err(|_| DavError::GeneralFailure)?;
+                    upload.commit().await.map_err(fail)?;
+                }
+            }
+            Ok(())
+        }
+        .boxed()
+    }
+}
+
+fn prop_key(p: &DavProp) -> (String, String) {
+    (p.namespace.clone().unwrap_or_default(), p.name.clone())
+}
+
+impl GuardedFileSystem<Caller> for FilesDav {
+    fn open<'a>(
+        &'a self,
+        path: &'a DavPath,
+        options: OpenOptions,
+        who: &'a Caller,
+    ) -> FsFuture<'a, Box<dyn DavFile>> {
+        async move {
+            let path = site(path)?;
+            let handle = if options.write || options.append {
+                let exists = self.files.stat(who, &path).await.is_ok();
+                if options.create_new && exists {
+                    return Err(DavError::Exists);
+                }
+                if !exists && !(options.create || options.create_new) {
+                    return Err(DavError::NotFound);
+                }
+                let mode = if options.append {
+                    WriteMode::Append
+                } else if options.truncate || !exists {
+                    WriteMode::Replace
+                } else {
+                    WriteMode::Update
+                };
+                let upload = self.files.create(who, &path, mode).await.map_err(fail)?;
+                DavHandle(Open::Writing(Mutex::new(Some(upload)), 0))
+            } else {
+                let meta = self.files.stat(who, &path).await.map_err(fail)?;
+                let download = self.files.open_read(who, &path).await.map_err(fail)?;
+                DavHandle(Open::Reading(download, meta))
+            };
+            Ok(Box::new(handle) as Box<dyn DavFile>)
+        }
+        .boxed()
+    }
+
+    fn read_dir<'a>(
+        &'a self,
+        path: &'a DavPath,
+        _meta: ReadDirMeta,
+        who: &'a Caller,
+    ) -> FsFuture<'a, FsStream<Box<dyn DavDirEntry>>> {
+        async move {
+            let path = site(path)?;
+            let entries = self.files.list(who, &path).await.map_err(fail)?;
+            let items: Vec<FsResult<Box<dyn DavDirEntry>>> = entries
+                .into_iter()
+                .map(|e| {
+                    Ok(Box::new(Entry {
+                        name: e.name,
+                        meta: e.metadata,
+                    }) as Box<dyn DavDirEntry>)
+                })
+                .collect();
+            Ok(Box::pin(futures_util::stream::iter(items)) as FsStream<Box<dyn DavDirEntry>>)
+        }
+        .boxed()
+    }
+
+    fn metadata<'a>(
+        &'a self,
+        path: &'a DavPath,
+        who: &'a Caller,
+    ) -> FsFuture<'a, Box<dyn DavMetaData>> {
+        async move {
+            let path = site(path)?;
+            let meta = self.files.stat(who, &path).await.map_err(fail)?;
+            Ok(Box::new(Meta(meta)) as Box<dyn DavMetaData>)
+        }
+        .boxed()
+    }
+
+    fn create_dir<'a>(&'a self, path: &'a DavPath, who: &'a Caller) -> FsFuture<'a, ()> {
+        async move {
+            let path = site(path)?;
+            self.files.make_dir(who, &path).await.map_err(fail)
+        }
+        .boxed()
+    }
+
+    fn remove_dir<'a>(&'a self, path: &'a DavPath, who: &'a Caller) -> FsFuture<'a, ()> {
+        async move {
+            let path = site(path)?;
+            self.files.remove_dir(who, &path).await.map_err(fail)?;
+            let _ = self.store.remove_props_under(path.as_str()).await;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn remove_file<'a>(&'a self, path: &'a DavPath, who: &'a Caller) -> FsFuture<'a, ()> {
+        async move {
+            let path = site(path)?;
+            self.files.remove_file(who, &path).await.map_err(fail)?;
+            let _ = self.store.remove_props_under(path.as_str()).await;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn rename<'a>(
+        &'a self,
+        from: &'a DavPath,
+        to: &'a DavPath,
+        who: &'a Caller,
+    ) -> FsFuture<'a, ()> {
+        async move {
+            let (from, to) = (site(from)?, site(to)?);
+            self.files
+                .rename(who, &from, &to, true)
+                .await
+                .map_err(fail)?;
+            self.store
+                .move_props(from.as_str(), to.as_str())
+                .await
+                .map_err(|_| DavError::GeneralFailure)
+        }
+        .boxed()
+    }
+
+    fn copy<'a>(&'a self, from: &'a DavPath, to: &'a DavPath, who: &'a Caller) -> FsFuture<'a, ()> {
+        async move {
+            let (from, to) = (site(from)?, site(to)?);
+            self.files.copy(who, &from, &to, true).await.map_err(fail)?;
+            self.store
+                .copy_props(from.as_str(), to.as_str())
+                .await
+                .map_err(|_| DavError::GeneralFailure)
+        }
+        .boxed()
+    }
+
+    fn have_props<'a>(
+        &'a self,
+        path: &'a DavPath,
+        who: &'a Caller,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + 'a>> {
+        async move {
+            let Ok(path) = site(path) else { return false };
+            if self.files.authorize(who, &path, Access::LIST).is_err() {
+                return false;
+            }
+            self.store
+                .props_of(path.as_str())
+                .await
+                .map(|p| !p.is_empty())
+                .unwrap_or(false)
+        }
+        .boxed()
+    }
+
+    fn patch_props<'a>(
+        &'a self,
+        path: &'a DavPath,
+        patch: Vec<(bool, DavProp)>,
+        who: &'a Caller,
+    ) -> FsFuture<'a, Vec<(StatusCode, DavProp)>> {
+        async move {
+            let path = site(path)?;
+            self.files
+                .authorize(who, &path, Access::WRITE)
+                .map_err(fail)?;
+            let mut out = Vec::with_capacity(patch.len());
+            for (set, prop) in patch {
+                let (namespace, name) = prop_key(&prop);
+                let saved = if set {
+                    let record = PropRecord {
+                        namespace,
+                        name,
+                        prefix: prop.prefix.clone(),
+                        xml: prop.xml.clone(),
+                    };
+                    self.store.set_prop(path.as_str(), &record).await
+                } else {
+                    self.store
+                        .remove_prop(path.as_str(), &namespace, &name)
+                        .await
+                };
+                let status = if saved.is_ok() {
+                    StatusCode::OK
+                } else {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                };
+                out.push((status, DavProp { xml: None, ..prop }));
+            }
+            Ok(out)
+        }
+        .boxed()
+    }
+
+    fn get_props<'a>(
+        &'a self,
+        path: &'a DavPath,
+        do_content: bool,
+        who: &'a Caller,
+    ) -> FsFuture<'a, Vec<DavProp>> {
+        async move {
+            let path = site(path)?;
+            self.files
+                .authorize(who, &path, Access::LIST)
+                .map_err(fail)?;
+            let props = self
+                .store
+                .props_of(path.as_str())
+                .await
+                .map_err(|_| DavError::GeneralFailure)?;
+            Ok(props
+                .into_iter()
+                .map(|p| DavProp {
+                    name: p.name,
+                    prefix: p.prefix,
+                    namespace: (!p.namespace.is_empty()).then_some(p.namespace),
+                    xml: if do_content { p.xml } else { None },
+                })
+                .collect())
+        }
+        .boxed()
+    }
+
+    fn get_prop<'a>(
+        &'a self,
+        path: &'a DavPath,
+        prop: DavProp,
+        who: &'a Caller,
+    ) -> FsFuture<'a, Vec<u8>> {
+        async move {
+            let path = site(path)?;
+            self.files
+                .authorize(who, &path, Access::LIST)
+                .map_err(fail)?;
+            let (namespace, name) = prop_key(&prop);
+            let props = self
+                .store
+                .props_of(path.as_str())
+                .await
+                .map_err(|_| DavError::GeneralFailure)?;
+            props
+                .into_iter()
+                .find(|p| p.namespace == namespace && p.name == name)
+                .and_then(|p| p.xml)
+                .ok_or(DavError::NotFound)
+        }
+        .boxed()
+    }
+}
