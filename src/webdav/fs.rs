@@ -217,7 +217,7 @@ impl GuardedFileSystem<Caller> for FilesDav {
                 if options.create_new && exists {
                     return Err(DavError::Exists);
                 }
-                if !exists && !(options.create || options.create_new) {
+                if !(exists || options.create || options.create_new) {
                     return Err(DavError::NotFound);
                 }
                 let mode = if options.append {

@@ -130,3 +130,18 @@ if os.environ.get("FTP_ADDR"):
             if a.interface == "ftp" and a.path == "alice/ftp-from-api-key.txt"]
     assert seen and seen[0].username == "alice", "the FTP upload is not in /history as alice"
     print("api suite: the API-made key works over FTP too, logged as alice")
+
+# --- and over WebDAV, when it runs ----------------------------------------------------
+if os.environ.get("WEBDAV_ADDR"):
+    import base64
+    import urllib.request
+
+    auth = base64.b64encode(f"@api-{sftp_key.id}:{sftp_key.key}".encode()).decode()
+    req = urllib.request.Request(f"http://{os.environ['WEBDAV_ADDR']}/alice/dav-from-api-key.txt", data=b"via webdav", method="PUT",
+                                 headers={"Authorization": f"Basic {auth}"})
+    assert urllib.request.urlopen(req).status in (201, 204)
+    time.sleep(0.5)
+    seen = [a for a in history.list_for_user(int(os.environ["ALICE_ID"]), {"per_page": 100}).auto_paging_iter()
+            if a.interface == "webdav" and a.path == "alice/dav-from-api-key.txt"]
+    assert seen and seen[0].username == "alice", "the WebDAV upload is not in /history as alice"
+    print("api suite: the API-made key works over WebDAV too, logged as alice")
