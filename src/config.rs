@@ -37,7 +37,7 @@ pub struct Config {
     pub audit: AuditConfig,
     pub sftp: SftpConfig,
     pub ftp: FtpConfig,
-    pub webdav: ListenerConfig,
+    pub webdav: WebDavConfig,
     pub api: ListenerConfig,
 }
 
@@ -251,6 +251,48 @@ fn parse_range(text: &str) -> Option<std::ops::RangeInclusive<u16>> {
     let (a, b) = text.split_once('-')?;
     let (a, b): (u16, u16) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
     (a > 0 && a <= b).then_some(a..=b)
+}
+
+/// The WebDAV front-end.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebDavConfig {
+    /// Serve WebDAV.
+    pub enabled: bool,
+    /// Address to listen on; port 0 picks a free port.
+    pub listen: String,
+    /// PEM certificate chain and key: serve HTTPS. Empty: plain HTTP (with a warning when
+    /// the listener is not on loopback).
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
+    /// Largest request body (a PUT), in bytes; 0 means no limit.
+    pub max_body_bytes: u64,
+    /// Requests in progress at once from one address.
+    pub max_requests_per_address: usize,
+    /// Answer `PROPFIND` with `Depth: infinity` (a whole tree in one response). Off: such
+    /// requests get 403 with `DAV:propfind-finite-depth`, as RFC 4918 allows.
+    pub allow_depth_infinity: bool,
+}
+
+impl Default for WebDavConfig {
+    fn default() -> Self {
+        WebDavConfig {
+            enabled: true,
+            listen: String::new(),
+            tls_cert: PathBuf::new(),
+            tls_key: PathBuf::new(),
+            max_body_bytes: 0,
+            max_requests_per_address: 64,
+            allow_depth_infinity: false,
+        }
+    }
+}
+
+impl WebDavConfig {
+    /// The parsed listen address (valid after [`Config::validate`]).
+    pub fn addr(&self) -> SocketAddr {
+        self.listen.parse().expect("validated listen address")
+    }
 }
 
 /// One protocol listener.
@@ -475,6 +517,18 @@ impl Config {
         }
         if ftp.tls_cert.as_os_str().is_empty() != ftp.tls_key.as_os_str().is_empty() {
             return invalid("ftp.tls_cert and ftp.tls_key go together".into());
+        }
+        let dav = &self.webdav;
+        if dav.tls_cert.as_os_str().is_empty() != dav.tls_key.as_os_str().is_empty() {
+            return invalid("webdav.tls_cert and webdav.tls_key go together".into());
+        }
+        for file in [&dav.tls_cert, &dav.tls_key] {
+            if !file.as_os_str().is_empty() && !file.is_file() {
+                return invalid(format!("webdav TLS file {} does not exist", file.display()));
+            }
+        }
+        if dav.max_requests_per_address == 0 {
+            return invalid("webdav.max_requests_per_address must be at least 1".into());
         }
         if ftp.revocation_check_seconds == 0 || ftp.idle_timeout_seconds == 0 {
             return invalid(

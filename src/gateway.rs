@@ -20,7 +20,7 @@ use crate::identity::Principal;
 use crate::metrics::{MeteredSink, Metrics};
 use crate::sftp::{SftpError, SftpServer};
 use crate::store::{Store, StoreError};
-use crate::webdav::{WebDavBindError, WebDavServer};
+use crate::webdav::{WebDavError, WebDavServer};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -44,7 +44,7 @@ pub enum GatewayError {
     #[error(transparent)]
     Ftp(#[from] FtpError),
     #[error(transparent)]
-    WebDav(#[from] WebDavBindError),
+    WebDav(#[from] WebDavError),
     #[error(transparent)]
     Api(#[from] ApiBindError),
 }
@@ -186,7 +186,7 @@ impl Gateway {
         };
         let webdav = if core.config.webdav.enabled {
             let server = WebDavServer::start(
-                core.config.webdav.addr(),
+                core.config.webdav.clone(),
                 core.auth.clone(),
                 core.files.clone(),
                 core.store.clone(),

@@ -38,7 +38,12 @@ impl Dav {
         config.auth.lockout.enabled = false;
         config.fill_defaults();
         let core = Core::open(config).await.unwrap();
-        let router = router(core.auth.clone(), core.files.clone(), core.store.clone());
+        let router = router(
+            core.auth.clone(),
+            core.files.clone(),
+            core.store.clone(),
+            core.config.webdav.clone(),
+        );
         Dav {
             core,
             router,
@@ -372,5 +377,68 @@ async fn keys_sign_in_by_id_and_name_and_stay_inside_their_rights() {
             .await
             .status,
         StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn infinite_depth_listings_and_oversized_bodies_are_refused() {
+    let dir = TempDir::new("dav-limits");
+    let mut config = Config::default();
+    config.server.data_dir = dir.path().join("data");
+    config.webdav.max_body_bytes = 10;
+    config.fill_defaults();
+    let core = Core::open(config).await.unwrap();
+    let spec = UserSpec {
+        username: "lim".into(),
+        password: Some("lim-password".into()),
+        ..Default::default()
+    };
+    let user = core
+        .accounts
+        .create_user(&Principal::cli(), spec)
+        .await
+        .unwrap();
+    core.accounts
+        .grant(&Principal::cli(), user.id, "/", GrantLevel::Full)
+        .await
+        .unwrap();
+    let dav = Dav {
+        router: router(
+            core.auth.clone(),
+            core.files.clone(),
+            core.store.clone(),
+            core.config.webdav.clone(),
+        ),
+        core,
+        _dir: dir,
+    };
+    let auth = basic("lim", "lim-password");
+    let deep = dav
+        .call(Some(&auth), "PROPFIND", "/", &[("Depth", "infinity")], "")
+        .await;
+    assert_eq!(deep.status, StatusCode::FORBIDDEN);
+    assert!(deep.body.contains("propfind-finite-depth"));
+    assert_eq!(
+        dav.call(Some(&auth), "PROPFIND", "/", &[("Depth", "1")], "")
+            .await
+            .status,
+        StatusCode::MULTI_STATUS
+    );
+    let big = dav
+        .call(
+            Some(&auth),
+            "PUT",
+            "/big.txt",
+            &[("Content-Length", "11")],
+            "01234567890",
+        )
+        .await;
+    assert_eq!(big.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(!dav.root().join("big.txt").exists());
+    assert_eq!(
+        dav.call(Some(&auth), "PUT", "/small.txt", &[], "0123456789")
+            .await
+            .status,
+        StatusCode::CREATED
     );
 }
