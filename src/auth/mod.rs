@@ -148,7 +148,15 @@ impl Authenticator {
                 Err(e) => Err(e),
             },
         };
-        self.conclude(login, protocol, client, ip, checked).await
+        self.conclude(
+            login,
+            protocol,
+            client,
+            ip,
+            checked,
+            protocol == Protocol::WebDav,
+        )
+        .await
     }
 
     /// Signs in to the REST API with a key secret alone (`X-FilesAPI-Key`).
@@ -179,7 +187,7 @@ impl Authenticator {
                 Err(e) => Err(e),
             }
         };
-        self.conclude(LOGIN, Protocol::Api, client, ip, checked)
+        self.conclude(LOGIN, Protocol::Api, client, ip, checked, true)
             .await
     }
 
@@ -198,7 +206,8 @@ impl Authenticator {
             Err(e) => Err(e),
         };
         let label = format!("user:{user_id}");
-        self.conclude(&label, protocol, client, ip, checked).await
+        self.conclude(&label, protocol, client, ip, checked, true)
+            .await
     }
 
     /// Whether a signed-in principal may still act: its key still exists and has not
@@ -242,13 +251,21 @@ impl Authenticator {
         client: ClientInfo,
         ip: Option<IpAddr>,
         checked: Result<Checked, DirectoryError>,
+        per_request: bool,
     ) -> Result<Principal, AuthError> {
+        // WebDAV and the REST API authenticate every request (`per_request`): a success there
+        // is not a login record, since the request's own record carries the principal;
+        // failures always are.
         match checked {
             Ok(Ok(principal)) => {
                 self.lockout.succeeded(ip, login);
-                self.audit
-                    .record(AuditEvent::by(&principal, Action::Login, Outcome::Ok));
-                tracing::info!(user = %principal.display_name(), key_id = principal.key.as_ref().map(|k| k.id), protocol = %protocol, client.ip = ?ip, "login accepted");
+                if per_request {
+                    tracing::debug!(user = %principal.display_name(), protocol = %protocol, "request authenticated");
+                } else {
+                    self.audit
+                        .record(AuditEvent::by(&principal, Action::Login, Outcome::Ok));
+                    tracing::info!(user = %principal.display_name(), key_id = principal.key.as_ref().map(|k| k.id), protocol = %protocol, client.ip = ?ip, "login accepted");
+                }
                 self.touch(&principal).await;
                 Ok(principal)
             }

@@ -91,8 +91,13 @@ impl Storage for LocalStorage {
                 let Ok(name) = entry.file_name().into_string() else {
                     continue; // not UTF-8: no client could name it anyway
                 };
-                // Follows links that stay inside the root; links out (or dangling) are left out.
-                if let Ok(meta) = dir.metadata(&name) {
+                // Plain entries: one fstatat on the open folder. Links: followed only while
+                // they stay inside the root; links out (or dangling) are left out.
+                let meta = match entry.file_type() {
+                    Ok(kind) if !kind.is_symlink() => entry.metadata(),
+                    _ => dir.metadata(&name),
+                };
+                if let Ok(meta) = meta {
                     out.push(DirEntry {
                         name,
                         metadata: convert(&meta),

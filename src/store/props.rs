@@ -12,6 +12,14 @@ pub struct PropRecord {
 }
 
 impl Store {
+    /// Every path that has at least one property.
+    pub async fn prop_paths(&self) -> Result<Vec<String>, StoreError> {
+        Ok(
+            on_pool!(self, pool => sqlx::query_scalar("SELECT DISTINCT path FROM dav_props")
+            .fetch_all(pool).await)?,
+        )
+    }
+
     pub async fn props_of(&self, path: &str) -> Result<Vec<PropRecord>, StoreError> {
         Ok(on_pool!(self, pool => sqlx::query_as(
             "SELECT namespace, name, prefix, xml FROM dav_props WHERE path = $1 ORDER BY namespace, name")

@@ -31,6 +31,60 @@ pub type Caller = Arc<Principal>;
 pub struct FilesDav {
     pub files: Arc<Files>,
     pub store: Store,
+    /// Which paths have dead properties, so that a PROPFIND over 10 000 entries does not
+    /// ask the store 10 000 times. Loaded on first use; kept current by this process's
+    /// writes (the store stays the durable truth).
+    pub with_props:
+        Arc<tokio::sync::OnceCell<std::sync::RwLock<std::collections::HashSet<String>>>>,
+}
+
+impl FilesDav {
+    pub fn new(files: Arc<Files>, store: Store) -> FilesDav {
+        FilesDav {
+            files,
+            store,
+            with_props: Arc::default(),
+        }
+    }
+
+    async fn prop_index(&self) -> &std::sync::RwLock<std::collections::HashSet<String>> {
+        self.with_props
+            .get_or_init(|| async {
+                std::sync::RwLock::new(
+                    self.store
+                        .prop_paths()
+                        .await
+                        .unwrap_or_default()
+                        .into_iter()
+                        .collect(),
+                )
+            })
+            .await
+    }
+
+    /// Re-reads whether `path` has properties (after a change to them).
+    async fn refresh_props(&self, path: &str) {
+        let has = self
+            .store
+            .props_of(path)
+            .await
+            .map(|p| !p.is_empty())
+            .unwrap_or(true);
+        let index = self.prop_index().await;
+        let mut set = index.write().expect("prop index lock");
+        if has {
+            set.insert(path.to_owned());
+        } else {
+            set.remove(path);
+        }
+    }
+
+    /// Re-reads the whole index (after a move or a recursive delete).
+    async fn reload_props(&self) {
+        let paths = self.store.prop_paths().await.unwrap_or_default();
+        let index = self.prop_index().await;
+        *index.write().expect("prop index lock") = paths.into_iter().collect();
+    }
 }
 
 fn site(path: &DavPath) -> FsResult<SitePath> {
@@ -288,6 +342,7 @@ impl GuardedFileSystem<Caller> for FilesDav {
             let path = site(path)?;
             self.files.remove_dir(who, &path).await.map_err(fail)?;
             let _ = self.store.remove_props_under(path.as_str()).await;
+            self.reload_props().await;
             Ok(())
         }
         .boxed()
@@ -298,6 +353,7 @@ impl GuardedFileSystem<Caller> for FilesDav {
             let path = site(path)?;
             self.files.remove_file(who, &path).await.map_err(fail)?;
             let _ = self.store.remove_props_under(path.as_str()).await;
+            self.refresh_props(path.as_str()).await;
             Ok(())
         }
         .boxed()
@@ -318,7 +374,9 @@ impl GuardedFileSystem<Caller> for FilesDav {
             self.store
                 .move_props(from.as_str(), to.as_str())
                 .await
-                .map_err(|_| DavError::GeneralFailure)
+                .map_err(|_| DavError::GeneralFailure)?;
+            self.reload_props().await;
+            Ok(())
         }
         .boxed()
     }
@@ -330,7 +388,9 @@ impl GuardedFileSystem<Caller> for FilesDav {
             self.store
                 .copy_props(from.as_str(), to.as_str())
                 .await
-                .map_err(|_| DavError::GeneralFailure)
+                .map_err(|_| DavError::GeneralFailure)?;
+            self.refresh_props(to.as_str()).await;
+            Ok(())
         }
         .boxed()
     }
@@ -342,14 +402,16 @@ impl GuardedFileSystem<Caller> for FilesDav {
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + 'a>> {
         async move {
             let Ok(path) = site(path) else { return false };
-            if self.files.authorize(who, &path, Access::LIST).is_err() {
+            if !self
+                .prop_index()
+                .await
+                .read()
+                .expect("prop index lock")
+                .contains(path.as_str())
+            {
                 return false;
             }
-            self.store
-                .props_of(path.as_str())
-                .await
-                .map(|p| !p.is_empty())
-                .unwrap_or(false)
+            self.files.authorize(who, &path, Access::LIST).is_ok()
         }
         .boxed()
     }
@@ -388,6 +450,7 @@ impl GuardedFileSystem<Caller> for FilesDav {
                 };
                 out.push((status, DavProp { xml: None, ..prop }));
             }
+            self.refresh_props(path.as_str()).await;
             Ok(out)
         }
         .boxed()

@@ -75,7 +75,7 @@ pub fn router(
     limits: WebDavConfig,
 ) -> Router {
     let dav = DavHandler::builder()
-        .filesystem(Box::new(FilesDav { files, store }))
+        .filesystem(Box::new(FilesDav::new(files, store)))
         .locksystem(dav_server::memls::MemLs::new())
         .read_buf_size(256 * 1024)
         .build_handler();
@@ -261,6 +261,10 @@ impl WebDavServer {
 }
 
 async fn serve_plain(listener: TcpListener, app: Router, mut stopped: watch::Receiver<bool>) {
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let app = app.into_make_service_with_connect_info::<SocketAddr>();
     let shutdown = async move {
         let _ = stopped.changed().await;
@@ -287,6 +291,7 @@ async fn serve_tls(
                 Err(_) => continue,
             },
         };
+        let _ = socket.set_nodelay(true);
         let (acceptor, app) = (acceptor.clone(), app.clone());
         tokio::spawn(async move {
             let Ok(stream) = acceptor.accept(socket).await else {
