@@ -66,20 +66,13 @@ pub async fn list(
     }
     let users: Vec<i64> = match user_filter {
         Some(id) => call.acting_for(id)?.into_iter().collect(),
-        None if call.is_admin() => {
-            let mut all = Vec::new();
-            loop {
-                let batch = state
-                    .store
-                    .list_users(all.last().copied().unwrap_or(0), 5000)
-                    .await?;
-                if batch.is_empty() {
-                    break;
-                }
-                all.extend(batch.iter().map(|u| u.id));
-            }
-            all
-        }
+        None if call.is_admin() => state
+            .store
+            .all_users()
+            .await?
+            .iter()
+            .map(|u| u.id)
+            .collect(),
         None => call.user_id().into_iter().collect(),
     };
     let mut out = Vec::new();

@@ -101,21 +101,7 @@ pub async fn list(State(state): State<Arc<ApiState>>, call: Authed) -> Result<Re
         Some(c) if !c.is_empty() => Some(state.cursors.decode(&sort, &c)?),
         _ => None,
     };
-    let mut keys = Vec::new();
-    loop {
-        let batch = state
-            .store
-            .list_keys(
-                owner,
-                keys.last().map(|k: &KeyRecord| k.id).unwrap_or(0),
-                5000,
-            )
-            .await?;
-        if batch.is_empty() {
-            break;
-        }
-        keys.extend(batch);
-    }
+    let mut keys = state.store.all_keys(owner).await?;
     keys.retain(|k| filters.iter().all(|f| f.matches(k.expires_at)));
     let by_field = field == "expires_at";
     let position = move |k: &KeyRecord| Position {

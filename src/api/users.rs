@@ -130,17 +130,7 @@ pub async fn list(State(state): State<Arc<ApiState>>, call: Authed) -> Result<Re
         Some(c) if !c.is_empty() => Some(state.cursors.decode(&sort, &c)?),
         _ => None,
     };
-    let mut users: Vec<UserRecord> = Vec::new();
-    loop {
-        let batch = state
-            .store
-            .list_users(users.last().map(|u| u.id).unwrap_or(0), 5000)
-            .await?;
-        if batch.is_empty() {
-            break;
-        }
-        users.extend(batch);
-    }
+    let users = state.store.all_users().await?;
     let shown = page(
         users,
         |u| Position { value: 0, id: u.id },

@@ -134,18 +134,7 @@ fn key_json(k: &KeyRecord) -> serde_json::Value {
 }
 
 async fn list(core: &Core, json: bool) -> anyhow::Result<()> {
-    let mut keys: Vec<KeyRecord> = Vec::new();
-    loop {
-        let after = keys.last().map(|k| k.id).unwrap_or(0);
-        let page = core
-            .store
-            .list_keys(KeyOwnerFilter::All, after, 1000)
-            .await?;
-        if page.is_empty() {
-            break;
-        }
-        keys.extend(page);
-    }
+    let keys = core.store.all_keys(KeyOwnerFilter::All).await?;
     if json {
         return print_json(&serde_json::Value::Array(
             keys.iter().map(key_json).collect(),

@@ -8,7 +8,6 @@ use super::{print_json, read_password, time_or_dash};
 use crate::accounts::{AccountError, UserSpec};
 use crate::gateway::Core;
 use crate::identity::{GrantLevel, Principal};
-use crate::model::UserRecord;
 use crate::store::UserChanges;
 
 #[derive(Debug, Subcommand)]
@@ -169,15 +168,7 @@ async fn set_disabled(core: &Core, name: &str, disabled: bool) -> anyhow::Result
 }
 
 async fn list(core: &Core, json: bool) -> anyhow::Result<()> {
-    let mut users: Vec<UserRecord> = Vec::new();
-    loop {
-        let after = users.last().map(|u| u.id).unwrap_or(0);
-        let page = core.store.list_users(after, 1000).await?;
-        if page.is_empty() {
-            break;
-        }
-        users.extend(page);
-    }
+    let users = core.store.all_users().await?;
     if json {
         let mut rows = Vec::new();
         for u in &users {

@@ -104,6 +104,20 @@ impl Store {
         Ok(rows)
     }
 
+    /// Every key matching `owner`, in id order (read in batches).
+    pub async fn all_keys(&self, owner: KeyOwnerFilter) -> Result<Vec<KeyRecord>, StoreError> {
+        let mut keys: Vec<KeyRecord> = Vec::new();
+        loop {
+            let batch = self
+                .list_keys(owner, keys.last().map(|k| k.id).unwrap_or(0), 5000)
+                .await?;
+            if batch.is_empty() {
+                return Ok(keys);
+            }
+            keys.extend(batch);
+        }
+    }
+
     pub async fn count_keys_of(&self, user_id: i64) -> Result<i64, StoreError> {
         Ok(on_pool!(self, pool => sqlx::query_scalar(
             "SELECT COUNT(*) FROM api_keys WHERE user_id = $1")

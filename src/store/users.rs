@@ -78,6 +78,20 @@ impl Store {
         )
     }
 
+    /// Every user, in id order (read in batches).
+    pub async fn all_users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        let mut users: Vec<UserRecord> = Vec::new();
+        loop {
+            let batch = self
+                .list_users(users.last().map(|u| u.id).unwrap_or(0), 5000)
+                .await?;
+            if batch.is_empty() {
+                return Ok(users);
+            }
+            users.extend(batch);
+        }
+    }
+
     pub async fn count_users(&self) -> Result<i64, StoreError> {
         Ok(
             on_pool!(self, pool => sqlx::query_scalar("SELECT COUNT(*) FROM users")
