@@ -120,6 +120,9 @@ fn print_sign_in(gateway: &Gateway, user: &str) {
             "ftp" => {
                 println!("  FTP   lftp -p {port} -u {user} {host}    (explicit FTPS: AUTH TLS)")
             }
+            "webdav" => println!(
+                "  WebDAV  curl -u {user} http://{host}:{port}/   (or mount http://{host}:{port}/)"
+            ),
             "api" => println!(
                 "  API   curl -X POST -H 'Content-Type: application/json' -d '{{\"username\":\"{user}\",\"password\":\"…\"}}' http://{host}:{port}/api/rest/v1/sessions"
             ),
