@@ -10,8 +10,7 @@ use serde_json::{Value, json};
 
 use super::caller::Authed;
 use super::error::ApiError;
-use super::keys::set_cursor;
-use super::pagination::{Direction, Position, per_page, sort_by};
+use super::pagination::{Direction, Position, per_page, set_cursors, sort_by};
 use super::{ApiState, parse_id, time_json};
 use crate::audit::AuditRecord;
 use crate::path::SitePath;
@@ -119,27 +118,18 @@ async fn search(state: &ApiState, call: &Authed, scope: Scope) -> Result<Respons
         "history:{dir:?}:{:?}:{:?}:{:?}:{:?}:{:?}:{:?}:{}",
         q.user_id, q.path, q.path_prefix, q.start_ms, q.end_ms, q.logins_only, per_page
     );
-    if let Some(cursor) = p.str("cursor")?.filter(|c| !c.is_empty()) {
-        q.after_id = Some(state.cursors.decode(&sort, &cursor)?.id);
-    }
+    q.after_id = state.cursors.after(p, &sort)?.map(|pos| pos.id);
     q.limit = per_page + 1;
     let mut rows = state.store.search_audit(&q).await?;
     let more = rows.len() as i64 > per_page;
     rows.truncate(per_page as usize);
     let body: Vec<Value> = rows.iter().map(action_json).collect();
     let mut response = Json(body).into_response();
-    if more && let Some(last) = rows.last() {
-        set_cursor(
-            response.headers_mut(),
-            &state.cursors.encode(
-                &sort,
-                Position {
-                    value: 0,
-                    id: last.id,
-                },
-            ),
-        );
-    }
+    let next = rows.last().filter(|_| more).map(|last| Position {
+        value: 0,
+        id: last.id,
+    });
+    set_cursors(response.headers_mut(), &state.cursors, &sort, next, None);
     Ok(response)
 }
 

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
@@ -97,10 +97,7 @@ pub async fn list(State(state): State<Arc<ApiState>>, call: Authed) -> Result<Re
     let filters = expiry_filters(p)?;
     let per_page = per_page(p)?;
     let sort = format!("api_keys:{owner:?}:{field}:{dir:?}:{filters:?}");
-    let after = match p.str("cursor")? {
-        Some(c) if !c.is_empty() => Some(state.cursors.decode(&sort, &c)?),
-        _ => None,
-    };
+    let after = state.cursors.after(p, &sort)?;
     let mut keys = state.store.all_keys(owner).await?;
     keys.retain(|k| filters.iter().all(|f| f.matches(k.expires_at)));
     let by_field = field == "expires_at";
@@ -123,12 +120,6 @@ pub async fn list(State(state): State<Arc<ApiState>>, call: Authed) -> Result<Re
         shown.prev,
     );
     Ok(response)
-}
-
-pub fn set_cursor(headers: &mut HeaderMap, cursor: &str) {
-    if let Ok(value) = HeaderValue::from_str(cursor) {
-        headers.insert("X-Files-Cursor-Next", value);
-    }
 }
 
 #[derive(Debug)]

@@ -48,6 +48,14 @@ impl Cursors {
         format!("{}{}", hex::encode(payload.as_bytes()), self.tag(&payload))
     }
 
+    /// The position named by the request's `cursor` parameter, if it has one.
+    pub fn after(&self, params: &Params, sort: &str) -> Result<Option<Position>, ApiError> {
+        match params.str("cursor")? {
+            Some(cursor) if !cursor.is_empty() => self.decode(sort, &cursor).map(Some),
+            _ => Ok(None),
+        }
+    }
+
     /// The position a cursor names, if it is genuine and belongs to `sort`.
     pub fn decode(&self, sort: &str, cursor: &str) -> Result<Position, ApiError> {
         if cursor.len() < 34 || cursor.len() > 1024 || !cursor.is_ascii() {

@@ -126,10 +126,7 @@ pub async fn list(State(state): State<Arc<ApiState>>, call: Authed) -> Result<Re
     }
     let per_page = per_page(p)?;
     let sort = format!("users:{dir:?}");
-    let after = match p.str("cursor")? {
-        Some(c) if !c.is_empty() => Some(state.cursors.decode(&sort, &c)?),
-        _ => None,
-    };
+    let after = state.cursors.after(p, &sort)?;
     let users = state.store.all_users().await?;
     let shown = page(
         users,
