@@ -332,5 +332,3 @@ fn tls_acceptor(config: &WebDavConfig) -> Result<tokio_rustls::TlsAcceptor, WebD
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(server)))
 }
 
-#[cfg(test)]
-mod tests;
