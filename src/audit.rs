@@ -202,39 +202,92 @@ pub struct AuditSettings {
 pub struct AuditLog {
     tx: mpsc::Sender<AuditEvent>,
     stop: Arc<Notify>,
-    written: Arc<AtomicU64>,
+    counts: Arc<Counts>,
     task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
+
+/// What the writer has done, for `/metrics` and the log.
+#[derive(Default)]
+struct Counts {
+    written: AtomicU64,
+    /// Events waiting for room in the full queue (on tasks of their own).
+    overflow: AtomicU64,
+    /// Batches the store refused (each retried).
+    write_failures: AtomicU64,
+    /// Set while the backlog is above `NEAR_BOUND` of the queue (one log line per crossing).
+    near_bound: std::sync::atomic::AtomicBool,
+}
+
+/// A snapshot of the writer's state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AuditStats {
+    /// Events queued or waiting for room, not yet written.
+    pub backlog: u64,
+    /// The queue's bound; events beyond it wait outside the queue (`overflow`).
+    pub limit: u64,
+    pub overflow: u64,
+    pub written: u64,
+    pub write_failures: u64,
+}
+
+/// The share of the queue above which the backlog is logged as near its bound.
+const NEAR_BOUND: f64 = 0.8;
 
 impl AuditLog {
     /// Starts the writer task on the current runtime.
     pub fn start(persist: Arc<dyn AuditPersist>, settings: AuditSettings) -> Arc<AuditLog> {
         let (tx, rx) = mpsc::channel(settings.queue.max(1));
         let stop = Arc::new(Notify::new());
-        let written = Arc::new(AtomicU64::new(0));
+        let counts = Arc::new(Counts::default());
         let task = tokio::spawn(write_loop(
             rx,
             persist,
             settings,
             stop.clone(),
-            written.clone(),
+            counts.clone(),
         ));
         Arc::new(AuditLog {
             tx,
             stop,
-            written,
+            counts,
             task: std::sync::Mutex::new(Some(task)),
         })
     }
 
     /// Events persisted so far.
     pub fn written(&self) -> u64 {
-        self.written.load(Ordering::Relaxed)
+        self.counts.written.load(Ordering::Relaxed)
     }
 
-    /// Events waiting to be written.
+    /// Events waiting to be written (queued, or waiting for room in the queue).
     pub fn backlog(&self) -> usize {
         self.tx.max_capacity() - self.tx.capacity()
+            + self.counts.overflow.load(Ordering::Relaxed) as usize
+    }
+
+    /// The writer's counters.
+    pub fn stats(&self) -> AuditStats {
+        AuditStats {
+            backlog: self.backlog() as u64,
+            limit: self.tx.max_capacity() as u64,
+            overflow: self.counts.overflow.load(Ordering::Relaxed),
+            written: self.written(),
+            write_failures: self.counts.write_failures.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Logs once when the backlog crosses `NEAR_BOUND` of the queue, and once when it is
+    /// back under.
+    fn watch_bound(&self) {
+        let queued = self.tx.max_capacity() - self.tx.capacity();
+        let near = queued as f64 >= self.tx.max_capacity() as f64 * NEAR_BOUND;
+        if self.counts.near_bound.swap(near, Ordering::Relaxed) != near {
+            if near {
+                tracing::warn!(backlog = self.backlog(), limit = self.tx.max_capacity(), "audit backlog is near its bound: the audit store is slow or unreachable; records are kept and written when it answers");
+            } else {
+                tracing::info!(backlog = self.backlog(), "audit backlog is back under its bound");
+            }
+        }
     }
 
     /// Stops taking events, writes everything queued, and waits for the writer to finish.
@@ -253,12 +306,18 @@ impl AuditSink for AuditLog {
     fn record(&self, event: AuditEvent) {
         trace_event(&event);
         match self.tx.try_send(event) {
-            Ok(()) => {}
+            Ok(()) => self.watch_bound(),
             Err(mpsc::error::TrySendError::Full(event)) => {
                 // Never drop: wait for room on a task of its own.
                 let tx = self.tx.clone();
+                let counts = self.counts.clone();
+                if counts.overflow.fetch_add(1, Ordering::Relaxed) == 0 {
+                    tracing::error!(limit = self.tx.max_capacity(), "audit queue is full; further records wait in memory until the audit store answers");
+                }
                 tokio::spawn(async move {
-                    if tx.send(event).await.is_err() {
+                    let sent = tx.send(event).await;
+                    counts.overflow.fetch_sub(1, Ordering::Relaxed);
+                    if sent.is_err() {
                         tracing::error!("audit event lost: the audit log has stopped");
                     }
                 });
@@ -293,7 +352,7 @@ async fn write_loop(
     persist: Arc<dyn AuditPersist>,
     settings: AuditSettings,
     stop: Arc<Notify>,
-    written: Arc<AtomicU64>,
+    counts: Arc<Counts>,
 ) {
     let batch_size = settings.batch.max(1);
     let mut batch = Vec::with_capacity(batch_size);
@@ -303,12 +362,12 @@ async fn write_loop(
                 if n == 0 {
                     break;
                 }
-                write_batch(&*persist, &settings.node, &mut batch, &written, None).await;
+                write_batch(&*persist, &settings.node, &mut batch, &counts, None).await;
             }
             _ = stop.notified() => {
                 rx.close();
                 while rx.recv_many(&mut batch, batch_size).await > 0 {
-                    write_batch(&*persist, &settings.node, &mut batch, &written, Some(5)).await;
+                    write_batch(&*persist, &settings.node, &mut batch, &counts, Some(5)).await;
                 }
                 break;
             }
@@ -321,7 +380,7 @@ async fn write_batch(
     persist: &dyn AuditPersist,
     node: &str,
     batch: &mut Vec<AuditEvent>,
-    written: &AtomicU64,
+    counts: &Counts,
     attempts: Option<u32>,
 ) {
     let mut delay = Duration::from_millis(50);
@@ -329,11 +388,21 @@ async fn write_batch(
     loop {
         match persist.persist(node, batch).await {
             Ok(()) => {
-                written.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                counts
+                    .written
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                if tried > 0 {
+                    tracing::info!(
+                        written = batch.len(),
+                        attempts = tried + 1,
+                        "audit store is back; held records written"
+                    );
+                }
                 batch.clear();
                 return;
             }
             Err(err) => {
+                counts.write_failures.fetch_add(1, Ordering::Relaxed);
                 tried += 1;
                 if attempts.is_some_and(|max| tried >= max) {
                     tracing::error!(error = %err, lost = batch.len(), "audit records could not be written");

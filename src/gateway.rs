@@ -60,6 +60,8 @@ pub struct Core {
     /// Every layer's audit sink (counts metrics, then queues for the audit log).
     pub sink: Arc<dyn AuditSink>,
     pub metrics: Arc<Metrics>,
+    /// Brings in failed-login counters and bans from other replicas (see `sync_lockout`).
+    lockout_sync: tokio::task::JoinHandle<()>,
 }
 
 impl Core {
@@ -93,11 +95,11 @@ impl Core {
             metrics: metrics.clone(),
             log: audit.clone(),
         });
-        let auth = Arc::new(Authenticator::new(
-            Arc::new(store.clone()),
-            sink.clone(),
-            config.auth_settings(),
-        ));
+        let auth = Arc::new(
+            Authenticator::new(Arc::new(store.clone()), sink.clone(), config.auth_settings())
+                .with_lockout_ledger(Arc::new(store.clone())),
+        );
+        let lockout_sync = tokio::spawn(sync_lockout(auth.lockout()));
         let files = Arc::new(Files::new(Arc::new(storage), sink.clone()));
         let accounts = Accounts::new(store.clone(), auth.passwords().clone(), sink.clone());
         Ok(Core {
@@ -109,6 +111,7 @@ impl Core {
             accounts,
             sink,
             metrics,
+            lockout_sync,
         })
     }
 
@@ -139,8 +142,37 @@ impl Core {
 
     /// Flushes the audit log and closes the store.
     pub async fn close(&self) {
+        self.lockout_sync.abort();
         self.audit.shutdown().await;
         self.store.close().await;
+    }
+}
+
+/// How often a replica reads the failed-login counters other replicas changed: a ban made
+/// on one replica holds on all of them within this.
+const LOCKOUT_SYNC_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+/// How often stale counters are dropped from the store.
+const LOCKOUT_SWEEP_EVERY: u32 = 300;
+
+async fn sync_lockout(lockout: Arc<crate::auth::Lockout>) {
+    let mut failing = false;
+    for round in 1u32.. {
+        tokio::time::sleep(LOCKOUT_SYNC_EVERY).await;
+        let result = match round % LOCKOUT_SWEEP_EVERY {
+            0 => lockout.forget_stale().await,
+            _ => lockout.sync().await,
+        };
+        match (result, failing) {
+            (Err(err), false) => {
+                tracing::warn!(error = %err, "cannot read failed-login counters of other replicas; counting locally until the store is back");
+                failing = true;
+            }
+            (Ok(()), true) => {
+                tracing::info!("failed-login counters are shared again");
+                failing = false;
+            }
+            _ => {}
+        }
     }
 }
 
@@ -198,6 +230,7 @@ impl Gateway {
             None
         };
         let api = if core.config.api.enabled {
+            let cursor_key = core.store.shared_secret("api_cursor_key").await?;
             let state = Arc::new(ApiState::new(
                 core.auth.clone(),
                 core.accounts.clone(),
@@ -205,6 +238,7 @@ impl Gateway {
                 core.sink.clone(),
                 core.audit.clone(),
                 core.metrics.clone(),
+                &cursor_key,
             ));
             let server = ApiServer::start(core.config.api.addr(), state).await?;
             listening.push(("api", server.addr));

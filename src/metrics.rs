@@ -9,7 +9,7 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::audit::{Action, AuditEvent, AuditLog, AuditSink};
+use crate::audit::{Action, AuditEvent, AuditLog, AuditSink, AuditStats};
 use crate::identity::Protocol;
 
 /// Process-wide counters.
@@ -65,7 +65,7 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition.
-    pub fn render(&self, audit_backlog: usize) -> String {
+    pub fn render(&self, audit: &AuditStats) -> String {
         let mut out = String::new();
         let counters = self.counters.lock().expect("metrics lock");
         let mut last = "";
@@ -89,8 +89,15 @@ impl Metrics {
             "filegate_sessions{{protocol=\"sftp\"}} {}",
             self.sftp_sessions.load(Ordering::Relaxed)
         );
-        let _ = writeln!(out, "# TYPE filegate_audit_backlog gauge");
-        let _ = writeln!(out, "filegate_audit_backlog {audit_backlog}");
+        for (name, kind, value) in [
+            ("filegate_audit_backlog", "gauge", audit.backlog),
+            ("filegate_audit_backlog_limit", "gauge", audit.limit),
+            ("filegate_audit_overflow", "gauge", audit.overflow),
+            ("filegate_audit_written_total", "counter", audit.written),
+            ("filegate_audit_write_failures_total", "counter", audit.write_failures),
+        ] {
+            let _ = writeln!(out, "# TYPE {name} {kind}\n{name} {value}");
+        }
         out
     }
 }
@@ -123,7 +130,13 @@ mod tests {
         m.observe(&AuditEvent::by(&p, Action::Login, Outcome::Denied));
         m.observe(&AuditEvent::by(&p, Action::Upload, Outcome::Ok).bytes(10));
         let _live = m.session(Protocol::Sftp);
-        let text = m.render(3);
+        let stats = AuditStats {
+            backlog: 3,
+            limit: 10,
+            write_failures: 2,
+            ..Default::default()
+        };
+        let text = m.render(&stats);
         assert!(
             text.contains("filegate_logins_total{protocol=\"sftp\",result=\"ok\"} 1"),
             "{text}"
@@ -131,6 +144,8 @@ mod tests {
         assert!(text.contains("filegate_logins_total{protocol=\"sftp\",result=\"denied\"} 1"));
         assert!(text.contains("filegate_bytes_in_total{protocol=\"sftp\"} 10"));
         assert!(text.contains("filegate_sessions{protocol=\"sftp\"} 1"));
-        assert!(text.contains("filegate_audit_backlog 3"));
+        assert!(text.contains("filegate_audit_backlog 3\n"));
+        assert!(text.contains("filegate_audit_backlog_limit 10\n"));
+        assert!(text.contains("filegate_audit_write_failures_total 2\n"));
     }
 }

@@ -57,6 +57,7 @@ impl ApiState {
         audit: Arc<dyn AuditSink>,
         audit_log: Arc<AuditLog>,
         metrics: Arc<Metrics>,
+        cursor_key: &str,
     ) -> ApiState {
         ApiState {
             auth,
@@ -65,7 +66,7 @@ impl ApiState {
             audit,
             audit_log,
             metrics,
-            cursors: pagination::Cursors::default(),
+            cursors: pagination::Cursors::new(cursor_key.as_bytes()),
         }
     }
 }
@@ -158,7 +159,7 @@ async fn healthz(State(state): State<Arc<ApiState>>) -> Response {
 }
 
 async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
-    let body = state.metrics.render(state.audit_log.backlog());
+    let body = state.metrics.render(&state.audit_log.stats());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 

@@ -1,6 +1,6 @@
 //! Key-set pagination: a cursor names the last record shown (its sort value and id), never
 //! an offset, so pages stay right while records are added and removed. Cursors are signed
-//! (HMAC-SHA256 under a per-process key) together with the sort they belong to: a forged
+//! (HMAC-SHA256 under a key shared by every replica through the store) together with the sort they belong to: a forged
 //! cursor, or one reused with other sort parameters, is refused.
 
 use std::cmp::Ordering;
@@ -27,15 +27,16 @@ pub struct Position {
     pub id: i64,
 }
 
-impl Default for Cursors {
-    fn default() -> Self {
-        let mut key = [0u8; 32];
-        getrandom::fill(&mut key).expect("the OS random source failed");
-        Cursors { key }
-    }
-}
-
 impl Cursors {
+    /// Cursors signed under `secret`: the same secret on every replica (the store's shared
+    /// `api_cursor_key`) makes a cursor from one replica good on all of them.
+    pub fn new(secret: &[u8]) -> Cursors {
+        use sha2::Digest;
+        Cursors {
+            key: Sha256::digest(secret).into(),
+        }
+    }
+
     fn tag(&self, payload: &str) -> String {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("any key length");
         mac.update(payload.as_bytes());
@@ -224,7 +225,7 @@ mod tests {
 
     #[test]
     fn cursors_round_trip_and_refuse_forgery_or_another_sort() {
-        let c = Cursors::default();
+        let c = Cursors::new(b"replica secret");
         let pos = Position { value: -5, id: 42 };
         let cursor = c.encode("keys:expires_at:asc", pos);
         assert!(cursor.bytes().all(|b| b.is_ascii_hexdigit()));
@@ -237,8 +238,15 @@ mod tests {
                 .is_err()
         );
         assert!(c.decode("keys:expires_at:asc", "abc").is_err());
+        assert_eq!(
+            Cursors::new(b"replica secret")
+                .decode("keys:expires_at:asc", &cursor)
+                .unwrap(),
+            pos,
+            "another replica with the same shared key reads the cursor"
+        );
         assert!(
-            Cursors::default()
+            Cursors::new(b"another secret")
                 .decode("keys:expires_at:asc", &cursor)
                 .is_err()
         );

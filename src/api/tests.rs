@@ -56,6 +56,7 @@ impl Api {
             core.sink.clone(),
             core.audit.clone(),
             core.metrics.clone(),
+            "api-test-cursor-key",
         ));
         Api {
             router: router(state),

@@ -21,7 +21,9 @@ use std::time::Duration;
 
 pub use cache::PasswordCache;
 pub use directory::{Directory, DirectoryError};
-pub use lockout::{Lockout, LockoutPolicy};
+pub use lockout::{
+    FailureState, LedgerError, Lockout, LockoutLedger, LockoutPolicy, LockoutWindow,
+};
 pub use login::{LoginName, MAX_LOGIN_CHARS, MalformedLogin};
 pub use password::{PasswordError, Passwords};
 
@@ -89,7 +91,8 @@ pub struct Authenticator {
     audit: Arc<dyn AuditSink>,
     passwords: Passwords,
     cache: PasswordCache,
-    lockout: Lockout,
+    lockout: Arc<Lockout>,
+    lockout_policy: LockoutPolicy,
     /// Last `last_use_at`/`last_login_at` write per key / user made by this process.
     touched: Mutex<HashMap<(bool, i64), i64>>,
     dummy_digest: String,
@@ -106,10 +109,23 @@ impl Authenticator {
             audit,
             passwords: Passwords::new(settings.argon2_concurrency),
             cache: PasswordCache::new(settings.password_cache_ttl, 100_000),
-            lockout: Lockout::new(settings.lockout),
+            lockout: Arc::new(Lockout::new(settings.lockout.clone())),
+            lockout_policy: settings.lockout,
             touched: Mutex::default(),
             dummy_digest: secret::digest_hex(&secret::new_key_secret()),
         }
+    }
+
+    /// Shares failed-login counters and bans with other replicas through `ledger`.
+    pub fn with_lockout_ledger(mut self, ledger: Arc<dyn LockoutLedger>) -> Authenticator {
+        let policy = self.lockout_policy.clone();
+        self.lockout = Arc::new(Lockout::shared(policy, ledger));
+        self
+    }
+
+    /// The failed-login counters (the gateway runs their sync with other replicas).
+    pub fn lockout(&self) -> Arc<Lockout> {
+        self.lockout.clone()
     }
 
     /// The password hasher (for account management, which shares its concurrency bound).
@@ -258,7 +274,7 @@ impl Authenticator {
         // failures always are.
         match checked {
             Ok(Ok(principal)) => {
-                self.lockout.succeeded(ip, login);
+                self.lockout.succeeded(ip, login).await;
                 if per_request {
                     tracing::debug!(user = %principal.display_name(), protocol = %protocol, "request authenticated");
                 } else {
@@ -270,7 +286,7 @@ impl Authenticator {
                 Ok(principal)
             }
             Ok(Err(Denial(reason))) => {
-                let delay = self.lockout.failed(ip, login);
+                let delay = self.lockout.failed(ip, login).await;
                 self.audit_login(login, protocol, &client, Outcome::Denied, reason);
                 tracing::info!(login = %login, protocol = %protocol, client.ip = ?ip, reason, "login refused");
                 tokio::time::sleep(delay).await;

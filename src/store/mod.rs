@@ -10,6 +10,7 @@ mod auth_impl;
 mod keys;
 mod props;
 mod sessions;
+mod shared;
 mod users;
 
 pub use audit::{AuditQuery, AuditSearch};

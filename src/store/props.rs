@@ -12,6 +12,14 @@ pub struct PropRecord {
 }
 
 impl Store {
+    /// Counter bumped by every change to properties: replicas holding an index of paths
+    /// with properties reload it when this moves.
+    pub const PROPS_COUNTER: &str = "dav_props";
+
+    async fn props_changed(&self) -> Result<(), StoreError> {
+        self.bump_counter(Self::PROPS_COUNTER).await
+    }
+
     /// Every path that has at least one property.
     pub async fn prop_paths(&self) -> Result<Vec<String>, StoreError> {
         Ok(
@@ -32,7 +40,7 @@ impl Store {
              ON CONFLICT (path, namespace, name) DO UPDATE SET prefix = excluded.prefix, xml = excluded.xml")
             .bind(path).bind(&p.namespace).bind(&p.name).bind(&p.prefix).bind(&p.xml)
             .execute(pool).await.map(|r| r.rows_affected()))?;
-        Ok(())
+        self.props_changed().await
     }
 
     pub async fn remove_prop(
@@ -44,7 +52,7 @@ impl Store {
         on_pool!(self, pool => sqlx::query(
             "DELETE FROM dav_props WHERE path = $1 AND namespace = $2 AND name = $3")
             .bind(path).bind(namespace).bind(name).execute(pool).await.map(|r| r.rows_affected()))?;
-        Ok(())
+        self.props_changed().await
     }
 
     /// Drops the properties of `path` and everything below it.
@@ -52,7 +60,7 @@ impl Store {
         on_pool!(self, pool => sqlx::query(
             "DELETE FROM dav_props WHERE path = $1 OR substr(path, 1, length($1) + 1) = $1 || '/'")
             .bind(path).execute(pool).await.map(|r| r.rows_affected()))?;
-        Ok(())
+        self.props_changed().await
     }
 
     /// Moves the properties of `from` (and below) to `to`.
@@ -62,7 +70,7 @@ impl Store {
             "UPDATE dav_props SET path = $2 || substr(path, length($1) + 1) \
              WHERE path = $1 OR substr(path, 1, length($1) + 1) = $1 || '/'")
             .bind(from).bind(to).execute(pool).await.map(|r| r.rows_affected()))?;
-        Ok(())
+        self.props_changed().await
     }
 
     /// Copies the properties of `from` alone to `to` (replacing those of `to`).
@@ -72,6 +80,6 @@ impl Store {
         for p in self.props_of(from).await? {
             self.set_prop(to, &p).await?;
         }
-        Ok(())
+        self.props_changed().await
     }
 }

@@ -4,8 +4,9 @@
 //! symlinks out of its root).
 
 use std::io::SeekFrom;
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::http::StatusCode;
 use bytes::{Buf, Bytes};
@@ -32,58 +33,67 @@ pub struct FilesDav {
     pub files: Arc<Files>,
     pub store: Store,
     /// Which paths have dead properties, so that a PROPFIND over 10 000 entries does not
-    /// ask the store 10 000 times. Loaded on first use; kept current by this process's
-    /// writes (the store stays the durable truth).
-    pub with_props:
-        Arc<tokio::sync::OnceCell<std::sync::RwLock<std::collections::HashSet<String>>>>,
+    /// ask the store 10 000 times (the store stays the durable truth).
+    props: Arc<PropIndex>,
 }
+
+/// Paths with dead properties, as of the store's `dav_props` change counter. Another
+/// replica's change moves the counter; it is read at most once per `RECHECK`.
+struct PropIndex {
+    state: tokio::sync::Mutex<IndexState>,
+    paths: std::sync::RwLock<HashSet<String>>,
+}
+
+#[derive(Default)]
+struct IndexState {
+    /// The counter the paths were read at; `None` before the first read.
+    version: Option<i64>,
+    checked: Option<Instant>,
+}
+
+/// How stale a replica's index may be when another replica changes properties.
+const RECHECK: Duration = Duration::from_secs(1);
 
 impl FilesDav {
     pub fn new(files: Arc<Files>, store: Store) -> FilesDav {
         FilesDav {
             files,
             store,
-            with_props: Arc::default(),
+            props: Arc::new(PropIndex {
+                state: tokio::sync::Mutex::default(),
+                paths: std::sync::RwLock::default(),
+            }),
         }
     }
 
-    async fn prop_index(&self) -> &std::sync::RwLock<std::collections::HashSet<String>> {
-        self.with_props
-            .get_or_init(|| async {
-                std::sync::RwLock::new(
-                    self.store
-                        .prop_paths()
-                        .await
-                        .unwrap_or_default()
-                        .into_iter()
-                        .collect(),
-                )
-            })
-            .await
+    /// Whether `path` has properties, per an index no older than `RECHECK`.
+    async fn has_props(&self, path: &str) -> bool {
+        self.refresh_index(false).await;
+        self.props
+            .paths
+            .read()
+            .expect("prop index lock")
+            .contains(path)
     }
 
-    /// Re-reads whether `path` has properties (after a change to them).
-    async fn refresh_props(&self, path: &str) {
-        let has = self
-            .store
-            .props_of(path)
-            .await
-            .map(|p| !p.is_empty())
-            .unwrap_or(true);
-        let index = self.prop_index().await;
-        let mut set = index.write().expect("prop index lock");
-        if has {
-            set.insert(path.to_owned());
-        } else {
-            set.remove(path);
+    /// Re-reads the index if the store's counter moved (`force`: whatever the time since
+    /// the last check; after this process's own changes).
+    async fn refresh_index(&self, force: bool) {
+        let mut state = self.props.state.lock().await;
+        if !force && state.checked.is_some_and(|t| t.elapsed() < RECHECK) {
+            return;
         }
-    }
-
-    /// Re-reads the whole index (after a move or a recursive delete).
-    async fn reload_props(&self) {
-        let paths = self.store.prop_paths().await.unwrap_or_default();
-        let index = self.prop_index().await;
-        *index.write().expect("prop index lock") = paths.into_iter().collect();
+        let Ok(version) = self.store.counter(Store::PROPS_COUNTER).await else {
+            return; // keep the last index; the store is the truth for reads of values
+        };
+        state.checked = Some(Instant::now());
+        if state.version == Some(version) {
+            return;
+        }
+        if let Ok(paths) = self.store.prop_paths().await {
+            *self.props.paths.write().expect("prop index lock") = paths.into_iter().collect();
+            state.version = Some(version);
+        }
     }
 }
 
@@ -342,7 +352,7 @@ impl GuardedFileSystem<Caller> for FilesDav {
             let path = site(path)?;
             self.files.remove_dir(who, &path).await.map_err(fail)?;
             let _ = self.store.remove_props_under(path.as_str()).await;
-            self.reload_props().await;
+            self.refresh_index(true).await;
             Ok(())
         }
         .boxed()
@@ -353,7 +363,7 @@ impl GuardedFileSystem<Caller> for FilesDav {
             let path = site(path)?;
             self.files.remove_file(who, &path).await.map_err(fail)?;
             let _ = self.store.remove_props_under(path.as_str()).await;
-            self.refresh_props(path.as_str()).await;
+            self.refresh_index(true).await;
             Ok(())
         }
         .boxed()
@@ -375,7 +385,7 @@ impl GuardedFileSystem<Caller> for FilesDav {
                 .move_props(from.as_str(), to.as_str())
                 .await
                 .map_err(|_| DavError::GeneralFailure)?;
-            self.reload_props().await;
+            self.refresh_index(true).await;
             Ok(())
         }
         .boxed()
@@ -389,7 +399,7 @@ impl GuardedFileSystem<Caller> for FilesDav {
                 .copy_props(from.as_str(), to.as_str())
                 .await
                 .map_err(|_| DavError::GeneralFailure)?;
-            self.refresh_props(to.as_str()).await;
+            self.refresh_index(true).await;
             Ok(())
         }
         .boxed()
@@ -402,13 +412,7 @@ impl GuardedFileSystem<Caller> for FilesDav {
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + 'a>> {
         async move {
             let Ok(path) = site(path) else { return false };
-            if !self
-                .prop_index()
-                .await
-                .read()
-                .expect("prop index lock")
-                .contains(path.as_str())
-            {
+            if !self.has_props(path.as_str()).await {
                 return false;
             }
             self.files.authorize(who, &path, Access::LIST).is_ok()
@@ -450,7 +454,7 @@ impl GuardedFileSystem<Caller> for FilesDav {
                 };
                 out.push((status, DavProp { xml: None, ..prop }));
             }
-            self.refresh_props(path.as_str()).await;
+            self.refresh_index(true).await;
             Ok(out)
         }
         .boxed()
