@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod sftp_client;
+pub mod tcp_proxy;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 

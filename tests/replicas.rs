@@ -1,0 +1,399 @@
+//! Several replicas on one PostgreSQL database (and one storage folder): two real filegate
+//! processes share keys, revocations, bans and one audit log; and the audit log survives
+//! the database going away during activity. Needs `FILEGATE_TEST_POSTGRES_URL` (set by
+//! `.ci/run`); without it these tests print a note and do nothing.
+
+mod support;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Cursor, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use filegate::identity::GrantLevel::Full;
+use filegate::test_support::{TempDir, TestDb};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use support::sftp_client;
+use support::tcp_proxy::TcpProxy;
+use support::TestGateway;
+
+const BIN: &str = env!("CARGO_BIN_EXE_filegate");
+
+async fn postgres_or_note(test: &str) -> Option<TestDb> {
+    let db = TestDb::postgres().await;
+    if db.is_none() {
+        eprintln!("note: FILEGATE_TEST_POSTGRES_URL unset: {test} not run");
+    }
+    db
+}
+
+/// One `filegate serve` process.
+struct Replica {
+    node: &'static str,
+    child: Child,
+    addrs: HashMap<String, SocketAddr>,
+}
+
+impl Replica {
+    /// Writes the replica's config (its own data folder, the shared database and storage)
+    /// and returns its path.
+    fn configure(dir: &Path, node: &str, db_url: &str, storage: &Path, passive: &str) -> PathBuf {
+        let data = dir.join(node);
+        let config = format!(
+            r#"[server]
+data_dir = "{data}"
+database_url = "{db_url}"
+node_name = "{node}"
+storage_dir = "{storage}"
+
+[auth.lockout]
+max_failures_per_login = 3
+max_failures_per_address = 1000
+delay_step_ms = 0
+
+[sftp]
+listen = "127.0.0.1:0"
+revocation_check_seconds = 1
+
+[ftp]
+listen = "127.0.0.1:0"
+passive_ports = "{passive}"
+revocation_check_seconds = 1
+
+[webdav]
+listen = "127.0.0.1:0"
+
+[api]
+listen = "127.0.0.1:0"
+"#,
+            data = data.display(),
+            storage = storage.display(),
+        );
+        let path = dir.join(format!("{node}.toml"));
+        std::fs::write(&path, config).unwrap();
+        path
+    }
+
+    fn cli(config: &Path, args: &[&str], stdin: Option<&str>) -> String {
+        let mut child = Command::new(BIN)
+            .arg("--config")
+            .arg(config)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        if let Some(input) = stdin {
+            child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "filegate {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Starts `serve` and waits until all four listeners have logged their addresses.
+    fn start(node: &'static str, config: PathBuf) -> Replica {
+        let mut child = Command::new(BIN)
+            .arg("--config")
+            .arg(&config)
+            .arg("serve")
+            .env("FILEGATE_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some((before, after)) = line.split_once(" listening on ") {
+                    let protocol = before.rsplit(' ').next().unwrap_or("").to_owned();
+                    let addr = after.split_whitespace().next().unwrap_or("").to_owned();
+                    let _ = tx.send((protocol, addr));
+                }
+            }
+        });
+        let mut addrs = HashMap::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while addrs.len() < 4 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let (protocol, addr) = rx.recv_timeout(left).unwrap_or_else(|_| panic!("{node} did not start"));
+            addrs.insert(protocol, addr.parse().unwrap());
+        }
+        Replica {
+            node,
+            child,
+            addrs,
+        }
+    }
+
+    fn addr(&self, protocol: &str) -> SocketAddr {
+        self.addrs[protocol]
+    }
+
+    fn url(&self, protocol: &str, path: &str) -> String {
+        format!("http://{}{path}", self.addr(protocol))
+    }
+
+    /// Stops the process as a service manager would (SIGTERM) and checks it exits cleanly.
+    fn stop(mut self) {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "{} exits cleanly on SIGTERM: {status}", self.node);
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The REST API of one replica, as the site admin (a site-wide key).
+struct Api<'a> {
+    replica: &'a Replica,
+    key: &'a str,
+}
+
+impl Api<'_> {
+    async fn call(&self, method: reqwest::Method, route: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut req = reqwest::Client::new()
+            .request(method, self.replica.url("api", &format!("/api/rest/v1{route}")))
+            .header("X-FilesAPI-Key", self.key);
+        if let Some(body) = body {
+            req = req.header("Content-Type", "application/json").body(body.to_string());
+        }
+        let response = req.send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+}
+
+async fn dav_get(replica: &Replica, login: &str, password: &str, path: &str) -> (StatusCode, String) {
+    let response = reqwest::Client::new()
+        .get(replica.url("webdav", path))
+        .basic_auth(login, Some(password))
+        .send()
+        .await
+        .unwrap();
+    (response.status(), response.text().await.unwrap())
+}
+
+/// Retries `check` until it holds or `within` has passed; returns the time it took.
+async fn eventually<F: AsyncFnMut() -> bool>(within: Duration, mut check: F) -> Option<Duration> {
+    let started = Instant::now();
+    while started.elapsed() < within {
+        if check().await {
+            return Some(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_share_keys_revocations_bans_and_one_audit_log() {
+    let Some(db) = postgres_or_note("two_replicas_share_keys_revocations_bans_and_one_audit_log").await else {
+        return;
+    };
+    let dir = TempDir::new("replicas");
+    let storage = dir.path().join("files");
+    std::fs::create_dir_all(storage.join("alice")).unwrap();
+    let config_a = Replica::configure(dir.path(), "node-a", &db.url, &storage, "41000-41499");
+    let config_b = Replica::configure(dir.path(), "node-b", &db.url, &storage, "41500-41999");
+
+    Replica::cli(&config_a, &["user", "add", "alice", "--password-stdin"], Some("alice-password-1\n"));
+    Replica::cli(&config_a, &["user", "grant", "alice", "/alice", "full"], None);
+    let ops: Value = serde_json::from_str(&Replica::cli(
+        &config_b,
+        &["key", "create", "--site-wide", "--name", "ops", "--json"],
+        None,
+    ))
+    .unwrap();
+    let ops_secret = ops["key"].as_str().unwrap().to_owned();
+    let users: Value = serde_json::from_str(&Replica::cli(&config_a, &["user", "list", "--json"], None)).unwrap();
+    let alice_id = users.as_array().unwrap().iter().find(|u| u["username"] == "alice").unwrap()["id"]
+        .as_i64()
+        .unwrap();
+
+    let a = Replica::start("node-a", config_a);
+    let b = Replica::start("node-b", config_b);
+    let api_a = Api { replica: &a, key: &ops_secret };
+    let api_b = Api { replica: &b, key: &ops_secret };
+
+    // A key made through A's API signs in on B over SFTP, FTP and WebDAV.
+    let (status, key) = api_a
+        .call(reqwest::Method::POST, "/api_keys", Some(json!({"user_id": alice_id, "name": "shared-key"})))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{key}");
+    let (key_id, secret) = (key["id"].as_i64().unwrap(), key["key"].as_str().unwrap().to_owned());
+    let login = format!("@api-{key_id}");
+
+    let on_b = sftp_client::login(b.addr("sftp"), &login, &secret).await.expect("SFTP on B");
+    assert_eq!(on_b.put("/alice/via-b-sftp.txt", b"sftp on b").await, russh_sftp::protocol::StatusCode::Ok);
+    let (ftp_addr, ftp_login, ftp_secret) = (b.addr("ftp"), login.clone(), secret.clone());
+    let listed = tokio::task::spawn_blocking(move || {
+        let mut ftp = suppaftp::FtpStream::connect(ftp_addr).unwrap();
+        ftp.login(&ftp_login, &ftp_secret).unwrap();
+        ftp.transfer_type(suppaftp::types::FileType::Binary).unwrap();
+        ftp.cwd("alice").unwrap();
+        ftp.put_file("via-b-ftp.txt", &mut Cursor::new(b"ftp on b".to_vec())).unwrap();
+        let names = ftp.nlst(None).unwrap();
+        let _ = ftp.quit();
+        names
+    })
+    .await
+    .unwrap();
+    assert!(listed.iter().any(|n| n.ends_with("via-b-sftp.txt")), "{listed:?}");
+    assert_eq!(dav_get(&b, &login, &secret, "/alice/via-b-ftp.txt").await, (StatusCode::OK, "ftp on b".into()));
+    assert_eq!(dav_get(&a, &login, &secret, "/alice/via-b-sftp.txt").await, (StatusCode::OK, "sftp on b".into()));
+
+    // Revoked through B: A refuses the next WebDAV request and ends A's SFTP session.
+    let on_a = sftp_client::login(a.addr("sftp"), &login, &secret).await.expect("SFTP on A");
+    assert!(on_a.list("/alice").await.is_ok());
+    let (status, _) = api_b.call(reqwest::Method::DELETE, &format!("/api_keys/{key_id}"), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(dav_get(&a, &login, &secret, "/alice/via-b-sftp.txt").await.0, StatusCode::UNAUTHORIZED);
+    let ended = eventually(Duration::from_secs(5), async || on_a.ssh.is_closed()).await;
+    assert!(ended.is_some(), "A's SFTP session still open 5 s after B revoked its key");
+    assert!(sftp_client::login(a.addr("sftp"), &login, &secret).await.is_none());
+
+    // Failed logins on A until the (address, login) pair is banned; B refuses it too.
+    assert_eq!(dav_get(&b, "alice", "alice-password-1", "/alice/via-b-ftp.txt").await.0, StatusCode::OK);
+    for _ in 0..3 {
+        assert_eq!(dav_get(&a, "alice", "wrong-password", "/alice/").await.0, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(dav_get(&a, "alice", "alice-password-1", "/alice/").await.0, StatusCode::TOO_MANY_REQUESTS);
+    let banned_on_b = eventually(Duration::from_secs(5), async || {
+        dav_get(&b, "alice", "alice-password-1", "/alice/").await.0 == StatusCode::TOO_MANY_REQUESTS
+    })
+    .await;
+    assert!(banned_on_b.is_some(), "B never refused the login banned on A");
+    assert!(sftp_client::login(b.addr("sftp"), "alice", "alice-password-1").await.is_none());
+    let (status, _) = api_b.call(reqwest::Method::GET, "/api_keys", None).await;
+    assert_eq!(status, StatusCode::OK, "others from the same address are not banned");
+
+    // One log, both node names, every action above.
+    let history = async || api_a.call(reqwest::Method::GET, "/history?per_page=10000", None).await.1;
+    let wanted: [(&str, &str, &str); 7] = [
+        ("node-a", "api_key_create", "ok"),
+        ("node-b", "login", "ok"),   // the key's SFTP and FTP logins on B
+        ("node-b", "create", "ok"),  // its uploads on B
+        ("node-b", "api_key_delete", "ok"),
+        ("node-a", "login", "denied"), // the wrong passwords and the revoked key on A
+        ("node-b", "login", "denied"), // the ban on B
+        ("node-a", "read", "ok"),    // the WebDAV download on A
+    ];
+    let found = eventually(Duration::from_secs(10), async || {
+        let records = history().await;
+        let records = records.as_array().cloned().unwrap_or_default();
+        wanted.iter().all(|(node, action, result)| {
+            records.iter().any(|r| r["node"] == *node && r["action"] == *action && r["result"] == *result)
+        })
+    })
+    .await;
+    let records = history().await;
+    assert!(found.is_some(), "missing from /history: {records:#}");
+    let key_records: Vec<&Value> = records
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["key_id"] == key_id && r["action"] == "create")
+        .collect();
+    assert!(
+        key_records.iter().all(|r| r["user_id"] == alice_id && r["username"] == "alice"),
+        "the key's actions are logged as its owner: {key_records:#?}"
+    );
+    assert!(records.as_array().unwrap().iter().any(|r| r["node"] == "node-b" && r["failure_type"] == "locked out"));
+
+    b.stop();
+    a.stop();
+    db.drop().await;
+}
+
+/// `host:port` of a `postgres://user@host:port/db` URL, and the URL pointing at `addr`.
+fn through(url: &str, addr: SocketAddr) -> (SocketAddr, String) {
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let (auth, rest) = rest.split_once('@').map(|(a, r)| (format!("{a}@"), r)).unwrap_or((String::new(), rest));
+    let (host, path) = rest.split_once('/').unwrap();
+    let host = if host.contains(':') { host.to_owned() } else { format!("{host}:5432") };
+    let upstream = std::net::ToSocketAddrs::to_socket_addrs(&host).unwrap().next().unwrap();
+    (upstream, format!("{scheme}://{auth}{addr}/{path}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_audit_record_is_lost_when_the_database_goes_away_during_activity() {
+    let Some(db) = postgres_or_note("no_audit_record_is_lost_when_the_database_goes_away_during_activity").await else {
+        return;
+    };
+    let (upstream, _) = through(&db.url, "127.0.0.1:1".parse().unwrap());
+    let proxy = TcpProxy::start(upstream).await;
+    let (_, proxied_url) = through(&db.url, proxy.addr);
+    let gw = TestGateway::start_with(move |c| {
+        c.server.database_url = proxied_url;
+        c.server.node_name = "outage-node".into();
+    })
+    .await;
+    gw.user("olga", "olga-password", &[("/olga", Full)]).await;
+    let sftp = sftp_client::login(gw.addr("sftp"), "olga", "olga-password").await.unwrap();
+    let ok = russh_sftp::protocol::StatusCode::Ok;
+    let mut uploads = 0;
+    for n in 0..5 {
+        assert_eq!(sftp.put(&format!("/olga/before-{n}.txt"), b"before").await, ok);
+        uploads += 1;
+    }
+
+    proxy.cut();
+    // A transfer already running goes on; new sign-ins fail closed with a clear message.
+    for n in 0..20 {
+        assert_eq!(sftp.put(&format!("/olga/during-{n}.txt"), b"during").await, ok, "upload {n} during the outage");
+        uploads += 1;
+    }
+    let refused = reqwest::Client::new()
+        .get(format!("http://{}/olga/before-0.txt", gw.addr("webdav")))
+        .basic_auth("olga", Some("olga-password"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(refused.text().await.unwrap(), "authentication is temporarily unavailable");
+    assert!(sftp_client::login(gw.addr("sftp"), "olga", "olga-password").await.is_none());
+    let stats = gw.gateway.core.audit.stats();
+    assert!(stats.backlog > 0 && stats.write_failures > 0, "records held while the store is away: {stats:?}");
+
+    proxy.restore();
+    let drained = eventually(Duration::from_secs(20), async || gw.gateway.core.audit.backlog() == 0).await;
+    assert!(drained.is_some(), "held records written once the store is back");
+    for n in 0..5 {
+        assert_eq!(sftp.put(&format!("/olga/after-{n}.txt"), b"after").await, ok);
+        uploads += 1;
+    }
+    assert!(sftp_client::login(gw.addr("sftp"), "olga", "olga-password").await.is_some(), "sign-ins work again");
+    gw.stop().await;
+
+    let records = db
+        .store
+        .read_audit(&filegate::store::AuditQuery { limit: 100_000, ..Default::default() })
+        .await
+        .unwrap();
+    let stored_uploads = records
+        .iter()
+        .filter(|r| r.action == "create" && r.username.as_deref() == Some("olga") && r.result == "ok")
+        .count();
+    assert_eq!(stored_uploads, uploads, "every upload has its audit record");
+    assert!(records.iter().all(|r| r.node == "outage-node"));
+    assert!(
+        records.iter().any(|r| r.action == "login" && r.reason.as_deref() == Some("store unavailable")),
+        "the refused sign-ins during the outage are in the log too"
+    );
+    db.drop().await;
+}
