@@ -376,6 +376,13 @@ impl Config {
         if let Some(v) = get("FILEGATE_NODE_NAME") {
             self.server.node_name = v;
         }
+        // Per replica in a container stack: each replica needs its own published range.
+        if let Some(v) = get("FILEGATE_FTP_PASSIVE_PORTS") {
+            self.ftp.passive_ports = v; // checked by validate()
+        }
+        if let Some(v) = get("FILEGATE_FTP_PASSIVE_HOST") {
+            self.ftp.passive_host = v;
+        }
         for (name, protocol) in [
             ("FILEGATE_SFTP_LISTEN", "sftp"),
             ("FILEGATE_FTP_LISTEN", "ftp"),

@@ -367,6 +367,18 @@ async fn no_audit_record_is_lost_when_the_database_goes_away_during_activity() {
     assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(refused.text().await.unwrap(), "authentication is temporarily unavailable");
     assert!(sftp_client::login(gw.addr("sftp"), "olga", "olga-password").await.is_none());
+    let ftp_addr = gw.addr("ftp");
+    let ftp_reply = tokio::task::spawn_blocking(move || {
+        let mut ftp = suppaftp::FtpStream::connect(ftp_addr).unwrap();
+        match ftp.login("olga", "olga-password") {
+            Err(suppaftp::FtpError::UnexpectedResponse(r)) => (r.status.code(), String::from_utf8_lossy(&r.body).into_owned()),
+            other => panic!("FTP login during the outage: {other:?}"),
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(ftp_reply.0, 421, "{ftp_reply:?}");
+    assert!(ftp_reply.1.contains("authentication is temporarily unavailable"), "{ftp_reply:?}");
     let stats = gw.gateway.core.audit.stats();
     assert!(stats.backlog > 0 && stats.write_failures > 0, "records held while the store is away: {stats:?}");
 

@@ -15,8 +15,8 @@ use cap_std::ambient_authority;
 use cap_std::fs::{Dir, OpenOptions};
 
 use super::storage::{
-    DirEntry, EntryKind, FileReader, FileWriter, Metadata, StagedWrite, Storage, StorageError,
-    StorageErrorKind, WriteMode,
+    DirEntry, EntryChunks, EntryKind, FileReader, FileWriter, Metadata, StagedWrite, Storage,
+    StorageError, StorageErrorKind, WriteMode,
 };
 use crate::path::SitePath;
 
@@ -74,6 +74,22 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| StorageError::new(StorageErrorKind::Other, e.to_string()))?
 }
 
+/// One listed entry: one fstatat on the open folder for plain entries; links followed only
+/// while they stay inside the root (links out, dangling links and names that are not
+/// UTF-8, which no client could name, are left out).
+fn entry_of(dir: &Dir, entry: std::io::Result<cap_std::fs::DirEntry>) -> Option<DirEntry> {
+    let entry = entry.ok()?;
+    let name = entry.file_name().into_string().ok()?;
+    let meta = match entry.file_type() {
+        Ok(kind) if !kind.is_symlink() => entry.metadata(),
+        _ => dir.metadata(&name),
+    };
+    Some(DirEntry {
+        metadata: convert(&meta.ok()?),
+        name,
+    })
+}
+
 #[async_trait::async_trait]
 impl Storage for LocalStorage {
     async fn metadata(&self, path: &SitePath) -> Result<Metadata, StorageError> {
@@ -85,29 +101,39 @@ impl Storage for LocalStorage {
         let (root, p) = (self.root.clone(), rel(path));
         blocking(move || {
             let dir = root.open_dir(&p)?;
-            let mut out = Vec::new();
-            for entry in dir.entries()? {
-                let entry = entry?;
-                let Ok(name) = entry.file_name().into_string() else {
-                    continue; // not UTF-8: no client could name it anyway
-                };
-                // Plain entries: one fstatat on the open folder. Links: followed only while
-                // they stay inside the root; links out (or dangling) are left out.
-                let meta = match entry.file_type() {
-                    Ok(kind) if !kind.is_symlink() => entry.metadata(),
-                    _ => dir.metadata(&name),
-                };
-                if let Ok(meta) = meta {
-                    out.push(DirEntry {
-                        name,
-                        metadata: convert(&meta),
-                    });
-                }
-            }
-            out.sort_by(|a, b| a.name.cmp(&b.name));
+            let mut out: Vec<DirEntry> = dir.entries()?.filter_map(|e| entry_of(&dir, e)).collect();
+            out.sort_unstable_by(|a, b| a.name.cmp(&b.name)); // names are unique
             Ok(out)
         })
         .await
+    }
+
+    async fn read_dir_chunks(&self, path: &SitePath) -> Result<EntryChunks, StorageError> {
+        const CHUNK: usize = 256;
+        let (root, p) = (self.root.clone(), rel(path));
+        let (dir, entries) = blocking(move || {
+            let dir = root.open_dir(&p)?;
+            let entries = dir.entries()?;
+            Ok((dir, entries))
+        })
+        .await?;
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::task::spawn_blocking(move || {
+            let mut chunk = Vec::with_capacity(CHUNK);
+            for entry in entries {
+                chunk.extend(entry_of(&dir, entry));
+                if chunk.len() == CHUNK {
+                    let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+                    if tx.blocking_send(full).is_err() {
+                        return; // the reader went away
+                    }
+                }
+            }
+            if !chunk.is_empty() {
+                let _ = tx.blocking_send(chunk);
+            }
+        });
+        Ok(rx)
     }
 
     async fn open_read(&self, path: &SitePath) -> Result<Box<dyn FileReader>, StorageError> {

@@ -19,8 +19,8 @@ pub use error::FsError;
 pub use local::LocalStorage;
 pub use policy::{Scope, Visibility};
 pub use storage::{
-    DirEntry, EntryKind, FileReader, FileWriter, Metadata, StagedWrite, Storage, StorageError,
-    StorageErrorKind, WriteMode,
+    DirEntry, EntryChunks, EntryKind, FileReader, FileWriter, Metadata, StagedWrite, Storage,
+    StorageError, StorageErrorKind, WriteMode,
 };
 pub use transfer::{Download, Upload};
 
@@ -32,6 +32,22 @@ use crate::path::SitePath;
 pub struct Files {
     storage: Arc<dyn Storage>,
     audit: Arc<dyn AuditSink>,
+}
+
+/// A folder being listed (see [`Files::list_chunks`]).
+pub struct Listing {
+    chunks: EntryChunks,
+    scope: Scope,
+    folder: SitePath,
+}
+
+impl Listing {
+    /// The next entries the principal may see; `None` at the end.
+    pub async fn next_chunk(&mut self) -> Option<Vec<DirEntry>> {
+        let mut chunk = self.chunks.recv().await?;
+        chunk.retain(|e| self.scope.shows_child(&self.folder, &e.name));
+        Some(chunk)
+    }
 }
 
 impl Files {
@@ -52,6 +68,23 @@ impl Files {
                 .into_iter()
                 .filter(|e| scope.shows_child(path, &e.name))
                 .collect()),
+            Err(e) => Err(FsError::from(e)),
+        };
+        self.done(who, Action::List, path, None, &result);
+        result
+    }
+
+    /// Lists a folder in chunks as it is read (unsorted), showing only what the principal
+    /// may see: for listings where the first entries should be sent while the rest are
+    /// read (WebDAV PROPFIND). Audited like `list` when the folder is opened.
+    pub async fn list_chunks(&self, who: &Principal, path: &SitePath) -> Result<Listing, FsError> {
+        let scope = self.check(who, Action::List, path, Access::LIST)?;
+        let result = match self.storage.read_dir_chunks(path).await {
+            Ok(chunks) => Ok(Listing {
+                chunks,
+                scope,
+                folder: path.clone(),
+            }),
             Err(e) => Err(FsError::from(e)),
         };
         self.done(who, Action::List, path, None, &result);

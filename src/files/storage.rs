@@ -128,11 +128,19 @@ pub trait StagedWrite: Send {
     async fn commit(self: Box<Self>) -> Result<(), StorageError>;
 }
 
+/// A folder's entries in chunks, as they are read (in no particular order).
+pub type EntryChunks = tokio::sync::mpsc::Receiver<Vec<DirEntry>>;
+
 /// A place that keeps files.
 #[async_trait::async_trait]
 pub trait Storage: Send + Sync {
     async fn metadata(&self, path: &SitePath) -> Result<Metadata, StorageError>;
+    /// A folder's entries, sorted by name.
     async fn read_dir(&self, path: &SitePath) -> Result<Vec<DirEntry>, StorageError>;
+    /// A folder's entries in chunks as they are read, so that a caller works on the first
+    /// while the rest are read, in bounded memory. Failing to open the folder is an error
+    /// at once; an entry that cannot be read is left out, as in `read_dir`.
+    async fn read_dir_chunks(&self, path: &SitePath) -> Result<EntryChunks, StorageError>;
     async fn open_read(&self, path: &SitePath) -> Result<Box<dyn FileReader>, StorageError>;
     async fn begin_write(
         &self,

@@ -15,7 +15,7 @@ use dav_server::fs::{
     DavDirEntry, DavFile, DavMetaData, DavProp, FsError as DavError, FsFuture, FsResult, FsStream,
     GuardedFileSystem, OpenOptions, ReadDirMeta,
 };
-use futures_util::FutureExt;
+use futures_util::{FutureExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use super::status::dav_error;
@@ -40,15 +40,28 @@ pub struct FilesDav {
 /// Paths with dead properties, as of the store's `dav_props` change counter. Another
 /// replica's change moves the counter; it is read at most once per `RECHECK`.
 struct PropIndex {
-    state: tokio::sync::Mutex<IndexState>,
+    /// The counter the paths were read at; held while the index is re-read.
+    version: tokio::sync::Mutex<Option<i64>>,
+    /// When the counter was last read.
+    checked: Mutex<Option<Instant>>,
     paths: std::sync::RwLock<HashSet<String>>,
 }
 
-#[derive(Default)]
-struct IndexState {
-    /// The counter the paths were read at; `None` before the first read.
-    version: Option<i64>,
-    checked: Option<Instant>,
+impl PropIndex {
+    fn fresh(&self) -> bool {
+        self.checked
+            .lock()
+            .expect("prop index lock")
+            .is_some_and(|t| t.elapsed() < RECHECK)
+    }
+
+    fn contains(&self, path: &str) -> bool {
+        self.paths.read().expect("prop index lock").contains(path)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.paths.read().expect("prop index lock").is_empty()
+    }
 }
 
 /// How stale a replica's index may be when another replica changes properties.
@@ -60,40 +73,41 @@ impl FilesDav {
             files,
             store,
             props: Arc::new(PropIndex {
-                state: tokio::sync::Mutex::default(),
+                version: tokio::sync::Mutex::default(),
+                checked: Mutex::default(),
                 paths: std::sync::RwLock::default(),
             }),
         }
     }
 
-    /// Whether `path` has properties, per an index no older than `RECHECK`.
-    async fn has_props(&self, path: &str) -> bool {
-        self.refresh_index(false).await;
-        self.props
-            .paths
-            .read()
-            .expect("prop index lock")
-            .contains(path)
-    }
-
     /// Re-reads the index if the store's counter moved (`force`: whatever the time since
     /// the last check; after this process's own changes).
     async fn refresh_index(&self, force: bool) {
-        let mut state = self.props.state.lock().await;
-        if !force && state.checked.is_some_and(|t| t.elapsed() < RECHECK) {
+        let mut version = self.props.version.lock().await;
+        if !force && self.props.fresh() {
             return;
         }
-        let Ok(version) = self.store.counter(Store::PROPS_COUNTER).await else {
-            return; // keep the last index; the store is the truth for reads of values
+        let Ok(current) = self.store.counter(Store::PROPS_COUNTER).await else {
+            return; // keep the last index; values are always read from the store
         };
-        state.checked = Some(Instant::now());
-        if state.version == Some(version) {
+        *self.props.checked.lock().expect("prop index lock") = Some(Instant::now());
+        if *version == Some(current) {
             return;
         }
         if let Ok(paths) = self.store.prop_paths().await {
             *self.props.paths.write().expect("prop index lock") = paths.into_iter().collect();
-            state.version = Some(version);
+            *version = Some(current);
         }
+    }
+
+    /// Whether `who` may see properties of `path` and it has some.
+    fn may_have_props(&self, path: &DavPath, who: &Caller) -> bool {
+        if self.props.is_empty() {
+            return false; // the common case, asked once per listed entry
+        }
+        let Ok(path) = site(path) else { return false };
+        self.props.contains(path.as_str())
+            && self.files.authorize(who, &path, Access::LIST).is_ok()
     }
 }
 
@@ -210,20 +224,18 @@ impl DavFile for DavHandle {
             let Open::Reading(download, _) = &mut self.0 else {
                 return Err(DavError::Forbidden);
             };
-            let mut buf = vec![0u8; count];
-            let mut filled = 0;
-            while filled < count {
+            // Filled as read (no zeroing first): a GET of a large file is this loop.
+            let mut buf = bytes::BytesMut::with_capacity(count);
+            while buf.len() < count {
                 let n = download
-                    .read(&mut buf[filled..])
+                    .read_buf(&mut buf)
                     .await
                     .map_err(|_| DavError::GeneralFailure)?;
                 if n == 0 {
                     break;
                 }
-                filled += n;
             }
-            buf.truncate(filled);
-            Ok(Bytes::from(buf))
+            Ok(buf.freeze())
         }
         .boxed()
     }
@@ -311,17 +323,21 @@ impl GuardedFileSystem<Caller> for FilesDav {
     ) -> FsFuture<'a, FsStream<Box<dyn DavDirEntry>>> {
         async move {
             let path = site(path)?;
-            let entries = self.files.list(who, &path).await.map_err(fail)?;
-            let items: Vec<FsResult<Box<dyn DavDirEntry>>> = entries
-                .into_iter()
-                .map(|e| {
+            // Entries are formatted while the rest of the folder is still being read.
+            let listing = self.files.list_chunks(who, &path).await.map_err(fail)?;
+            let chunks = futures_util::stream::unfold(listing, |mut listing| async move {
+                let chunk = listing.next_chunk().await?;
+                Some((chunk, listing))
+            });
+            let entries = chunks.flat_map(|chunk| {
+                futures_util::stream::iter(chunk.into_iter().map(|e| {
                     Ok(Box::new(Entry {
                         name: e.name,
                         meta: e.metadata,
                     }) as Box<dyn DavDirEntry>)
-                })
-                .collect();
-            Ok(Box::pin(futures_util::stream::iter(items)) as FsStream<Box<dyn DavDirEntry>>)
+                }))
+            });
+            Ok(Box::pin(entries) as FsStream<Box<dyn DavDirEntry>>)
         }
         .boxed()
     }
@@ -410,12 +426,14 @@ impl GuardedFileSystem<Caller> for FilesDav {
         path: &'a DavPath,
         who: &'a Caller,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + 'a>> {
+        // Asked for every entry of a listing: answered at once while the index is fresh
+        // (a large future per entry would cost more than the answer).
+        if self.props.fresh() {
+            return Box::pin(std::future::ready(self.may_have_props(path, who)));
+        }
         async move {
-            let Ok(path) = site(path) else { return false };
-            if !self.has_props(path.as_str()).await {
-                return false;
-            }
-            self.files.authorize(who, &path, Access::LIST).is_ok()
+            self.refresh_index(false).await;
+            self.may_have_props(path, who)
         }
         .boxed()
     }

@@ -77,7 +77,7 @@ pub fn router(
     let dav = DavHandler::builder()
         .filesystem(Box::new(FilesDav::new(files, store)))
         .locksystem(dav_server::memls::MemLs::new())
-        .read_buf_size(256 * 1024)
+        .read_buf_size(1024 * 1024) // GET chunks: fewer hops to the blocking pool
         .build_handler();
     let state = Arc::new(DavState {
         auth,

@@ -219,6 +219,12 @@ static PROPNAME: LazyLock<Vec<Element>> = LazyLock::new(|| init_staticprop(PROPN
 
 type Emitter = EventWriter<MemBuffer>;
 
+/// filegate patch: `list_supportedlock` with a lock system, as text.
+const SUPPORTEDLOCK_XML: &[u8] = b"<D:supportedlock>\
+<D:lockentry><D:lockscope><D:exclusive></D:exclusive></D:lockscope><D:locktype><D:write></D:write></D:locktype></D:lockentry>\
+<D:lockentry><D:lockscope><D:shared></D:shared></D:lockscope><D:locktype><D:write></D:write></D:locktype></D:lockentry>\
+</D:supportedlock>";
+
 /// filegate patch: PROPFIND output is sent in chunks of at least this many bytes.
 const FLUSH_AT: usize = 64 * 1024;
 type Sender = crate::async_stream::Sender<bytes::Bytes, io::Error>;
@@ -239,6 +245,8 @@ pub(crate) struct PropWriter<C> {
     q_cache: QuotaCache,
     credentials: C,
     principal: Option<String>,
+    /// filegate patch: the properties of the response being written (reused).
+    scratch: Vec<u8>,
 }
 
 #[derive(Default, Clone, Copy)]
@@ -795,6 +803,7 @@ impl<C: Clone + Send + Sync + 'static> PropWriter<C> {
             q_cache: Default::default(),
             credentials,
             principal,
+            scratch: Vec::new(),
         })
     }
 
@@ -1188,18 +1197,32 @@ impl<C: Clone + Send + Sync + 'static> PropWriter<C> {
         path: &'a DavPath,
         meta: Box<dyn DavMetaData + 'static>,
     ) -> Result<(), DavError> {
-        // A HashMap<StatusCode, Vec<Element>> for the result.
-        let mut props = HashMap::new();
+        // filegate patch: only properties with status 200 are reported here, so they are all
+        // written, in request order, into one buffer of text. Live properties that need no
+        // I/O take a synchronous path (`write_live_prop`); awaiting `build_prop` for each of
+        // them moved a future of several KiB per property per entry.
+        let mut ok = std::mem::take(&mut self.scratch);
+        ok.clear();
 
         // Get properties one-by-one
         let do_content = self.name != "propname";
         let mut qc = self.q_cache;
         for p in &self.props {
-            let res = self
-                .build_prop(p, path, &*meta, &mut qc, do_content)
-                .await?;
+            if do_content && self.write_live_prop(p, path, &*meta, &mut ok) {
+                continue;
+            }
+            if do_content
+                && p.name == "lockdiscovery"
+                && p.namespace.as_deref() == Some(NS_DAV_URI)
+            {
+                let locks = list_lockdiscovery(self.ls.as_ref(), path).await;
+                crate::rawxml::write_element(&mut ok, &locks);
+                continue;
+            }
+            // Boxed: its future is large, and most entries never need it.
+            let res = Box::pin(self.build_prop(p, path, &*meta, &mut qc, do_content)).await?;
             if res.status == StatusCode::OK {
-                add_sc_elem(&mut props, res.status, res.element);
+                crate::rawxml::write_element(&mut ok, &res.element);
             }
         }
         self.q_cache = qc;
@@ -1212,7 +1235,7 @@ impl<C: Clone + Send + Sync + 'static> PropWriter<C> {
             {
                 let elem =
                     create_calendar_home_set(path.prefix(), DEFAULT_CALDAV_DIRECTORY_ENDSLASH);
-                add_sc_elem(&mut props, StatusCode::OK, elem);
+                crate::rawxml::write_element(&mut ok, &elem);
             }
         }
 
@@ -1224,7 +1247,7 @@ impl<C: Clone + Send + Sync + 'static> PropWriter<C> {
             {
                 let elem =
                     create_addressbook_home_set(path.prefix(), DEFAULT_CARDDAV_DIRECTORY_ENDSLASH);
-                add_sc_elem(&mut props, StatusCode::OK, elem);
+                crate::rawxml::write_element(&mut ok, &elem);
             }
         }
 
@@ -1232,12 +1255,97 @@ impl<C: Clone + Send + Sync + 'static> PropWriter<C> {
         if self.fs.have_props(path, &self.credentials).await
             && let Ok(v) = self.fs.get_props(path, true, &self.credentials).await
         {
-            v.into_iter()
-                .map(davprop_to_element)
-                .for_each(|e| add_sc_elem(&mut props, StatusCode::OK, e));
+            for prop in v {
+                crate::rawxml::write_element(&mut ok, &davprop_to_element(prop));
+            }
         }
 
-        self.write_propresponse(path, props)
+        let out = self.emitter.inner_mut().buffer_mut();
+        out.extend_from_slice(b"<D:response>");
+        crate::rawxml::write_text_element(out, "D:href", &path.with_prefix().as_url_string());
+        if !ok.is_empty() {
+            out.extend_from_slice(b"<D:propstat><D:prop>");
+            out.extend_from_slice(&ok);
+            out.extend_from_slice(b"</D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat>");
+        }
+        out.extend_from_slice(b"</D:response>");
+        self.scratch = ok;
+        Ok(())
+    }
+
+    /// filegate patch: writes a DAV: live property that needs no I/O, as `build_prop`
+    /// would (an unavailable one is left out, as `write_props` leaves out every property
+    /// that is not 200). Returns false for every other property.
+    fn write_live_prop(
+        &self,
+        prop: &Element,
+        path: &DavPath,
+        meta: &dyn DavMetaData,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        use crate::rawxml::write_text_element;
+        if prop.namespace.as_deref() != Some(NS_DAV_URI) {
+            return false;
+        }
+        // Elements are re-created with the D: prefix, except resourcetype, which build_prop
+        // writes as the client spelled it: take it here only when that is D: too.
+        let spelled_d = prop.prefix.as_deref() == Some("D") && prop.namespaces.is_none();
+        match prop.name.as_str() {
+            "creationdate" => {
+                let time = meta.created().ok().or_else(|| {
+                    let ctime = meta.status_changed().ok()?;
+                    Some(match meta.modified() {
+                        Ok(mtime) if mtime < ctime => mtime,
+                        _ => ctime,
+                    })
+                });
+                if let Some(time) = time {
+                    let tm = systemtime_to_rfc3339_without_nanosecond(time);
+                    write_text_element(out, "D:creationdate", &tm);
+                }
+            }
+            "getetag" => {
+                if let Some(etag) = meta.etag() {
+                    write_text_element(out, "D:getetag", &etag);
+                }
+            }
+            "getcontentlength" => {
+                if !meta.is_dir() {
+                    write_text_element(out, "D:getcontentlength", &meta.len().to_string());
+                }
+            }
+            "getcontenttype" => {
+                let mime = if meta.is_dir() {
+                    "httpd/unix-directory"
+                } else {
+                    path.get_mime_type_str()
+                };
+                write_text_element(out, "D:getcontenttype", mime);
+            }
+            "getlastmodified" => {
+                if let Ok(time) = meta.modified() {
+                    write_text_element(out, "D:getlastmodified", &systemtime_to_httpdate(time));
+                }
+            }
+            #[cfg(not(any(feature = "caldav", feature = "carddav")))]
+            "resourcetype" if spelled_d => {
+                out.extend_from_slice(if meta.is_dir() {
+                    b"<D:resourcetype><D:collection></D:collection></D:resourcetype>"
+                } else {
+                    b"<D:resourcetype></D:resourcetype>"
+                });
+            }
+            "supportedlock" => {
+                out.extend_from_slice(if self.ls.is_some() {
+                    SUPPORTEDLOCK_XML
+                } else {
+                    b"<D:supportedlock></D:supportedlock>"
+                });
+            }
+            _ => return false,
+        }
+        let _ = spelled_d;
+        true
     }
 
     pub fn write_propresponse(
@@ -1412,11 +1520,6 @@ impl<C: Clone + Send + Sync + 'static> PropWriter<C> {
 
         Ok(())
     }
-}
-
-fn add_sc_elem(hm: &mut HashMap<StatusCode, Vec<Element>>, sc: StatusCode, e: Element) {
-    hm.entry(sc).or_default();
-    hm.get_mut(&sc).unwrap().push(e)
 }
 
 fn element_to_davprop_full(elem: &Element) -> DavProp {

@@ -127,6 +127,9 @@ pub enum ControlChanMsg {
     AuthSuccess { username: String, trace_id: TraceId },
     /// Authentication failed
     AuthFailed,
+    /// filegate patch: the authenticator could not decide (e.g. its store is unreachable);
+    /// the client is told why, with 421.
+    AuthUnavailable(String),
     /// Sent to switch the control channel to TLS/SSL mode.
     SecureControlChannel,
     /// Sent to switch the control channel from TLS/SSL mode back to plaintext.

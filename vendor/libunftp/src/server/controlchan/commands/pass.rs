@@ -136,6 +136,12 @@ where
                             slog::warn!(logger, "PASS: Login attempt for unknown user {}", username);
                             ControlChanMsg::AuthFailed
                         }
+                        // filegate patch: not a wrong credential, so not counted as a failed
+                        // login; the client learns that the service cannot sign it in now.
+                        Err(unftp_core::auth::AuthenticationError::ImplPropagated(reason, _)) => {
+                            slog::warn!(logger, "PASS: Login for user {} could not be decided: {}", username, reason);
+                            ControlChanMsg::AuthUnavailable(reason)
+                        }
                         Err(err) => {
                             slog::warn!(logger, "PASS: Failed login attempt for user {}, reason={}", username, err);
                             if let Some(failed_logins) = failed_logins {
