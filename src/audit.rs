@@ -283,9 +283,16 @@ impl AuditLog {
         let near = queued as f64 >= self.tx.max_capacity() as f64 * NEAR_BOUND;
         if self.counts.near_bound.swap(near, Ordering::Relaxed) != near {
             if near {
-                tracing::warn!(backlog = self.backlog(), limit = self.tx.max_capacity(), "audit backlog is near its bound: the audit store is slow or unreachable; records are kept and written when it answers");
+                tracing::warn!(
+                    backlog = self.backlog(),
+                    limit = self.tx.max_capacity(),
+                    "audit backlog is near its bound: the audit store is slow or unreachable; records are kept and written when it answers"
+                );
             } else {
-                tracing::info!(backlog = self.backlog(), "audit backlog is back under its bound");
+                tracing::info!(
+                    backlog = self.backlog(),
+                    "audit backlog is back under its bound"
+                );
             }
         }
     }
@@ -312,7 +319,10 @@ impl AuditSink for AuditLog {
                 let tx = self.tx.clone();
                 let counts = self.counts.clone();
                 if counts.overflow.fetch_add(1, Ordering::Relaxed) == 0 {
-                    tracing::error!(limit = self.tx.max_capacity(), "audit queue is full; further records wait in memory until the audit store answers");
+                    tracing::error!(
+                        limit = self.tx.max_capacity(),
+                        "audit queue is full; further records wait in memory until the audit store answers"
+                    );
                 }
                 tokio::spawn(async move {
                     let sent = tx.send(event).await;

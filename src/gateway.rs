@@ -96,8 +96,12 @@ impl Core {
             log: audit.clone(),
         });
         let auth = Arc::new(
-            Authenticator::new(Arc::new(store.clone()), sink.clone(), config.auth_settings())
-                .with_lockout_ledger(Arc::new(store.clone())),
+            Authenticator::new(
+                Arc::new(store.clone()),
+                sink.clone(),
+                config.auth_settings(),
+            )
+            .with_lockout_ledger(Arc::new(store.clone())),
         );
         let lockout_sync = tokio::spawn(sync_lockout(auth.lockout()));
         let files = Arc::new(Files::new(Arc::new(storage), sink.clone()));

@@ -94,7 +94,11 @@ impl Metrics {
             ("filegate_audit_backlog_limit", "gauge", audit.limit),
             ("filegate_audit_overflow", "gauge", audit.overflow),
             ("filegate_audit_written_total", "counter", audit.written),
-            ("filegate_audit_write_failures_total", "counter", audit.write_failures),
+            (
+                "filegate_audit_write_failures_total",
+                "counter",
+                audit.write_failures,
+            ),
         ] {
             let _ = writeln!(out, "# TYPE {name} {kind}\n{name} {value}");
         }

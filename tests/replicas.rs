@@ -16,9 +16,9 @@ use filegate::identity::GrantLevel::Full;
 use filegate::test_support::{TempDir, TestDb};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use support::TestGateway;
 use support::sftp_client;
 use support::tcp_proxy::TcpProxy;
-use support::TestGateway;
 
 const BIN: &str = env!("CARGO_BIN_EXE_filegate");
 
@@ -88,10 +88,19 @@ listen = "127.0.0.1:0"
             .spawn()
             .unwrap();
         if let Some(input) = stdin {
-            child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
         }
         let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "filegate {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "filegate {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     }
 
@@ -121,14 +130,12 @@ listen = "127.0.0.1:0"
         let deadline = Instant::now() + Duration::from_secs(60);
         while addrs.len() < 4 {
             let left = deadline.saturating_duration_since(Instant::now());
-            let (protocol, addr) = rx.recv_timeout(left).unwrap_or_else(|_| panic!("{node} did not start"));
+            let (protocol, addr) = rx
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("{node} did not start"));
             addrs.insert(protocol, addr.parse().unwrap());
         }
-        Replica {
-            node,
-            child,
-            addrs,
-        }
+        Replica { node, child, addrs }
     }
 
     fn addr(&self, protocol: &str) -> SocketAddr {
@@ -146,7 +153,11 @@ listen = "127.0.0.1:0"
             .status()
             .unwrap();
         let status = self.child.wait().unwrap();
-        assert!(status.success(), "{} exits cleanly on SIGTERM: {status}", self.node);
+        assert!(
+            status.success(),
+            "{} exits cleanly on SIGTERM: {status}",
+            self.node
+        );
     }
 }
 
@@ -164,12 +175,22 @@ struct Api<'a> {
 }
 
 impl Api<'_> {
-    async fn call(&self, method: reqwest::Method, route: &str, body: Option<Value>) -> (StatusCode, Value) {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        route: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut req = reqwest::Client::new()
-            .request(method, self.replica.url("api", &format!("/api/rest/v1{route}")))
+            .request(
+                method,
+                self.replica.url("api", &format!("/api/rest/v1{route}")),
+            )
             .header("X-FilesAPI-Key", self.key);
         if let Some(body) = body {
-            req = req.header("Content-Type", "application/json").body(body.to_string());
+            req = req
+                .header("Content-Type", "application/json")
+                .body(body.to_string());
         }
         let response = req.send().await.unwrap();
         let status = response.status();
@@ -178,7 +199,12 @@ impl Api<'_> {
     }
 }
 
-async fn dav_get(replica: &Replica, login: &str, password: &str, path: &str) -> (StatusCode, String) {
+async fn dav_get(
+    replica: &Replica,
+    login: &str,
+    password: &str,
+    path: &str,
+) -> (StatusCode, String) {
     let response = reqwest::Client::new()
         .get(replica.url("webdav", path))
         .basic_auth(login, Some(password))
@@ -202,7 +228,9 @@ async fn eventually<F: AsyncFnMut() -> bool>(within: Duration, mut check: F) -> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_share_keys_revocations_bans_and_one_audit_log() {
-    let Some(db) = postgres_or_note("two_replicas_share_keys_revocations_bans_and_one_audit_log").await else {
+    let Some(db) =
+        postgres_or_note("two_replicas_share_keys_revocations_bans_and_one_audit_log").await
+    else {
         return;
     };
     let dir = TempDir::new("replicas");
@@ -211,8 +239,16 @@ async fn two_replicas_share_keys_revocations_bans_and_one_audit_log() {
     let config_a = Replica::configure(dir.path(), "node-a", &db.url, &storage, "41000-41499");
     let config_b = Replica::configure(dir.path(), "node-b", &db.url, &storage, "41500-41999");
 
-    Replica::cli(&config_a, &["user", "add", "alice", "--password-stdin"], Some("alice-password-1\n"));
-    Replica::cli(&config_a, &["user", "grant", "alice", "/alice", "full"], None);
+    Replica::cli(
+        &config_a,
+        &["user", "add", "alice", "--password-stdin"],
+        Some("alice-password-1\n"),
+    );
+    Replica::cli(
+        &config_a,
+        &["user", "grant", "alice", "/alice", "full"],
+        None,
+    );
     let ops: Value = serde_json::from_str(&Replica::cli(
         &config_b,
         &["key", "create", "--site-wide", "--name", "ops", "--json"],
@@ -220,84 +256,168 @@ async fn two_replicas_share_keys_revocations_bans_and_one_audit_log() {
     ))
     .unwrap();
     let ops_secret = ops["key"].as_str().unwrap().to_owned();
-    let users: Value = serde_json::from_str(&Replica::cli(&config_a, &["user", "list", "--json"], None)).unwrap();
-    let alice_id = users.as_array().unwrap().iter().find(|u| u["username"] == "alice").unwrap()["id"]
+    let users: Value =
+        serde_json::from_str(&Replica::cli(&config_a, &["user", "list", "--json"], None)).unwrap();
+    let alice_id = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["username"] == "alice")
+        .unwrap()["id"]
         .as_i64()
         .unwrap();
 
     let a = Replica::start("node-a", config_a);
     let b = Replica::start("node-b", config_b);
-    let api_a = Api { replica: &a, key: &ops_secret };
-    let api_b = Api { replica: &b, key: &ops_secret };
+    let api_a = Api {
+        replica: &a,
+        key: &ops_secret,
+    };
+    let api_b = Api {
+        replica: &b,
+        key: &ops_secret,
+    };
 
     // A key made through A's API signs in on B over SFTP, FTP and WebDAV.
     let (status, key) = api_a
-        .call(reqwest::Method::POST, "/api_keys", Some(json!({"user_id": alice_id, "name": "shared-key"})))
+        .call(
+            reqwest::Method::POST,
+            "/api_keys",
+            Some(json!({"user_id": alice_id, "name": "shared-key"})),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{key}");
-    let (key_id, secret) = (key["id"].as_i64().unwrap(), key["key"].as_str().unwrap().to_owned());
+    let (key_id, secret) = (
+        key["id"].as_i64().unwrap(),
+        key["key"].as_str().unwrap().to_owned(),
+    );
     let login = format!("@api-{key_id}");
 
-    let on_b = sftp_client::login(b.addr("sftp"), &login, &secret).await.expect("SFTP on B");
-    assert_eq!(on_b.put("/alice/via-b-sftp.txt", b"sftp on b").await, russh_sftp::protocol::StatusCode::Ok);
+    let on_b = sftp_client::login(b.addr("sftp"), &login, &secret)
+        .await
+        .expect("SFTP on B");
+    assert_eq!(
+        on_b.put("/alice/via-b-sftp.txt", b"sftp on b").await,
+        russh_sftp::protocol::StatusCode::Ok
+    );
     let (ftp_addr, ftp_login, ftp_secret) = (b.addr("ftp"), login.clone(), secret.clone());
     let listed = tokio::task::spawn_blocking(move || {
         let mut ftp = suppaftp::FtpStream::connect(ftp_addr).unwrap();
         ftp.login(&ftp_login, &ftp_secret).unwrap();
-        ftp.transfer_type(suppaftp::types::FileType::Binary).unwrap();
+        ftp.transfer_type(suppaftp::types::FileType::Binary)
+            .unwrap();
         ftp.cwd("alice").unwrap();
-        ftp.put_file("via-b-ftp.txt", &mut Cursor::new(b"ftp on b".to_vec())).unwrap();
+        ftp.put_file("via-b-ftp.txt", &mut Cursor::new(b"ftp on b".to_vec()))
+            .unwrap();
         let names = ftp.nlst(None).unwrap();
         let _ = ftp.quit();
         names
     })
     .await
     .unwrap();
-    assert!(listed.iter().any(|n| n.ends_with("via-b-sftp.txt")), "{listed:?}");
-    assert_eq!(dav_get(&b, &login, &secret, "/alice/via-b-ftp.txt").await, (StatusCode::OK, "ftp on b".into()));
-    assert_eq!(dav_get(&a, &login, &secret, "/alice/via-b-sftp.txt").await, (StatusCode::OK, "sftp on b".into()));
+    assert!(
+        listed.iter().any(|n| n.ends_with("via-b-sftp.txt")),
+        "{listed:?}"
+    );
+    assert_eq!(
+        dav_get(&b, &login, &secret, "/alice/via-b-ftp.txt").await,
+        (StatusCode::OK, "ftp on b".into())
+    );
+    assert_eq!(
+        dav_get(&a, &login, &secret, "/alice/via-b-sftp.txt").await,
+        (StatusCode::OK, "sftp on b".into())
+    );
 
     // Revoked through B: A refuses the next WebDAV request and ends A's SFTP session.
-    let on_a = sftp_client::login(a.addr("sftp"), &login, &secret).await.expect("SFTP on A");
+    let on_a = sftp_client::login(a.addr("sftp"), &login, &secret)
+        .await
+        .expect("SFTP on A");
     assert!(on_a.list("/alice").await.is_ok());
-    let (status, _) = api_b.call(reqwest::Method::DELETE, &format!("/api_keys/{key_id}"), None).await;
+    let (status, _) = api_b
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/api_keys/{key_id}"),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    assert_eq!(dav_get(&a, &login, &secret, "/alice/via-b-sftp.txt").await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        dav_get(&a, &login, &secret, "/alice/via-b-sftp.txt")
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
     let ended = eventually(Duration::from_secs(5), async || on_a.ssh.is_closed()).await;
-    assert!(ended.is_some(), "A's SFTP session still open 5 s after B revoked its key");
-    assert!(sftp_client::login(a.addr("sftp"), &login, &secret).await.is_none());
+    assert!(
+        ended.is_some(),
+        "A's SFTP session still open 5 s after B revoked its key"
+    );
+    assert!(
+        sftp_client::login(a.addr("sftp"), &login, &secret)
+            .await
+            .is_none()
+    );
 
     // Failed logins on A until the (address, login) pair is banned; B refuses it too.
-    assert_eq!(dav_get(&b, "alice", "alice-password-1", "/alice/via-b-ftp.txt").await.0, StatusCode::OK);
+    assert_eq!(
+        dav_get(&b, "alice", "alice-password-1", "/alice/via-b-ftp.txt")
+            .await
+            .0,
+        StatusCode::OK
+    );
     for _ in 0..3 {
-        assert_eq!(dav_get(&a, "alice", "wrong-password", "/alice/").await.0, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            dav_get(&a, "alice", "wrong-password", "/alice/").await.0,
+            StatusCode::UNAUTHORIZED
+        );
     }
-    assert_eq!(dav_get(&a, "alice", "alice-password-1", "/alice/").await.0, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        dav_get(&a, "alice", "alice-password-1", "/alice/").await.0,
+        StatusCode::TOO_MANY_REQUESTS
+    );
     let banned_on_b = eventually(Duration::from_secs(5), async || {
         dav_get(&b, "alice", "alice-password-1", "/alice/").await.0 == StatusCode::TOO_MANY_REQUESTS
     })
     .await;
-    assert!(banned_on_b.is_some(), "B never refused the login banned on A");
-    assert!(sftp_client::login(b.addr("sftp"), "alice", "alice-password-1").await.is_none());
+    assert!(
+        banned_on_b.is_some(),
+        "B never refused the login banned on A"
+    );
+    assert!(
+        sftp_client::login(b.addr("sftp"), "alice", "alice-password-1")
+            .await
+            .is_none()
+    );
     let (status, _) = api_b.call(reqwest::Method::GET, "/api_keys", None).await;
-    assert_eq!(status, StatusCode::OK, "others from the same address are not banned");
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "others from the same address are not banned"
+    );
 
     // One log, both node names, every action above.
-    let history = async || api_a.call(reqwest::Method::GET, "/history?per_page=10000", None).await.1;
+    let history = async || {
+        api_a
+            .call(reqwest::Method::GET, "/history?per_page=10000", None)
+            .await
+            .1
+    };
     let wanted: [(&str, &str, &str); 7] = [
         ("node-a", "api_key_create", "ok"),
-        ("node-b", "login", "ok"),   // the key's SFTP and FTP logins on B
-        ("node-b", "create", "ok"),  // its uploads on B
+        ("node-b", "login", "ok"),  // the key's SFTP and FTP logins on B
+        ("node-b", "create", "ok"), // its uploads on B
         ("node-b", "api_key_delete", "ok"),
         ("node-a", "login", "denied"), // the wrong passwords and the revoked key on A
         ("node-b", "login", "denied"), // the ban on B
-        ("node-a", "read", "ok"),    // the WebDAV download on A
+        ("node-a", "read", "ok"),      // the WebDAV download on A
     ];
     let found = eventually(Duration::from_secs(10), async || {
         let records = history().await;
         let records = records.as_array().cloned().unwrap_or_default();
         wanted.iter().all(|(node, action, result)| {
-            records.iter().any(|r| r["node"] == *node && r["action"] == *action && r["result"] == *result)
+            records
+                .iter()
+                .any(|r| r["node"] == *node && r["action"] == *action && r["result"] == *result)
         })
     })
     .await;
@@ -310,10 +430,18 @@ async fn two_replicas_share_keys_revocations_bans_and_one_audit_log() {
         .filter(|r| r["key_id"] == key_id && r["action"] == "create")
         .collect();
     assert!(
-        key_records.iter().all(|r| r["user_id"] == alice_id && r["username"] == "alice"),
+        key_records
+            .iter()
+            .all(|r| r["user_id"] == alice_id && r["username"] == "alice"),
         "the key's actions are logged as its owner: {key_records:#?}"
     );
-    assert!(records.as_array().unwrap().iter().any(|r| r["node"] == "node-b" && r["failure_type"] == "locked out"));
+    assert!(
+        records
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["node"] == "node-b" && r["failure_type"] == "locked out")
+    );
 
     b.stop();
     a.stop();
@@ -323,16 +451,29 @@ async fn two_replicas_share_keys_revocations_bans_and_one_audit_log() {
 /// `host:port` of a `postgres://user@host:port/db` URL, and the URL pointing at `addr`.
 fn through(url: &str, addr: SocketAddr) -> (SocketAddr, String) {
     let (scheme, rest) = url.split_once("://").unwrap();
-    let (auth, rest) = rest.split_once('@').map(|(a, r)| (format!("{a}@"), r)).unwrap_or((String::new(), rest));
+    let (auth, rest) = rest
+        .split_once('@')
+        .map(|(a, r)| (format!("{a}@"), r))
+        .unwrap_or((String::new(), rest));
     let (host, path) = rest.split_once('/').unwrap();
-    let host = if host.contains(':') { host.to_owned() } else { format!("{host}:5432") };
-    let upstream = std::net::ToSocketAddrs::to_socket_addrs(&host).unwrap().next().unwrap();
+    let host = if host.contains(':') {
+        host.to_owned()
+    } else {
+        format!("{host}:5432")
+    };
+    let upstream = std::net::ToSocketAddrs::to_socket_addrs(&host)
+        .unwrap()
+        .next()
+        .unwrap();
     (upstream, format!("{scheme}://{auth}{addr}/{path}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_audit_record_is_lost_when_the_database_goes_away_during_activity() {
-    let Some(db) = postgres_or_note("no_audit_record_is_lost_when_the_database_goes_away_during_activity").await else {
+    let Some(db) =
+        postgres_or_note("no_audit_record_is_lost_when_the_database_goes_away_during_activity")
+            .await
+    else {
         return;
     };
     let (upstream, _) = through(&db.url, "127.0.0.1:1".parse().unwrap());
@@ -344,18 +485,27 @@ async fn no_audit_record_is_lost_when_the_database_goes_away_during_activity() {
     })
     .await;
     gw.user("olga", "olga-password", &[("/olga", Full)]).await;
-    let sftp = sftp_client::login(gw.addr("sftp"), "olga", "olga-password").await.unwrap();
+    let sftp = sftp_client::login(gw.addr("sftp"), "olga", "olga-password")
+        .await
+        .unwrap();
     let ok = russh_sftp::protocol::StatusCode::Ok;
     let mut uploads = 0;
     for n in 0..5 {
-        assert_eq!(sftp.put(&format!("/olga/before-{n}.txt"), b"before").await, ok);
+        assert_eq!(
+            sftp.put(&format!("/olga/before-{n}.txt"), b"before").await,
+            ok
+        );
         uploads += 1;
     }
 
     proxy.cut();
     // A transfer already running goes on; new sign-ins fail closed with a clear message.
     for n in 0..20 {
-        assert_eq!(sftp.put(&format!("/olga/during-{n}.txt"), b"during").await, ok, "upload {n} during the outage");
+        assert_eq!(
+            sftp.put(&format!("/olga/during-{n}.txt"), b"during").await,
+            ok,
+            "upload {n} during the outage"
+        );
         uploads += 1;
     }
     let refused = reqwest::Client::new()
@@ -365,46 +515,85 @@ async fn no_audit_record_is_lost_when_the_database_goes_away_during_activity() {
         .await
         .unwrap();
     assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(refused.text().await.unwrap(), "authentication is temporarily unavailable");
-    assert!(sftp_client::login(gw.addr("sftp"), "olga", "olga-password").await.is_none());
+    assert_eq!(
+        refused.text().await.unwrap(),
+        "authentication is temporarily unavailable"
+    );
+    assert!(
+        sftp_client::login(gw.addr("sftp"), "olga", "olga-password")
+            .await
+            .is_none()
+    );
     let ftp_addr = gw.addr("ftp");
     let ftp_reply = tokio::task::spawn_blocking(move || {
         let mut ftp = suppaftp::FtpStream::connect(ftp_addr).unwrap();
         match ftp.login("olga", "olga-password") {
-            Err(suppaftp::FtpError::UnexpectedResponse(r)) => (r.status.code(), String::from_utf8_lossy(&r.body).into_owned()),
+            Err(suppaftp::FtpError::UnexpectedResponse(r)) => (
+                r.status.code(),
+                String::from_utf8_lossy(&r.body).into_owned(),
+            ),
             other => panic!("FTP login during the outage: {other:?}"),
         }
     })
     .await
     .unwrap();
     assert_eq!(ftp_reply.0, 421, "{ftp_reply:?}");
-    assert!(ftp_reply.1.contains("authentication is temporarily unavailable"), "{ftp_reply:?}");
+    assert!(
+        ftp_reply
+            .1
+            .contains("authentication is temporarily unavailable"),
+        "{ftp_reply:?}"
+    );
     let stats = gw.gateway.core.audit.stats();
-    assert!(stats.backlog > 0 && stats.write_failures > 0, "records held while the store is away: {stats:?}");
+    assert!(
+        stats.backlog > 0 && stats.write_failures > 0,
+        "records held while the store is away: {stats:?}"
+    );
 
     proxy.restore();
-    let drained = eventually(Duration::from_secs(20), async || gw.gateway.core.audit.backlog() == 0).await;
-    assert!(drained.is_some(), "held records written once the store is back");
+    let drained = eventually(Duration::from_secs(20), async || {
+        gw.gateway.core.audit.backlog() == 0
+    })
+    .await;
+    assert!(
+        drained.is_some(),
+        "held records written once the store is back"
+    );
     for n in 0..5 {
-        assert_eq!(sftp.put(&format!("/olga/after-{n}.txt"), b"after").await, ok);
+        assert_eq!(
+            sftp.put(&format!("/olga/after-{n}.txt"), b"after").await,
+            ok
+        );
         uploads += 1;
     }
-    assert!(sftp_client::login(gw.addr("sftp"), "olga", "olga-password").await.is_some(), "sign-ins work again");
+    assert!(
+        sftp_client::login(gw.addr("sftp"), "olga", "olga-password")
+            .await
+            .is_some(),
+        "sign-ins work again"
+    );
     gw.stop().await;
 
     let records = db
         .store
-        .read_audit(&filegate::store::AuditQuery { limit: 100_000, ..Default::default() })
+        .read_audit(&filegate::store::AuditQuery {
+            limit: 100_000,
+            ..Default::default()
+        })
         .await
         .unwrap();
     let stored_uploads = records
         .iter()
-        .filter(|r| r.action == "create" && r.username.as_deref() == Some("olga") && r.result == "ok")
+        .filter(|r| {
+            r.action == "create" && r.username.as_deref() == Some("olga") && r.result == "ok"
+        })
         .count();
     assert_eq!(stored_uploads, uploads, "every upload has its audit record");
     assert!(records.iter().all(|r| r.node == "outage-node"));
     assert!(
-        records.iter().any(|r| r.action == "login" && r.reason.as_deref() == Some("store unavailable")),
+        records
+            .iter()
+            .any(|r| r.action == "login" && r.reason.as_deref() == Some("store unavailable")),
         "the refused sign-ins during the outage are in the log too"
     );
     db.drop().await;

@@ -53,7 +53,13 @@ impl Dav {
         }
     }
 
-    async fn status(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> StatusCode {
+    async fn status(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> StatusCode {
         self.call(method, path, headers, body).await.status
     }
 }
@@ -66,92 +72,203 @@ const LOCK_EXCLUSIVE: &str = r#"<?xml version="1.0"?><D:lockinfo xmlns:D="DAV:">
 async fn every_method(dav: &Dav, dir: &str, gw: &TestGateway) {
     let who = &dav.login;
     let file = format!("{dir}/a.txt");
-    assert_eq!(dav.status("PUT", &file, &[], "hello webdav").await, StatusCode::CREATED, "{who}");
+    assert_eq!(
+        dav.status("PUT", &file, &[], "hello webdav").await,
+        StatusCode::CREATED,
+        "{who}"
+    );
     let disk = |rel: &str| gw.root().join(rel.trim_start_matches('/'));
-    assert_eq!(std::fs::read_to_string(disk(&file)).unwrap(), "hello webdav");
+    assert_eq!(
+        std::fs::read_to_string(disk(&file)).unwrap(),
+        "hello webdav"
+    );
 
     let got = dav.call("GET", &file, &[], "").await;
-    assert_eq!((got.status, got.body.as_str()), (StatusCode::OK, "hello webdav"));
+    assert_eq!(
+        (got.status, got.body.as_str()),
+        (StatusCode::OK, "hello webdav")
+    );
     let etag = got.headers["etag"].to_str().unwrap().to_owned();
     assert!(got.headers.contains_key("last-modified"), "{who}");
     assert_eq!(
-        dav.status("GET", &file, &[("If-None-Match", &etag)], "").await,
+        dav.status("GET", &file, &[("If-None-Match", &etag)], "")
+            .await,
         StatusCode::NOT_MODIFIED
     );
     assert_eq!(
-        dav.status("PUT", &file, &[("If-Match", "\"not-the-etag\"")], "lost").await,
+        dav.status("PUT", &file, &[("If-Match", "\"not-the-etag\"")], "lost")
+            .await,
         StatusCode::PRECONDITION_FAILED
     );
     let range = dav.call("GET", &file, &[("Range", "bytes=6-11")], "").await;
-    assert_eq!((range.status, range.body.as_str()), (StatusCode::PARTIAL_CONTENT, "webdav"));
+    assert_eq!(
+        (range.status, range.body.as_str()),
+        (StatusCode::PARTIAL_CONTENT, "webdav")
+    );
 
     let sub = format!("{dir}/sub");
-    assert_eq!(dav.status("MKCOL", &sub, &[], "").await, StatusCode::CREATED);
-    assert_eq!(dav.status("MKCOL", &sub, &[], "").await, StatusCode::METHOD_NOT_ALLOWED);
-    let listing = dav.call("PROPFIND", &format!("{dir}/"), &[("Depth", "1")], "").await;
+    assert_eq!(
+        dav.status("MKCOL", &sub, &[], "").await,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        dav.status("MKCOL", &sub, &[], "").await,
+        StatusCode::METHOD_NOT_ALLOWED
+    );
+    let listing = dav
+        .call("PROPFIND", &format!("{dir}/"), &[("Depth", "1")], "")
+        .await;
     assert_eq!(listing.status, StatusCode::MULTI_STATUS);
     assert!(
         listing.body.contains(&format!("{file}<")) && listing.body.contains(&format!("{sub}/<")),
         "{who}: {}",
         listing.body
     );
-    assert!(listing.body.contains("<D:getcontentlength>12</D:getcontentlength>"));
+    assert!(
+        listing
+            .body
+            .contains("<D:getcontentlength>12</D:getcontentlength>")
+    );
 
     let copy = format!("{sub}/b.txt");
     assert_eq!(
-        dav.status("COPY", &file, &[("Destination", &format!("{}{copy}", dav.base))], "").await,
+        dav.status(
+            "COPY",
+            &file,
+            &[("Destination", &format!("{}{copy}", dav.base))],
+            ""
+        )
+        .await,
         StatusCode::CREATED
     );
     let moved = format!("{dir}/c.txt");
-    assert_eq!(dav.status("MOVE", &copy, &[("Destination", &moved)], "").await, StatusCode::CREATED);
+    assert_eq!(
+        dav.status("MOVE", &copy, &[("Destination", &moved)], "")
+            .await,
+        StatusCode::CREATED
+    );
     assert!(!disk(&copy).exists());
-    assert_eq!(std::fs::read_to_string(disk(&moved)).unwrap(), "hello webdav");
+    assert_eq!(
+        std::fs::read_to_string(disk(&moved)).unwrap(),
+        "hello webdav"
+    );
 
     let patched = dav.call("PROPPATCH", &moved, &[], PATCH_COLOR).await;
     assert_eq!(patched.status, StatusCode::MULTI_STATUS, "{}", patched.body);
-    let props = dav.call("PROPFIND", &moved, &[("Depth", "0")], FIND_COLOR).await;
-    assert!(props.body.contains("blue &amp; green"), "dead property round-trips: {}", props.body);
-    assert_eq!(gw.gateway.core.store.props_of(&moved).await.unwrap().len(), 1, "kept in the store");
+    let props = dav
+        .call("PROPFIND", &moved, &[("Depth", "0")], FIND_COLOR)
+        .await;
+    assert!(
+        props.body.contains("blue &amp; green"),
+        "dead property round-trips: {}",
+        props.body
+    );
+    assert_eq!(
+        gw.gateway.core.store.props_of(&moved).await.unwrap().len(),
+        1,
+        "kept in the store"
+    );
 
-    let lock = dav.call("LOCK", &moved, &[("Timeout", "Second-60")], LOCK_EXCLUSIVE).await;
+    let lock = dav
+        .call("LOCK", &moved, &[("Timeout", "Second-60")], LOCK_EXCLUSIVE)
+        .await;
     assert_eq!(lock.status, StatusCode::OK, "{}", lock.body);
     let token = lock.headers["lock-token"].to_str().unwrap().to_owned();
-    assert_eq!(dav.status("PUT", &moved, &[], "no token").await, StatusCode::LOCKED);
-    assert_eq!(dav.status("DELETE", &moved, &[], "").await, StatusCode::LOCKED);
+    assert_eq!(
+        dav.status("PUT", &moved, &[], "no token").await,
+        StatusCode::LOCKED
+    );
+    assert_eq!(
+        dav.status("DELETE", &moved, &[], "").await,
+        StatusCode::LOCKED
+    );
     let with_token = format!("({token})");
     assert_eq!(
-        dav.status("PUT", &moved, &[("If", &with_token)], "with token").await,
+        dav.status("PUT", &moved, &[("If", &with_token)], "with token")
+            .await,
         StatusCode::NO_CONTENT
     );
-    assert_eq!(dav.status("UNLOCK", &moved, &[("Lock-Token", &token)], "").await, StatusCode::NO_CONTENT);
+    assert_eq!(
+        dav.status("UNLOCK", &moved, &[("Lock-Token", &token)], "")
+            .await,
+        StatusCode::NO_CONTENT
+    );
     assert_eq!(std::fs::read_to_string(disk(&moved)).unwrap(), "with token");
 
-    assert_eq!(dav.status("DELETE", &sub, &[], "").await, StatusCode::NO_CONTENT);
-    assert_eq!(dav.status("DELETE", &moved, &[], "").await, StatusCode::NO_CONTENT);
+    assert_eq!(
+        dav.status("DELETE", &sub, &[], "").await,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        dav.status("DELETE", &moved, &[], "").await,
+        StatusCode::NO_CONTENT
+    );
     assert!(!disk(&sub).exists() && !disk(&moved).exists());
-    assert!(gw.gateway.core.store.props_of(&moved).await.unwrap().is_empty(), "props go with the file");
+    assert!(
+        gw.gateway
+            .core
+            .store
+            .props_of(&moved)
+            .await
+            .unwrap()
+            .is_empty(),
+        "props go with the file"
+    );
 }
 
 #[tokio::test]
 async fn every_method_works_for_a_user_and_for_keys_by_id_and_by_name() {
     let gw = TestGateway::start().await;
-    let alice = gw.user("alice", "alice-password", &[("/alice", Full)]).await;
+    let alice = gw
+        .user("alice", "alice-password", &[("/alice", Full)])
+        .await;
     every_method(&Dav::new(&gw, "alice", "alice-password"), "/alice", &gw).await;
 
     gw.mkdir("alice/by-id");
     gw.mkdir("alice/by-name");
-    let (id, secret) = gw.key(Some(alice), "alice laptop", Some("alice/by-id"), PermissionSet::Full).await;
-    every_method(&Dav::new(&gw, &format!("@api-{id}"), &secret), "/alice/by-id", &gw).await;
-    let (_, named) = gw.key(Some(alice), "alice-sync", Some("alice/by-name"), PermissionSet::Full).await;
-    every_method(&Dav::new(&gw, "@API-alice-sync", &named), "/alice/by-name", &gw).await;
+    let (id, secret) = gw
+        .key(
+            Some(alice),
+            "alice laptop",
+            Some("alice/by-id"),
+            PermissionSet::Full,
+        )
+        .await;
+    every_method(
+        &Dav::new(&gw, &format!("@api-{id}"), &secret),
+        "/alice/by-id",
+        &gw,
+    )
+    .await;
+    let (_, named) = gw
+        .key(
+            Some(alice),
+            "alice-sync",
+            Some("alice/by-name"),
+            PermissionSet::Full,
+        )
+        .await;
+    every_method(
+        &Dav::new(&gw, "@API-alice-sync", &named),
+        "/alice/by-name",
+        &gw,
+    )
+    .await;
 
     let records = gw.audit().await;
     let key_upload = records
         .iter()
-        .find(|r| r.key_id == Some(id) && r.action == "create" && r.path.as_deref() == Some("/alice/by-id/a.txt"))
+        .find(|r| {
+            r.key_id == Some(id)
+                && r.action == "create"
+                && r.path.as_deref() == Some("/alice/by-id/a.txt")
+        })
         .expect("the key's upload is audited");
     assert_eq!(key_upload.user_id, Some(alice), "logged as the key's owner");
-    assert_eq!((key_upload.protocol.as_str(), key_upload.result.as_str()), ("webdav", "ok"));
+    assert_eq!(
+        (key_upload.protocol.as_str(), key_upload.result.as_str()),
+        ("webdav", "ok")
+    );
     gw.stop().await;
 }
 
@@ -161,16 +278,40 @@ async fn keys_stay_inside_their_path_and_permission_set() {
     let bob = gw.user("bob", "bob-password", &[("/", Full)]).await;
     gw.put("team/private.txt", b"secret");
     gw.put("team/drop/in.txt", b"inside");
-    let (id, secret) = gw.key(Some(bob), "confined", Some("team/drop"), PermissionSet::Full).await;
+    let (id, secret) = gw
+        .key(
+            Some(bob),
+            "confined",
+            Some("team/drop"),
+            PermissionSet::Full,
+        )
+        .await;
     let confined = Dav::new(&gw, &format!("@api-{id}"), &secret);
-    assert_eq!(confined.call("GET", "/team/drop/in.txt", &[], "").await.body, "inside");
+    assert_eq!(
+        confined
+            .call("GET", "/team/drop/in.txt", &[], "")
+            .await
+            .body,
+        "inside"
+    );
 
-    let above = confined.call("PROPFIND", "/team/", &[("Depth", "1")], "").await;
-    assert_eq!(above.status, StatusCode::MULTI_STATUS, "folders above the key's path show the way down");
-    assert!(above.body.contains("/team/drop/") && !above.body.contains("private.txt"), "{}", above.body);
+    let above = confined
+        .call("PROPFIND", "/team/", &[("Depth", "1")], "")
+        .await;
+    assert_eq!(
+        above.status,
+        StatusCode::MULTI_STATUS,
+        "folders above the key's path show the way down"
+    );
+    assert!(
+        above.body.contains("/team/drop/") && !above.body.contains("private.txt"),
+        "{}",
+        above.body
+    );
     let outside = format!("{}/team/stolen.txt", confined.base);
     let escape = format!("{}/team/drop/%2e%2e/stolen.txt", confined.base);
-    let refusals: Vec<(&str, &str, Vec<(&str, &str)>)> = vec![
+    type Attempt<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>);
+    let refusals: Vec<Attempt> = vec![
         ("GET", "/team/private.txt", vec![]),
         ("GET", "/team/drop/%2e%2e/private.txt", vec![]),
         ("GET", "/team/drop/..%2fprivate.txt", vec![]),
@@ -178,7 +319,11 @@ async fn keys_stay_inside_their_path_and_permission_set() {
         ("MOVE", "/team/drop/in.txt", vec![("Destination", &outside)]),
         ("COPY", "/team/drop/in.txt", vec![("Destination", &escape)]),
         ("MOVE", "/team/drop/in.txt", vec![("Destination", &escape)]),
-        ("COPY", "/team/private.txt", vec![("Destination", "/team/drop/copied.txt")]),
+        (
+            "COPY",
+            "/team/private.txt",
+            vec![("Destination", "/team/drop/copied.txt")],
+        ),
         ("PUT", "/outside.txt", vec![]),
         ("MKCOL", "/team/newdir", vec![]),
         ("DELETE", "/team/private.txt", vec![]),
@@ -195,8 +340,14 @@ async fn keys_stay_inside_their_path_and_permission_set() {
         let status = confined.status(method, path, &headers, body).await;
         // 409: dav-server's answer to a PUT whose folder it cannot see.
         assert!(
-            [StatusCode::NOT_FOUND, StatusCode::FORBIDDEN, StatusCode::BAD_REQUEST, StatusCode::BAD_GATEWAY, StatusCode::CONFLICT]
-                .contains(&status),
+            [
+                StatusCode::NOT_FOUND,
+                StatusCode::FORBIDDEN,
+                StatusCode::BAD_REQUEST,
+                StatusCode::BAD_GATEWAY,
+                StatusCode::CONFLICT
+            ]
+            .contains(&status),
             "{method} {path} {headers:?}: {status}"
         );
     }
@@ -204,43 +355,105 @@ async fn keys_stay_inside_their_path_and_permission_set() {
     assert!(!gw.root().join("team/drop/copied.txt").exists());
     assert!(!gw.root().join("outside.txt").exists());
     assert!(!gw.root().join("team/newdir").exists());
-    assert_eq!(std::fs::read_to_string(gw.root().join("team/private.txt")).unwrap(), "secret");
+    assert_eq!(
+        std::fs::read_to_string(gw.root().join("team/private.txt")).unwrap(),
+        "secret"
+    );
     assert!(gw.root().join("team/drop/in.txt").exists());
 
-    let (_, ro) = gw.key(Some(bob), "reader", None, PermissionSet::ReadOnly).await;
+    let (_, ro) = gw
+        .key(Some(bob), "reader", None, PermissionSet::ReadOnly)
+        .await;
     let reader = Dav::new(&gw, "@api-reader", &ro);
-    assert_eq!(reader.call("GET", "/team/private.txt", &[], "").await.body, "secret");
-    assert_eq!(reader.status("PROPFIND", "/team/", &[("Depth", "1")], "").await, StatusCode::MULTI_STATUS);
+    assert_eq!(
+        reader.call("GET", "/team/private.txt", &[], "").await.body,
+        "secret"
+    );
+    assert_eq!(
+        reader
+            .status("PROPFIND", "/team/", &[("Depth", "1")], "")
+            .await,
+        StatusCode::MULTI_STATUS
+    );
     for (method, path, body) in [
         ("PUT", "/team/new.txt", "x"),
         ("DELETE", "/team/private.txt", ""),
         ("MKCOL", "/team/d", ""),
         ("PROPPATCH", "/team/private.txt", PATCH_COLOR),
     ] {
-        assert_eq!(reader.status(method, path, &[], body).await, StatusCode::FORBIDDEN, "{method} {path}");
+        assert_eq!(
+            reader.status(method, path, &[], body).await,
+            StatusCode::FORBIDDEN,
+            "{method} {path}"
+        );
     }
     assert_eq!(
-        reader.status("MOVE", "/team/private.txt", &[("Destination", "/team/moved.txt")], "").await,
+        reader
+            .status(
+                "MOVE",
+                "/team/private.txt",
+                &[("Destination", "/team/moved.txt")],
+                ""
+            )
+            .await,
         StatusCode::FORBIDDEN
     );
     assert!(gw.root().join("team/private.txt").exists());
 
-    let (_, wo) = gw.key(Some(bob), "dropbox", Some("team/drop"), PermissionSet::WriteOnly).await;
+    let (_, wo) = gw
+        .key(
+            Some(bob),
+            "dropbox",
+            Some("team/drop"),
+            PermissionSet::WriteOnly,
+        )
+        .await;
     let writer = Dav::new(&gw, "@api-dropbox", &wo);
-    assert_eq!(writer.status("PUT", "/team/drop/up.txt", &[], "up").await, StatusCode::CREATED);
-    assert_eq!(writer.status("GET", "/team/drop/in.txt", &[], "").await, StatusCode::FORBIDDEN);
-    assert_eq!(writer.status("PUT", "/team/drop/in.txt", &[], "clobber").await, StatusCode::FORBIDDEN);
-    assert_eq!(std::fs::read_to_string(gw.root().join("team/drop/in.txt")).unwrap(), "inside");
+    assert_eq!(
+        writer.status("PUT", "/team/drop/up.txt", &[], "up").await,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        writer.status("GET", "/team/drop/in.txt", &[], "").await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        writer
+            .status("PUT", "/team/drop/in.txt", &[], "clobber")
+            .await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        std::fs::read_to_string(gw.root().join("team/drop/in.txt")).unwrap(),
+        "inside"
+    );
 
     // Revoked and expired keys are refused on their very next request.
     gw.revoke(id).await;
-    assert_eq!(confined.status("GET", "/team/drop/in.txt", &[], "").await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        confined.status("GET", "/team/drop/in.txt", &[], "").await,
+        StatusCode::UNAUTHORIZED
+    );
     let soon = chrono::Utc::now().timestamp() + 2;
-    let (_, short) = gw.key_expiring(Some(bob), "short-lived", None, PermissionSet::Full, Some(soon)).await;
+    let (_, short) = gw
+        .key_expiring(
+            Some(bob),
+            "short-lived",
+            None,
+            PermissionSet::Full,
+            Some(soon),
+        )
+        .await;
     let short = Dav::new(&gw, "@api-short-lived", &short);
-    assert_eq!(short.status("GET", "/team/private.txt", &[], "").await, StatusCode::OK);
+    assert_eq!(
+        short.status("GET", "/team/private.txt", &[], "").await,
+        StatusCode::OK
+    );
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
-    assert_eq!(short.status("GET", "/team/private.txt", &[], "").await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        short.status("GET", "/team/private.txt", &[], "").await,
+        StatusCode::UNAUTHORIZED
+    );
     gw.stop().await;
 }
 
@@ -251,30 +464,66 @@ async fn bad_input_gets_a_clear_error_and_touches_nothing() {
     gw.put("keep.txt", b"kept");
     let dav = Dav::new(&gw, "lim", "lim-password");
 
-    let deep = dav.call("PROPFIND", "/", &[("Depth", "infinity")], "").await;
+    let deep = dav
+        .call("PROPFIND", "/", &[("Depth", "infinity")], "")
+        .await;
     assert_eq!(deep.status, StatusCode::FORBIDDEN);
     assert!(deep.body.contains("propfind-finite-depth"));
-    assert_eq!(dav.status("PROPFIND", "/", &[("Depth", "1")], "<not-xml").await, StatusCode::BAD_REQUEST);
-    assert_eq!(dav.status("PUT", "/big.txt", &[], "0123456789abcdefX").await, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        dav.status("PROPFIND", "/", &[("Depth", "1")], "<not-xml")
+            .await,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        dav.status("PUT", "/big.txt", &[], "0123456789abcdefX")
+            .await,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
     assert!(!gw.root().join("big.txt").exists());
-    assert_eq!(dav.status("PUT", "/small.txt", &[], "0123456789abcdef").await, StatusCode::CREATED);
+    assert_eq!(
+        dav.status("PUT", "/small.txt", &[], "0123456789abcdef")
+            .await,
+        StatusCode::CREATED
+    );
 
     let long = "n".repeat(300);
-    for path in ["/a%00b.txt", "/%ff%fe.txt", &format!("/{long}.txt"), "/keep.txt/%2e%2e/%2e%2e/etc/passwd"] {
+    for path in [
+        "/a%00b.txt",
+        "/%ff%fe.txt",
+        &format!("/{long}.txt"),
+        "/keep.txt/%2e%2e/%2e%2e/etc/passwd",
+    ] {
         let status = dav.status("PUT", path, &[], "x").await;
         assert!(status.is_client_error(), "PUT {path}: {status}");
     }
     assert_eq!(
-        dav.status("MOVE", "/keep.txt", &[("Destination", "/a%00b.txt")], "").await,
+        dav.status("MOVE", "/keep.txt", &[("Destination", "/a%00b.txt")], "")
+            .await,
         StatusCode::BAD_REQUEST
     );
-    assert_eq!(std::fs::read_to_string(gw.root().join("keep.txt")).unwrap(), "kept");
-    let names: Vec<_> = std::fs::read_dir(gw.root()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(
+        std::fs::read_to_string(gw.root().join("keep.txt")).unwrap(),
+        "kept"
+    );
+    let names: Vec<_> = std::fs::read_dir(gw.root())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(names.len(), 2, "only keep.txt and small.txt: {names:?}");
 
-    for login in ["", "@api-", "@api-99999999999999999999", "a\u{1}b", &"x".repeat(300)] {
+    for login in [
+        "",
+        "@api-",
+        "@api-99999999999999999999",
+        "a\u{1}b",
+        &"x".repeat(300),
+    ] {
         let bad = Dav::new(&gw, login, "whatever");
-        assert_eq!(bad.status("GET", "/keep.txt", &[], "").await, StatusCode::UNAUTHORIZED, "{login:?}");
+        assert_eq!(
+            bad.status("GET", "/keep.txt", &[], "").await,
+            StatusCode::UNAUTHORIZED,
+            "{login:?}"
+        );
     }
     let garbage = reqwest::Client::new()
         .get(format!("{}/keep.txt", dav.base))
@@ -283,7 +532,12 @@ async fn bad_input_gets_a_clear_error_and_touches_nothing() {
         .await
         .unwrap();
     assert_eq!(garbage.status(), StatusCode::UNAUTHORIZED);
-    assert!(garbage.headers()["www-authenticate"].to_str().unwrap().starts_with("Basic realm=\"filegate\""));
+    assert!(
+        garbage.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Basic realm=\"filegate\"")
+    );
     gw.stop().await;
 }
 
@@ -341,8 +595,18 @@ async fn missing_or_wrong_credentials_get_401_with_a_basic_challenge() {
     assert_eq!(none.status(), StatusCode::UNAUTHORIZED);
     assert!(none.headers().contains_key("www-authenticate"));
     let wrong = Dav::new(&gw, "ula", "wrong-password");
-    assert_eq!(wrong.status("PROPFIND", "/ula/", &[("Depth", "1")], "").await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        wrong
+            .status("PROPFIND", "/ula/", &[("Depth", "1")], "")
+            .await,
+        StatusCode::UNAUTHORIZED
+    );
     let right = Dav::new(&gw, "ula", "ula-password");
-    assert_eq!(right.status("PROPFIND", "/ula/", &[("Depth", "1")], "").await, StatusCode::MULTI_STATUS);
+    assert_eq!(
+        right
+            .status("PROPFIND", "/ula/", &[("Depth", "1")], "")
+            .await,
+        StatusCode::MULTI_STATUS
+    );
     gw.stop().await;
 }

@@ -69,8 +69,10 @@ pub trait LockoutLedger: Send + Sync {
     ) -> Result<FailureState, LedgerError>;
     async fn clear_failures(&self, scope: &str) -> Result<(), LedgerError>;
     /// Counters changed at or after `since_ms`, by any replica.
-    async fn changed_since(&self, since_ms: i64)
-    -> Result<Vec<(String, FailureState)>, LedgerError>;
+    async fn changed_since(
+        &self,
+        since_ms: i64,
+    ) -> Result<Vec<(String, FailureState)>, LedgerError>;
     /// Drops counters neither changed nor banning since `before_ms`.
     async fn forget_before(&self, before_ms: i64) -> Result<(), LedgerError>;
 }

@@ -88,20 +88,31 @@ fn bad_values_are_refused_with_a_one_line_reason() {
 
 #[test]
 fn the_container_config_is_valid_with_the_stacks_environment() {
-    let text =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/compose.toml"))
-            .unwrap();
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/compose.toml"))
+        .unwrap();
     let env = [
         ("FILEGATE_DATA_DIR", "/srv/filegate/node-2"),
         ("FILEGATE_NODE_NAME", "filegate-2"),
-        ("FILEGATE_DATABASE_URL", "postgres://filegate:pw@postgres:5432/filegate"),
+        (
+            "FILEGATE_DATABASE_URL",
+            "postgres://filegate:pw@postgres:5432/filegate",
+        ),
         ("FILEGATE_FTP_PASSIVE_PORTS", "50020-50039"),
     ];
     let config = loaded(&text, &env).unwrap();
     assert_eq!(config.server.node_name, "filegate-2");
     assert_eq!(config.ftp.passive_ports, "50020-50039");
-    assert_eq!(config.sftp.host_key, PathBuf::from("/srv/filegate/ssh_host_ed25519_key"));
-    assert_eq!(config.server.storage_dir, PathBuf::from("/srv/filegate/files"));
+    assert_eq!(
+        config.sftp.host_key,
+        PathBuf::from("/srv/filegate/ssh_host_ed25519_key")
+    );
+    assert_eq!(
+        config.server.storage_dir,
+        PathBuf::from("/srv/filegate/files")
+    );
     let bad = loaded(&text, &[("FILEGATE_FTP_PASSIVE_PORTS", "50039-50020")]);
-    assert!(bad.is_err(), "a reversed passive range from the environment is refused");
+    assert!(
+        bad.is_err(),
+        "a reversed passive range from the environment is refused"
+    );
 }

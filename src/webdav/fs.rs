@@ -3,8 +3,8 @@
 //! Dead properties live in the store. dav-server's `LocalFs` is never used (it follows
 //! symlinks out of its root).
 
-use std::io::SeekFrom;
 use std::collections::HashSet;
+use std::io::SeekFrom;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -106,8 +106,7 @@ impl FilesDav {
             return false; // the common case, asked once per listed entry
         }
         let Ok(path) = site(path) else { return false };
-        self.props.contains(path.as_str())
-            && self.files.authorize(who, &path, Access::LIST).is_ok()
+        self.props.contains(path.as_str()) && self.files.authorize(who, &path, Access::LIST).is_ok()
     }
 }
 

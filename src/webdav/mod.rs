@@ -331,4 +331,3 @@ fn tls_acceptor(config: &WebDavConfig) -> Result<tokio_rustls::TlsAcceptor, WebD
         .map_err(|e| fail(&e))?;
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(server)))
 }
-
