@@ -91,6 +91,8 @@ impl Outcome {
 /// One audit record, before it is stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEvent {
+    /// Unique per event (made when it happens): writing a batch twice stores it once.
+    pub event_key: String,
     /// Unix milliseconds.
     pub at_ms: i64,
     pub session_id: Option<String>,
@@ -109,10 +111,19 @@ pub struct AuditEvent {
     pub remote_addr: Option<String>,
 }
 
+/// A process-wide random prefix and a counter: unique across replicas and restarts.
+fn new_event_key() -> String {
+    static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let prefix = PREFIX.get_or_init(|| crate::secret::random_hex(12));
+    format!("{prefix}-{}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
 impl AuditEvent {
     /// An event acted by `principal`.
     pub fn by(principal: &Principal, action: Action, outcome: Outcome) -> AuditEvent {
         AuditEvent {
+            event_key: new_event_key(),
             at_ms: chrono::Utc::now().timestamp_millis(),
             session_id: Some(principal.client.session_id.clone()),
             user_id: principal.user.as_ref().map(|u| u.id),

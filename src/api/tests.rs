@@ -973,9 +973,11 @@ async fn history_shows_api_calls_and_only_your_own_to_non_admins() {
     )
     .path("/erin/docs/a.txt");
     upload.user_id = Some(erin);
+    let mut other_upload = upload.clone().path("/erin/other.txt");
+    other_upload.event_key.push_str("-other"); // another event, not the same one again
     api.core
         .store
-        .append_audit("test", &[upload.clone(), upload.path("/erin/other.txt")])
+        .append_audit("test", &[upload.clone(), other_upload])
         .await
         .unwrap();
     let file = api

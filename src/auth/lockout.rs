@@ -67,7 +67,9 @@ pub trait LockoutLedger: Send + Sync {
         at_ms: i64,
         window: &LockoutWindow,
     ) -> Result<FailureState, LedgerError>;
-    async fn clear_failures(&self, scope: &str) -> Result<(), LedgerError>;
+    /// Forgets the failures of `scope`, unless they earned a ban still running at `at_ms`
+    /// (a success on one replica must not lift a ban another replica just made).
+    async fn clear_failures(&self, scope: &str, at_ms: i64) -> Result<(), LedgerError>;
     /// Counters changed at or after `since_ms`, by any replica.
     async fn changed_since(
         &self,
@@ -199,7 +201,7 @@ impl Lockout {
             .remove(&scope)
             .is_some();
         if let (true, Some(ledger)) = (known, &self.ledger)
-            && let Err(err) = ledger.clear_failures(&scope).await
+            && let Err(err) = ledger.clear_failures(&scope, now_ms()).await
         {
             tracing::warn!(error = %err, "could not clear failed-login counter");
         }

@@ -7,6 +7,7 @@
 //! `Replace` mode are written into a sibling temporary folder and renamed into place.
 //! cap-std is synchronous: every call runs on the blocking pool.
 
+use std::io;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -72,6 +73,88 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|e| StorageError::new(StorageErrorKind::Other, e.to_string()))?
+}
+
+/// A file open for reading. `AsyncRead`/`AsyncSeek` are tokio's; `read_chunk` reads with
+/// one blocking call straight into the buffer it returns (tokio's `File` reads into a buffer
+/// of its own and copies from it), which is what makes a large GET or download cheap.
+struct LocalReader {
+    /// `None` only while a `read_chunk` has the file on the blocking pool.
+    file: Option<tokio::fs::File>,
+    /// Set once `poll_read` was used: tokio may then hold read-ahead bytes, so `read_chunk`
+    /// must go through it too.
+    streamed: bool,
+}
+
+impl LocalReader {
+    fn file(&mut self) -> io::Result<&mut tokio::fs::File> {
+        self.file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("file lost by an interrupted read"))
+    }
+}
+
+impl tokio::io::AsyncRead for LocalReader {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        self.streamed = true;
+        match self.file() {
+            Ok(file) => std::pin::Pin::new(file).poll_read(cx, buf),
+            Err(e) => std::task::Poll::Ready(Err(e)),
+        }
+    }
+}
+
+impl tokio::io::AsyncSeek for LocalReader {
+    fn start_seek(mut self: std::pin::Pin<&mut Self>, position: io::SeekFrom) -> io::Result<()> {
+        std::pin::Pin::new(self.file()?).start_seek(position)
+    }
+    fn poll_complete(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<u64>> {
+        match self.file() {
+            Ok(file) => std::pin::Pin::new(file).poll_complete(cx),
+            Err(e) => std::task::Poll::Ready(Err(e)),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl FileReader for LocalReader {
+    async fn read_chunk(&mut self, max: usize) -> io::Result<bytes::Bytes> {
+        if self.streamed {
+            return super::storage::read_chunk_via_async_read(self, max).await;
+        }
+        let file = self
+            .file
+            .take()
+            .ok_or_else(|| io::Error::other("file lost"))?;
+        // Fails only while tokio still has an operation of its own in flight.
+        let std_file = match file.try_into_std() {
+            Ok(f) => f,
+            Err(file) => {
+                self.file = Some(file);
+                return super::storage::read_chunk_via_async_read(self, max).await;
+            }
+        };
+        let (std_file, read) = tokio::task::spawn_blocking(move || {
+            use std::io::Read;
+            let mut buf = Vec::with_capacity(max);
+            let read = (&std_file)
+                .take(max as u64)
+                .read_to_end(&mut buf)
+                .map(|_| buf);
+            (std_file, read)
+        })
+        .await
+        .map_err(io::Error::other)?;
+        self.file = Some(tokio::fs::File::from_std(std_file));
+        Ok(bytes::Bytes::from(read?))
+    }
 }
 
 /// One listed entry: one fstatat on the open folder for plain entries; links followed only
@@ -146,7 +229,10 @@ impl Storage for LocalStorage {
             Ok(file.into_std())
         })
         .await?;
-        Ok(Box::new(tokio::fs::File::from_std(file)))
+        Ok(Box::new(LocalReader {
+            file: Some(tokio::fs::File::from_std(file)),
+            streamed: false,
+        }))
     }
 
     async fn begin_write(

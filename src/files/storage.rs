@@ -97,8 +97,30 @@ impl From<std::io::Error> for StorageError {
 }
 
 /// An open file to read from, at any offset.
-pub trait FileReader: AsyncRead + AsyncSeek + Send + Sync + Unpin {}
-impl<T: AsyncRead + AsyncSeek + Send + Sync + Unpin> FileReader for T {}
+#[async_trait::async_trait]
+pub trait FileReader: AsyncRead + AsyncSeek + Send + Sync + Unpin {
+    /// Up to `max` bytes from the current position (fewer only at the end of the file), in
+    /// a buffer the caller keeps: the path of large downloads. The default reads through
+    /// `AsyncRead`; a storage may do it with fewer copies.
+    async fn read_chunk(&mut self, max: usize) -> std::io::Result<bytes::Bytes> {
+        read_chunk_via_async_read(self, max).await
+    }
+}
+
+/// `FileReader::read_chunk` through `AsyncRead` (into uninitialised memory, no zeroing).
+pub async fn read_chunk_via_async_read<R: AsyncRead + Unpin + ?Sized>(
+    reader: &mut R,
+    max: usize,
+) -> std::io::Result<bytes::Bytes> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = bytes::BytesMut::with_capacity(max);
+    while buf.len() < max {
+        if reader.read_buf(&mut buf).await? == 0 {
+            break;
+        }
+    }
+    Ok(buf.freeze())
+}
 
 /// An open file to write to, at any offset.
 pub trait FileWriter: AsyncWrite + AsyncSeek + Send + Unpin {}

@@ -38,6 +38,13 @@ impl Download {
     pub fn bytes(&self) -> u64 {
         self.bytes
     }
+
+    /// Up to `max` bytes (fewer only at the end), with as few copies as the storage can.
+    pub async fn read_chunk(&mut self, max: usize) -> io::Result<bytes::Bytes> {
+        let chunk = self.reader.read_chunk(max).await?;
+        self.bytes += chunk.len() as u64;
+        Ok(chunk)
+    }
 }
 
 impl AsyncRead for Download {

@@ -69,19 +69,22 @@ impl Store {
         )
     }
 
-    /// Inserts `events` in one transaction.
+    /// Inserts `events` in one transaction; events already stored (same `event_key`, from a
+    /// batch retried after its acknowledgement was lost) are skipped.
     pub async fn append_audit(&self, node: &str, events: &[AuditEvent]) -> Result<(), StoreError> {
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             for e in events {
                 sqlx::query(
                     "INSERT INTO audit_events (at_ms, node, session_id, user_id, username, key_id, \
-                     protocol, action, path, destination, bytes, result, reason, remote_addr) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)")
+                     protocol, action, path, destination, bytes, result, reason, remote_addr, \
+                     event_key) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+                     ON CONFLICT (event_key) DO NOTHING")
                     .bind(e.at_ms).bind(node).bind(&e.session_id).bind(e.user_id)
                     .bind(&e.username).bind(e.key_id).bind(e.protocol.as_str())
                     .bind(e.action.as_str()).bind(&e.path).bind(&e.destination).bind(e.bytes)
-                    .bind(e.outcome.as_str()).bind(&e.reason).bind(&e.remote_addr)
+                    .bind(e.outcome.as_str()).bind(&e.reason).bind(&e.remote_addr).bind(&e.event_key)
                     .execute(&mut *tx).await?;
             }
             tx.commit().await?;

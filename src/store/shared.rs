@@ -90,9 +90,11 @@ impl LockoutLedger for Store {
         Ok(state(row))
     }
 
-    async fn clear_failures(&self, scope: &str) -> Result<(), LedgerError> {
-        on_pool!(self, pool => sqlx::query("DELETE FROM login_failures WHERE scope = $1")
-            .bind(scope).execute(pool).await.map(|r| r.rows_affected()))
+    async fn clear_failures(&self, scope: &str, at_ms: i64) -> Result<(), LedgerError> {
+        on_pool!(self, pool => sqlx::query(
+            "DELETE FROM login_failures WHERE scope = $1 \
+             AND (banned_until_ms IS NULL OR banned_until_ms <= $2)")
+            .bind(scope).bind(at_ms).execute(pool).await.map(|r| r.rows_affected()))
         .map_err(ledger_error)?;
         Ok(())
     }

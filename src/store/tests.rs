@@ -308,3 +308,87 @@ async fn an_unsupported_url_is_a_clear_error() {
     let err = Store::connect("mysql://localhost/x").await.unwrap_err();
     assert!(matches!(err, StoreError::UnsupportedUrl(_)));
 }
+
+#[tokio::test]
+async fn failed_logins_are_counted_in_one_row_and_a_ban_outlives_a_clear() {
+    use crate::auth::{LockoutLedger, LockoutWindow};
+    each_backend(|store| async move {
+        let window = LockoutWindow {
+            window_ms: 60_000,
+            max_failures: 3,
+            ban_ms: 30_000,
+        };
+        let at = 1_000_000;
+        for n in 1..=2 {
+            let s = store
+                .record_failure("p:10.0.0.1 alice", at + n, &window)
+                .await
+                .unwrap();
+            assert_eq!((s.failures, s.banned_until_ms), (n as u32, None));
+        }
+        let banned = store
+            .record_failure("p:10.0.0.1 alice", at + 3, &window)
+            .await
+            .unwrap();
+        assert_eq!(
+            (banned.failures, banned.banned_until_ms),
+            (3, Some(at + 3 + 30_000))
+        );
+        assert_eq!(banned.window_start_ms, at + 1);
+
+        // A success elsewhere does not lift the running ban; after it ends, it clears.
+        store
+            .clear_failures("p:10.0.0.1 alice", at + 10)
+            .await
+            .unwrap();
+        let seen = store.changed_since(at).await.unwrap();
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].1.banned_until_ms, Some(at + 3 + 30_000));
+        store
+            .clear_failures("p:10.0.0.1 alice", at + 40_000)
+            .await
+            .unwrap();
+        assert!(store.changed_since(0).await.unwrap().is_empty());
+
+        // A window that has passed starts again at one failure.
+        store
+            .record_failure("a:10.0.0.1", at, &window)
+            .await
+            .unwrap();
+        let later = store
+            .record_failure("a:10.0.0.1", at + 61_000, &window)
+            .await
+            .unwrap();
+        assert_eq!((later.failures, later.window_start_ms), (1, at + 61_000));
+        store.forget_before(at + 200_000).await.unwrap();
+        assert!(store.changed_since(0).await.unwrap().is_empty());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_shared_secret_is_made_once_and_counters_count() {
+    each_backend(|store| async move {
+        let first = store.shared_secret("api_cursor_key").await.unwrap();
+        assert_eq!(first.len(), 64);
+        assert_eq!(store.shared_secret("api_cursor_key").await.unwrap(), first);
+        assert_eq!(store.counter("dav_props").await.unwrap(), 0);
+        store.bump_counter("dav_props").await.unwrap();
+        store.bump_counter("dav_props").await.unwrap();
+        assert_eq!(store.counter("dav_props").await.unwrap(), 2);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_batch_written_twice_is_stored_once() {
+    each_backend(|store| async move {
+        let batch: Vec<AuditEvent> = (0..3)
+            .map(|n| AuditEvent::by(&Principal::cli(), Action::List, Outcome::Ok).bytes(n))
+            .collect();
+        store.append_audit("node", &batch).await.unwrap();
+        store.append_audit("node", &batch).await.unwrap(); // the acknowledgement was lost
+        assert_eq!(store.count_audit().await.unwrap(), 3);
+    })
+    .await;
+}

@@ -16,7 +16,7 @@ use dav_server::fs::{
     GuardedFileSystem, OpenOptions, ReadDirMeta,
 };
 use futures_util::{FutureExt, StreamExt};
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
 use super::status::dav_error;
 use crate::files::{Download, EntryKind, Files, FsError, Metadata, Upload, WriteMode};
@@ -223,18 +223,11 @@ impl DavFile for DavHandle {
             let Open::Reading(download, _) = &mut self.0 else {
                 return Err(DavError::Forbidden);
             };
-            // Filled as read (no zeroing first): a GET of a large file is this loop.
-            let mut buf = bytes::BytesMut::with_capacity(count);
-            while buf.len() < count {
-                let n = download
-                    .read_buf(&mut buf)
-                    .await
-                    .map_err(|_| DavError::GeneralFailure)?;
-                if n == 0 {
-                    break;
-                }
-            }
-            Ok(buf.freeze())
+            // A GET of a large file is this call, once per chunk.
+            download
+                .read_chunk(count)
+                .await
+                .map_err(|_| DavError::GeneralFailure)
         }
         .boxed()
     }
