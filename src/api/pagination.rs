@@ -1,7 +1,8 @@
 //! Key-set pagination: a cursor names the last record shown (its sort value and id), never
 //! an offset, so pages stay right while records are added and removed. Cursors are signed
-//! (HMAC-SHA256 under a key shared by every replica through the store) together with the sort they belong to: a forged
-//! cursor, or one reused with other sort parameters, is refused.
+//! (HMAC-SHA256 under a key shared by every replica through the store) together with the
+//! sort they belong to: a forged cursor, or one reused with other sort parameters, is
+//! refused.
 
 use std::cmp::Ordering;
 

@@ -129,6 +129,10 @@ impl Lockout {
         }
     }
 
+    pub fn policy(&self) -> &LockoutPolicy {
+        &self.policy
+    }
+
     fn window(&self, max_failures: u32) -> LockoutWindow {
         LockoutWindow {
             window_ms: millis(self.policy.window),

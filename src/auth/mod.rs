@@ -92,7 +92,6 @@ pub struct Authenticator {
     passwords: Passwords,
     cache: PasswordCache,
     lockout: Arc<Lockout>,
-    lockout_policy: LockoutPolicy,
     /// Last `last_use_at`/`last_login_at` write per key / user made by this process.
     touched: Mutex<HashMap<(bool, i64), i64>>,
     dummy_digest: String,
@@ -109,8 +108,7 @@ impl Authenticator {
             audit,
             passwords: Passwords::new(settings.argon2_concurrency),
             cache: PasswordCache::new(settings.password_cache_ttl, 100_000),
-            lockout: Arc::new(Lockout::new(settings.lockout.clone())),
-            lockout_policy: settings.lockout,
+            lockout: Arc::new(Lockout::new(settings.lockout)),
             touched: Mutex::default(),
             dummy_digest: secret::digest_hex(&secret::new_key_secret()),
         }
@@ -118,8 +116,7 @@ impl Authenticator {
 
     /// Shares failed-login counters and bans with other replicas through `ledger`.
     pub fn with_lockout_ledger(mut self, ledger: Arc<dyn LockoutLedger>) -> Authenticator {
-        let policy = self.lockout_policy.clone();
-        self.lockout = Arc::new(Lockout::shared(policy, ledger));
+        self.lockout = Arc::new(Lockout::shared(self.lockout.policy().clone(), ledger));
         self
     }
 

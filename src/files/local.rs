@@ -180,17 +180,6 @@ impl Storage for LocalStorage {
         blocking(move || Ok(convert(&root.metadata(&p)?))).await
     }
 
-    async fn read_dir(&self, path: &SitePath) -> Result<Vec<DirEntry>, StorageError> {
-        let (root, p) = (self.root.clone(), rel(path));
-        blocking(move || {
-            let dir = root.open_dir(&p)?;
-            let mut out: Vec<DirEntry> = dir.entries()?.filter_map(|e| entry_of(&dir, e)).collect();
-            out.sort_unstable_by(|a, b| a.name.cmp(&b.name)); // names are unique
-            Ok(out)
-        })
-        .await
-    }
-
     async fn read_dir_chunks(&self, path: &SitePath) -> Result<EntryChunks, StorageError> {
         const CHUNK: usize = 256;
         let (root, p) = (self.root.clone(), rel(path));

@@ -60,18 +60,15 @@ impl Files {
         Scope::of(principal).start_dir()
     }
 
-    /// Lists a folder, showing only what the principal may see.
+    /// Lists a folder, sorted by name, showing only what the principal may see.
     pub async fn list(&self, who: &Principal, path: &SitePath) -> Result<Vec<DirEntry>, FsError> {
-        let scope = self.check(who, Action::List, path, Access::LIST)?;
-        let result = match self.storage.read_dir(path).await {
-            Ok(entries) => Ok(entries
-                .into_iter()
-                .filter(|e| scope.shows_child(path, &e.name))
-                .collect()),
-            Err(e) => Err(FsError::from(e)),
-        };
-        self.done(who, Action::List, path, None, &result);
-        result
+        let mut listing = self.list_chunks(who, path).await?;
+        let mut entries = Vec::new();
+        while let Some(chunk) = listing.next_chunk().await {
+            entries.extend(chunk);
+        }
+        entries.sort_unstable_by(|a, b| a.name.cmp(&b.name)); // names are unique
+        Ok(entries)
     }
 
     /// Lists a folder in chunks as it is read (unsorted), showing only what the principal

@@ -157,8 +157,6 @@ pub type EntryChunks = tokio::sync::mpsc::Receiver<Vec<DirEntry>>;
 #[async_trait::async_trait]
 pub trait Storage: Send + Sync {
     async fn metadata(&self, path: &SitePath) -> Result<Metadata, StorageError>;
-    /// A folder's entries, sorted by name.
-    async fn read_dir(&self, path: &SitePath) -> Result<Vec<DirEntry>, StorageError>;
     /// A folder's entries in chunks as they are read, so that a caller works on the first
     /// while the rest are read, in bounded memory. Failing to open the folder is an error
     /// at once; an entry that cannot be read is left out, as in `read_dir`.
