@@ -39,6 +39,7 @@ pub struct Config {
     pub ftp: FtpConfig,
     pub webdav: WebDavConfig,
     pub api: ListenerConfig,
+    pub limits: LimitsConfig,
 }
 
 /// Where state lives and who this replica is.
@@ -139,6 +140,36 @@ impl Default for AuditConfig {
         AuditConfig {
             queue: 10_000,
             batch: 500,
+        }
+    }
+}
+
+/// Caps and timeouts shared by every listener (see `limits`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Connections open at once, all protocols together; 0: a quarter of the descriptor
+    /// limit (after headroom).
+    pub max_connections: usize,
+    /// Connections open at once from one client address, all protocols together.
+    pub max_connections_per_address: usize,
+    /// Seconds allowed for a TLS handshake, an SSH key exchange or an HTTP request head.
+    pub handshake_timeout_seconds: u64,
+    /// Seconds a connection may stay open without signing in.
+    pub login_timeout_seconds: u64,
+    /// Files open at once for transfers, all sessions together; 0: half the descriptor
+    /// limit (after headroom).
+    pub max_open_files: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_connections: 0,
+            max_connections_per_address: 128,
+            handshake_timeout_seconds: 10,
+            login_timeout_seconds: 30,
+            max_open_files: 0,
         }
     }
 }

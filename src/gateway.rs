@@ -60,6 +60,8 @@ pub struct Core {
     /// Every layer's audit sink (counts metrics, then queues for the audit log).
     pub sink: Arc<dyn AuditSink>,
     pub metrics: Arc<Metrics>,
+    /// Connection caps shared by every listener.
+    pub gate: Arc<crate::limits::ConnectionGate>,
     /// Brings in failed-login counters and bans from other replicas (see `sync_lockout`).
     lockout_sync: tokio::task::JoinHandle<()>,
 }
@@ -106,7 +108,10 @@ impl Core {
         let lockout_sync = tokio::spawn(sync_lockout(auth.lockout()));
         let files = Arc::new(Files::new(Arc::new(storage), sink.clone()));
         let accounts = Accounts::new(store.clone(), auth.passwords().clone(), sink.clone());
+        let gate =
+            crate::limits::ConnectionGate::new(crate::limits::Limits::from_config(&config.limits));
         Ok(Core {
+            gate,
             config,
             store,
             audit,

@@ -26,6 +26,7 @@ pub mod files;
 pub mod ftp;
 pub mod gateway;
 pub mod identity;
+pub mod limits;
 pub mod metrics;
 pub mod model;
 pub mod path;
