@@ -201,8 +201,9 @@ mod tests {
         let _p2 = gate.admit(b).unwrap();
         assert_eq!(gate.admit(b).unwrap_err(), Refusal::Total);
         drop(p1);
-        assert!(gate.admit(b).is_ok());
+        let _p3 = gate.admit(b).unwrap();
         assert_eq!(gate.open(a), (2, 0));
+        assert_eq!(gate.open(b), (2, 2));
     }
 
     #[test]
