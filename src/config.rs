@@ -56,6 +56,10 @@ pub struct ServerConfig {
     pub storage_dir: PathBuf,
     /// `text` or `json` log lines.
     pub log_format: String,
+    /// Follow symlinks inside the storage folder (only while they stay beneath it). Off by
+    /// default: a symlink in any component of a path makes it unreachable, so no link can
+    /// lead one user's folder into another's.
+    pub follow_symlinks: bool,
 }
 
 impl Default for ServerConfig {
@@ -66,6 +70,7 @@ impl Default for ServerConfig {
             node_name: String::new(),
             storage_dir: PathBuf::new(),
             log_format: "text".into(),
+            follow_symlinks: false,
         }
     }
 }

@@ -14,7 +14,7 @@ use crate::api::{ApiBindError, ApiServer, ApiState};
 use crate::audit::{AuditLog, AuditSettings, AuditSink};
 use crate::auth::Authenticator;
 use crate::config::Config;
-use crate::files::{Files, LocalStorage};
+use crate::files::{Files, LocalStorage, Symlinks};
 use crate::ftp::{FtpError, FtpServer};
 use crate::identity::Principal;
 use crate::metrics::{MeteredSink, Metrics};
@@ -84,6 +84,7 @@ impl Core {
                     source,
                 }
             })?;
+        let storage = storage.with_symlinks(Symlinks::following(config.server.follow_symlinks));
         let audit = AuditLog::start(
             Arc::new(store.clone()),
             AuditSettings {
@@ -106,10 +107,14 @@ impl Core {
             .with_lockout_ledger(Arc::new(store.clone())),
         );
         let lockout_sync = tokio::spawn(sync_lockout(auth.lockout()));
-        let files = Arc::new(Files::new(Arc::new(storage), sink.clone()));
+        let limits = crate::limits::Limits::from_config(&config.limits);
+        let files = Arc::new(Files::new(
+            Arc::new(storage),
+            sink.clone(),
+            limits.max_open_files,
+        ));
         let accounts = Accounts::new(store.clone(), auth.passwords().clone(), sink.clone());
-        let gate =
-            crate::limits::ConnectionGate::new(crate::limits::Limits::from_config(&config.limits));
+        let gate = crate::limits::ConnectionGate::new(limits);
         Ok(Core {
             gate,
             config,

@@ -25,6 +25,9 @@ pub enum FsError {
     InvalidPath(#[from] PathError),
     #[error("no space left")]
     NoSpace,
+    /// The server's budget of files open for transfers is spent: try again later.
+    #[error("too many files open on the server, try again later")]
+    TooManyOpenFiles,
     /// Anything else; the detail goes to the log, not to clients.
     #[error("operation failed")]
     Failed(String),

@@ -1,23 +1,34 @@
 //! Local-folder storage: the only code in filegate that touches the disk for files.
 //!
-//! Built on `cap-std`, which resolves every path beneath an open directory handle
-//! (`openat2(RESOLVE_BENEATH)` on Linux): `..`, absolute paths and symlinks leading out of
-//! the root are refused by the kernel, not by string checks. Symlinks that stay inside the
-//! root are followed, except absolute ones (cap-std refuses those too). Uploads in
-//! `Replace` mode are written into a sibling temporary folder and renamed into place.
-//! cap-std is synchronous: every call runs on the blocking pool.
+//! Every path is resolved by the kernel beneath the open root folder ([`beneath`]:
+//! `openat2(RESOLVE_BENEATH)`), never by string checks: `..`, absolute paths and links
+//! leading out of the root fail. By default no symlink is followed at all, in any component
+//! (`RESOLVE_NO_SYMLINKS`, final components `O_NOFOLLOW`), and listings leave symlinks out;
+//! `server.follow_symlinks = true` follows those that stay beneath the root. Writes that may
+//! not replace (a principal that may only create) are atomic: in-place files are created
+//! with `O_CREAT|O_EXCL`, staged ones moved into place with `RENAME_NOREPLACE`, renames
+//! likewise. Uploads in `Replace` mode are written into a sibling temporary folder and
+//! renamed into place. The calls are synchronous: every one runs on the blocking pool.
+
+mod beneath;
 
 use std::io;
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use cap_std::ambient_authority;
 use cap_std::fs::{Dir, OpenOptions};
+use rustix::fs::{AtFlags, OFlags, RenameFlags};
+use rustix::io::Errno;
+
+pub use beneath::Symlinks;
+use beneath::{Beneath, open_regular};
 
 use super::storage::{
-    DirEntry, EntryChunks, EntryKind, FileReader, FileWriter, Metadata, StagedWrite, Storage,
-    StorageError, StorageErrorKind, WriteMode,
+    DirEntry, EntryChunks, EntryKind, FileReader, FileWriter, Metadata, Overwrite, StagedWrite,
+    Storage, StorageError, StorageErrorKind, WriteMode,
 };
 use crate::path::SitePath;
 
@@ -25,16 +36,22 @@ use crate::path::SitePath;
 pub struct LocalStorage {
     root: Arc<Dir>,
     staging: Arc<Dir>,
+    beneath: Beneath,
 }
 
 impl LocalStorage {
     /// Opens (creating if needed) `root` for files and `staging` for uploads in progress.
     /// Both must be on the same filesystem so that completing an upload is a rename.
+    /// Symlinks are not followed (see [`LocalStorage::with_symlinks`]).
     pub fn open(root: &Path, staging: &Path) -> std::io::Result<LocalStorage> {
         std::fs::create_dir_all(root)?;
         std::fs::create_dir_all(staging)?;
         let root = Dir::open_ambient_dir(root, ambient_authority())?;
         let staging = Dir::open_ambient_dir(staging, ambient_authority())?;
+        let beneath = Beneath {
+            symlinks: Symlinks::Refuse,
+        };
+        beneath.probe(&root)?;
         // Leftovers of uploads interrupted by a crash are never valid files: clear them.
         for entry in staging.entries()?.flatten() {
             let _ = staging.remove_file(entry.file_name());
@@ -42,7 +59,14 @@ impl LocalStorage {
         Ok(LocalStorage {
             root: Arc::new(root),
             staging: Arc::new(staging),
+            beneath,
         })
+    }
+
+    /// Whether symlinks inside the root are followed (`server.follow_symlinks`).
+    pub fn with_symlinks(mut self, symlinks: Symlinks) -> LocalStorage {
+        self.beneath.symlinks = symlinks;
+        self
     }
 }
 
@@ -54,7 +78,20 @@ fn rel(path: &SitePath) -> String {
     }
 }
 
-fn convert(meta: &cap_std::fs::Metadata) -> Metadata {
+fn convert(meta: &std::fs::Metadata) -> Metadata {
+    Metadata {
+        kind: if meta.is_dir() {
+            EntryKind::Dir
+        } else {
+            EntryKind::File
+        },
+        len: if meta.is_dir() { 0 } else { meta.len() },
+        modified: meta.modified().ok(),
+        accessed: meta.accessed().ok(),
+    }
+}
+
+fn convert_cap(meta: &cap_std::fs::Metadata) -> Metadata {
     Metadata {
         kind: if meta.is_dir() {
             EntryKind::Dir
@@ -157,43 +194,81 @@ impl FileReader for LocalReader {
     }
 }
 
-/// One listed entry: one fstatat on the open folder for plain entries; links followed only
-/// while they stay inside the root (links out, dangling links and names that are not
-/// UTF-8, which no client could name, are left out).
-fn entry_of(dir: &Dir, entry: std::io::Result<cap_std::fs::DirEntry>) -> Option<DirEntry> {
+/// One listed entry: one fstatat on the open folder. Symlinks are left out unless they are
+/// followed (then stat'ed through the root, so a link out of it is left out too), and so are
+/// special files and names that are not UTF-8 (no client could name them).
+fn entry_of(listing: &Listing, entry: std::io::Result<cap_std::fs::DirEntry>) -> Option<DirEntry> {
     let entry = entry.ok()?;
     let name = entry.file_name().into_string().ok()?;
-    let meta = match entry.file_type() {
-        Ok(kind) if !kind.is_symlink() => entry.metadata(),
-        _ => dir.metadata(&name),
+    let kind = entry.file_type().ok()?;
+    let metadata = if kind.is_symlink() {
+        if listing.beneath.symlinks == Symlinks::Refuse {
+            return None;
+        }
+        let target = if listing.folder == "." {
+            name.clone()
+        } else {
+            format!("{}/{name}", listing.folder)
+        };
+        let meta = listing.beneath.metadata(&*listing.root, &target).ok()?;
+        if !(meta.is_file() || meta.is_dir()) {
+            return None;
+        }
+        convert(&meta)
+    } else if kind.is_file() || kind.is_dir() {
+        convert_cap(&entry.metadata().ok()?)
+    } else {
+        return None;
     };
-    Some(DirEntry {
-        metadata: convert(&meta.ok()?),
-        name,
-    })
+    Some(DirEntry { metadata, name })
+}
+
+/// What the listing thread needs besides the open folder.
+struct Listing {
+    root: Arc<Dir>,
+    folder: String,
+    beneath: Beneath,
+}
+
+/// The `io::Error` of a rustix call.
+fn os(err: Errno) -> io::Error {
+    io::Error::from(err)
+}
+
+impl LocalStorage {
+    fn parts(&self, path: &SitePath) -> (Arc<Dir>, Beneath, String) {
+        (self.root.clone(), self.beneath, rel(path))
+    }
 }
 
 #[async_trait::async_trait]
 impl Storage for LocalStorage {
     async fn metadata(&self, path: &SitePath) -> Result<Metadata, StorageError> {
-        let (root, p) = (self.root.clone(), rel(path));
-        blocking(move || Ok(convert(&root.metadata(&p)?))).await
+        let (root, beneath, p) = self.parts(path);
+        blocking(move || Ok(convert(&beneath.metadata(&*root, &p)?))).await
     }
 
     async fn read_dir_chunks(&self, path: &SitePath) -> Result<EntryChunks, StorageError> {
         const CHUNK: usize = 256;
-        let (root, p) = (self.root.clone(), rel(path));
-        let (dir, entries) = blocking(move || {
-            let dir = root.open_dir(&p)?;
+        let (root, beneath, p) = self.parts(path);
+        let (dir, entries, listing) = blocking(move || {
+            let fd = beneath.open(&*root, &p, OFlags::RDONLY | OFlags::DIRECTORY, 0)?;
+            let dir = Dir::from_std_file(std::fs::File::from(fd));
             let entries = dir.entries()?;
-            Ok((dir, entries))
+            let listing = Listing {
+                root,
+                folder: p,
+                beneath,
+            };
+            Ok((dir, entries, listing))
         })
         .await?;
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         tokio::task::spawn_blocking(move || {
+            let _dir = dir; // open until the last entry is read
             let mut chunk = Vec::with_capacity(CHUNK);
             for entry in entries {
-                chunk.extend(entry_of(&dir, entry));
+                chunk.extend(entry_of(&listing, entry));
                 if chunk.len() == CHUNK {
                     let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
                     if tx.blocking_send(full).is_err() {
@@ -209,15 +284,9 @@ impl Storage for LocalStorage {
     }
 
     async fn open_read(&self, path: &SitePath) -> Result<Box<dyn FileReader>, StorageError> {
-        let (root, p) = (self.root.clone(), rel(path));
-        let file = blocking(move || {
-            let file = root.open(&p)?;
-            if file.metadata()?.is_dir() {
-                return Err(StorageError::new(StorageErrorKind::IsADirectory, p));
-            }
-            Ok(file.into_std())
-        })
-        .await?;
+        let (root, beneath, p) = self.parts(path);
+        let file =
+            blocking(move || Ok(open_regular(&beneath, &*root, &p, OFlags::RDONLY, 0)?)).await?;
         Ok(Box::new(LocalReader {
             file: Some(tokio::fs::File::from_std(file)),
             streamed: false,
@@ -228,57 +297,62 @@ impl Storage for LocalStorage {
         &self,
         path: &SitePath,
         mode: WriteMode,
+        overwrite: Overwrite,
     ) -> Result<Box<dyn StagedWrite>, StorageError> {
-        let (root, staging, p) = (self.root.clone(), self.staging.clone(), rel(path));
+        let (root, beneath, p) = self.parts(path);
+        let staging = self.staging.clone();
         let staged = blocking(move || {
-            match root.metadata(&p) {
+            match beneath.metadata(&*root, &p) {
                 Ok(meta) if meta.is_dir() => {
                     return Err(StorageError::new(StorageErrorKind::IsADirectory, p));
                 }
+                // Fail before the bytes are sent; the commit re-checks atomically. (In-place
+                // modes rely on O_EXCL alone.)
+                Ok(_) if overwrite == Overwrite::Refuse && mode == WriteMode::Replace => {
+                    return Err(StorageError::new(StorageErrorKind::AlreadyExists, p));
+                }
                 Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    // The folder it goes into must exist (and be inside the root).
-                    let parent = Path::new(&p)
-                        .parent()
-                        .map(|d| d.to_string_lossy().into_owned());
-                    let parent = parent
-                        .filter(|d| !d.is_empty())
-                        .unwrap_or_else(|| ".".into());
-                    if !root.metadata(&parent)?.is_dir() {
-                        return Err(StorageError::new(StorageErrorKind::NotADirectory, parent));
-                    }
+                // The folder it goes into must exist (and be reachable beneath the root).
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    beneath.parent(&*root, &p)?;
                 }
                 Err(e) => return Err(e.into()),
             }
-            match mode {
+            let file = match mode {
                 WriteMode::Replace => {
                     let temp = format!("upload-{}", crate::secret::random_hex(12));
                     let file = staging
                         .open_with(&temp, OpenOptions::new().write(true).create_new(true))?;
-                    Ok(LocalStaged {
+                    return Ok(LocalStaged {
                         file: file.into_std(),
                         temp: Some(temp),
                         target: p,
+                        overwrite,
                         root,
                         staging,
-                    })
+                        beneath,
+                    });
                 }
                 WriteMode::Append | WriteMode::Update => {
-                    let mut options = OpenOptions::new();
-                    options.write(true).create(true);
-                    if mode == WriteMode::Append {
-                        options.append(true);
+                    let mut flags = OFlags::WRONLY | OFlags::CREATE;
+                    if overwrite == Overwrite::Refuse {
+                        flags |= OFlags::EXCL; // never opens a file someone else made
                     }
-                    let file = root.open_with(&p, &options)?;
-                    Ok(LocalStaged {
-                        file: file.into_std(),
-                        temp: None,
-                        target: p,
-                        root,
-                        staging,
-                    })
+                    if mode == WriteMode::Append {
+                        flags |= OFlags::APPEND;
+                    }
+                    open_regular(&beneath, &*root, &p, flags, 0o666)?
                 }
-            }
+            };
+            Ok(LocalStaged {
+                file,
+                temp: None,
+                target: p,
+                overwrite,
+                root,
+                staging,
+                beneath,
+            })
         })
         .await?;
         Ok(Box::new(LocalUpload {
@@ -288,29 +362,68 @@ impl Storage for LocalStorage {
     }
 
     async fn create_dir(&self, path: &SitePath) -> Result<(), StorageError> {
-        let (root, p) = (self.root.clone(), rel(path));
-        blocking(move || Ok(root.create_dir(&p)?)).await
+        let (root, beneath, p) = self.parts(path);
+        blocking(move || {
+            let (parent, name) = beneath.parent(&*root, &p)?;
+            rustix::fs::mkdirat(&parent, name, rustix::fs::Mode::from_raw_mode(0o777))
+                .map_err(os)?;
+            Ok(())
+        })
+        .await
     }
 
     async fn remove_file(&self, path: &SitePath) -> Result<(), StorageError> {
-        let (root, p) = (self.root.clone(), rel(path));
+        let (root, beneath, p) = self.parts(path);
         blocking(move || {
-            if root.symlink_metadata(&p)?.is_dir() {
+            let (parent, name) = beneath.parent(&*root, &p)?;
+            let stat = rustix::fs::statat(&parent, name, AtFlags::SYMLINK_NOFOLLOW).map_err(os)?;
+            let kind = rustix::fs::FileType::from_raw_mode(stat.st_mode);
+            if kind == rustix::fs::FileType::Directory {
                 return Err(StorageError::new(StorageErrorKind::IsADirectory, p));
             }
-            Ok(root.remove_file(&p)?)
+            if kind == rustix::fs::FileType::Symlink && beneath.symlinks == Symlinks::Refuse {
+                return Err(StorageError::new(StorageErrorKind::NotFound, p));
+            }
+            rustix::fs::unlinkat(&parent, name, AtFlags::empty()).map_err(os)?;
+            Ok(())
         })
         .await
     }
 
     async fn remove_dir(&self, path: &SitePath) -> Result<(), StorageError> {
-        let (root, p) = (self.root.clone(), rel(path));
-        blocking(move || Ok(root.remove_dir(&p)?)).await
+        let (root, beneath, p) = self.parts(path);
+        blocking(move || {
+            let (parent, name) = beneath.parent(&*root, &p)?;
+            rustix::fs::unlinkat(&parent, name, AtFlags::REMOVEDIR).map_err(os)?;
+            Ok(())
+        })
+        .await
     }
 
-    async fn rename(&self, from: &SitePath, to: &SitePath) -> Result<(), StorageError> {
-        let (root, f, t) = (self.root.clone(), rel(from), rel(to));
-        blocking(move || Ok(root.rename(&f, &root, &t)?)).await
+    async fn rename(
+        &self,
+        from: &SitePath,
+        to: &SitePath,
+        overwrite: Overwrite,
+    ) -> Result<(), StorageError> {
+        let (root, beneath, f) = self.parts(from);
+        let t = rel(to);
+        blocking(move || {
+            let (from_dir, from_name) = beneath.parent(&*root, &f)?;
+            let (to_dir, to_name) = beneath.parent(&*root, &t)?;
+            if beneath.symlinks == Symlinks::Refuse {
+                let stat = rustix::fs::statat(&from_dir, from_name, AtFlags::SYMLINK_NOFOLLOW)
+                    .map_err(os)?;
+                if rustix::fs::FileType::from_raw_mode(stat.st_mode)
+                    == rustix::fs::FileType::Symlink
+                {
+                    return Err(StorageError::new(StorageErrorKind::NotFound, f));
+                }
+            }
+            move_into_place(&from_dir, from_name, &to_dir, to_name, overwrite)?;
+            Ok(())
+        })
+        .await
     }
 
     async fn set_times(
@@ -319,13 +432,15 @@ impl Storage for LocalStorage {
         accessed: Option<SystemTime>,
         modified: Option<SystemTime>,
     ) -> Result<(), StorageError> {
-        let (root, p) = (self.root.clone(), rel(path));
+        let (root, beneath, p) = self.parts(path);
         blocking(move || {
-            let file = if root.metadata(&p)?.is_dir() {
-                root.open_dir(&p)?.into_std_file()
-            } else {
-                root.open(&p)?.into_std()
-            };
+            // Files and folders alike open read-only; a special file is never opened.
+            let fd = beneath.open(&*root, &p, OFlags::RDONLY | OFlags::NONBLOCK, 0)?;
+            let file = std::fs::File::from(fd);
+            let meta = file.metadata()?;
+            if !(meta.is_file() || meta.is_dir()) {
+                return Err(StorageError::new(StorageErrorKind::PermissionDenied, p));
+            }
             let mut times = std::fs::FileTimes::new();
             if let Some(t) = accessed {
                 times = times.set_accessed(t);
@@ -339,12 +454,44 @@ impl Storage for LocalStorage {
     }
 
     async fn set_len(&self, path: &SitePath, len: u64) -> Result<(), StorageError> {
-        let (root, p) = (self.root.clone(), rel(path));
+        let (root, beneath, p) = self.parts(path);
         blocking(move || {
-            let file = root.open_with(&p, OpenOptions::new().write(true))?;
+            let file = open_regular(&beneath, &*root, &p, OFlags::WRONLY, 0)?;
             Ok(file.set_len(len)?)
         })
         .await
+    }
+}
+
+/// Renames `from_name` in `from_dir` to `to_name` in `to_dir`. With `Overwrite::Refuse`,
+/// atomically refuses when the destination exists (`RENAME_NOREPLACE`; on a filesystem
+/// without it, a hard link, which fails when the name is taken, then removing the old name).
+fn move_into_place(
+    from_dir: impl AsFd,
+    from_name: &str,
+    to_dir: impl AsFd,
+    to_name: &str,
+    overwrite: Overwrite,
+) -> io::Result<()> {
+    let (from_dir, to_dir) = (from_dir.as_fd(), to_dir.as_fd());
+    let flags = match overwrite {
+        Overwrite::Allow => RenameFlags::empty(),
+        Overwrite::Refuse => RenameFlags::NOREPLACE,
+    };
+    match rustix::fs::renameat_with(from_dir, from_name, to_dir, to_name, flags) {
+        Err(Errno::INVAL) if overwrite == Overwrite::Refuse => {
+            let stat =
+                rustix::fs::statat(from_dir, from_name, AtFlags::SYMLINK_NOFOLLOW).map_err(os)?;
+            if rustix::fs::FileType::from_raw_mode(stat.st_mode)
+                != rustix::fs::FileType::RegularFile
+            {
+                return Err(os(Errno::INVAL));
+            }
+            rustix::fs::linkat(from_dir, from_name, to_dir, to_name, AtFlags::empty())
+                .map_err(os)?;
+            rustix::fs::unlinkat(from_dir, from_name, AtFlags::empty()).map_err(os)
+        }
+        result => result.map_err(os),
     }
 }
 
@@ -354,8 +501,10 @@ struct LocalStaged {
     /// The temporary name in the staging folder (`Replace` mode only).
     temp: Option<String>,
     target: String,
+    overwrite: Overwrite,
     root: Arc<Dir>,
     staging: Arc<Dir>,
+    beneath: Beneath,
 }
 
 impl Drop for LocalStaged {
@@ -390,12 +539,19 @@ impl StagedWrite for LocalUpload {
             return Ok(());
         };
         blocking(move || {
-            if let Some(temp) = staged.temp.take() {
-                let moved = staged.staging.rename(&temp, &staged.root, &staged.target);
-                if let Err(err) = moved {
-                    let _ = staged.staging.remove_file(&temp);
-                    return Err(err.into());
-                }
+            let Some(temp) = staged.temp.take() else {
+                return Ok(());
+            };
+            // The folder is looked up again: the name is placed where the path leads now.
+            let moved = staged
+                .beneath
+                .parent(&*staged.root, &staged.target)
+                .and_then(|(dir, name)| {
+                    move_into_place(&*staged.staging, &temp, &dir, name, staged.overwrite)
+                });
+            if let Err(err) = moved {
+                let _ = staged.staging.remove_file(&temp);
+                return Err(err.into());
             }
             Ok(())
         })

@@ -5,6 +5,12 @@
 //! (denials included). Hidden paths answer `NotFound`, visible-but-forbidden ones
 //! `PermissionDenied`. Downloads and uploads are streams that count their bytes and record
 //! them when they end; uploads are atomic unless appending. No SQL and no protocol here.
+//!
+//! Writing distinguishes creating a new file (`WRITE`) from changing an existing one —
+//! replacing, writing in place, appending, truncating — which needs `WRITE|DELETE`. A
+//! principal that may only create gets storage calls that cannot replace
+//! ([`Overwrite::Refuse`]): a file that appears between the check and the commit is never
+//! overwritten. Files open for transfers count against one process-wide budget.
 
 mod error;
 mod local;
@@ -17,12 +23,16 @@ use std::time::SystemTime;
 
 pub use error::FsError;
 pub use local::LocalStorage;
+pub use local::Symlinks;
 pub use policy::{Scope, Visibility};
 pub use storage::{
-    DirEntry, EntryChunks, EntryKind, FileReader, FileWriter, Metadata, StagedWrite, Storage,
-    StorageError, StorageErrorKind, WriteMode,
+    DirEntry, EntryChunks, EntryKind, FileReader, FileWriter, Metadata, Overwrite, StagedWrite,
+    Storage, StorageError, StorageErrorKind, WriteMode,
 };
 pub use transfer::{Download, Upload};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use transfer::TruncateRight;
 
 use crate::audit::{Action, AuditEvent, AuditSink, Outcome};
 use crate::identity::{Access, Principal};
@@ -32,6 +42,8 @@ use crate::path::SitePath;
 pub struct Files {
     storage: Arc<dyn Storage>,
     audit: Arc<dyn AuditSink>,
+    /// One permit per file open for a transfer (download, upload, copy), all sessions.
+    open_files: Arc<Semaphore>,
 }
 
 /// A folder being listed (see [`Files::list_chunks`]).
@@ -51,8 +63,19 @@ impl Listing {
 }
 
 impl Files {
-    pub fn new(storage: Arc<dyn Storage>, audit: Arc<dyn AuditSink>) -> Files {
-        Files { storage, audit }
+    /// The file layer over `storage`, with at most `max_open_files` files open for
+    /// transfers at once (more are refused at once with [`FsError::TooManyOpenFiles`]).
+    pub fn new(
+        storage: Arc<dyn Storage>,
+        audit: Arc<dyn AuditSink>,
+        max_open_files: usize,
+    ) -> Files {
+        let permits = max_open_files.clamp(1, Semaphore::MAX_PERMITS);
+        Files {
+            storage,
+            audit,
+            open_files: Arc::new(Semaphore::new(permits)),
+        }
     }
 
     /// The folder a session of `principal` starts in.
@@ -97,10 +120,11 @@ impl Files {
     /// Opens a file for download; the record (with bytes sent) is written when it is dropped.
     pub async fn open_read(&self, who: &Principal, path: &SitePath) -> Result<Download, FsError> {
         self.check(who, Action::Download, path, Access::READ)?;
+        let permit = self.open_permit(who, Action::Download, path)?;
         match self.storage.open_read(path).await {
             Ok(reader) => {
                 let event = AuditEvent::by(who, Action::Download, Outcome::Ok).path(path.as_str());
-                Ok(Download::new(reader, event, self.audit.clone()))
+                Ok(Download::new(reader, event, self.audit.clone(), permit))
             }
             Err(e) => {
                 let result = Err(FsError::from(e));
@@ -110,24 +134,75 @@ impl Files {
         }
     }
 
-    /// Starts an upload. `Replace` over an existing file also needs the right to delete.
+    /// Starts an upload. A new file needs `WRITE`; changing an existing one in any mode
+    /// (replace, write in place, append) needs `WRITE|DELETE`. Without `DELETE`, the upload
+    /// can only create: committing fails with `AlreadyExists` if the file appeared meanwhile.
     pub async fn create(
         &self,
         who: &Principal,
         path: &SitePath,
         mode: WriteMode,
     ) -> Result<Upload, FsError> {
+        self.begin_upload(who, path, mode, false).await
+    }
+
+    /// Starts an upload that must create the file (exclusive create, as SFTP `EXCL` or a
+    /// WebDAV `create_new`): an existing file, or one that appears before the commit, makes
+    /// it fail with `AlreadyExists`, whatever the principal's rights.
+    pub async fn create_new(
+        &self,
+        who: &Principal,
+        path: &SitePath,
+        mode: WriteMode,
+    ) -> Result<Upload, FsError> {
+        self.begin_upload(who, path, mode, true).await
+    }
+
+    async fn begin_upload(
+        &self,
+        who: &Principal,
+        path: &SitePath,
+        mode: WriteMode,
+        exclusive: bool,
+    ) -> Result<Upload, FsError> {
         let scope = self.check(who, Action::Upload, path, Access::WRITE)?;
         if path.is_root() {
             return self.refuse(who, Action::Upload, path, FsError::IsADirectory);
         }
-        if mode == WriteMode::Replace && self.storage.metadata(path).await.is_ok() {
-            self.require(&scope, who, Action::Upload, path, Access::DELETE)?;
+        let may_change = !exclusive && scope.allows(path, Access::WRITE | Access::DELETE);
+        match self.storage.metadata(path).await {
+            Ok(meta) if meta.is_dir() => {
+                return self.refuse(who, Action::Upload, path, FsError::IsADirectory);
+            }
+            Ok(_) if exclusive => {
+                return self.refuse(who, Action::Upload, path, FsError::AlreadyExists);
+            }
+            Ok(_) if !may_change => {
+                self.require(&scope, who, Action::Upload, path, Access::DELETE)?;
+            }
+            // A missing folder or an unreachable path is reported by `begin_write`.
+            Ok(_) | Err(_) => {}
         }
-        match self.storage.begin_write(path, mode).await {
+        let overwrite = Overwrite::from_right(may_change);
+        let truncate = if may_change || mode == WriteMode::Replace {
+            TruncateRight::Allowed
+        } else {
+            TruncateRight::Refused {
+                who: who.clone(),
+                path: path.as_str().to_owned(),
+            }
+        };
+        let permit = self.open_permit(who, Action::Upload, path)?;
+        match self.storage.begin_write(path, mode, overwrite).await {
             Ok(staged) => {
                 let event = AuditEvent::by(who, Action::Upload, Outcome::Ok).path(path.as_str());
-                Ok(Upload::new(staged, event, self.audit.clone()))
+                Ok(Upload::new(
+                    staged,
+                    event,
+                    self.audit.clone(),
+                    truncate,
+                    permit,
+                ))
             }
             Err(e) => {
                 let result = Err(FsError::from(e));
@@ -160,7 +235,8 @@ impl Files {
 
     /// Moves `from` to `to`: delete rights at the source, write rights (and mkdir for a
     /// folder) at the destination, delete rights there too when `overwrite` replaces a file.
-    /// Without `overwrite`, an existing destination is refused.
+    /// Without `overwrite` (or without delete rights there), an existing destination is
+    /// refused, atomically: one that appears meanwhile is not replaced either.
     pub async fn rename(
         &self,
         who: &Principal,
@@ -191,13 +267,20 @@ impl Files {
             }
             self.require(&scope, who, Action::Rename, to, Access::DELETE)?;
         }
-        let result = self.storage.rename(from, to).await.map_err(FsError::from);
+        let may_replace = overwrite && !source.is_dir() && scope.allows(to, Access::DELETE);
+        let result = self
+            .storage
+            .rename(from, to, Overwrite::from_right(may_replace))
+            .await
+            .map_err(FsError::from);
         self.done(who, Action::Rename, from, Some(to), &result);
         result
     }
 
     /// Copies a file: read rights at the source, write rights at the destination (and delete
-    /// rights there when `overwrite` replaces a file). Folders are not copied here.
+    /// rights there when `overwrite` replaces a file; without them, or without `overwrite`,
+    /// a file that appears at the destination meanwhile is not replaced). Folders are not
+    /// copied here.
     pub async fn copy(
         &self,
         who: &Principal,
@@ -221,9 +304,14 @@ impl Files {
             }
             self.require(&scope, who, Action::Copy, to, Access::DELETE)?;
         }
+        let may_replace = overwrite && scope.allows(to, Access::DELETE);
+        let _permit = self.open_permit(who, Action::Copy, from)?;
         let result = async {
             let mut reader = self.storage.open_read(from).await?;
-            let mut staged = self.storage.begin_write(to, WriteMode::Replace).await?;
+            let mut staged = self
+                .storage
+                .begin_write(to, WriteMode::Replace, Overwrite::from_right(may_replace))
+                .await?;
             let bytes = tokio::io::copy(&mut reader, staged.writer()).await?;
             staged.writer().flush().await?;
             staged.commit().await?;
@@ -275,14 +363,21 @@ impl Files {
         result
     }
 
-    /// Truncates or extends a file (shrinking destroys data, so it needs delete rights too).
+    /// Truncates or extends an existing file: that changes its bytes, so it needs
+    /// `WRITE|DELETE` (a length it already has is a no-op, allowed with `WRITE`).
     pub async fn set_len(&self, who: &Principal, path: &SitePath, len: u64) -> Result<(), FsError> {
         let scope = self.check(who, Action::SetAttributes, path, Access::WRITE)?;
-        let current = self.storage.metadata(path).await.map_err(FsError::from)?;
+        let current = match self.storage.metadata(path).await {
+            Ok(meta) => meta,
+            Err(e) => return self.refuse(who, Action::SetAttributes, path, e.into()),
+        };
         if current.is_dir() {
             return self.refuse(who, Action::SetAttributes, path, FsError::IsADirectory);
         }
-        if len < current.len {
+        if !scope.allows(path, Access::DELETE) {
+            if len == current.len {
+                return Ok(()); // nothing to change, and nothing touched
+            }
             self.require(&scope, who, Action::SetAttributes, path, Access::DELETE)?;
         }
         let result = self.storage.set_len(path, len).await.map_err(FsError::from);
@@ -323,6 +418,22 @@ impl Files {
             Some(err) => {
                 tracing::info!(user = %who.display_name(), key_id = who.key.as_ref().map(|k| k.id), protocol = %who.protocol, op = action.as_str(), path = %path, need = ?need, "file access denied");
                 self.deny(who, action, path, err)
+            }
+        }
+    }
+
+    /// One permit of the open-file budget, or a refusal (audited as failed) when it is spent.
+    fn open_permit(
+        &self,
+        who: &Principal,
+        action: Action,
+        path: &SitePath,
+    ) -> Result<OwnedSemaphorePermit, FsError> {
+        match self.open_files.clone().try_acquire_owned() {
+            Ok(permit) => Ok(permit),
+            Err(_) => {
+                tracing::warn!(user = %who.display_name(), protocol = %who.protocol, op = action.as_str(), path = %path, "open-file budget spent");
+                self.refuse(who, action, path, FsError::TooManyOpenFiles)
             }
         }
     }

@@ -80,6 +80,11 @@ impl Scope {
         }
     }
 
+    /// True when `need` is granted at `path` (a question, not a check: nothing is audited).
+    pub fn allows(&self, path: &SitePath, need: Access) -> bool {
+        matches!(self.visibility(path), Visibility::Granted(access) if access.contains(need))
+    }
+
     /// Whether the entry `name` of folder `dir` may appear in a listing of `dir`.
     pub fn shows_child(&self, dir: &SitePath, name: &str) -> bool {
         match self.visibility(dir) {

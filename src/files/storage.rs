@@ -139,6 +139,29 @@ pub enum WriteMode {
     Update,
 }
 
+/// Whether a write may replace or change a file that already exists at its path.
+///
+/// `Refuse` is what a principal that may only create gets (and what a caller asking for
+/// "new file only" gets): the storage must then create atomically — an in-place file with
+/// `O_CREAT|O_EXCL`, a staged one moved into place without replacing anything — so that a
+/// file someone else creates meanwhile is never overwritten.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overwrite {
+    Allow,
+    Refuse,
+}
+
+impl Overwrite {
+    /// `Allow` when the caller may replace, `Refuse` otherwise.
+    pub fn from_right(may_replace: bool) -> Overwrite {
+        if may_replace {
+            Overwrite::Allow
+        } else {
+            Overwrite::Refuse
+        }
+    }
+}
+
 /// An upload in progress.
 #[async_trait::async_trait]
 pub trait StagedWrite: Send {
@@ -146,7 +169,8 @@ pub trait StagedWrite: Send {
     /// Truncates or extends the file being written.
     async fn set_len(&mut self, len: u64) -> Result<(), StorageError>;
     /// Flushes and puts the file in place. Dropping without commit discards a `Replace`
-    /// upload.
+    /// upload. With [`Overwrite::Refuse`], a file that appeared under the name meanwhile
+    /// makes it fail with `AlreadyExists` and stay untouched.
     async fn commit(self: Box<Self>) -> Result<(), StorageError>;
 }
 
@@ -162,15 +186,25 @@ pub trait Storage: Send + Sync {
     /// at once; an entry that cannot be read is left out, as in `read_dir`.
     async fn read_dir_chunks(&self, path: &SitePath) -> Result<EntryChunks, StorageError>;
     async fn open_read(&self, path: &SitePath) -> Result<Box<dyn FileReader>, StorageError>;
+    /// Starts writing `path`. With [`Overwrite::Refuse`], an existing file is never changed:
+    /// in-place modes create the file exclusively, `Replace` commits without replacing.
     async fn begin_write(
         &self,
         path: &SitePath,
         mode: WriteMode,
+        overwrite: Overwrite,
     ) -> Result<Box<dyn StagedWrite>, StorageError>;
     async fn create_dir(&self, path: &SitePath) -> Result<(), StorageError>;
     async fn remove_file(&self, path: &SitePath) -> Result<(), StorageError>;
     async fn remove_dir(&self, path: &SitePath) -> Result<(), StorageError>;
-    async fn rename(&self, from: &SitePath, to: &SitePath) -> Result<(), StorageError>;
+    /// Moves `from` to `to`; with [`Overwrite::Refuse`] atomically refuses (`AlreadyExists`)
+    /// when something exists at `to`, however recently it appeared.
+    async fn rename(
+        &self,
+        from: &SitePath,
+        to: &SitePath,
+        overwrite: Overwrite,
+    ) -> Result<(), StorageError>;
     async fn set_times(
         &self,
         path: &SitePath,

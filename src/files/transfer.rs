@@ -1,5 +1,6 @@
 //! Streams handed out by the file layer: a [`Download`] counts the bytes read and an
-//! [`Upload`] the bytes written; each writes its audit record when it ends.
+//! [`Upload`] the bytes written; each writes its audit record when it ends, and holds one
+//! permit of the process-wide open-file budget until it is dropped.
 
 use std::io;
 use std::pin::Pin;
@@ -7,10 +8,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncSeek, AsyncWrite, ReadBuf};
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::error::FsError;
 use super::storage::{FileReader, StagedWrite};
-use crate::audit::{AuditEvent, AuditSink, Outcome};
+use crate::audit::{Action, AuditEvent, AuditSink, Outcome};
+use crate::identity::Principal;
 
 /// An open file being downloaded. Reads and seeks like a file; audited on drop.
 pub struct Download {
@@ -18,6 +21,7 @@ pub struct Download {
     bytes: u64,
     event: Option<AuditEvent>,
     audit: Arc<dyn AuditSink>,
+    _permit: OwnedSemaphorePermit,
 }
 
 impl Download {
@@ -25,12 +29,14 @@ impl Download {
         reader: Box<dyn FileReader>,
         event: AuditEvent,
         audit: Arc<dyn AuditSink>,
+        permit: OwnedSemaphorePermit,
     ) -> Self {
         Download {
             reader,
             bytes: 0,
             event: Some(event),
             audit,
+            _permit: permit,
         }
     }
 
@@ -88,6 +94,17 @@ pub struct Upload {
     bytes: u64,
     event: Option<AuditEvent>,
     audit: Arc<dyn AuditSink>,
+    /// Who writes, and whether they may truncate through this handle.
+    truncate: TruncateRight,
+    _permit: OwnedSemaphorePermit,
+}
+
+/// Whether [`Upload::set_len`] is allowed: truncating or extending changes the file's bytes,
+/// which needs the rights to change an existing file — unless the upload is written under a
+/// temporary name (`Replace`), where the only bytes are its own.
+pub(super) enum TruncateRight {
+    Allowed,
+    Refused { who: Principal, path: String },
 }
 
 impl Upload {
@@ -95,12 +112,16 @@ impl Upload {
         staged: Box<dyn StagedWrite>,
         event: AuditEvent,
         audit: Arc<dyn AuditSink>,
+        truncate: TruncateRight,
+        permit: OwnedSemaphorePermit,
     ) -> Self {
         Upload {
             staged: Some(staged),
             bytes: 0,
             event: Some(event),
             audit,
+            truncate,
+            _permit: permit,
         }
     }
 
@@ -110,7 +131,18 @@ impl Upload {
     }
 
     /// Truncates or extends the file being uploaded (pending writes must be flushed first).
+    /// Refused (and audited) for an in-place upload by a principal that may only create.
     pub async fn set_len(&mut self, len: u64) -> Result<(), FsError> {
+        if let TruncateRight::Refused { who, path } = &self.truncate {
+            tracing::info!(user = %who.display_name(), key_id = who.key.as_ref().map(|k| k.id), protocol = %who.protocol, op = Action::SetAttributes.as_str(), path = %path, "truncation through a handle denied");
+            let err = FsError::PermissionDenied;
+            self.audit.record(
+                AuditEvent::by(who, Action::SetAttributes, Outcome::Denied)
+                    .path(path.as_str())
+                    .reason(err.reason()),
+            );
+            return Err(err);
+        }
         match self.staged.as_mut() {
             Some(staged) => Ok(staged.set_len(len).await?),
             None => Err(FsError::Failed("upload already finished".into())),

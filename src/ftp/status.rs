@@ -15,6 +15,7 @@ pub fn kind_of(err: &FsError) -> ErrorKind {
         FsError::DirectoryNotEmpty => ErrorKind::PermanentDirectoryNotEmpty,
         FsError::InvalidPath(_) => ErrorKind::FileNameNotAllowedError,
         FsError::NoSpace => ErrorKind::InsufficientStorageSpaceError,
+        FsError::TooManyOpenFiles => ErrorKind::TransientFileNotAvailable,
         FsError::Failed(_) => ErrorKind::LocalError,
     }
 }

@@ -419,6 +419,9 @@ impl Session {
         } else {
             WriteMode::Update
         };
+        if flags.contains(OpenFlags::EXCLUDE) {
+            return self.files.create_new(&self.who, path, mode).await;
+        }
         self.files.create(&self.who, path, mode).await
     }
 

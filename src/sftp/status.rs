@@ -15,6 +15,7 @@ pub fn status_of(err: &FsError) -> StatusCode {
         FsError::DirectoryNotEmpty => StatusCode::Failure,
         FsError::InvalidPath(_) => StatusCode::Failure,
         FsError::NoSpace => StatusCode::Failure,
+        FsError::TooManyOpenFiles => StatusCode::Failure,
         FsError::Failed(_) => StatusCode::Failure,
     }
 }

@@ -295,7 +295,12 @@ impl GuardedFileSystem<Caller> for FilesDav {
                 } else {
                     WriteMode::Update
                 };
-                let upload = self.files.create(who, &path, mode).await.map_err(fail)?;
+                let upload = if options.create_new {
+                    self.files.create_new(who, &path, mode).await
+                } else {
+                    self.files.create(who, &path, mode).await
+                };
+                let upload = upload.map_err(fail)?;
                 DavHandle(Open::Writing(Mutex::new(Some(upload)), 0))
             } else {
                 let meta = self.files.stat(who, &path).await.map_err(fail)?;

@@ -15,6 +15,7 @@ pub fn dav_error(err: &FsError) -> DavError {
         FsError::DirectoryNotEmpty => DavError::Forbidden,
         FsError::InvalidPath(_) => DavError::Forbidden,
         FsError::NoSpace => DavError::InsufficientStorage,
+        FsError::TooManyOpenFiles => DavError::GeneralFailure,
         FsError::Failed(_) => DavError::GeneralFailure,
     }
 }

@@ -1,5 +1,23 @@
+use std::os::unix::fs::symlink;
+
+use tokio::io::AsyncWriteExt;
+
 use super::*;
 use crate::test_support::TempDir;
+
+fn open(dir: &TempDir, symlinks: Symlinks) -> LocalStorage {
+    LocalStorage::open(&dir.path().join("root"), &dir.path().join("staging"))
+        .unwrap()
+        .with_symlinks(symlinks)
+}
+
+fn p(s: &str) -> SitePath {
+    SitePath::parse(s).unwrap()
+}
+
+fn on_disk(dir: &TempDir, rel: &str) -> String {
+    std::fs::read_to_string(dir.path().join("root").join(rel)).unwrap()
+}
 
 #[test]
 fn leftovers_of_interrupted_uploads_are_cleared_at_open() {
@@ -12,20 +30,200 @@ fn leftovers_of_interrupted_uploads_are_cleared_at_open() {
 }
 
 #[tokio::test]
-async fn the_kernel_refuses_paths_that_leave_the_root() {
+async fn the_kernel_refuses_paths_that_leave_the_root_even_when_following_links() {
     let dir = TempDir::new("local");
-    let storage =
-        LocalStorage::open(&dir.path().join("root"), &dir.path().join("staging")).unwrap();
-    std::os::unix::fs::symlink("/", dir.path().join("root/slash")).unwrap();
-    let err = storage
-        .metadata(&SitePath::parse("/slash/etc/passwd").unwrap())
-        .await
-        .unwrap_err();
+    let storage = open(&dir, Symlinks::FollowInsideRoot);
+    symlink("/", dir.path().join("root/slash")).unwrap();
+    let err = storage.metadata(&p("/slash/etc/passwd")).await.unwrap_err();
     assert_eq!(err.kind, StorageErrorKind::PermissionDenied, "{err}");
     let err = storage
-        .open_read(&SitePath::parse("/slash/etc/hostname").unwrap())
+        .open_read(&p("/slash/etc/hostname"))
         .await
         .err()
         .unwrap();
     assert_eq!(err.kind, StorageErrorKind::PermissionDenied, "{err}");
+}
+
+#[tokio::test]
+async fn no_path_component_may_be_a_symlink_even_one_that_stays_inside_the_root() {
+    let dir = TempDir::new("local");
+    let storage = open(&dir, Symlinks::Refuse);
+    std::fs::create_dir_all(dir.path().join("root/real/deep")).unwrap();
+    std::fs::write(dir.path().join("root/real/deep/f.txt"), "data").unwrap();
+    symlink("real", dir.path().join("root/alias")).unwrap();
+    symlink("real/deep/f.txt", dir.path().join("root/file-link")).unwrap();
+    for path in ["/alias/deep/f.txt", "/alias/deep", "/alias", "/file-link"] {
+        let err = storage.metadata(&p(path)).await.unwrap_err();
+        assert_eq!(
+            err.kind,
+            StorageErrorKind::PermissionDenied,
+            "{path}: {err}"
+        );
+    }
+    assert!(storage.open_read(&p("/alias/deep/f.txt")).await.is_err());
+    assert!(storage.open_read(&p("/file-link")).await.is_err());
+    assert!(storage.read_dir_chunks(&p("/alias")).await.is_err());
+    for mode in [WriteMode::Replace, WriteMode::Update, WriteMode::Append] {
+        assert!(
+            storage
+                .begin_write(&p("/file-link"), mode, Overwrite::Allow)
+                .await
+                .is_err(),
+            "{mode:?}"
+        );
+        assert!(
+            storage
+                .begin_write(&p("/alias/deep/new.txt"), mode, Overwrite::Allow)
+                .await
+                .is_err(),
+            "{mode:?}"
+        );
+    }
+    assert!(storage.set_len(&p("/file-link"), 0).await.is_err());
+    assert!(storage.set_times(&p("/alias"), None, None).await.is_err());
+    assert!(storage.create_dir(&p("/alias/new")).await.is_err());
+    assert!(storage.remove_file(&p("/alias/deep/f.txt")).await.is_err());
+    assert!(
+        storage
+            .rename(&p("/alias/deep/f.txt"), &p("/moved.txt"), Overwrite::Allow)
+            .await
+            .is_err()
+    );
+    assert_eq!(on_disk(&dir, "real/deep/f.txt"), "data");
+    assert!(!dir.path().join("root/real/deep/new.txt").exists());
+    assert!(!dir.path().join("root/moved.txt").exists());
+}
+
+#[tokio::test]
+async fn listings_leave_symlinks_and_special_files_out() {
+    let dir = TempDir::new("local");
+    let storage = open(&dir, Symlinks::Refuse);
+    let root = dir.path().join("root");
+    std::fs::write(root.join("plain.txt"), "x").unwrap();
+    std::fs::create_dir(root.join("sub")).unwrap();
+    symlink("plain.txt", root.join("link")).unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        root.join("pipe"),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    let mut chunks = storage.read_dir_chunks(&p("/")).await.unwrap();
+    let mut names = Vec::new();
+    while let Some(chunk) = chunks.recv().await {
+        names.extend(chunk.into_iter().map(|e| e.name));
+    }
+    names.sort();
+    assert_eq!(names, vec!["plain.txt", "sub"]);
+}
+
+#[tokio::test]
+async fn a_fifo_in_storage_is_refused_at_once_instead_of_blocking_a_reader_or_writer() {
+    let dir = TempDir::new("local");
+    let storage = open(&dir, Symlinks::Refuse);
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        dir.path().join("root/pipe"),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    let within = std::time::Duration::from_secs(5);
+    let read = tokio::time::timeout(within, storage.open_read(&p("/pipe")))
+        .await
+        .expect("open_read returned");
+    assert!(read.is_err());
+    let write = tokio::time::timeout(
+        within,
+        storage.begin_write(&p("/pipe"), WriteMode::Update, Overwrite::Allow),
+    )
+    .await
+    .expect("begin_write returned");
+    assert!(write.is_err());
+}
+
+#[tokio::test]
+async fn in_place_writes_that_may_not_replace_create_exclusively() {
+    let dir = TempDir::new("local");
+    let storage = open(&dir, Symlinks::Refuse);
+    std::fs::write(dir.path().join("root/taken.txt"), "theirs").unwrap();
+    for mode in [WriteMode::Update, WriteMode::Append, WriteMode::Replace] {
+        let err = storage
+            .begin_write(&p("/taken.txt"), mode, Overwrite::Refuse)
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(err.kind, StorageErrorKind::AlreadyExists, "{mode:?}");
+    }
+    assert_eq!(on_disk(&dir, "taken.txt"), "theirs");
+    let mut fresh = storage
+        .begin_write(&p("/fresh.txt"), WriteMode::Update, Overwrite::Refuse)
+        .await
+        .unwrap();
+    fresh.writer().write_all(b"mine").await.unwrap();
+    fresh.commit().await.unwrap();
+    assert_eq!(on_disk(&dir, "fresh.txt"), "mine");
+}
+
+#[tokio::test]
+async fn a_staged_upload_that_may_not_replace_fails_at_commit_if_the_name_was_taken() {
+    let dir = TempDir::new("local");
+    let storage = open(&dir, Symlinks::Refuse);
+    let mut refused = storage
+        .begin_write(&p("/f.txt"), WriteMode::Replace, Overwrite::Refuse)
+        .await
+        .unwrap();
+    let mut allowed = storage
+        .begin_write(&p("/g.txt"), WriteMode::Replace, Overwrite::Allow)
+        .await
+        .unwrap();
+    refused.writer().write_all(b"mine").await.unwrap();
+    allowed.writer().write_all(b"mine").await.unwrap();
+    std::fs::write(dir.path().join("root/f.txt"), "theirs").unwrap();
+    std::fs::write(dir.path().join("root/g.txt"), "theirs").unwrap();
+    let err = refused.commit().await.err().unwrap();
+    assert_eq!(err.kind, StorageErrorKind::AlreadyExists, "{err}");
+    allowed.commit().await.unwrap();
+    assert_eq!(on_disk(&dir, "f.txt"), "theirs");
+    assert_eq!(on_disk(&dir, "g.txt"), "mine");
+    assert!(
+        std::fs::read_dir(dir.path().join("staging"))
+            .unwrap()
+            .next()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn a_rename_that_may_not_replace_refuses_an_existing_destination_atomically() {
+    let dir = TempDir::new("local");
+    let storage = open(&dir, Symlinks::Refuse);
+    std::fs::write(dir.path().join("root/a.txt"), "a").unwrap();
+    std::fs::write(dir.path().join("root/b.txt"), "b").unwrap();
+    std::fs::create_dir(dir.path().join("root/empty")).unwrap();
+    std::fs::create_dir(dir.path().join("root/dir")).unwrap();
+    let err = storage
+        .rename(&p("/a.txt"), &p("/b.txt"), Overwrite::Refuse)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, StorageErrorKind::AlreadyExists);
+    let err = storage
+        .rename(&p("/dir"), &p("/empty"), Overwrite::Refuse)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, StorageErrorKind::AlreadyExists);
+    assert_eq!(on_disk(&dir, "b.txt"), "b");
+    storage
+        .rename(&p("/a.txt"), &p("/b.txt"), Overwrite::Allow)
+        .await
+        .unwrap();
+    assert_eq!(on_disk(&dir, "b.txt"), "a");
+    storage
+        .rename(&p("/b.txt"), &p("/dir/c.txt"), Overwrite::Refuse)
+        .await
+        .unwrap();
+    assert_eq!(on_disk(&dir, "dir/c.txt"), "a");
 }
