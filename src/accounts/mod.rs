@@ -29,6 +29,10 @@ pub enum AccountError {
     Conflict(String),
     #[error("not found")]
     NotFound,
+    /// The change would give a key more than the rules let this actor give it (only site
+    /// admins widen keys; a key may only narrow itself); the message says which rule.
+    #[error("{0}")]
+    Widening(String),
     #[error(transparent)]
     Store(StoreError),
     #[error(transparent)]
