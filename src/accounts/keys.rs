@@ -223,6 +223,9 @@ impl Accounts {
                     own.relative()
                 ));
             }
+            if !actor.site_admin {
+                self.outlives_no_key(key.id, spec.expires_at).await?;
+            }
         }
         validate_expiry(spec.expires_at)?;
         validate_text("description", spec.description.as_deref(), 1024)?;
@@ -258,6 +261,30 @@ impl Accounts {
                 .path(format!("api_key:{}", record.id)),
         );
         Ok(CreatedKey { record, secret })
+    }
+
+    /// Refuses a credential expiring at `expires_at` (`None`: never) made by key `maker`
+    /// when it would outlive that key: an expiring key cannot extend itself by proxy.
+    pub(super) async fn outlives_no_key(
+        &self,
+        maker: i64,
+        expires_at: Option<i64>,
+    ) -> Result<(), AccountError> {
+        let Some(limit) = self
+            .store
+            .key_by_id(maker)
+            .await?
+            .ok_or(AccountError::NotFound)?
+            .expires_at
+        else {
+            return Ok(());
+        };
+        match expires_at {
+            Some(at) if at <= limit => Ok(()),
+            _ => widening(
+                "a key that expires may only make credentials that expire no later than itself",
+            ),
+        }
     }
 
     /// Changes a key's name, description, path, permission set or expiry. Unless `actor` is

@@ -217,6 +217,11 @@ impl Accounts {
         line: &str,
     ) -> Result<PublicKeyRecord, AccountError> {
         let key = normalize_public_key(line)?;
+        // An SSH key never expires: a user's key that does may not add one (it would outlive
+        // the key that made it).
+        if let (false, Some(maker)) = (actor.site_admin, &actor.key) {
+            self.outlives_no_key(maker.id, None).await?;
+        }
         let title = title.trim();
         if title.is_empty() || title.chars().count() > 255 || title.chars().any(char::is_control) {
             return invalid("public key title must be 1 to 255 printable characters");

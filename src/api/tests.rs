@@ -1497,6 +1497,9 @@ async fn account_rules_refuse_keys_beyond_their_maker_whoever_calls() {
     let api = Api::new().await;
     let bob = api.user("bob", false).await;
     let carol = api.user("carol", false).await;
+    let (maker, _) = api
+        .key(Some(bob), "maker", PermissionSet::Full, Some("bob/a"))
+        .await;
     let principal = |key: Option<(PermissionSet, Option<&str>)>| Principal {
         user: Some(crate::identity::UserIdentity {
             id: bob,
@@ -1504,8 +1507,8 @@ async fn account_rules_refuse_keys_beyond_their_maker_whoever_calls() {
             revision: 1,
         }),
         key: key.map(|(permission_set, path)| crate::identity::KeyIdentity {
-            id: 999,
-            name: "k".into(),
+            id: maker,
+            name: "maker".into(),
             permission_set,
             path: path.map(|p| crate::path::SitePath::from_key_path(p).unwrap()),
             revision: 1,
@@ -1567,4 +1570,69 @@ async fn account_rules_refuse_keys_beyond_their_maker_whoever_calls() {
         )
         .await;
     assert!(allowed.is_ok(), "{allowed:?}");
+}
+
+#[tokio::test]
+async fn an_expiring_key_cannot_outlive_itself_through_new_keys_or_ssh_keys() {
+    let api = Api::new().await;
+    let admin = api.user("root", true).await;
+    let bob = api.user("bob", false).await;
+    let (_, admin_key) = api
+        .key(Some(admin), "admin key", PermissionSet::Full, None)
+        .await;
+    let made = api
+        .call(
+            &admin_key,
+            Method::POST,
+            &format!("{V1}/api_keys"),
+            Some(json!({"name": "bob temp", "user_id": bob, "expires_at": "2030-01-01T00:00:00Z"})),
+        )
+        .await;
+    let temp = As::Key(made.body["key"].as_str().unwrap().to_owned());
+    let widen = "not-authorized/site-admin-required";
+    for body in [
+        json!({"name": "forever"}),
+        json!({"name": "later", "expires_at": "2031-01-01T00:00:00Z"}),
+    ] {
+        let r = api
+            .call(
+                &temp,
+                Method::POST,
+                &format!("{V1}/api_keys"),
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(r.kind(), widen, "{body}: {:?}", r.body);
+    }
+    let sooner = api
+        .call(
+            &temp,
+            Method::POST,
+            &format!("{V1}/api_keys"),
+            Some(json!({"name": "sooner", "expires_at": "2029-01-01T00:00:00Z"})),
+        )
+        .await;
+    assert_eq!(sooner.status, StatusCode::CREATED, "{:?}", sooner.body);
+    let line = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGxVv0n8bXYWH7X1o3OvZ4kmq2sA2sBl8xPq7Rk9YzN1";
+    let ssh = api
+        .call(
+            &temp,
+            Method::POST,
+            &format!("{V1}/public_keys"),
+            Some(json!({"title": "laptop", "public_key": line})),
+        )
+        .await;
+    assert_eq!(ssh.kind(), widen, "{:?}", ssh.body);
+    let (_, bob_full) = api
+        .key(Some(bob), "bob full", PermissionSet::Full, None)
+        .await;
+    let ssh = api
+        .call(
+            &bob_full,
+            Method::POST,
+            &format!("{V1}/public_keys"),
+            Some(json!({"title": "laptop", "public_key": line})),
+        )
+        .await;
+    assert_eq!(ssh.status, StatusCode::CREATED, "{:?}", ssh.body);
 }
