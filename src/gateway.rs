@@ -107,7 +107,8 @@ impl Core {
         );
         let lockout_sync = tokio::spawn(sync_lockout(auth.lockout()));
         let files = Arc::new(Files::new(Arc::new(storage), sink.clone()));
-        let accounts = Accounts::new(store.clone(), auth.passwords().clone(), sink.clone());
+        let accounts = Accounts::new(store.clone(), auth.passwords().clone(), sink.clone())
+            .with_folders(files.clone());
         let gate =
             crate::limits::ConnectionGate::new(crate::limits::Limits::from_config(&config.limits));
         Ok(Core {

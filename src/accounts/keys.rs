@@ -260,6 +260,13 @@ impl Accounts {
             AuditEvent::by(actor, Action::KeyCreate, Outcome::Ok)
                 .path(format!("api_key:{}", record.id)),
         );
+        if let Some(folder) = record
+            .path
+            .as_deref()
+            .and_then(|p| SitePath::from_key_path(p).ok())
+        {
+            self.ensure_folder(actor, &folder).await;
+        }
         Ok(CreatedKey { record, secret })
     }
 
@@ -328,6 +335,11 @@ impl Accounts {
         self.audit.record(
             AuditEvent::by(actor, Action::KeyUpdate, Outcome::Ok).path(format!("api_key:{id}")),
         );
+        if let Some(Some(folder)) = &changes.path
+            && let Ok(folder) = SitePath::from_key_path(folder)
+        {
+            self.ensure_folder(actor, &folder).await;
+        }
         Ok(record)
     }
 

@@ -167,7 +167,8 @@ impl Accounts {
         Ok(())
     }
 
-    /// Grants `level` on `path` (an absolute site path; `..` and the like are refused).
+    /// Grants `level` on `path` (an absolute site path; `..` and the like are refused), and
+    /// makes the folder if it is missing (see [`Accounts::with_folders`]).
     pub async fn grant(
         &self,
         actor: &Principal,
@@ -188,6 +189,7 @@ impl Accounts {
             .store
             .insert_grant(user_id, normalized.as_str(), level.as_str())
             .await?;
+        self.ensure_folder(actor, &normalized).await;
         self.audit.record(
             AuditEvent::by(actor, Action::GrantCreate, Outcome::Ok)
                 .path(normalized.as_str())

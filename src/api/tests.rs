@@ -1636,3 +1636,43 @@ async fn an_expiring_key_cannot_outlive_itself_through_new_keys_or_ssh_keys() {
         .await;
     assert_eq!(ssh.status, StatusCode::CREATED, "{:?}", ssh.body);
 }
+
+#[tokio::test]
+async fn a_grant_or_a_key_path_makes_its_folder_within_the_makers_rights() {
+    let api = Api::new().await;
+    let admin = api.user("root", true).await;
+    let bob = api.user("bob", false).await;
+    let (_, admin_key) = api
+        .key(Some(admin), "admin key", PermissionSet::Full, None)
+        .await;
+    let storage = api.core.config.server.storage_dir.clone();
+    let granted = api
+        .call(
+            &admin_key,
+            Method::POST,
+            &format!("{V1}/permissions"),
+            Some(json!({"user_id": bob, "path": "shared/reports", "permission": "readonly"})),
+        )
+        .await;
+    assert_eq!(granted.status, StatusCode::CREATED, "{:?}", granted.body);
+    assert!(storage.join("shared/reports").is_dir());
+
+    // bob's key paths are made where bob may make folders, and nowhere else.
+    let bob_session = api.session("bob").await;
+    for (path, made) in [
+        ("bob/inbox", true),
+        ("shared/reports/mine", false),
+        ("elsewhere", false),
+    ] {
+        let r = api
+            .call(
+                &bob_session,
+                Method::POST,
+                &format!("{V1}/api_keys"),
+                Some(json!({"name": format!("key {path}"), "path": path})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        assert_eq!(storage.join(path).is_dir(), made, "{path}");
+    }
+}
