@@ -113,7 +113,8 @@ impl Core {
             sink.clone(),
             limits.max_open_files,
         ));
-        let accounts = Accounts::new(store.clone(), auth.passwords().clone(), sink.clone());
+        let accounts = Accounts::new(store.clone(), auth.passwords().clone(), sink.clone())
+            .with_folders(files.clone());
         let gate = crate::limits::ConnectionGate::new(limits);
         Ok(Core {
             gate,

@@ -244,6 +244,9 @@ pub struct Grant {
 pub struct UserIdentity {
     pub id: i64,
     pub username: String,
+    /// The user row's revision when the principal was made: any later change to the user's
+    /// rights or credentials bumps it, and the session is then no longer valid.
+    pub revision: i64,
 }
 
 /// The API-key part of a principal.
@@ -254,6 +257,8 @@ pub struct KeyIdentity {
     pub permission_set: PermissionSet,
     /// The folder the key is confined to, if any.
     pub path: Option<SitePath>,
+    /// The key row's revision when the principal was made (see [`UserIdentity::revision`]).
+    pub revision: i64,
 }
 
 /// An authenticated actor.

@@ -64,8 +64,9 @@ impl Metrics {
         SessionGauge(self.clone())
     }
 
-    /// The Prometheus text exposition.
-    pub fn render(&self, audit: &AuditStats) -> String {
+    /// The Prometheus text exposition. `unrecorded_refusals`: refusals of banned clients
+    /// counted but not audited (the authenticator audits one per address and login a minute).
+    pub fn render(&self, audit: &AuditStats, unrecorded_refusals: u64) -> String {
         let mut out = String::new();
         let counters = self.counters.lock().expect("metrics lock");
         let mut last = "";
@@ -88,6 +89,11 @@ impl Metrics {
             out,
             "filegate_sessions{{protocol=\"sftp\"}} {}",
             self.sftp_sessions.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE filegate_lockout_refusals_unrecorded_total counter\n\
+             filegate_lockout_refusals_unrecorded_total {unrecorded_refusals}"
         );
         for (name, kind, value) in [
             ("filegate_audit_backlog", "gauge", audit.backlog),
@@ -140,7 +146,7 @@ mod tests {
             write_failures: 2,
             ..Default::default()
         };
-        let text = m.render(&stats);
+        let text = m.render(&stats, 7);
         assert!(
             text.contains("filegate_logins_total{protocol=\"sftp\",result=\"ok\"} 1"),
             "{text}"
@@ -151,5 +157,6 @@ mod tests {
         assert!(text.contains("filegate_audit_backlog 3\n"));
         assert!(text.contains("filegate_audit_backlog_limit 10\n"));
         assert!(text.contains("filegate_audit_write_failures_total 2\n"));
+        assert!(text.contains("filegate_lockout_refusals_unrecorded_total 7\n"));
     }
 }

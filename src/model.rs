@@ -26,7 +26,9 @@ pub struct UserRecord {
     pub allowed_ips: String,
     pub name: Option<String>,
     pub email: Option<String>,
-    /// Bumped on every change to the user or its grants (defeats cached logins).
+    /// Bumped on every change to the user's rights or credentials (password, switches,
+    /// addresses, admin flag, grants, SSH keys): defeats cached logins and ends sessions
+    /// signed in at an older revision.
     pub revision: i64,
     pub created_at: i64,
     pub last_login_at: Option<i64>,
@@ -112,6 +114,9 @@ pub struct KeyRecord {
     pub last_use_at: Option<i64>,
     /// The user who created the key (an admin may create keys for others).
     pub created_by_user_id: Option<i64>,
+    /// Bumped whenever what the key may do changes (permission set, path, expiry): a
+    /// session signed in at an older revision no longer holds the key's current rights.
+    pub revision: i64,
 }
 
 impl KeyRecord {

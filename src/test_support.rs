@@ -162,12 +162,14 @@ pub fn principal(
         user: Some(UserIdentity {
             id: 1,
             username: "tester".into(),
+            revision: 1,
         }),
         key: key.map(|(path, permission_set)| KeyIdentity {
             id: 7,
             name: "test-key".into(),
             permission_set,
             path: path.map(|p| SitePath::from_key_path(p).expect("valid key path")),
+            revision: 1,
         }),
         site_admin: false,
         grants: grants

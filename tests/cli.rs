@@ -385,3 +385,42 @@ fn the_cli_works_on_postgresql_too() {
     assert!(cli.ok(&["migrate"]).contains("postgres"));
     rt.block_on(db.drop());
 }
+
+#[test]
+fn granting_a_folder_or_giving_a_key_a_path_makes_the_folder() {
+    let cli = Cli::new();
+    cli.ok(&["user", "add", "bob"]);
+    let storage = cli.dir.path().join("files");
+    assert!(!storage.join("projects").exists());
+    cli.ok(&["user", "grant", "bob", "/projects/2026", "full"]);
+    assert!(storage.join("projects/2026").is_dir());
+    cli.ok(&[
+        "key",
+        "create",
+        "--user",
+        "bob",
+        "--name",
+        "drop",
+        "--path",
+        "inbox/bob",
+    ]);
+    assert!(storage.join("inbox/bob").is_dir());
+    // Granting a folder that exists changes nothing on disk and is no error.
+    std::fs::write(storage.join("projects/2026/keep.txt"), b"x").unwrap();
+    cli.ok(&["user", "grant", "bob", "/projects", "readonly"]);
+    assert!(storage.join("projects/2026/keep.txt").is_file());
+
+    let audit = cli.json(&["audit", "tail", "-n", "50", "--json"]);
+    let made: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["action"] == "mkdir" && r["result"] == "ok")
+        .map(|r| r["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        made,
+        ["/projects", "/projects/2026", "/inbox", "/inbox/bob"],
+        "each folder made is audited once"
+    );
+}

@@ -79,6 +79,96 @@ pub fn validate_key_path(path: Option<&str>) -> Result<Option<String>, AccountEr
     }
 }
 
+fn widening<T>(message: impl Into<String>) -> Result<T, AccountError> {
+    Err(AccountError::Widening(message.into()))
+}
+
+/// Whether `path` (Files.com form) is `within` or below it.
+fn path_within(path: &str, within: &str) -> bool {
+    path == within
+        || path
+            .strip_prefix(within)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// The most a change made by `actor` to key `key_id` may leave the key with, or `None` when
+/// the actor may change it freely: a site admin changing another key. Anyone else — a user
+/// on their own keys, or any key on itself — may only narrow, and never beyond the
+/// permission set they act with.
+pub fn narrowing_ceiling(actor: &Principal, key_id: i64) -> Option<PermissionSet> {
+    let itself = actor.key.as_ref().is_some_and(|k| k.id == key_id);
+    if actor.site_admin && !itself {
+        return None;
+    }
+    Some(
+        actor
+            .key
+            .as_ref()
+            .map_or(PermissionSet::Full, |k| k.permission_set),
+    )
+}
+
+/// Refuses `changes` (already validated) unless they only narrow `current`: a permission
+/// set at or below the key's current one and `ceiling`; a path at or below the current one
+/// (never removed when set); an expiry never removed nor moved later when set.
+pub fn check_narrowing(
+    current: &KeyRecord,
+    changes: &KeyChanges,
+    ceiling: PermissionSet,
+) -> Result<(), AccountError> {
+    if let Some(wanted) = &changes.permission_set {
+        let wanted: PermissionSet = wanted
+            .parse()
+            .map_err(|_| AccountError::Invalid("unknown permission_set".into()))?;
+        let narrower = current
+            .permission_set()
+            .is_some_and(|now| now.includes(wanted))
+            && ceiling.includes(wanted);
+        if !narrower {
+            return widening(format!(
+                "only a site admin may widen an API key: permission_set may not go above the \
+                 key's current one ({}) or your own ({})",
+                current.permission_set,
+                ceiling.as_str()
+            ));
+        }
+    }
+    if let Some(wanted) = &changes.path
+        && let Some(now) = current.path.as_deref().filter(|p| !p.is_empty())
+    {
+        match wanted.as_deref() {
+            None => {
+                return widening(
+                    "only a site admin may widen an API key: its path restriction cannot be \
+                     removed",
+                );
+            }
+            Some(p) if !path_within(p, now) => {
+                return widening(format!(
+                    "only a site admin may widen an API key: path must stay within {now:?}"
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    if let (Some(wanted), Some(now)) = (changes.expires_at, current.expires_at) {
+        match wanted {
+            None => {
+                return widening(
+                    "only a site admin may widen an API key: its expiry cannot be removed",
+                );
+            }
+            Some(at) if at > now => {
+                return widening(
+                    "only a site admin may widen an API key: its expiry cannot move later",
+                );
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
 fn validate_expiry(expires_at: Option<i64>) -> Result<(), AccountError> {
     match expires_at {
         Some(at) if at <= now() => invalid("expires_at must be in the future"),
@@ -99,6 +189,9 @@ fn validate_text(field: &str, value: Option<&str>, max: usize) -> Result<(), Acc
 
 impl Accounts {
     /// Creates a key and returns its secret (64 hex characters from the OS random source).
+    /// Whoever asks, a key never gets more than its creator acts with: a key-wielding actor
+    /// gives at most its own permission set and stays within its own path, and only site
+    /// admins make keys for others or site-wide keys.
     pub async fn create_key(
         &self,
         actor: &Principal,
@@ -106,6 +199,34 @@ impl Accounts {
     ) -> Result<CreatedKey, AccountError> {
         let name = validate_key_name(&spec.name)?;
         let path = validate_key_path(spec.path.as_deref())?;
+        let for_themself = matches!(
+            (spec.owner, &actor.user),
+            (KeyOwner::User(owner), Some(user)) if owner == user.id
+        );
+        if !actor.site_admin && !for_themself {
+            return widening("only a site admin may make keys for others or site-wide keys");
+        }
+        if let Some(key) = &actor.key {
+            if !key.permission_set.includes(spec.permission_set) {
+                return widening(format!(
+                    "a key may not make a key with more than its own permission set ({})",
+                    key.permission_set.as_str()
+                ));
+            }
+            if let Some(own) = &key.path
+                && !path
+                    .as_deref()
+                    .is_some_and(|p| path_within(p, own.relative()))
+            {
+                return widening(format!(
+                    "a path-restricted key may only make keys within {:?}",
+                    own.relative()
+                ));
+            }
+            if !actor.site_admin {
+                self.outlives_no_key(key.id, spec.expires_at).await?;
+            }
+        }
         validate_expiry(spec.expires_at)?;
         validate_text("description", spec.description.as_deref(), 1024)?;
         validate_text("platform", spec.platform.as_deref(), 64)?;
@@ -139,10 +260,43 @@ impl Accounts {
             AuditEvent::by(actor, Action::KeyCreate, Outcome::Ok)
                 .path(format!("api_key:{}", record.id)),
         );
+        if let Some(folder) = record
+            .path
+            .as_deref()
+            .and_then(|p| SitePath::from_key_path(p).ok())
+        {
+            self.ensure_folder(actor, &folder).await;
+        }
         Ok(CreatedKey { record, secret })
     }
 
-    /// Changes a key's name, description, path, permission set or expiry.
+    /// Refuses a credential expiring at `expires_at` (`None`: never) made by key `maker`
+    /// when it would outlive that key: an expiring key cannot extend itself by proxy.
+    pub(super) async fn outlives_no_key(
+        &self,
+        maker: i64,
+        expires_at: Option<i64>,
+    ) -> Result<(), AccountError> {
+        let Some(limit) = self
+            .store
+            .key_by_id(maker)
+            .await?
+            .ok_or(AccountError::NotFound)?
+            .expires_at
+        else {
+            return Ok(());
+        };
+        match expires_at {
+            Some(at) if at <= limit => Ok(()),
+            _ => widening(
+                "a key that expires may only make credentials that expire no later than itself",
+            ),
+        }
+    }
+
+    /// Changes a key's name, description, path, permission set or expiry. Unless `actor` is
+    /// a site admin changing another key, the change may only narrow the key
+    /// ([`narrowing_ceiling`], [`check_narrowing`]).
     pub async fn update_key(
         &self,
         actor: &Principal,
@@ -165,6 +319,14 @@ impl Accounts {
             changes.description = Some(description.clone());
         }
         changes.permission_set = update.permission_set.map(|s| s.as_str().to_owned());
+        let current = self
+            .store
+            .key_by_id(id)
+            .await?
+            .ok_or(AccountError::NotFound)?;
+        if let Some(ceiling) = narrowing_ceiling(actor, id) {
+            check_narrowing(&current, &changes, ceiling)?;
+        }
         let record = self
             .store
             .update_key(id, &changes)
@@ -173,6 +335,11 @@ impl Accounts {
         self.audit.record(
             AuditEvent::by(actor, Action::KeyUpdate, Outcome::Ok).path(format!("api_key:{id}")),
         );
+        if let Some(Some(folder)) = &changes.path
+            && let Ok(folder) = SitePath::from_key_path(folder)
+        {
+            self.ensure_folder(actor, &folder).await;
+        }
         Ok(record)
     }
 

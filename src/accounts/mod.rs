@@ -16,6 +16,9 @@ pub use users::UserSpec;
 
 use crate::audit::AuditSink;
 use crate::auth::{PasswordError, Passwords};
+use crate::files::{Files, FsError};
+use crate::identity::Principal;
+use crate::path::SitePath;
 use crate::store::{Store, StoreError};
 
 /// Why an account change was refused.
@@ -29,6 +32,10 @@ pub enum AccountError {
     Conflict(String),
     #[error("not found")]
     NotFound,
+    /// The change would give a key more than the rules let this actor give it (only site
+    /// admins widen keys; a key may only narrow itself); the message says which rule.
+    #[error("{0}")]
+    Widening(String),
     #[error(transparent)]
     Store(StoreError),
     #[error(transparent)]
@@ -56,6 +63,9 @@ pub struct Accounts {
     store: Store,
     passwords: Passwords,
     audit: Arc<dyn AuditSink>,
+    /// The file layer, to make the folders grants and key paths name (see
+    /// [`Accounts::with_folders`]).
+    folders: Option<Arc<Files>>,
 }
 
 impl Accounts {
@@ -64,6 +74,45 @@ impl Accounts {
             store,
             passwords,
             audit,
+            folders: None,
+        }
+    }
+
+    /// Makes the folder a new grant or a new key's path names when it is missing, through
+    /// `files` (so as the actor, checked and audited like any mkdir).
+    pub fn with_folders(mut self, files: Arc<Files>) -> Accounts {
+        self.folders = Some(files);
+        self
+    }
+
+    /// Makes `path` and its missing parents, as `actor`. Best effort: a folder the actor
+    /// may not make, or a file in the way, is logged and left; the grant or key stands
+    /// (its owner sees a missing folder as an empty one).
+    async fn ensure_folder(&self, actor: &Principal, path: &SitePath) {
+        let Some(files) = &self.folders else { return };
+        let mut at = SitePath::root();
+        for segment in path.segments() {
+            at = match at.join(segment) {
+                Ok(next) => next,
+                Err(_) => return,
+            };
+            let missing = match files.stat(actor, &at).await {
+                Ok(_) => false,
+                Err(FsError::NotFound) => true,
+                Err(err) => {
+                    tracing::warn!(path = %at.as_str(), error = %err, "cannot make the folder a grant or key names");
+                    return;
+                }
+            };
+            if missing {
+                match files.make_dir(actor, &at).await {
+                    Ok(()) | Err(FsError::AlreadyExists) => {}
+                    Err(err) => {
+                        tracing::warn!(path = %at.as_str(), error = %err, "cannot make the folder a grant or key names");
+                        return;
+                    }
+                }
+            }
         }
     }
 

@@ -167,7 +167,8 @@ impl Accounts {
         Ok(())
     }
 
-    /// Grants `level` on `path` (an absolute site path; `..` and the like are refused).
+    /// Grants `level` on `path` (an absolute site path; `..` and the like are refused), and
+    /// makes the folder if it is missing (see [`Accounts::with_folders`]).
     pub async fn grant(
         &self,
         actor: &Principal,
@@ -188,6 +189,7 @@ impl Accounts {
             .store
             .insert_grant(user_id, normalized.as_str(), level.as_str())
             .await?;
+        self.ensure_folder(actor, &normalized).await;
         self.audit.record(
             AuditEvent::by(actor, Action::GrantCreate, Outcome::Ok)
                 .path(normalized.as_str())
@@ -217,6 +219,11 @@ impl Accounts {
         line: &str,
     ) -> Result<PublicKeyRecord, AccountError> {
         let key = normalize_public_key(line)?;
+        // An SSH key never expires: a user's key that does may not add one (it would outlive
+        // the key that made it).
+        if let (false, Some(maker)) = (actor.site_admin, &actor.key) {
+            self.outlives_no_key(maker.id, None).await?;
+        }
         let title = title.trim();
         if title.is_empty() || title.chars().count() > 255 || title.chars().any(char::is_control) {
             return invalid("public key title must be 1 to 255 printable characters");

@@ -26,6 +26,9 @@ pub enum ApiError {
     LockedOut,
     #[error("You must be a site administrator to do this")]
     SiteAdminRequired,
+    /// A change only a site admin may make (widening a key), with the rule it breaks.
+    #[error("{0}")]
+    AdminOnlyChange(String),
     #[error("You may not act for another user")]
     CantActForOtherUser,
     #[error("This API key may only be used for Desktop App functions")]
@@ -93,7 +96,7 @@ impl ApiError {
                 "Locked Out",
                 "not-authenticated/locked-out",
             ),
-            SiteAdminRequired => (
+            SiteAdminRequired | AdminOnlyChange(_) => (
                 StatusCode::FORBIDDEN,
                 "Site Admin Required",
                 "not-authorized/site-admin-required",
@@ -240,6 +243,7 @@ impl From<AccountError> for ApiError {
             AccountError::Invalid(message) => ApiError::ParamsInvalid(message),
             AccountError::Conflict(message) => ApiError::SaveFailed(message),
             AccountError::NotFound => ApiError::NotFound,
+            AccountError::Widening(message) => ApiError::AdminOnlyChange(message),
             AccountError::Store(e) => e.into(),
             AccountError::Password(e) => ApiError::Internal(e.to_string()),
         }

@@ -281,7 +281,8 @@ fn update_from(p: &super::params::Params, with_path: bool) -> Result<KeyUpdate, 
     Ok(update)
 }
 
-/// `PATCH /api_key`: a key changes its own name, expiry or (narrower) permission set.
+/// `PATCH /api_key`: a key renames itself or narrows itself (permission set at or below its
+/// own, an expiry never removed nor moved later).
 pub async fn update_current(
     State(state): State<Arc<ApiState>>,
     call: Authed,
@@ -297,14 +298,8 @@ pub async fn update_current(
         &["name", "expires_at", "permission_set", "description"],
         ECHOED,
     )?;
+    // A key changing itself may only narrow (accounts::check_narrowing).
     let update = update_from(&call.params, false)?;
-    if let Some(wanted) = update.permission_set
-        && !key.permission_set.includes(wanted)
-    {
-        return Err(ApiError::ParamsInvalid(
-            "a key cannot widen its own permission set".into(),
-        ));
-    }
     let record = state
         .accounts
         .update_key(&call.principal, key.id, update)
@@ -312,7 +307,7 @@ pub async fn update_current(
     Ok(Json(key_json(&record, None)))
 }
 
-/// `PATCH /api_keys/{id}`
+/// `PATCH /api_keys/{id}`: any key for an admin; a user's own keys, narrowing only.
 pub async fn update(
     State(state): State<Arc<ApiState>>,
     Path(id): Path<String>,

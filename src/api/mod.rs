@@ -1,6 +1,6 @@
 //! The REST API, wire-compatible with Files.com's (see `shared/API.md`): axum handlers over
 //! the account service and the store, with Files.com's parameters, pagination, error bodies
-//! and rights rules. Also `/healthz` and `/metrics`.
+//! and rights rules. Also `/healthz` (open) and `/metrics` (site admins only).
 //!
 //! - `caller`: authentication (`X-FilesAPI-Key` / `X-FilesAPI-Auth`) and rights checks.
 //! - `params`, `pagination`, `error`: the wire conventions.
@@ -158,9 +158,17 @@ async fn healthz(State(state): State<Arc<ApiState>>) -> Response {
     }
 }
 
-async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
-    let body = state.metrics.render(&state.audit_log.stats());
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+/// `/metrics`: for site admins only (an admin's `full` key or session, or a site-wide key),
+/// since the counters describe everyone's activity.
+async fn metrics(
+    State(state): State<Arc<ApiState>>,
+    call: caller::Authed,
+) -> Result<Response, ApiError> {
+    call.require_admin()?;
+    let body = state
+        .metrics
+        .render(&state.audit_log.stats(), state.auth.unrecorded_refusals());
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())
 }
 
 /// A path id: a positive integer.

@@ -1173,7 +1173,7 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
 }
 
 #[tokio::test]
-async fn health_and_metrics_answer_without_credentials() {
+async fn health_answers_anyone_and_metrics_only_a_site_admin() {
     let api = Api::new().await;
     let health = api.call(&As::Nobody, Method::GET, "/healthz", None).await;
     assert_eq!(
@@ -1187,11 +1187,492 @@ async fn health_and_metrics_answer_without_credentials() {
         None,
     )
     .await;
-    let metrics = api.call(&As::Nobody, Method::GET, "/metrics", None).await;
-    let text = metrics.body.as_str().unwrap();
-    assert!(
-        text.contains("filegate_logins_total{protocol=\"restapi\",result=\"denied\"} 1"),
-        "{text}"
+    let admin = api.user("root", true).await;
+    let bob = api.user("bob", false).await;
+    let (_, admin_key) = api
+        .key(Some(admin), "admin key", PermissionSet::Full, None)
+        .await;
+    let (_, admin_ro) = api
+        .key(Some(admin), "admin ro", PermissionSet::ReadOnly, None)
+        .await;
+    let (_, site_key) = api.key(None, "site key", PermissionSet::Full, None).await;
+    let (_, bob_key) = api
+        .key(Some(bob), "bob key", PermissionSet::Full, None)
+        .await;
+    let bob_session = api.session("bob").await;
+    let admin_session = api.session("root").await;
+    for (who, status, kind) in [
+        (
+            As::Nobody,
+            StatusCode::UNAUTHORIZED,
+            "not-authenticated/authentication-required",
+        ),
+        (
+            As::Key("f".repeat(64)),
+            StatusCode::UNAUTHORIZED,
+            "not-authenticated/invalid-credentials",
+        ),
+        (
+            bob_key,
+            StatusCode::FORBIDDEN,
+            "not-authorized/site-admin-required",
+        ),
+        (
+            bob_session,
+            StatusCode::FORBIDDEN,
+            "not-authorized/site-admin-required",
+        ),
+        (
+            admin_ro,
+            StatusCode::FORBIDDEN,
+            "not-authorized/api-key-only-for-file-operations",
+        ),
+    ] {
+        let refused = api.call(&who, Method::GET, "/metrics", None).await;
+        assert_eq!((refused.status, refused.kind()), (status, kind));
+    }
+    for who in [admin_key, site_key, admin_session] {
+        let metrics = api.call(&who, Method::GET, "/metrics", None).await;
+        assert_eq!(metrics.status, StatusCode::OK);
+        let text = metrics.body.as_str().unwrap();
+        assert!(
+            text.contains("filegate_logins_total{protocol=\"restapi\",result=\"denied\"}"),
+            "{text}"
+        );
+        assert!(text.contains("filegate_audit_backlog"));
+        assert!(text.contains("filegate_lockout_refusals_unrecorded_total"));
+    }
+}
+
+#[tokio::test]
+async fn a_session_token_stops_working_after_a_password_change_or_when_its_user_goes() {
+    let api = Api::new().await;
+    let admin = api.user("root", true).await;
+    let bob = api.user("bob", false).await;
+    let (_, admin_key) = api
+        .key(Some(admin), "admin key", PermissionSet::Full, None)
+        .await;
+    let me_uri = format!("{V1}/users/{bob}");
+    let me = async |who: &As| api.call(who, Method::GET, &me_uri, None).await;
+
+    let session = api.session("bob").await;
+    assert_eq!(me(&session).await.status, StatusCode::OK);
+    let renamed = api
+        .call(
+            &admin_key,
+            Method::PATCH,
+            &format!("{V1}/users/{bob}"),
+            Some(json!({"name": "Bob B."})),
+        )
+        .await;
+    assert_eq!(renamed.status, StatusCode::OK);
+    assert_eq!(me(&session).await.status, StatusCode::OK, "a new name");
+    let changed = api
+        .call(
+            &admin_key,
+            Method::PATCH,
+            &format!("{V1}/users/{bob}"),
+            Some(json!({"password": "a-new-password-for-bob"})),
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::OK);
+    assert_eq!(
+        me(&session).await.kind(),
+        "not-authenticated/invalid-session",
+        "a password change ends the sessions made with the old one"
     );
-    assert!(text.contains("filegate_audit_backlog"));
+
+    let fresh = api
+        .call(
+            &As::Nobody,
+            Method::POST,
+            &format!("{V1}/sessions"),
+            Some(json!({"username": "bob", "password": "a-new-password-for-bob"})),
+        )
+        .await;
+    let session = As::Session(fresh.body["id"].as_str().unwrap().to_owned());
+    assert_eq!(me(&session).await.status, StatusCode::OK);
+    for disabled in [true, false] {
+        let r = api
+            .call(
+                &admin_key,
+                Method::PATCH,
+                &format!("{V1}/users/{bob}"),
+                Some(json!({"disabled": disabled})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK);
+    }
+    assert_eq!(
+        me(&session).await.kind(),
+        "not-authenticated/invalid-session",
+        "disabling a user ends their sessions for good, not until re-enabled"
+    );
+
+    let fresh = api
+        .call(
+            &As::Nobody,
+            Method::POST,
+            &format!("{V1}/sessions"),
+            Some(json!({"username": "bob", "password": "a-new-password-for-bob"})),
+        )
+        .await;
+    let session = As::Session(fresh.body["id"].as_str().unwrap().to_owned());
+    let gone = api
+        .call(
+            &admin_key,
+            Method::DELETE,
+            &format!("{V1}/users/{bob}"),
+            None,
+        )
+        .await;
+    assert_eq!(gone.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        me(&session).await.kind(),
+        "not-authenticated/invalid-session"
+    );
+}
+
+#[tokio::test]
+async fn a_key_may_only_narrow_itself_and_users_may_only_narrow_their_keys() {
+    let api = Api::new().await;
+    let admin = api.user("root", true).await;
+    let bob = api.user("bob", false).await;
+    let (_, admin_key) = api
+        .key(Some(admin), "admin key", PermissionSet::Full, None)
+        .await;
+    let widen = "not-authorized/site-admin-required";
+    let current_uri = format!("{V1}/api_key");
+    let patch_current =
+        async |who: &As, body: Value| api.call(who, Method::PATCH, &current_uri, Some(body)).await;
+
+    // A desktop_app key with an expiry may not extend, remove or widen it.
+    let made = api
+        .call(
+            &admin_key,
+            Method::POST,
+            &format!("{V1}/api_keys"),
+            Some(
+                json!({"name": "desk", "user_id": bob, "permission_set": "desktop_app",
+                        "expires_at": "2090-01-01T00:00:00Z"}),
+            ),
+        )
+        .await;
+    let desk_id = made.body["id"].as_i64().unwrap();
+    let desk = As::Key(made.body["key"].as_str().unwrap().to_owned());
+    for body in [
+        json!({"expires_at": "2099-01-01T00:00:00Z"}),
+        json!({"expires_at": ""}),
+        json!({"permission_set": "full"}),
+    ] {
+        let r = patch_current(&desk, body.clone()).await;
+        assert_eq!(r.kind(), widen, "{body}: {:?}", r.body);
+    }
+    let row = api.core.store.key_by_id(desk_id).await.unwrap().unwrap();
+    assert_eq!(
+        (row.permission_set.as_str(), row.expires_at),
+        (
+            "desktop_app",
+            crate::model::parse_time("2090-01-01T00:00:00Z")
+        )
+    );
+    let earlier = patch_current(
+        &desk,
+        json!({"expires_at": "2080-01-01T00:00:00Z", "permission_set": "readonly", "name": "d2"}),
+    )
+    .await;
+    assert_eq!(earlier.status, StatusCode::OK, "{:?}", earlier.body);
+    assert_eq!(earlier.body["expires_at"], "2080-01-01T00:00:00Z");
+
+    // A key without an expiry may be given one, but an admin's own key may not widen itself.
+    let (admin_desk_id, admin_desk) = api
+        .key(Some(admin), "admin desk", PermissionSet::DesktopApp, None)
+        .await;
+    let r = patch_current(&admin_desk, json!({"permission_set": "full"})).await;
+    assert_eq!(r.kind(), widen, "even an admin's key cannot widen itself");
+    let r = patch_current(&admin_desk, json!({"expires_at": "2099-01-01T00:00:00Z"})).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let r = patch_current(&admin_desk, json!({"expires_at": ""})).await;
+    assert_eq!(r.kind(), widen);
+    let _ = admin_desk_id;
+
+    // A key an admin made for bob (readonly, confined to bob/sub): bob may only narrow it.
+    let made = api
+        .call(
+            &admin_key,
+            Method::POST,
+            &format!("{V1}/api_keys"),
+            Some(
+                json!({"name": "bob ro", "user_id": bob, "permission_set": "readonly",
+                        "path": "bob/sub", "expires_at": "2090-01-01T00:00:00Z"}),
+            ),
+        )
+        .await;
+    let ro_id = made.body["id"].as_i64().unwrap();
+    let bob_session = api.session("bob").await;
+    let (_, bob_full) = api
+        .key(Some(bob), "bob full", PermissionSet::Full, None)
+        .await;
+    for who in [&bob_session, &bob_full] {
+        for body in [
+            json!({"permission_set": "full"}),
+            json!({"permission_set": "files_only"}),
+            json!({"permission_set": "writeonly"}),
+            json!({"path": ""}),
+            json!({"path": "bob"}),
+            json!({"path": "bob/subway"}),
+            json!({"expires_at": "2099-01-01T00:00:00Z"}),
+            json!({"expires_at": ""}),
+        ] {
+            let r = api
+                .call(
+                    who,
+                    Method::PATCH,
+                    &format!("{V1}/api_keys/{ro_id}"),
+                    Some(body.clone()),
+                )
+                .await;
+            assert_eq!(r.kind(), widen, "{body}: {:?}", r.body);
+        }
+    }
+    let row = api.core.store.key_by_id(ro_id).await.unwrap().unwrap();
+    assert_eq!(
+        (row.permission_set.as_str(), row.path.as_deref()),
+        ("readonly", Some("bob/sub"))
+    );
+    let narrowed = api
+        .call(
+            &bob_session,
+            Method::PATCH,
+            &format!("{V1}/api_keys/{ro_id}"),
+            Some(
+                json!({"path": "bob/sub/deeper", "expires_at": "2085-01-01T00:00:00Z",
+                        "name": "bob ro 2", "description": "mine"}),
+            ),
+        )
+        .await;
+    assert_eq!(narrowed.status, StatusCode::OK, "{:?}", narrowed.body);
+    assert_eq!(narrowed.body["path"], "bob/sub/deeper");
+
+    // A user cannot widen a key they made either; an admin can widen anyone's.
+    let own = api
+        .call(
+            &bob_session,
+            Method::POST,
+            &format!("{V1}/api_keys"),
+            Some(json!({"name": "bob own ro", "permission_set": "readonly"})),
+        )
+        .await;
+    let own_id = own.body["id"].as_i64().unwrap();
+    let r = api
+        .call(
+            &bob_session,
+            Method::PATCH,
+            &format!("{V1}/api_keys/{own_id}"),
+            Some(json!({"permission_set": "full"})),
+        )
+        .await;
+    assert_eq!(r.kind(), widen);
+    let r = api
+        .call(
+            &admin_key,
+            Method::PATCH,
+            &format!("{V1}/api_keys/{ro_id}"),
+            Some(json!({"permission_set": "full", "path": "", "expires_at": ""})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(
+        (
+            r.body["permission_set"].as_str(),
+            &r.body["path"],
+            &r.body["expires_at"]
+        ),
+        (Some("full"), &Value::Null, &Value::Null)
+    );
+}
+
+#[tokio::test]
+async fn account_rules_refuse_keys_beyond_their_maker_whoever_calls() {
+    let api = Api::new().await;
+    let bob = api.user("bob", false).await;
+    let carol = api.user("carol", false).await;
+    let (maker, _) = api
+        .key(Some(bob), "maker", PermissionSet::Full, Some("bob/a"))
+        .await;
+    let principal = |key: Option<(PermissionSet, Option<&str>)>| Principal {
+        user: Some(crate::identity::UserIdentity {
+            id: bob,
+            username: "bob".into(),
+            revision: 1,
+        }),
+        key: key.map(|(permission_set, path)| crate::identity::KeyIdentity {
+            id: maker,
+            name: "maker".into(),
+            permission_set,
+            path: path.map(|p| crate::path::SitePath::from_key_path(p).unwrap()),
+            revision: 1,
+        }),
+        site_admin: false,
+        grants: Vec::new(),
+        protocol: crate::identity::Protocol::Api,
+        client: crate::identity::ClientInfo::new(None),
+    };
+    let spec = |owner: KeyOwner, set: PermissionSet, path: Option<&str>| KeySpec {
+        owner,
+        name: format!("k{}", crate::secret::random_hex(4)),
+        description: None,
+        path: path.map(str::to_owned),
+        permission_set: set,
+        expires_at: None,
+        platform: None,
+        created_by: Some(bob),
+    };
+    let refused = [
+        (
+            principal(None),
+            spec(KeyOwner::SiteWide, PermissionSet::Full, None),
+        ),
+        (
+            principal(None),
+            spec(KeyOwner::User(carol), PermissionSet::Full, None),
+        ),
+        (
+            principal(Some((PermissionSet::FilesOnly, None))),
+            spec(KeyOwner::User(bob), PermissionSet::Full, None),
+        ),
+        (
+            principal(Some((PermissionSet::Full, Some("bob/a")))),
+            spec(KeyOwner::User(bob), PermissionSet::Full, Some("bob")),
+        ),
+        (
+            principal(Some((PermissionSet::Full, Some("bob/a")))),
+            spec(KeyOwner::User(bob), PermissionSet::Full, None),
+        ),
+    ];
+    for (actor, spec) in refused {
+        let result = api.core.accounts.create_key(&actor, spec.clone()).await;
+        assert!(
+            matches!(result, Err(crate::accounts::AccountError::Widening(_))),
+            "{spec:?}: {result:?}"
+        );
+    }
+    let allowed = api
+        .core
+        .accounts
+        .create_key(
+            &principal(Some((PermissionSet::Full, Some("bob/a")))),
+            spec(
+                KeyOwner::User(bob),
+                PermissionSet::ReadOnly,
+                Some("bob/a/b"),
+            ),
+        )
+        .await;
+    assert!(allowed.is_ok(), "{allowed:?}");
+}
+
+#[tokio::test]
+async fn an_expiring_key_cannot_outlive_itself_through_new_keys_or_ssh_keys() {
+    let api = Api::new().await;
+    let admin = api.user("root", true).await;
+    let bob = api.user("bob", false).await;
+    let (_, admin_key) = api
+        .key(Some(admin), "admin key", PermissionSet::Full, None)
+        .await;
+    let made = api
+        .call(
+            &admin_key,
+            Method::POST,
+            &format!("{V1}/api_keys"),
+            Some(json!({"name": "bob temp", "user_id": bob, "expires_at": "2030-01-01T00:00:00Z"})),
+        )
+        .await;
+    let temp = As::Key(made.body["key"].as_str().unwrap().to_owned());
+    let widen = "not-authorized/site-admin-required";
+    for body in [
+        json!({"name": "forever"}),
+        json!({"name": "later", "expires_at": "2031-01-01T00:00:00Z"}),
+    ] {
+        let r = api
+            .call(
+                &temp,
+                Method::POST,
+                &format!("{V1}/api_keys"),
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(r.kind(), widen, "{body}: {:?}", r.body);
+    }
+    let sooner = api
+        .call(
+            &temp,
+            Method::POST,
+            &format!("{V1}/api_keys"),
+            Some(json!({"name": "sooner", "expires_at": "2029-01-01T00:00:00Z"})),
+        )
+        .await;
+    assert_eq!(sooner.status, StatusCode::CREATED, "{:?}", sooner.body);
+    let line = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGxVv0n8bXYWH7X1o3OvZ4kmq2sA2sBl8xPq7Rk9YzN1";
+    let ssh = api
+        .call(
+            &temp,
+            Method::POST,
+            &format!("{V1}/public_keys"),
+            Some(json!({"title": "laptop", "public_key": line})),
+        )
+        .await;
+    assert_eq!(ssh.kind(), widen, "{:?}", ssh.body);
+    let (_, bob_full) = api
+        .key(Some(bob), "bob full", PermissionSet::Full, None)
+        .await;
+    let ssh = api
+        .call(
+            &bob_full,
+            Method::POST,
+            &format!("{V1}/public_keys"),
+            Some(json!({"title": "laptop", "public_key": line})),
+        )
+        .await;
+    assert_eq!(ssh.status, StatusCode::CREATED, "{:?}", ssh.body);
+}
+
+#[tokio::test]
+async fn a_grant_or_a_key_path_makes_its_folder_within_the_makers_rights() {
+    let api = Api::new().await;
+    let admin = api.user("root", true).await;
+    let bob = api.user("bob", false).await;
+    let (_, admin_key) = api
+        .key(Some(admin), "admin key", PermissionSet::Full, None)
+        .await;
+    let storage = api.core.config.server.storage_dir.clone();
+    let granted = api
+        .call(
+            &admin_key,
+            Method::POST,
+            &format!("{V1}/permissions"),
+            Some(json!({"user_id": bob, "path": "shared/reports", "permission": "readonly"})),
+        )
+        .await;
+    assert_eq!(granted.status, StatusCode::CREATED, "{:?}", granted.body);
+    assert!(storage.join("shared/reports").is_dir());
+
+    // bob's key paths are made where bob may make folders, and nowhere else.
+    let bob_session = api.session("bob").await;
+    for (path, made) in [
+        ("bob/inbox", true),
+        ("shared/reports/mine", false),
+        ("elsewhere", false),
+    ] {
+        let r = api
+            .call(
+                &bob_session,
+                Method::POST,
+                &format!("{V1}/api_keys"),
+                Some(json!({"name": format!("key {path}"), "path": path})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        assert_eq!(storage.join(path).is_dir(), made, "{path}");
+    }
 }

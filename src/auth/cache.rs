@@ -84,6 +84,14 @@ impl PasswordCache {
         entries.insert(user_id, entry);
     }
 
+    /// Whether an entry for this user is held (whatever its revision or age).
+    pub fn holds(&self, user_id: i64) -> bool {
+        self.entries
+            .lock()
+            .expect("password cache lock")
+            .contains_key(&user_id)
+    }
+
     /// Forgets a user's entry (after a failed attempt, for instance).
     pub fn forget(&self, user_id: i64) {
         self.entries

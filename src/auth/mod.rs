@@ -16,8 +16,9 @@ mod password;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub use cache::PasswordCache;
 pub use directory::{Directory, DirectoryError};
@@ -95,6 +96,10 @@ pub struct Authenticator {
     /// Last `last_use_at`/`last_login_at` write per key / user made by this process.
     touched: Mutex<HashMap<(bool, i64), i64>>,
     dummy_digest: String,
+    /// When banned clients' refusals were last audited.
+    ban_notes: BanNotes,
+    /// Banned clients' refusals not audited (see [`Authenticator::refuse_banned`]).
+    unrecorded_refusals: AtomicU64,
 }
 
 impl Authenticator {
@@ -111,6 +116,8 @@ impl Authenticator {
             lockout: Arc::new(Lockout::new(settings.lockout)),
             touched: Mutex::default(),
             dummy_digest: secret::digest_hex(&secret::new_key_secret()),
+            ban_notes: BanNotes::new(),
+            unrecorded_refusals: AtomicU64::new(0),
         }
     }
 
@@ -131,6 +138,10 @@ impl Authenticator {
     }
 
     /// Signs in with a login name (`@api-…` or a username) and a password or SSH key.
+    ///
+    /// Failures are counted under one canonical login per target (see [`counted_login`]):
+    /// `@api-01`, `@API-1` and `@api-<its name>` are the same key, `Alice` and `alice` the
+    /// same user.
     pub async fn login(
         &self,
         login: &str,
@@ -139,11 +150,12 @@ impl Authenticator {
         client: ClientInfo,
     ) -> Result<Principal, AuthError> {
         let ip = client.ip;
-        if self.lockout.is_banned(ip, login) {
-            self.audit_login(login, protocol, &client, Outcome::Denied, "locked out");
-            return Err(AuthError::LockedOut);
+        let parsed = LoginName::parse(login);
+        let mut counted = counted_login(login, &parsed);
+        if self.lockout.is_banned(ip, &counted) {
+            return Err(self.refuse_banned(login, &counted, protocol, &client));
         }
-        let checked = match LoginName::parse(login) {
+        let checked = match parsed {
             Err(MalformedLogin) => {
                 self.burn(proof).await;
                 Ok(Err(Denial("malformed login name")))
@@ -153,7 +165,15 @@ impl Authenticator {
                 Err(e) => Err(e),
             },
             Ok(LoginName::KeyName(name)) => match self.directory.key_by_name(&name).await {
-                Ok(key) => self.check_key_login(key, proof, protocol, &client).await,
+                Ok(key) => {
+                    if let Some(key) = &key {
+                        counted = key_login(key.id);
+                        if self.lockout.is_banned(ip, &counted) {
+                            return Err(self.refuse_banned(login, &counted, protocol, &client));
+                        }
+                    }
+                    self.check_key_login(key, proof, protocol, &client).await
+                }
                 Err(e) => Err(e),
             },
             Ok(LoginName::User(name)) => match self.directory.user_by_name(&name).await {
@@ -161,15 +181,9 @@ impl Authenticator {
                 Err(e) => Err(e),
             },
         };
-        self.conclude(
-            login,
-            protocol,
-            client,
-            ip,
-            checked,
-            protocol == Protocol::WebDav,
-        )
-        .await
+        let per_request = protocol == Protocol::WebDav;
+        self.conclude(login, &counted, protocol, client, checked, per_request)
+            .await
     }
 
     /// Signs in to the REST API with a key secret alone (`X-FilesAPI-Key`).
@@ -179,10 +193,8 @@ impl Authenticator {
         client: ClientInfo,
     ) -> Result<Principal, AuthError> {
         const LOGIN: &str = "@api-key-header";
-        let ip = client.ip;
-        if self.lockout.is_banned(ip, LOGIN) {
-            self.audit_login(LOGIN, Protocol::Api, &client, Outcome::Denied, "locked out");
-            return Err(AuthError::LockedOut);
+        if self.lockout.is_banned(client.ip, LOGIN) {
+            return Err(self.refuse_banned(LOGIN, LOGIN, Protocol::Api, &client));
         }
         let well_formed = !key_secret.is_empty()
             && key_secret.len() <= 256
@@ -200,7 +212,7 @@ impl Authenticator {
                 Err(e) => Err(e),
             }
         };
-        self.conclude(LOGIN, Protocol::Api, client, ip, checked, true)
+        self.conclude(LOGIN, LOGIN, Protocol::Api, client, checked, true)
             .await
     }
 
@@ -212,20 +224,23 @@ impl Authenticator {
         protocol: Protocol,
         client: ClientInfo,
     ) -> Result<Principal, AuthError> {
-        let ip = client.ip;
         let checked = match self.directory.user_by_id(user_id).await {
             Ok(Some(user)) => self.user_checks(&user, protocol, &client).await,
             Ok(None) => Ok(Err(Denial("unknown user"))),
             Err(e) => Err(e),
         };
         let label = format!("user:{user_id}");
-        self.conclude(&label, protocol, client, ip, checked, true)
+        self.conclude(&label, &label, protocol, client, checked, true)
             .await
     }
 
-    /// Whether a signed-in principal may still act: its key still exists and has not
-    /// expired, and its user is still enabled for the protocol. Front-ends call this to end
-    /// sessions of revoked keys and disabled users.
+    /// Whether a signed-in principal may still act with the rights it was given: its key
+    /// still exists, has not expired and has not changed (permission set, path, expiry: the
+    /// key's revision); its user still exists, is enabled for the protocol and the address,
+    /// and nothing about their rights or credentials changed since sign-in (admin flag,
+    /// grants, password, SSH keys, switches: the user's revision). The SFTP and FTP
+    /// revocation watchers call this every few seconds and end the session on `false`; a
+    /// client signs in again to get its current rights. Costs at most two indexed reads.
     pub async fn still_valid(&self, principal: &Principal) -> Result<bool, AuthError> {
         let unavailable = |_| AuthError::Unavailable;
         if let Some(key) = &principal.key {
@@ -237,7 +252,10 @@ impl Authenticator {
             else {
                 return Ok(false);
             };
-            if row.is_expired(now()) || row.user_id != principal.user.as_ref().map(|u| u.id) {
+            if row.revision != key.revision
+                || row.is_expired(now())
+                || row.user_id != principal.user.as_ref().map(|u| u.id)
+            {
                 return Ok(false);
             }
         }
@@ -250,28 +268,60 @@ impl Authenticator {
             else {
                 return Ok(false);
             };
-            if row.disabled || !row.allows_protocol(principal.protocol) {
+            if row.revision != user.revision
+                || row.disabled
+                || row.site_admin != principal.site_admin
+                || !row.allows_protocol(principal.protocol)
+                || !row.allows_ip(principal.client.ip)
+            {
                 return Ok(false);
             }
         }
         Ok(true)
     }
 
+    /// The answer to a banned client. The first refusal per (address, login) and
+    /// [`BAN_NOTE_INTERVAL`] is an audit record; the others are only counted
+    /// ([`Authenticator::unrecorded_refusals`], shown in `/metrics`), so that a client
+    /// hammering while banned cannot fill the audit log.
+    fn refuse_banned(
+        &self,
+        shown: &str,
+        counted: &str,
+        protocol: Protocol,
+        client: &ClientInfo,
+    ) -> AuthError {
+        if self.ban_notes.first_in_interval(client.ip, counted) {
+            self.audit_login(shown, protocol, client, Outcome::Denied, "locked out");
+        } else {
+            self.unrecorded_refusals.fetch_add(1, Ordering::Relaxed);
+        }
+        AuthError::LockedOut
+    }
+
+    /// Refusals of banned clients counted but not written to the audit log.
+    pub fn unrecorded_refusals(&self) -> u64 {
+        self.unrecorded_refusals.load(Ordering::Relaxed)
+    }
+
+    /// Ends a sign-in: `shown` is the login as the client gave it (for the audit log),
+    /// `counted` the canonical login its failures count under.
     async fn conclude(
         &self,
-        login: &str,
+        shown: &str,
+        counted: &str,
         protocol: Protocol,
         client: ClientInfo,
-        ip: Option<IpAddr>,
         checked: Result<Checked, DirectoryError>,
         per_request: bool,
     ) -> Result<Principal, AuthError> {
+        let ip = client.ip;
         // WebDAV and the REST API authenticate every request (`per_request`): a success there
         // is not a login record, since the request's own record carries the principal;
         // failures always are.
         match checked {
             Ok(Ok(principal)) => {
-                self.lockout.succeeded(ip, login).await;
+                self.lockout.succeeded(ip, counted).await;
                 if per_request {
                     tracing::debug!(user = %principal.display_name(), protocol = %protocol, "request authenticated");
                 } else {
@@ -283,15 +333,15 @@ impl Authenticator {
                 Ok(principal)
             }
             Ok(Err(Denial(reason))) => {
-                let delay = self.lockout.failed(ip, login).await;
-                self.audit_login(login, protocol, &client, Outcome::Denied, reason);
-                tracing::info!(login = %login, protocol = %protocol, client.ip = ?ip, reason, "login refused");
+                let delay = self.lockout.failed(ip, counted).await;
+                self.audit_login(shown, protocol, &client, Outcome::Denied, reason);
+                tracing::info!(login = %counted, protocol = %protocol, client.ip = ?ip, reason, "login refused");
                 tokio::time::sleep(delay).await;
                 Err(AuthError::Refused)
             }
             Err(err) => {
                 self.audit_login(
-                    login,
+                    shown,
                     protocol,
                     &client,
                     Outcome::Failed,
@@ -350,6 +400,7 @@ impl Authenticator {
             name: key.name.clone(),
             permission_set,
             path,
+            revision: key.revision,
         };
         let mut principal = match key.user_id {
             None => Principal {
@@ -383,14 +434,16 @@ impl Authenticator {
             self.burn(proof).await;
             return Ok(Err(Denial("unknown user")));
         };
+        // A user who may not sign in here is refused after the work a wrong proof costs (a
+        // real argon2 verification, never the cache, which it never fills either), so that
+        // the answer's timing tells nothing about whether the proof was right.
+        if let Err(denial) = refusal(&user, protocol, client) {
+            self.spend_like_a_check(&user, proof).await?;
+            return Ok(Err(denial));
+        }
         let proven = match proof {
             Proof::Password(password) => self.check_password(&user, password).await,
-            Proof::PublicKey(presented) => {
-                let keys = self.directory.public_keys_of(user.id).await?;
-                let presented = canonical_public_key(presented);
-                keys.iter()
-                    .any(|k| canonical_public_key(&k.public_key) == presented)
-            }
+            Proof::PublicKey(presented) => self.holds_public_key(&user, presented).await?,
         };
         if !proven {
             return Ok(Err(Denial(match proof {
@@ -399,6 +452,39 @@ impl Authenticator {
             })));
         }
         self.user_checks(&user, protocol, client).await
+    }
+
+    async fn holds_public_key(
+        &self,
+        user: &UserRecord,
+        presented: &str,
+    ) -> Result<bool, DirectoryError> {
+        let keys = self.directory.public_keys_of(user.id).await?;
+        let presented = canonical_public_key(presented);
+        Ok(keys
+            .iter()
+            .any(|k| canonical_public_key(&k.public_key) == presented))
+    }
+
+    /// The work of checking `proof` for `user`, with the result thrown away and the cache
+    /// neither read nor written.
+    async fn spend_like_a_check(
+        &self,
+        user: &UserRecord,
+        proof: Proof<'_>,
+    ) -> Result<(), DirectoryError> {
+        match proof {
+            Proof::Password(password) => {
+                let _ = self
+                    .passwords
+                    .verify(password, user.password_hash.as_deref())
+                    .await;
+            }
+            Proof::PublicKey(presented) => {
+                self.holds_public_key(user, presented).await?;
+            }
+        }
+        Ok(())
     }
 
     async fn check_password(&self, user: &UserRecord, password: &str) -> bool {
@@ -432,20 +518,15 @@ impl Authenticator {
         protocol: Protocol,
         client: &ClientInfo,
     ) -> Result<Checked, DirectoryError> {
-        if user.disabled {
-            return Ok(Err(Denial("user disabled")));
-        }
-        if !user.allows_protocol(protocol) {
-            return Ok(Err(Denial("protocol disabled for user")));
-        }
-        if !user.allows_ip(client.ip) {
-            return Ok(Err(Denial("address not in allowed_ips")));
+        if let Err(denial) = refusal(user, protocol, client) {
+            return Ok(Err(denial));
         }
         let grants = self.directory.grants_of(user.id).await?;
         Ok(Ok(Principal {
             user: Some(UserIdentity {
                 id: user.id,
                 username: user.username.clone(),
+                revision: user.revision,
             }),
             key: None,
             site_admin: user.site_admin,
@@ -520,6 +601,83 @@ impl Authenticator {
         if let Err(err) = result {
             tracing::warn!(error = %err, "could not record last use");
         }
+    }
+}
+
+/// Why `user` may not sign in over `protocol` from `client`, if they may not.
+fn refusal(user: &UserRecord, protocol: Protocol, client: &ClientInfo) -> Result<(), Denial> {
+    if user.disabled {
+        return Err(Denial("user disabled"));
+    }
+    if !user.allows_protocol(protocol) {
+        return Err(Denial("protocol disabled for user"));
+    }
+    if !user.allows_ip(client.ip) {
+        return Err(Denial("address not in allowed_ips"));
+    }
+    Ok(())
+}
+
+/// The login that failures of `raw` count under: `@api-<id>` for a key by id (leading zeros
+/// and the prefix's case do not matter), `@api-<name>` lower-cased for a key by name (the
+/// caller replaces it with `@api-<id>` once the name is found), a username lower-cased (as
+/// the store looks it up), and anything malformed lower-cased and cut to the longest login.
+pub fn counted_login(raw: &str, parsed: &Result<LoginName, MalformedLogin>) -> String {
+    match parsed {
+        Ok(LoginName::KeyId(id)) => key_login(*id),
+        Ok(LoginName::KeyName(name)) => format!("@api-{}", name.to_lowercase()),
+        Ok(LoginName::User(name)) => name.to_lowercase(),
+        Err(MalformedLogin) => raw
+            .chars()
+            .take(MAX_LOGIN_CHARS)
+            .collect::<String>()
+            .to_lowercase(),
+    }
+}
+
+fn key_login(id: i64) -> String {
+    format!("@api-{id}")
+}
+
+/// How often a banned client's refusals are written to the audit log, per (address, login).
+pub const BAN_NOTE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// When each banned (address, login) was last written to the audit log.
+struct BanNotes {
+    last: Mutex<HashMap<(Option<IpAddr>, String), Instant>>,
+}
+
+impl BanNotes {
+    /// Most (address, login) pairs remembered; beyond, stale ones are swept, then all.
+    const CAPACITY: usize = 10_000;
+
+    fn new() -> BanNotes {
+        BanNotes {
+            last: Mutex::default(),
+        }
+    }
+
+    /// True (and remembered) when no refusal of this pair was recorded in the interval.
+    fn first_in_interval(&self, ip: Option<IpAddr>, login: &str) -> bool {
+        let now = Instant::now();
+        let Ok(mut last) = self.last.lock() else {
+            return true;
+        };
+        let key = (ip, login.to_owned());
+        if last
+            .get(&key)
+            .is_some_and(|at| now.duration_since(*at) < BAN_NOTE_INTERVAL)
+        {
+            return false;
+        }
+        if last.len() >= Self::CAPACITY {
+            last.retain(|_, at| now.duration_since(*at) < BAN_NOTE_INTERVAL);
+            if last.len() >= Self::CAPACITY {
+                last.clear();
+            }
+        }
+        last.insert(key, now);
+        true
     }
 }
 

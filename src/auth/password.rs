@@ -2,6 +2,7 @@
 //! flood of logins cannot starve the async workers serving transfers.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
@@ -24,6 +25,9 @@ pub struct Passwords {
     /// A real hash of a random password, verified when there is nothing to verify, so that
     /// an unknown login costs the same time as a wrong password.
     dummy: Arc<String>,
+    /// Verifications run so far (real or dummy), for tests that check a refusal did the
+    /// work of a real check.
+    verifications: Arc<AtomicU64>,
 }
 
 impl Passwords {
@@ -40,6 +44,7 @@ impl Passwords {
         Passwords {
             permits: Arc::new(Semaphore::new(permits)),
             dummy: Arc::new(dummy),
+            verifications: Arc::default(),
         }
     }
 
@@ -57,8 +62,14 @@ impl Passwords {
             Some(phc) => (phc.to_owned(), true),
             None => (self.dummy.as_str().to_owned(), false),
         };
+        self.verifications.fetch_add(1, Ordering::Relaxed);
         let matched = self.run(move || verify_now(&password, &phc)).await?;
         Ok(real && matched)
+    }
+
+    /// How many verifications (real or dummy) were started.
+    pub fn verifications(&self) -> u64 {
+        self.verifications.load(Ordering::Relaxed)
     }
 
     async fn run<T: Send + 'static>(

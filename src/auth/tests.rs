@@ -489,3 +489,326 @@ async fn a_closed_store_fails_closed() {
         AuthError::Unavailable
     );
 }
+
+async fn set_key(fx: &Fixture, id: i64, changes: crate::accounts::KeyUpdate) {
+    fx.accounts
+        .update_key(&Principal::cli(), id, changes)
+        .await
+        .unwrap();
+}
+
+async fn set_user(fx: &Fixture, changes: UserChanges, password: Option<&str>) {
+    fx.accounts
+        .update_user(&Principal::cli(), fx.alice, changes, password)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_live_key_session_ends_when_the_key_is_narrowed_but_not_when_it_is_renamed() {
+    use crate::accounts::KeyUpdate;
+    each_backend(100, |fx| async move {
+        let (id, secret) = fx
+            .key("k", KeyOwner::User(fx.alice), PermissionSet::Full, None)
+            .await;
+        let login = format!("@api-{id}");
+        let session = fx.login(&login, &secret).await.unwrap();
+        set_key(
+            &fx,
+            id,
+            KeyUpdate {
+                name: Some("renamed".into()),
+                description: Some(Some("cosmetic".into())),
+                ..Default::default()
+            },
+        )
+        .await;
+        assert!(fx.auth.still_valid(&session).await.unwrap(), "a new name");
+        let narrowings = [
+            KeyUpdate {
+                permission_set: Some(PermissionSet::ReadOnly),
+                ..Default::default()
+            },
+            KeyUpdate {
+                path: Some(Some("team/sub".into())),
+                ..Default::default()
+            },
+            KeyUpdate {
+                expires_at: Some(Some(crate::model::now() + 3600)),
+                ..Default::default()
+            },
+        ];
+        for change in narrowings {
+            let session = fx.login(&login, &secret).await.unwrap();
+            assert!(fx.auth.still_valid(&session).await.unwrap());
+            set_key(&fx, id, change.clone()).await;
+            assert!(
+                !fx.auth.still_valid(&session).await.unwrap(),
+                "{change:?} ends a session signed in before"
+            );
+            let again = fx.login(&login, &secret).await.unwrap();
+            assert!(fx.auth.still_valid(&again).await.unwrap(), "{change:?}");
+        }
+        let session = fx.login(&login, &secret).await.unwrap();
+        fx.accounts
+            .grant(&Principal::cli(), fx.alice, "/more", GrantLevel::ReadOnly)
+            .await
+            .unwrap();
+        assert!(
+            !fx.auth.still_valid(&session).await.unwrap(),
+            "a change to the owner's grants reaches their key's sessions"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_live_user_session_ends_when_rights_or_credentials_change() {
+    each_backend(100, |fx| async move {
+        let line =
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGxVv0n8bXYWH7X1o3OvZ4kmq2sA2sBl8xPq7Rk9YzN1";
+        let ssh_key = fx
+            .accounts
+            .add_public_key(&Principal::cli(), fx.alice, "laptop", line)
+            .await
+            .unwrap();
+        let by_password = || fx.login("alice", "alice-password");
+        let by_ssh_key = || {
+            fx.auth.login(
+                "alice",
+                Proof::PublicKey(line),
+                Protocol::Sftp,
+                ClientInfo::new(HOME),
+            )
+        };
+
+        // Cosmetic changes leave sessions alone.
+        let session = by_password().await.unwrap();
+        let cosmetic = UserChanges {
+            name: Some(Some("Alice A.".into())),
+            email: Some(Some("alice@example.com".into())),
+            ..Default::default()
+        };
+        set_user(&fx, cosmetic, None).await;
+        assert!(fx.auth.still_valid(&session).await.unwrap());
+
+        // A removed grant.
+        let session = by_password().await.unwrap();
+        let grant = fx.store.grants_of(fx.alice).await.unwrap()[0].id;
+        fx.accounts
+            .revoke_grant(&Principal::cli(), grant)
+            .await
+            .unwrap();
+        assert!(!fx.auth.still_valid(&session).await.unwrap(), "grant gone");
+
+        // Promoted, then demoted.
+        let promote = UserChanges {
+            site_admin: Some(true),
+            ..Default::default()
+        };
+        set_user(&fx, promote, None).await;
+        let admin_session = by_ssh_key().await.unwrap();
+        assert!(admin_session.site_admin);
+        let demote = UserChanges {
+            site_admin: Some(false),
+            ..Default::default()
+        };
+        set_user(&fx, demote, None).await;
+        assert!(
+            !fx.auth.still_valid(&admin_session).await.unwrap(),
+            "demoted"
+        );
+
+        // A protocol switched off.
+        let session = by_password().await.unwrap();
+        let no_sftp = UserChanges {
+            sftp_permission: Some(false),
+            ..Default::default()
+        };
+        set_user(&fx, no_sftp, None).await;
+        assert!(!fx.auth.still_valid(&session).await.unwrap(), "sftp off");
+        let sftp_on = UserChanges {
+            sftp_permission: Some(true),
+            ..Default::default()
+        };
+        set_user(&fx, sftp_on, None).await;
+
+        // A new password ends password and SSH-key sessions alike.
+        let by_pw = by_password().await.unwrap();
+        let by_key = by_ssh_key().await.unwrap();
+        set_user(&fx, UserChanges::default(), Some("new-password-1")).await;
+        assert!(
+            !fx.auth.still_valid(&by_pw).await.unwrap(),
+            "password login"
+        );
+        assert!(
+            !fx.auth.still_valid(&by_key).await.unwrap(),
+            "ssh-key login"
+        );
+
+        // A removed SSH key.
+        let by_key = by_ssh_key().await.unwrap();
+        assert!(fx.auth.still_valid(&by_key).await.unwrap());
+        fx.store.delete_public_key(ssh_key.id, None).await.unwrap();
+        assert!(!fx.auth.still_valid(&by_key).await.unwrap(), "ssh key gone");
+
+        // Disabled, and deleted.
+        let session = fx.login("alice", "new-password-1").await.unwrap();
+        let off = UserChanges {
+            disabled: Some(true),
+            ..Default::default()
+        };
+        set_user(&fx, off, None).await;
+        assert!(!fx.auth.still_valid(&session).await.unwrap(), "disabled");
+        fx.accounts
+            .delete_user(&Principal::cli(), fx.alice)
+            .await
+            .unwrap();
+        assert!(!fx.auth.still_valid(&session).await.unwrap(), "deleted");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_refused_user_costs_an_argon2_check_and_never_touches_the_password_cache() {
+    each_backend(100, |fx| async move {
+        // Only 127.0.0.1 may sign in as alice; the cache holds her password from there.
+        let home_only = UserChanges {
+            allowed_ips: Some("127.0.0.1".into()),
+            ..Default::default()
+        };
+        set_user(&fx, home_only, None).await;
+        fx.login("alice", "alice-password").await.unwrap();
+        assert!(fx.auth.cache.holds(fx.alice));
+        let before = fx.auth.passwords().verifications();
+        fx.login("alice", "alice-password").await.unwrap();
+        assert_eq!(
+            fx.auth.passwords().verifications(),
+            before,
+            "an allowed user is answered from the cache"
+        );
+        // From another address the right password is refused after a real verification,
+        // not a cache hit.
+        let refused = fx
+            .auth
+            .login(
+                "alice",
+                Proof::Password("alice-password"),
+                Protocol::Sftp,
+                ClientInfo::new(OTHER),
+            )
+            .await;
+        assert_eq!(refused.unwrap_err(), AuthError::Refused);
+        assert_eq!(fx.last_reason(), "address not in allowed_ips");
+        assert_eq!(fx.auth.passwords().verifications(), before + 1);
+
+        // A disabled user: the right password runs argon2 and is never cached.
+        let off = UserChanges {
+            disabled: Some(true),
+            ..Default::default()
+        };
+        set_user(&fx, off, None).await;
+        fx.auth.cache.forget(fx.alice);
+        for _ in 0..2 {
+            let before = fx.auth.passwords().verifications();
+            assert_eq!(
+                fx.login("alice", "alice-password").await.unwrap_err(),
+                AuthError::Refused
+            );
+            assert_eq!(fx.last_reason(), "user disabled");
+            assert_eq!(fx.auth.passwords().verifications(), before + 1);
+            assert!(
+                !fx.auth.cache.holds(fx.alice),
+                "a refused user is not cached"
+            );
+        }
+        // A wrong password costs the same one verification.
+        let before = fx.auth.passwords().verifications();
+        fx.login("alice", "wrong-password").await.unwrap_err();
+        assert_eq!(fx.auth.passwords().verifications(), before + 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn failures_count_under_one_login_whatever_spelling_names_the_key_or_user() {
+    each_backend(3, |fx| async move {
+        let (id, secret) = fx
+            .key(
+                "Build Key",
+                KeyOwner::User(fx.alice),
+                PermissionSet::Full,
+                None,
+            )
+            .await;
+        for spelling in [
+            format!("@api-0{id}"),
+            format!("@API-{id}"),
+            "@api-build key".into(),
+        ] {
+            assert_eq!(
+                fx.login(&spelling, "wrong").await.unwrap_err(),
+                AuthError::Refused
+            );
+        }
+        for spelling in [
+            format!("@api-{id}"),
+            format!("@api-00{id}"),
+            "@api-Build Key".into(),
+        ] {
+            assert_eq!(
+                fx.login(&spelling, &secret).await.unwrap_err(),
+                AuthError::LockedOut,
+                "{spelling} is the same key"
+            );
+        }
+        for spelling in ["Alice", "ALICE", "alice"] {
+            assert_eq!(
+                fx.login(spelling, "wrong").await.unwrap_err(),
+                AuthError::Refused
+            );
+        }
+        assert_eq!(
+            fx.login("aLiCe", "alice-password").await.unwrap_err(),
+            AuthError::LockedOut
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_banned_client_is_audited_once_a_minute_and_counted_otherwise() {
+    each_backend(2, |fx| async move {
+        for _ in 0..2 {
+            fx.login("alice", "wrong").await.unwrap_err();
+        }
+        let audited_before = fx.audit.events().len();
+        let unrecorded_before = fx.auth.unrecorded_refusals();
+        for _ in 0..50 {
+            assert_eq!(
+                fx.login("alice", "alice-password").await.unwrap_err(),
+                AuthError::LockedOut
+            );
+        }
+        let lockouts: Vec<_> = fx.audit.events()[audited_before..]
+            .iter()
+            .filter(|e| e.reason.as_deref() == Some("locked out"))
+            .cloned()
+            .collect();
+        assert_eq!(lockouts.len(), 1, "one record for the ban's refusals");
+        assert_eq!(fx.audit.events().len(), audited_before + 1);
+        assert_eq!(fx.auth.unrecorded_refusals(), unrecorded_before + 49);
+        // The same login spelled otherwise, over another protocol, is the same banned pair.
+        fx.auth
+            .login(
+                "ALICE",
+                Proof::Password("x"),
+                Protocol::Ftp,
+                ClientInfo::new(HOME),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(fx.audit.events().len(), audited_before + 1, "same pair");
+    })
+    .await;
+}

@@ -4,7 +4,7 @@ use super::{Store, StoreError, on_pool};
 use crate::model::KeyRecord;
 
 const KEY_COLUMNS: &str = "id, name, description, user_id, secret_digest, path, permission_set, \
-     platform, created_at, expires_at, last_use_at, created_by_user_id";
+     platform, created_at, expires_at, last_use_at, created_by_user_id, revision";
 
 /// The fields of a new key (validated by the account service before they get here).
 #[derive(Debug, Clone)]
@@ -124,15 +124,18 @@ impl Store {
             .bind(user_id).fetch_one(pool).await)?)
     }
 
-    /// Applies `changes`; `None` if there is no such key.
+    /// Applies `changes`; `None` if there is no such key. A change to what the key may do
+    /// (permission set, path, expiry) bumps its revision, which ends sessions signed in
+    /// with it before; a new name or description does not.
     pub async fn update_key(
         &self,
         id: i64,
         changes: &KeyChanges,
     ) -> Result<Option<KeyRecord>, StoreError> {
-        let Some(mut key) = self.key_by_id(id).await? else {
+        let Some(before) = self.key_by_id(id).await? else {
             return Ok(None);
         };
+        let mut key = before.clone();
         if let Some(v) = &changes.name {
             key.name = v.clone();
         }
@@ -148,11 +151,15 @@ impl Store {
         if let Some(v) = changes.expires_at {
             key.expires_at = v;
         }
+        let rights_changed = key.path != before.path
+            || key.permission_set != before.permission_set
+            || key.expires_at != before.expires_at;
         on_pool!(self, pool => sqlx::query(
             "UPDATE api_keys SET name = $1, name_key = $2, description = $3, path = $4, \
-             permission_set = $5, expires_at = $6 WHERE id = $7")
+             permission_set = $5, expires_at = $6, revision = revision + $7 WHERE id = $8")
             .bind(&key.name).bind(key.name.to_lowercase()).bind(&key.description)
-            .bind(&key.path).bind(&key.permission_set).bind(key.expires_at).bind(id)
+            .bind(&key.path).bind(&key.permission_set).bind(key.expires_at)
+            .bind(i64::from(rights_changed)).bind(id)
             .execute(pool).await.map(|r| r.rows_affected()))
         .map_err(|e| StoreError::from_write(e, "key name"))?;
         self.key_by_id(id).await

@@ -68,7 +68,7 @@ async fn usernames_are_unique_whatever_their_case() {
 }
 
 #[tokio::test]
-async fn every_user_change_bumps_the_revision() {
+async fn every_change_to_rights_bumps_the_revision() {
     each_backend(|store| async move {
         let u = store
             .insert_user(&NewUser {
@@ -93,6 +93,44 @@ async fn every_user_change_bumps_the_revision() {
         store.insert_grant(u.id, "/a", "full").await.unwrap();
         let after_grant = store.user_by_id(u.id).await.unwrap().unwrap();
         assert!(after_grant.revision > changed.revision);
+        let cosmetic = store
+            .update_user(
+                u.id,
+                &UserChanges {
+                    name: Some(Some("Bob".into())),
+                    email: Some(Some("bob@example.com".into())),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            cosmetic.revision, after_grant.revision,
+            "a name or e-mail is not a right"
+        );
+        for changes in [
+            UserChanges {
+                password_hash: Some(Some("$argon2id$new".into())),
+                ..Default::default()
+            },
+            UserChanges {
+                site_admin: Some(true),
+                ..Default::default()
+            },
+            UserChanges {
+                ftp_permission: Some(false),
+                ..Default::default()
+            },
+            UserChanges {
+                allowed_ips: Some("10.0.0.0/8".into()),
+                ..Default::default()
+            },
+        ] {
+            let before = store.user_by_id(u.id).await.unwrap().unwrap();
+            let after = store.update_user(u.id, &changes).await.unwrap().unwrap();
+            assert!(after.revision > before.revision, "{changes:?}");
+        }
         assert!(
             store
                 .update_user(9999, &UserChanges::default())
@@ -389,6 +427,105 @@ async fn a_batch_written_twice_is_stored_once() {
         store.append_audit("node", &batch).await.unwrap();
         store.append_audit("node", &batch).await.unwrap(); // the acknowledgement was lost
         assert_eq!(store.count_audit().await.unwrap(), 3);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_key_change_bumps_its_revision_only_when_its_rights_change() {
+    each_backend(|store| async move {
+        let key = store.insert_key(&new_key("k", None, "d1")).await.unwrap();
+        assert_eq!(key.revision, 1);
+        let renamed = store
+            .update_key(
+                key.id,
+                &KeyChanges {
+                    name: Some("k2".into()),
+                    description: Some(Some("about".into())),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(renamed.revision, key.revision);
+        let mut revision = renamed.revision;
+        for changes in [
+            KeyChanges {
+                permission_set: Some("readonly".into()),
+                ..Default::default()
+            },
+            KeyChanges {
+                path: Some(Some("a/b".into())),
+                ..Default::default()
+            },
+            KeyChanges {
+                expires_at: Some(Some(4_000_000_000)),
+                ..Default::default()
+            },
+        ] {
+            let after = store.update_key(key.id, &changes).await.unwrap().unwrap();
+            assert!(after.revision > revision, "{changes:?}");
+            revision = after.revision;
+        }
+        let same = store
+            .update_key(
+                key.id,
+                &KeyChanges {
+                    permission_set: Some("readonly".into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(same.revision, revision, "setting what is already there");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_new_password_or_disabling_ends_the_users_api_sessions() {
+    each_backend(|store| async move {
+        let u = store
+            .insert_user(&NewUser {
+                username: "dora".into(),
+                password_hash: Some("$argon2id$old".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let far = 4_000_000_000;
+        let changes = [
+            (
+                UserChanges {
+                    name: Some(Some("Dora".into())),
+                    ..Default::default()
+                },
+                false,
+            ),
+            (
+                UserChanges {
+                    password_hash: Some(Some("$argon2id$new".into())),
+                    ..Default::default()
+                },
+                true,
+            ),
+            (
+                UserChanges {
+                    disabled: Some(true),
+                    ..Default::default()
+                },
+                true,
+            ),
+        ];
+        for (n, (change, ends)) in changes.into_iter().enumerate() {
+            let digest = format!("session-{n}");
+            store.insert_session(&digest, u.id, 1, far).await.unwrap();
+            store.update_user(u.id, &change).await.unwrap().unwrap();
+            let left = store.session_by_digest(&digest).await.unwrap();
+            assert_eq!(left.is_none(), ends, "{change:?}");
+        }
     })
     .await;
 }

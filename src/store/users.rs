@@ -99,16 +99,21 @@ impl Store {
         )
     }
 
-    /// Applies `changes` and bumps the user's revision. Returns the new row, or `None` if
-    /// there is no such user.
+    /// Applies `changes`. When they touch the user's rights or credentials (password, admin
+    /// flag, disabled, protocol switches, allowed addresses) the revision is bumped, so that
+    /// cached passwords and sessions signed in before no longer hold; a new password, or
+    /// disabling the user, also ends their REST API sessions (in the same transaction).
+    /// Name and e-mail are not rights: changing them alone leaves the revision. Returns the
+    /// new row, or `None` if there is no such user.
     pub async fn update_user(
         &self,
         id: i64,
         changes: &UserChanges,
     ) -> Result<Option<UserRecord>, StoreError> {
-        let Some(mut user) = self.user_by_id(id).await? else {
+        let Some(before) = self.user_by_id(id).await? else {
             return Ok(None);
         };
+        let mut user = before.clone();
         if let Some(v) = &changes.password_hash {
             user.password_hash = v.clone();
         }
@@ -123,16 +128,37 @@ impl Store {
             dav_permission
         );
         set!(restapi_permission, allowed_ips, name, email);
-        let updated = on_pool!(self, pool => sqlx::query(
-            "UPDATE users SET password_hash = $1, site_admin = $2, disabled = $3, \
-             sftp_permission = $4, ftp_permission = $5, dav_permission = $6, \
-             restapi_permission = $7, allowed_ips = $8, name = $9, email = $10, \
-             revision = revision + 1 WHERE id = $11")
-            .bind(&user.password_hash).bind(user.site_admin).bind(user.disabled)
-            .bind(user.sftp_permission).bind(user.ftp_permission).bind(user.dav_permission)
-            .bind(user.restapi_permission).bind(&user.allowed_ips).bind(&user.name)
-            .bind(&user.email).bind(id)
-            .execute(pool).await.map(|r| r.rows_affected()))?;
+        let credentials_changed = user.password_hash != before.password_hash;
+        let rights_changed = credentials_changed
+            || user.site_admin != before.site_admin
+            || user.disabled != before.disabled
+            || user.sftp_permission != before.sftp_permission
+            || user.ftp_permission != before.ftp_permission
+            || user.dav_permission != before.dav_permission
+            || user.restapi_permission != before.restapi_permission
+            || user.allowed_ips != before.allowed_ips;
+        let end_sessions =
+            credentials_changed || (user.disabled && !before.disabled) || !user.restapi_permission;
+        let bump = i64::from(rights_changed);
+        let updated = on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let updated = sqlx::query(
+                "UPDATE users SET password_hash = $1, site_admin = $2, disabled = $3, \
+                 sftp_permission = $4, ftp_permission = $5, dav_permission = $6, \
+                 restapi_permission = $7, allowed_ips = $8, name = $9, email = $10, \
+                 revision = revision + $11 WHERE id = $12")
+                .bind(&user.password_hash).bind(user.site_admin).bind(user.disabled)
+                .bind(user.sftp_permission).bind(user.ftp_permission).bind(user.dav_permission)
+                .bind(user.restapi_permission).bind(&user.allowed_ips).bind(&user.name)
+                .bind(&user.email).bind(bump).bind(id)
+                .execute(&mut *tx).await?.rows_affected();
+            if updated > 0 && end_sessions {
+                sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+                    .bind(id).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            updated
+        });
         if updated == 0 {
             return Ok(None);
         }

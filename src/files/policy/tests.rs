@@ -10,6 +10,7 @@ fn user(grants: &[(&str, GrantLevel)]) -> Principal {
         user: Some(UserIdentity {
             id: 1,
             username: "u".into(),
+            revision: 1,
         }),
         key: None,
         site_admin: false,
@@ -31,6 +32,7 @@ fn with_key(mut principal: Principal, path: Option<&str>, set: PermissionSet) ->
         name: "k".into(),
         permission_set: set,
         path: path.map(|s| SitePath::from_key_path(s).unwrap()),
+        revision: 1,
     });
     principal
 }
