@@ -624,3 +624,224 @@ async fn passive_ports_cannot_be_hoarded_by_one_session_or_one_address() {
     drop(hoarder);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn connections_over_the_per_address_cap_get_421_while_another_address_gets_in() {
+    let gw = TestGateway::start_with(|c| c.limits.max_connections_per_address = 5).await;
+    gw.user("jo", "jo-password", &[("/jo", Full)]).await;
+    let addr = gw.addr("ftp");
+    let mut flood = Vec::new();
+    for _ in 0..5 {
+        flood.push(connect_from("127.0.0.1", addr).await.unwrap());
+    }
+    let over = connect_from("127.0.0.1", addr).await.unwrap();
+    let innocent = connect_from("127.0.0.2", addr).await.unwrap();
+    client(move || {
+        for s in flood.iter_mut() {
+            let mut ctl = Ctl { s };
+            assert_eq!(ctl.reply().unwrap().0, 220);
+        }
+        let mut over = Ctl { s: over };
+        assert_eq!(over.reply().unwrap().0, 421, "over the cap");
+        let (_, ended) = drain(&mut over.s);
+        assert!(ended, "and closed");
+        let mut ok = Ctl { s: innocent };
+        assert_eq!(ok.reply().unwrap().0, 220);
+        assert_eq!(ok.code("USER jo"), 331);
+        assert_eq!(ok.code("PASS jo-password"), 230);
+        assert_eq!(ok.code("NOOP"), 200);
+        drop(flood);
+    })
+    .await;
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn unauthenticated_connections_are_closed_after_the_login_timeout() {
+    let gw = TestGateway::start_with(|c| c.limits.login_timeout_seconds = 2).await;
+    let kim = gw.user("kim", "kim-password", &[("/kim", Full)]).await;
+    // A key signs in quickly (no password hashing), well within the 2 s.
+    let (id, secret) = gw.key(Some(kim), "k", None, PermissionSet::Full).await;
+    let addr = gw.addr("ftp");
+    let (idle, mut signed) = client(move || {
+        let idle: Vec<_> = (0..100).map(|_| plain(addr)).collect();
+        let signed = signed_in_plain(addr, &format!("@api-{id}"), &secret);
+        (idle, signed)
+    })
+    .await;
+    let localhost = "127.0.0.1".parse().unwrap();
+    assert_eq!(gw.gateway.core.gate.open(localhost).1, 101);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let gate = gw.gateway.core.gate.clone();
+    client(move || {
+        for (i, mut ctl) in idle.into_iter().enumerate() {
+            ctl.s
+                .set_read_timeout(Some(Duration::from_secs(2)))
+                .unwrap();
+            let (_, ended) = drain(&mut ctl.s);
+            assert!(ended, "idle connection #{i} is still open");
+        }
+        assert_eq!(signed.code("NOOP"), 200, "a signed-in session stays");
+        assert_eq!(gate.open(localhost).1, 1, "their slots are given back");
+    })
+    .await;
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_stalled_tls_handshake_is_closed_after_the_handshake_timeout() {
+    let gw = TestGateway::start_with(|c| {
+        c.limits.handshake_timeout_seconds = 1;
+        c.limits.login_timeout_seconds = 60;
+    })
+    .await;
+    let addr = gw.addr("ftp");
+    let elapsed = client(move || {
+        let mut ctl = plain(addr);
+        assert_eq!(ctl.code("AUTH TLS"), 234);
+        let started = Instant::now();
+        // No ClientHello follows.
+        let (_, ended) = drain(&mut ctl.s);
+        assert!(ended, "the connection is closed");
+        started.elapsed()
+    })
+    .await;
+    assert!(elapsed < Duration::from_secs(5), "closed after {elapsed:?}");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn an_endless_command_line_ends_the_connection() {
+    let gw = TestGateway::start().await;
+    let addr = gw.addr("ftp");
+    client(move || {
+        let mut ctl = plain(addr);
+        let junk = vec![b'A'; 64 * 1024];
+        for _ in 0..16 {
+            if ctl.s.write_all(&junk).is_err() {
+                break;
+            }
+        }
+        ctl.s
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let (_, ended) = drain(&mut ctl.s);
+        assert!(ended, "the server closes the connection");
+        assert_eq!(plain(addr).code("NOOP"), 200, "and serves others");
+    })
+    .await;
+    gw.stop().await;
+}
+
+/// Signs in with a key, starts downloading `path` (EPSV, RETR) and reads `first` bytes.
+fn start_download(
+    addr: SocketAddr,
+    user: &str,
+    password: &str,
+    path: &str,
+    first: usize,
+) -> (Ctl<std::net::TcpStream>, std::net::TcpStream) {
+    let mut ctl = signed_in_plain(addr, user, password);
+    let (code, reply) = ctl.cmd("EPSV").unwrap();
+    assert_eq!(code, 229);
+    let mut data = std::net::TcpStream::connect(("127.0.0.1", passive_port(&reply))).unwrap();
+    data.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    assert_eq!(ctl.code(&format!("RETR {path}")), 150);
+    let mut buf = vec![0u8; first];
+    data.read_exact(&mut buf).unwrap();
+    (ctl, data)
+}
+
+const BIG: usize = 64 * 1024 * 1024;
+
+#[tokio::test]
+async fn revoking_a_key_stops_its_download_in_progress() {
+    let gw = TestGateway::start_with(|c| c.ftp.revocation_check_seconds = 1).await;
+    let lee = gw.user("lee", "lee-password", &[("/lee", Full)]).await;
+    let (id, secret) = gw.key(Some(lee), "dl", None, PermissionSet::Full).await;
+    gw.put("lee/big.bin", &vec![7u8; BIG]);
+    let addr = gw.addr("ftp");
+    let (ctl, mut data) = client(move || {
+        start_download(
+            addr,
+            &format!("@api-{id}"),
+            &secret,
+            "/lee/big.bin",
+            1 << 20,
+        )
+    })
+    .await;
+    gw.revoke(id).await;
+    // The download is paused by the client (socket buffers full) while the revocation is seen.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (rest, ended) = client(move || drain(&mut data)).await;
+    assert!(ended, "the data connection is closed");
+    assert!(
+        (1 << 20) + rest < BIG,
+        "the transfer stopped: {} of {BIG} bytes arrived",
+        (1 << 20) + rest
+    );
+    drop(ctl);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_download_the_client_stops_reading_is_ended_by_the_idle_timeout() {
+    let gw = TestGateway::start_with(|c| c.ftp.idle_timeout_seconds = 2).await;
+    let max = gw.user("max", "max-password", &[("/max", Full)]).await;
+    // A key signs in quickly (no password hashing), within the 2 s control idle timeout.
+    let (id, secret) = gw.key(Some(max), "k", None, PermissionSet::Full).await;
+    gw.put("max/big.bin", &vec![7u8; BIG]);
+    let addr = gw.addr("ftp");
+    let (ctl, mut data) = client(move || {
+        start_download(
+            addr,
+            &format!("@api-{id}"),
+            &secret,
+            "/max/big.bin",
+            1 << 20,
+        )
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (rest, ended) = client(move || drain(&mut data)).await;
+    assert!(ended, "the data connection is closed");
+    assert!((1 << 20) + rest < BIG, "the stalled transfer was ended");
+    drop(ctl);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn one_session_cannot_run_transfers_without_end() {
+    let gw = TestGateway::start().await;
+    gw.user("ned", "ned-password", &[("/ned", Full)]).await;
+    gw.put("ned/big.bin", &vec![7u8; BIG]);
+    let addr = gw.addr("ftp");
+    client(move || {
+        let mut ctl = signed_in_plain(addr, "ned", "ned-password");
+        let mut stalled = Vec::new();
+        let mut refused = false;
+        for _ in 0..6 {
+            let (code, reply) = ctl.cmd("EPSV").unwrap();
+            if code == 425 {
+                refused = true;
+                break;
+            }
+            assert_eq!(code, 229);
+            let data = std::net::TcpStream::connect(("127.0.0.1", passive_port(&reply))).unwrap();
+            assert_eq!(ctl.code("RETR /ned/big.bin"), 150);
+            // Not read: the transfer stays running.
+            std::thread::sleep(Duration::from_millis(200));
+            stalled.push(data);
+        }
+        assert!(refused, "PASV is refused while transfers are running");
+        assert!(
+            stalled.len() <= 2,
+            "{} transfers ran at once",
+            stalled.len()
+        );
+    })
+    .await;
+    gw.stop().await;
+}
