@@ -379,7 +379,7 @@ fn upgrade(
     same_write: bool,
 ) -> Result<TlsCtl, String> {
     let s = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))
+    s.set_read_timeout(Some(Duration::from_secs(5)))
         .map_err(|e| e.to_string())?;
     let mut ctl = Ctl { s };
     let greeting = ctl.reply().map_err(|e| e.to_string())?;
@@ -423,6 +423,10 @@ async fn a_thousand_auth_tls_upgrades_never_read_the_client_hello_as_a_command()
         for i in 0..1000 {
             if let Err(e) = upgrade(addr, &config, i % 2 == 0) {
                 failures.push(format!("#{i}: {e}"));
+                // A failed upgrade can cost a read timeout: stop early, the verdict is known.
+                if failures.len() == 10 {
+                    break;
+                }
             }
         }
         (failures, started.elapsed())
@@ -430,7 +434,7 @@ async fn a_thousand_auth_tls_upgrades_never_read_the_client_hello_as_a_command()
     .await;
     assert!(
         failures.is_empty(),
-        "{} of 1000 upgrades failed, e.g. {:?}",
+        "{} upgrades failed (stopping at 10), e.g. {:?}",
         failures.len(),
         &failures[..failures.len().min(5)]
     );
