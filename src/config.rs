@@ -244,6 +244,9 @@ pub struct FtpConfig {
     pub idle_timeout_seconds: u64,
     /// Seconds between checks that a session's key or user is still valid.
     pub revocation_check_seconds: u64,
+    /// Passive data ports one client address may hold open (waiting for its connection) at
+    /// once, all its sessions together; each session holds at most one.
+    pub max_passive_per_address: usize,
 }
 
 impl Default for FtpConfig {
@@ -258,6 +261,7 @@ impl Default for FtpConfig {
             require_tls: "auto".into(),
             idle_timeout_seconds: 600,
             revocation_check_seconds: 2,
+            max_passive_per_address: 10,
         }
     }
 }

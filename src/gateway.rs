@@ -224,8 +224,14 @@ impl Gateway {
         let ftp = if core.config.ftp.enabled {
             let config = core.config.ftp.clone();
             let data_dir = core.config.server.data_dir.clone();
-            let server =
-                FtpServer::start(config, &data_dir, core.auth.clone(), core.files.clone()).await?;
+            let server = FtpServer::start(
+                config,
+                &data_dir,
+                core.auth.clone(),
+                core.files.clone(),
+                core.gate.clone(),
+            )
+            .await?;
             listening.push(("ftp", server.addr));
             Some(server)
         } else {

@@ -5,7 +5,7 @@
 //! watcher reads it. libunftp only ever sees a display name.
 
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use unftp_core::auth::{
     AuthenticationError, Authenticator as FtpAuthenticator, ChannelEncryptionState, Credentials,
@@ -18,6 +18,12 @@ use crate::identity::{ClientInfo, Principal, Protocol};
 
 /// The principal signed in on one connection, once there is one.
 pub type Slot = Arc<Mutex<Option<Arc<Principal>>>>;
+
+/// The principal in `slot`, if any. Only an `Option` is stored under the lock, so a poisoned
+/// lock still holds a consistent value.
+pub fn signed_in(slot: &Slot) -> Option<Arc<Principal>> {
+    slot.lock().unwrap_or_else(PoisonError::into_inner).clone()
+}
 
 /// Authenticates one connection's `USER`/`PASS`.
 pub struct FtpLogin {
@@ -54,7 +60,8 @@ impl FtpAuthenticator for FtpLogin {
         {
             Ok(principal) => {
                 let name = principal.display_name();
-                *self.slot.lock().expect("ftp slot") = Some(Arc::new(principal));
+                *self.slot.lock().unwrap_or_else(PoisonError::into_inner) =
+                    Some(Arc::new(principal));
                 Ok(FtpPrincipal { username: name })
             }
             Err(AuthError::Refused | AuthError::LockedOut) => Err(AuthenticationError::BadPassword),
@@ -82,7 +89,7 @@ impl UserDetailProvider for SlotUsers {
         &self,
         principal: &FtpPrincipal,
     ) -> Result<FtpUser, UserDetailError> {
-        match self.0.lock().expect("ftp slot").clone() {
+        match signed_in(&self.0) {
             Some(p) => Ok(FtpUser(p)),
             None => Err(UserDetailError::UserNotFound {
                 username: principal.username.clone(),

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # FTP/FTPS with real clients: curl (ftp:// and --ssl-reqd), lftp (mirror -R and mirror of a
-# nested tree holding a 100 MiB file) and Python ftplib (FTP and FTP_TLS); byte-for-byte.
+# nested tree holding a 100 MiB file) and Python ftplib (FTP and FTP_TLS); byte-for-byte. Then
+# a few hundred ftplib FTP_TLS logins in a row (issue 15).
 set -euo pipefail
 fail() { echo "ftp suite: $*"; exit 1; }
 [ -n "$FTP_ADDR" ] || fail "ftp is not running"
@@ -75,4 +76,29 @@ roundtrip(tls, "/alice/ftplib-tls.bin")
 tls.quit()
 print("ftplib ok")
 PY
-echo "ftp suite: curl, lftp mirror (100 MiB, nested) and ftplib (FTP, FTP_TLS) ok"
+# 4. Issue 15: many explicit-TLS logins in a row with ftplib, which sends its ClientHello right
+# after 234 (1-4% used to fail with WRONG_VERSION_NUMBER). FTPS_LOGINS overrides the count.
+python3 - "$host" "$port" "${FTPS_LOGINS:-300}" <<'PY'
+import ftplib, os, ssl, sys
+host, port, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+failures = []
+for i in range(count):
+    try:
+        ftp = ftplib.FTP_TLS(context=ctx, timeout=10)
+        ftp.connect(host, port)
+        ftp.auth()
+        ftp.login("alice", os.environ["ALICE_PASSWORD"])
+        ftp.prot_p()
+        ftp.nlst("/alice")
+        ftp.quit()
+    except Exception as e:
+        failures.append(f"#{i}: {type(e).__name__}: {e}")
+print(f"ftplib FTP_TLS logins: {count - len(failures)} of {count} succeeded")
+if failures:
+    print("\n".join(failures[:10]))
+    raise SystemExit(f"{len(failures)} FTPS logins failed")
+PY
+echo "ftp suite: curl, lftp mirror (100 MiB, nested) and ftplib (FTP, FTP_TLS, ${FTPS_LOGINS:-300} TLS logins) ok"

@@ -16,6 +16,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc::{Receiver, Sender};
 use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
 
 use crate::metrics;
 
@@ -35,6 +36,11 @@ where
     pub logger: slog::Logger,
     pub data_cmd_rx: Option<Receiver<DataChanCmd>>,
     pub data_abort_rx: Option<Receiver<()>>,
+    // filegate patch: handshake and idle bounds; the session's end; this connection's
+    // preparation (cancelled by a newer PASV/EPSV until a transfer command arrives).
+    pub limits: crate::options::SessionLimits,
+    pub ended: CancellationToken,
+    pub pending: CancellationToken,
 }
 
 use std::fmt;
@@ -114,6 +120,74 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for CloseNotifyOnEof<S> {
     }
 }
 
+/// filegate patch: a data socket whose reads and writes fail with `TimedOut` once one of them
+/// has waited `limit` without progress (a client that stops reading or sending).
+struct IdleTimeout<S> {
+    inner: S,
+    limit: std::time::Duration,
+    timer: Pin<Box<tokio::time::Sleep>>,
+    armed: bool,
+}
+
+impl<S> IdleTimeout<S> {
+    fn new(inner: S, limit: std::time::Duration) -> Self {
+        IdleTimeout {
+            inner,
+            limit,
+            timer: Box::pin(tokio::time::sleep(limit)),
+            armed: false,
+        }
+    }
+
+    /// After a poll of the inner stream: progress disarms the timer; waiting arms it (once) and
+    /// fails when it has run out.
+    fn check<T>(&mut self, cx: &mut Context<'_>, polled: Poll<std::io::Result<T>>) -> Poll<std::io::Result<T>> {
+        match polled {
+            Poll::Pending => {
+                if !self.armed {
+                    self.armed = true;
+                    let at = tokio::time::Instant::now() + self.limit;
+                    self.timer.as_mut().reset(at);
+                }
+                match std::future::Future::poll(self.timer.as_mut(), cx) {
+                    Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "data connection idle for too long"))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+            ready => {
+                self.armed = false;
+                ready
+            }
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for IdleTimeout<S> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        this.check(cx, polled)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for IdleTimeout<S> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.check(cx, polled)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_flush(cx);
+        this.check(cx, polled)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_shutdown(cx);
+        this.check(cx, polled)
+    }
+}
+
 /// filegate patch: a data stream whose TLS handshake failed (instead of a panic).
 struct FailedStream(Option<std::io::Error>);
 
@@ -158,18 +232,37 @@ where
     async fn execute(mut self, session_arc: SharedSession<Storage, User>) {
         let mut data_cmd_rx = self.data_cmd_rx.take().unwrap();
         let mut data_abort_rx = self.data_abort_rx.take().unwrap();
-        let mut timeout_delay = Box::pin(tokio::time::sleep(std::time::Duration::from_secs(5 * 60)));
-        // TODO: Use configured timeout
+        // filegate patch: the wait for a command is bounded by the data idle timeout and ends
+        // with a newer PASV/EPSV or the session; the transfer ends with the session (its
+        // control connection closed, e.g. because access was revoked). The session lock is
+        // no longer held during the transfer (it blocked the control loop until the end).
+        let mut timeout_delay = Box::pin(tokio::time::sleep(self.limits.data_idle_timeout));
+        let ended = self.ended.clone();
+        let pending = self.pending.clone();
+        let logger = self.logger.clone();
         tokio::select! {
             Some(command) = data_cmd_rx.recv() => {
-                let session = session_arc.lock().await;
-                self.handle_incoming(DataChanMsg::ExternalCommand(command), session.start_pos).await;
+                let start_pos = {
+                    let mut session = session_arc.lock().await;
+                    session.transfers += 1;
+                    session.start_pos
+                };
+                tokio::select! {
+                    _ = self.handle_incoming(DataChanMsg::ExternalCommand(command), start_pos) => {}
+                    _ = ended.cancelled() => {
+                        slog::info!(logger, "Session ended: data transfer stopped");
+                    }
+                }
+                let mut session = session_arc.lock().await;
+                session.transfers = session.transfers.saturating_sub(1);
             },
             Some(_) = data_abort_rx.recv() => {
                 self.handle_incoming(DataChanMsg::Abort, 0).await;
             },
+            _ = pending.cancelled() => {}
+            _ = ended.cancelled() => {}
             _ = &mut timeout_delay => {
-                slog::warn!(self.logger, "Data channel connection timed out");
+                slog::warn!(logger, "Data channel connection timed out");
             }
         };
         let mut session = session_arc.lock().await;
@@ -218,7 +311,7 @@ where
     async fn exec_retr(self, path: String, start_pos: u64) {
         let path = self.cwd.join(path);
         let tx: Sender<ControlChanMsg> = self.control_msg_tx.clone();
-        let mut output = Self::writer(self.socket, self.ftps_mode, "retr").await;
+        let mut output = Self::writer(self.socket, self.ftps_mode, &self.limits, "retr").await;
 
         let start_time = Instant::now();
         let result = self
@@ -319,7 +412,7 @@ where
             .storage
             .put(
                 (*self.user).as_ref().unwrap(),
-                Self::reader(self.socket, self.ftps_mode, "stor").await,
+                Self::reader(self.socket, self.ftps_mode, &self.limits, "stor").await,
                 path.clone(),
                 start_pos,
             )
@@ -384,7 +477,7 @@ where
             .storage
             .put(
                 (*self.user).as_ref().unwrap(),
-                Self::reader(self.socket, self.ftps_mode, "appe").await,
+                Self::reader(self.socket, self.ftps_mode, &self.limits, "appe").await,
                 path.clone(),
                 start_pos,
             )
@@ -431,7 +524,7 @@ where
     async fn exec_list_variant(self, path: Option<String>, command: ListCommand) {
         let path = self.resolve_path(path);
         let tx = self.control_msg_tx.clone();
-        let mut output = Self::writer(self.socket, self.ftps_mode.clone(), command.as_lower_str()).await;
+        let mut output = Self::writer(self.socket, self.ftps_mode.clone(), &self.limits, command.as_lower_str()).await;
 
         let start_time = Instant::now();
 
@@ -519,7 +612,7 @@ where
     async fn exec_mlsd(self, path: Option<String>) {
         let path = self.resolve_path(path);
         let tx = self.control_msg_tx.clone();
-        let mut output = Self::writer(self.socket, self.ftps_mode.clone(), "mlsd").await;
+        let mut output = Self::writer(self.socket, self.ftps_mode.clone(), &self.limits, "mlsd").await;
 
         let start_time = Instant::now();
 
@@ -611,31 +704,37 @@ where
     }
 
     #[tracing_attributes::instrument]
-    async fn writer(socket: TcpStream, ftps_mode: FtpsConfig, command: &'static str) -> Box<dyn AsyncWrite + Send + Unpin + Sync> {
+    async fn writer(socket: TcpStream, ftps_mode: FtpsConfig, limits: &crate::options::SessionLimits, command: &'static str) -> Box<dyn AsyncWrite + Send + Unpin + Sync> {
+        // filegate patch: idle-bounded socket, time-bounded handshake.
+        let socket = IdleTimeout::new(socket, limits.data_idle_timeout);
         match ftps_mode {
             FtpsConfig::Off => Box::new(MeasuringWriter::new(socket, command)) as Box<dyn AsyncWrite + Send + Unpin + Sync>,
-            FtpsConfig::Building { .. } => panic!("Illegal state"),
+            FtpsConfig::Building { .. } => Box::new(FailedStream(Some(std::io::Error::other("TLS is not configured")))),
             FtpsConfig::On { tls_config } => {
                 let acceptor: TlsAcceptor = tls_config.into();
-                match acceptor.accept(socket).await {
-                    Ok(tls_stream) => Box::new(MeasuringWriter::new(tls_stream, command)) as Box<dyn AsyncWrite + Send + Unpin + Sync>,
-                    Err(e) => Box::new(FailedStream(Some(e))) as Box<dyn AsyncWrite + Send + Unpin + Sync>,
+                match tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(socket)).await {
+                    Ok(Ok(tls_stream)) => Box::new(MeasuringWriter::new(tls_stream, command)) as Box<dyn AsyncWrite + Send + Unpin + Sync>,
+                    Ok(Err(e)) => Box::new(FailedStream(Some(e))) as Box<dyn AsyncWrite + Send + Unpin + Sync>,
+                    Err(_) => Box::new(FailedStream(Some(std::io::ErrorKind::TimedOut.into()))) as Box<dyn AsyncWrite + Send + Unpin + Sync>,
                 }
             }
         }
     }
 
     #[tracing_attributes::instrument]
-    async fn reader(socket: TcpStream, ftps_mode: FtpsConfig, command: &'static str) -> Box<dyn AsyncRead + Send + Unpin + Sync> {
+    async fn reader(socket: TcpStream, ftps_mode: FtpsConfig, limits: &crate::options::SessionLimits, command: &'static str) -> Box<dyn AsyncRead + Send + Unpin + Sync> {
+        // filegate patch: idle-bounded socket, time-bounded handshake.
+        let socket = IdleTimeout::new(socket, limits.data_idle_timeout);
         match ftps_mode {
             FtpsConfig::Off => Box::new(MeasuringReader::new(socket, command)) as Box<dyn AsyncRead + Send + Unpin + Sync>,
-            FtpsConfig::Building { .. } => panic!("Illegal state"),
+            FtpsConfig::Building { .. } => Box::new(FailedStream(Some(std::io::Error::other("TLS is not configured")))),
             FtpsConfig::On { tls_config } => {
                 let acceptor: TlsAcceptor = tls_config.into();
-                match acceptor.accept(socket).await {
-                    Ok(tls_stream) => Box::new(MeasuringReader::new(CloseNotifyOnEof { stream: tls_stream, shut: false }, command))
+                match tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(socket)).await {
+                    Ok(Ok(tls_stream)) => Box::new(MeasuringReader::new(CloseNotifyOnEof { stream: tls_stream, shut: false }, command))
                         as Box<dyn AsyncRead + Send + Unpin + Sync>,
-                    Err(e) => Box::new(FailedStream(Some(e))) as Box<dyn AsyncRead + Send + Unpin + Sync>,
+                    Ok(Err(e)) => Box::new(FailedStream(Some(e))) as Box<dyn AsyncRead + Send + Unpin + Sync>,
+                    Err(_) => Box::new(FailedStream(Some(std::io::ErrorKind::TimedOut.into()))) as Box<dyn AsyncRead + Send + Unpin + Sync>,
                 }
             }
         }
@@ -663,7 +762,18 @@ where
 /// session_arc: the user session that is also shared with the control channel.
 /// socket: the data socket we'll be working with.
 #[tracing_attributes::instrument]
-pub async fn spawn_processing<Storage, User>(logger: slog::Logger, session_arc: SharedSession<Storage, User>, mut socket: TcpStream)
+pub async fn spawn_processing<Storage, User>(logger: slog::Logger, session_arc: SharedSession<Storage, User>, socket: TcpStream)
+where
+    Storage: StorageBackend<User> + 'static,
+    Storage::Metadata: Metadata,
+    User: UserDetail + 'static,
+{
+    spawn_prepared_processing(logger, session_arc, socket, CancellationToken::new()).await
+}
+
+/// filegate patch: [`spawn_processing`] for a connection prepared by PASV/EPSV: nothing is
+/// done if a newer PASV/EPSV has cancelled `pending` meanwhile.
+pub async fn spawn_prepared_processing<Storage, User>(logger: slog::Logger, session_arc: SharedSession<Storage, User>, mut socket: TcpStream, pending: CancellationToken)
 where
     Storage: StorageBackend<User> + 'static,
     Storage::Metadata: Metadata,
@@ -674,6 +784,9 @@ where
 
     let command_executor = {
         let mut session = session_arc.lock().await;
+        if pending.is_cancelled() || session.ended.is_cancelled() {
+            return;
+        }
 
         match socket.peer_addr() {
             Ok(datachan_addr) => {
@@ -738,6 +851,9 @@ where
             logger,
             data_abort_rx: Some(data_abort_rx),
             data_cmd_rx: Some(data_cmd_rx),
+            limits: session.limits.clone(),
+            ended: session.ended.clone(),
+            pending,
         };
 
         // The control channel need to know if the data channel is busy so that it doesn't time out

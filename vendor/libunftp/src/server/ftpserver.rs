@@ -81,6 +81,8 @@ where
     connection_helper: Option<OsString>,
     connection_helper_args: Vec<OsString>,
     binder: Arc<std::sync::Mutex<Option<Box<dyn crate::options::Binder>>>>,
+    // filegate patch: see options::SessionLimits.
+    session_limits: options::SessionLimits,
 }
 
 /// Used to create [`Server`]s.
@@ -116,6 +118,8 @@ where
     connection_helper: Option<OsString>,
     connection_helper_args: Vec<OsString>,
     binder: Option<Box<dyn crate::options::Binder>>,
+    // filegate patch: see options::SessionLimits.
+    session_limits: options::SessionLimits,
 }
 
 impl<Storage> ServerBuilder<Storage, DefaultUser>
@@ -167,6 +171,7 @@ where
             connection_helper: None,
             connection_helper_args: Vec::new(),
             binder: None,
+            session_limits: options::SessionLimits::default(),
         }
     }
 
@@ -242,6 +247,7 @@ where
             connection_helper: self.connection_helper,
             connection_helper_args: self.connection_helper_args,
             binder: self.binder,
+            session_limits: self.session_limits,
         }
     }
 }
@@ -300,6 +306,7 @@ where
             connection_helper: None,
             connection_helper_args: Vec::new(),
             binder: None,
+            session_limits: options::SessionLimits::default(),
         }
     }
 
@@ -382,6 +389,7 @@ where
             connection_helper: self.connection_helper,
             connection_helper_args: self.connection_helper_args,
             binder,
+            session_limits: self.session_limits,
         })
     }
 
@@ -643,6 +651,12 @@ where
     /// in std or tokio.  It can be useful in capability mode.
     pub fn binder<B: crate::options::Binder + 'static>(mut self, b: B) -> Self {
         self.binder = Some(Box::new(b));
+        self
+    }
+
+    /// filegate patch: bounds on handshakes, data connections and passive listeners.
+    pub fn session_limits(mut self, limits: options::SessionLimits) -> Self {
+        self.session_limits = limits;
         self
     }
 
@@ -1074,6 +1088,7 @@ where
             presence_listener: server.presence_listener.clone(),
             active_passive_mode: server.active_passive_mode,
             binder: server.binder.clone(),
+            session_limits: server.session_limits.clone(),
         }
     }
 }

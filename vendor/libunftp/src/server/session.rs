@@ -50,6 +50,11 @@ pub enum SessionState {
     WaitCmd,
 }
 
+/// filegate patch: data transfers one session may have running at once. A sequential client
+/// has one, plus one finishing (its completion reply can reach the client a moment before the
+/// transfer task is done); PASV/EPSV beyond that is refused.
+pub(crate) const MAX_TRANSFERS_PER_SESSION: usize = 2;
+
 // The session shared via an asynchronous lock
 pub type SharedSession<S, U> = Arc<tokio::sync::Mutex<Session<S, U>>>;
 
@@ -114,6 +119,16 @@ where
     pub failed_logins: Option<Arc<FailedLoginsCache>>,
     // An optional functor that can bind a socket
     pub binder: Option<Box<dyn crate::options::Binder>>,
+    // filegate patch: bounds on handshakes, data connections and passive listeners.
+    pub(crate) limits: crate::options::SessionLimits,
+    // filegate patch: cancelled when the control loop ends, for whatever reason; data
+    // connections and transfers of the session end with it.
+    pub(crate) ended: tokio_util::sync::CancellationToken,
+    // filegate patch: the data connection being prepared (a passive listener, or an accepted
+    // connection waiting for its transfer command). A new PASV/EPSV cancels it: one per session.
+    pub(crate) pending_data: Option<tokio_util::sync::CancellationToken>,
+    // filegate patch: data transfers running now (see MAX_TRANSFERS_PER_SESSION).
+    pub(crate) transfers: usize,
 }
 
 impl<Storage, User> Session<Storage, User>
@@ -148,6 +163,10 @@ where
             cert_chain: None,
             failed_logins: None,
             binder: None,
+            limits: crate::options::SessionLimits::default(),
+            ended: tokio_util::sync::CancellationToken::new(),
+            pending_data: None,
+            transfers: 0,
         }
     }
 
@@ -166,6 +185,12 @@ where
 
     pub fn binder(mut self, binder: Box<dyn crate::options::Binder>) -> Self {
         self.binder = Some(binder);
+        self
+    }
+
+    // filegate patch: see options::SessionLimits.
+    pub(crate) fn limits(mut self, limits: crate::options::SessionLimits) -> Self {
+        self.limits = limits;
         self
     }
 

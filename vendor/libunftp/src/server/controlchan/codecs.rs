@@ -1,4 +1,13 @@
-use super::{Reply, command::Command, error::ControlChanError, line_parser};
+use super::{
+    Reply,
+    command::Command,
+    error::{ControlChanError, ControlChanErrorKind},
+    line_parser,
+};
+
+/// filegate patch: the longest command line accepted (bytes before the line end); longer
+/// lines end the connection.
+pub const MAX_LINE: usize = 8192;
 
 use bytes::BytesMut;
 use std::io::Write;
@@ -29,9 +38,15 @@ impl Decoder for FtpCodec {
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Command>, Self::Error> {
         if let Some(newline_offset) = buf[self.next_index..].iter().position(|b| *b == b'\n') {
             let newline_index = newline_offset + self.next_index;
+            if newline_index > MAX_LINE {
+                return Err(ControlChanErrorKind::LineTooLong.into());
+            }
             let line = buf.split_to(newline_index + 1);
             self.next_index = 0;
             Ok(Some(line_parser::parse(line)?))
+        } else if buf.len() > MAX_LINE {
+            // filegate patch: a client cannot make the line buffer grow without end.
+            Err(ControlChanErrorKind::LineTooLong.into())
         } else {
             self.next_index = buf.len();
             Ok(None)

@@ -72,6 +72,8 @@ where
     pub presence_listener: Arc<dyn PresenceListener>,
     pub active_passive_mode: ActivePassiveMode,
     pub binder: Arc<std::sync::Mutex<Option<Box<dyn crate::options::Binder>>>>,
+    // filegate patch: see options::SessionLimits.
+    pub session_limits: crate::options::SessionLimits,
 }
 
 /// Does TCP processing when an FTP client connects
@@ -106,8 +108,10 @@ where
         presence_listener,
         active_passive_mode,
         binder,
+        session_limits,
         ..
     } = config;
+    let tls_handshake_timeout = session_limits.tls_handshake_timeout;
 
     let tls_configured = matches!(ftps_config, FtpsConfig::On { .. });
     let storage_features = storage.supported_features();
@@ -118,7 +122,8 @@ where
         .metrics(collect_metrics)
         .control_msg_tx(control_msg_tx.clone())
         .control_connection(control_connection)
-        .failed_logins(failed_logins);
+        .failed_logins(failed_logins)
+        .limits(session_limits);
     if let Some(b) = binder.lock().unwrap().take() {
         session = session.binder(b);
     }
@@ -127,6 +132,9 @@ where
         slog::o!("trace-id" => format!("{}", session.trace_id), "source" => format!("{}", session.control_connection.map(|p| p.source).unwrap_or(session.source))),
     );
 
+    // filegate patch: whichever way the control loop ends, the session's data connections and
+    // transfers end with it (see the drop guard at the top of the loop's task).
+    let session_ended = session.ended.clone();
     let shared_session: SharedSession<Storage, User> = Arc::new(Mutex::new(session));
 
     let event_chain = PrimaryEventHandler {
@@ -187,6 +195,7 @@ where
     reply_sink.flush().await?;
 
     let jh = tokio::spawn(async move {
+        let _end_session_on_exit = session_ended.drop_guard();
         // The control channel event loop
         slog::info!(logger, "Starting control loop");
         loop {
@@ -236,41 +245,11 @@ where
                     return;
                 }
                 Some(Ok(event)) => {
-                    if let Event::InternalMsg(ControlChanMsg::SecureControlChannel) = event {
-                        slog::info!(logger, "Upgrading control channel to TLS");
-
-                        // Get back the original TCP Stream
-                        let codec_io = reply_sink.reunite(command_source).unwrap();
-                        let io = codec_io.into_inner();
-
-                        // Wrap in TLS Stream
-                        let acceptor: tokio_rustls::TlsAcceptor = match ftps_config.clone() {
-                            FtpsConfig::On { tls_config } => tls_config.into(),
-                            _ => panic!("Could not create TLS acceptor. Illegal program state"),
-                        };
-                        let accepted = acceptor.accept(io).await;
-                        let io: Box<dyn AsyncReadAsyncWriteSendUnpin> = match accepted {
-                            Ok(stream) => {
-                                let s: &ServerConnection = stream.get_ref().1;
-                                if let Some(certs) = s.peer_certificates() {
-                                    let mut session = shared_session.lock().await;
-                                    session.cert_chain = Some(certs.iter().map(|c| unftp_core::auth::ClientCert(c.as_ref().to_vec())).collect());
-                                }
-                                Box::new(stream)
-                            }
-                            Err(err) => {
-                                slog::warn!(logger, "Closing control channel. Could not upgrade to TLS: {}", err);
-                                return;
-                            }
-                        };
-
-                        // Wrap in codec again and get sink + source
-                        let codec = FtpCodec::new();
-                        let cmd_and_reply_stream = codec.framed(io);
-                        let (sink, src) = cmd_and_reply_stream.split();
-                        reply_sink = sink;
-                        command_source = src;
-                    }
+                    // filegate patch: `AUTH TLS` switches the connection to TLS right after its
+                    // `234` is sent, before anything more is read as plaintext (see
+                    // `upgrade_to_tls`). It used to be a message from a spawned task, racing
+                    // the read of the client's ClientHello as a command.
+                    let auth_tls = matches!(&event, Event::Command(Command::Auth { protocol: commands::AuthParam::Tls }));
 
                     if let Event::Command(Command::User { username }) = &event {
                         let s: String = String::from_utf8_lossy(username).into();
@@ -279,14 +258,48 @@ where
 
                     // TODO: Handle Event::InternalMsg(InternalMsg::PlaintextControlChannel)
 
+                    let mut upgrade = false;
                     let handle_result = match event_chain.handle(event).await {
                         Err(e) => Err(e),
-                        Ok(reply) => reply_sink.send(reply).await,
+                        Ok(reply) => {
+                            upgrade = auth_tls && matches!(reply, Reply::CodeAndMsg { code: ReplyCode::AuthOkayNoDataNeeded, .. });
+                            reply_sink.send(reply).await
+                        }
                     };
 
                     if let Err(chan_err) = handle_result {
                         slog::warn!(logger, "Event handler chain error: {:?}. Closing control connection", chan_err);
                         return;
+                    }
+
+                    if upgrade {
+                        slog::info!(logger, "Upgrading control channel to TLS");
+                        let upgraded = tokio::time::timeout(
+                            tls_handshake_timeout,
+                            upgrade_to_tls(reply_sink, command_source, &ftps_config),
+                        )
+                        .await;
+                        let (stream, certs) = match upgraded {
+                            Ok(Ok(upgraded)) => upgraded,
+                            Ok(Err(err)) => {
+                                slog::warn!(logger, "Closing control channel. Could not upgrade to TLS: {}", err);
+                                return;
+                            }
+                            Err(_) => {
+                                slog::warn!(logger, "Closing control channel. The TLS handshake timed out");
+                                return;
+                            }
+                        };
+                        {
+                            let mut session = shared_session.lock().await;
+                            session.cmd_tls = true;
+                            if certs.is_some() {
+                                session.cert_chain = certs;
+                            }
+                        }
+                        let (sink, src) = FtpCodec::new().framed(stream).split();
+                        reply_sink = sink;
+                        command_source = src;
                     }
                 }
                 Some(Err(e)) => {
@@ -307,12 +320,75 @@ where
     Ok(jh)
 }
 
+type ReplySink = futures_util::stream::SplitSink<Framed<Box<dyn AsyncReadAsyncWriteSendUnpin>, FtpCodec>, Reply>;
+type CommandSource = futures_util::stream::SplitStream<Framed<Box<dyn AsyncReadAsyncWriteSendUnpin>, FtpCodec>>;
+
+/// filegate patch: the TLS handshake after `234`, on the same connection. Nothing is read as
+/// plaintext after the reply; whatever the framed reader had already taken from the socket
+/// past the `AUTH TLS` line (a ClientHello sent at once) is read again by the TLS acceptor.
+async fn upgrade_to_tls(
+    reply_sink: ReplySink,
+    command_source: CommandSource,
+    ftps_config: &FtpsConfig,
+) -> Result<(Box<dyn AsyncReadAsyncWriteSendUnpin>, Option<Vec<unftp_core::auth::ClientCert>>), std::io::Error> {
+    let acceptor: tokio_rustls::TlsAcceptor = match ftps_config {
+        FtpsConfig::On { tls_config } => tls_config.clone().into(),
+        _ => return Err(std::io::Error::other("TLS is not configured")),
+    };
+    let framed = reply_sink
+        .reunite(command_source)
+        .map_err(|_| std::io::Error::other("control channel halves do not match"))?;
+    let parts = framed.into_parts();
+    let io = Rewind {
+        prefix: parts.read_buf.freeze(),
+        inner: parts.io,
+    };
+    let stream = acceptor.accept(io).await?;
+    let connection: &ServerConnection = stream.get_ref().1;
+    let certs = connection
+        .peer_certificates()
+        .map(|certs| certs.iter().map(|c| unftp_core::auth::ClientCert(c.as_ref().to_vec())).collect());
+    Ok((Box::new(stream), certs))
+}
+
+/// filegate patch: a stream that first yields bytes already read from it.
+struct Rewind<T> {
+    prefix: bytes::Bytes,
+    inner: T,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Rewind<T> {
+    fn poll_read(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>, buf: &mut tokio::io::ReadBuf<'_>) -> std::task::Poll<std::io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            let head = self.prefix.split_to(n);
+            buf.put_slice(&head);
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Rewind<T> {
+    fn poll_write(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>, buf: &[u8]) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 // gets the reply to be sent to the client and tells if the connection should be closed.
 fn handle_control_channel_error(logger: slog::Logger, error: ControlChanError) -> (Reply, bool) {
     slog::warn!(logger, "Control channel error: {:?}", error);
     match error.kind() {
         ControlChanErrorKind::UnknownCommand { .. } => (Reply::new(ReplyCode::CommandSyntaxError, "Command not implemented"), false),
         ControlChanErrorKind::Utf8Error => (Reply::new(ReplyCode::CommandSyntaxError, "Invalid UTF8 in command"), true),
+        // filegate patch: see codecs::MAX_LINE.
+        ControlChanErrorKind::LineTooLong => (Reply::new(ReplyCode::CommandSyntaxError, "Command line too long"), true),
         ControlChanErrorKind::InvalidCommand => (Reply::new(ReplyCode::ParameterSyntaxError, "Invalid Parameter"), false),
         ControlChanErrorKind::ControlChannelTimeout => (
             Reply::new(ReplyCode::ClosingControlConnection, "Session timed out. Closing control connection"),

@@ -55,6 +55,9 @@ pub enum ControlChanErrorKind {
     /// The control channel is out of sync e.g. expecting username in session after USER command but found none.
     #[display("Control channel in illegal state")]
     IllegalState,
+    /// filegate patch: the client sent more than `codecs::MAX_LINE` bytes without a line end.
+    #[display("Command line too long")]
+    LineTooLong,
 }
 
 impl ControlChanError {

@@ -3,7 +3,8 @@ use async_trait::async_trait;
 use crate::{
     auth::UserDetail,
     server::{
-        Command, ControlChanErrorKind, Event, Reply, ReplyCode, controlchan::error::ControlChanError, controlchan::middleware::ControlChanMiddleware,
+        Command,
+        controlchan::commands::ProtParam, ControlChanErrorKind, Event, Reply, ReplyCode, controlchan::error::ControlChanError, controlchan::middleware::ControlChanMiddleware,
         ftpserver::options::FtpsRequired, session::SharedSession,
     },
     storage::{Metadata, StorageBackend},
@@ -109,8 +110,26 @@ where
     async fn handle(&mut self, event: Event) -> Result<Reply, ControlChanError> {
         match (self.ftps_requirement, event) {
             (FtpsRequired::None, event) => self.next.handle(event).await,
+            // filegate patch: when TLS is required, PROT C is refused (so PROT P, once given,
+            // stays) and every command that opens or uses a data connection needs PROT P
+            // first, not only PASV: EPSV/PORT and the transfer and listing commands too.
             (FtpsRequired::All, event) => match event {
-                Event::Command(Command::Pasv) => {
+                Event::Command(Command::Prot { param: ProtParam::Clear }) => Ok(Reply::new(
+                    ReplyCode::ProtLevelNotSupported,
+                    "PROT C is not allowed: data connections must use TLS (PROT P)",
+                )),
+                Event::Command(
+                    Command::Pasv
+                    | Command::Epsv
+                    | Command::Port { .. }
+                    | Command::Retr { .. }
+                    | Command::Stor { .. }
+                    | Command::Stou
+                    | Command::Appe { .. }
+                    | Command::List { .. }
+                    | Command::Nlst { .. }
+                    | Command::Mlsd { .. },
+                ) => {
                     let is_tls = async {
                         let session = self.session.lock().await;
                         session.data_tls
@@ -118,7 +137,7 @@ where
                     .await;
                     match is_tls {
                         true => self.next.handle(event).await,
-                        false => Ok(Reply::new(ReplyCode::FtpsRequired, "A TLS connection is required on the data channel")),
+                        false => Ok(Reply::new(ReplyCode::FtpsRequired, "A TLS connection is required on the data channel (PROT P)")),
                     }
                 }
                 _ => self.next.handle(event).await,

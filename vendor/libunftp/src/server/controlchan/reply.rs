@@ -170,6 +170,9 @@ pub enum ReplyCode {
     Resp533 = 533,
     /// 534 Could not connect to server — policy requires SSL.
     FtpsRequired = 534,
+    /// 536 Requested PROT level not supported by mechanism (filegate patch: PROT C when TLS
+    /// is required).
+    ProtLevelNotSupported = 536,
     /// 550 Requested action not taken. File unavailable.
     FileError = 550,
     /// 551 Requested action aborted: page type unknown.

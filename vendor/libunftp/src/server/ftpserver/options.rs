@@ -33,6 +33,41 @@ pub trait Binder: Debug + Send {
     async fn bind(&mut self, local_addr: IpAddr, passive_ports: RangeInclusive<u16>) -> io::Result<TcpSocket>;
 }
 
+/// filegate patch: bounds on what one client can hold open (see PATCHES.md, item 4). Set with
+/// [ServerBuilder::session_limits](crate::ServerBuilder::session_limits).
+#[derive(Clone, Debug)]
+pub struct SessionLimits {
+    /// Time allowed for a TLS handshake, on the control connection (after `AUTH TLS`) and on
+    /// each data connection.
+    pub tls_handshake_timeout: Duration,
+    /// Time a passive listener waits for the client's data connection.
+    pub data_connect_timeout: Duration,
+    /// Time a data transfer may go without moving a byte in either direction.
+    pub data_idle_timeout: Duration,
+    /// Admits passive listeners per client address; `None`: no cap beyond one per session.
+    pub passive_quota: Option<Arc<dyn PassiveQuota>>,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        SessionLimits {
+            tls_handshake_timeout: Duration::from_secs(30),
+            data_connect_timeout: Duration::from_secs(15),
+            data_idle_timeout: Duration::from_secs(DEFAULT_IDLE_SESSION_TIMEOUT_SECS),
+            passive_quota: None,
+        }
+    }
+}
+
+/// filegate patch: a permit for one passive listener, given back when dropped.
+pub type PassivePermit = Box<dyn std::any::Any + Send + Sync>;
+
+/// filegate patch: decides whether a client address may open one more passive listener.
+pub trait PassiveQuota: Debug + Send + Sync {
+    /// A permit for one more listener for `client`, or `None` when it holds its share.
+    fn acquire(self: Arc<Self>, client: IpAddr) -> Option<PassivePermit>;
+}
+
 /// The option to [ServerBuilder::passive_host](crate::ServerBuilder::passive_host). It allows the user to specify how the IP address
 /// communicated in the _PASV_ response is determined.
 #[derive(Debug, PartialEq, Clone, Default)]

@@ -12,7 +12,7 @@ use crate::{
     storage::{Metadata, StorageBackend},
 };
 use async_trait::async_trait;
-use std::{fmt::Debug, io, net::SocketAddr, ops::RangeInclusive, time::Duration};
+use std::{fmt::Debug, io, net::SocketAddr, ops::RangeInclusive};
 use tokio::net::TcpSocket;
 use tokio::sync::{
     mpsc::{Receiver, Sender, channel},
@@ -89,6 +89,28 @@ where
     S::Metadata: Metadata,
     T: LegacyReplyProducer<S, U>,
 {
+    // filegate patch: one prepared data connection per session (a new PASV/EPSV releases the
+    // previous listener), an optional cap per client address, and a listener that waits for a
+    // connection from the control connection's address: others are closed and it keeps
+    // waiting, so a connection from elsewhere can neither take the transfer nor spoil it.
+    // Transfers running at once on one session are capped too.
+    let (client_ip, limits) = {
+        let mut session = args.session.lock().await;
+        if let Some(previous) = session.pending_data.take() {
+            previous.cancel();
+        }
+        if session.transfers >= crate::server::session::MAX_TRANSFERS_PER_SESSION {
+            return Ok(Reply::new(ReplyCode::CantOpenDataConnection, "A data transfer is still running on this session"));
+        }
+        (session.source.ip(), session.limits.clone())
+    };
+    let permit = match &limits.passive_quota {
+        None => None,
+        Some(quota) => match quota.clone().acquire(client_ip) {
+            Some(permit) => Some(permit),
+            None => return Ok(Reply::new(ReplyCode::CantOpenDataConnection, "Too many passive data connections from your address")),
+        },
+    };
     let listener = match args.session.lock().await.binder {
         Some(ref mut binder) => binder.bind(args.local_addr.ip(), args.passive_ports.clone()).await,
         _ => try_port_range(args.local_addr, args.passive_ports.clone()),
@@ -97,23 +119,52 @@ where
         Err(_) => return Ok(Reply::new(ReplyCode::CantOpenDataConnection, "No data connection established")),
         Ok(l) => l,
     };
-    let listener = listener.listen(1024)?;
+    let listener = match listener.listen(16) {
+        Err(_) => return Ok(Reply::new(ReplyCode::CantOpenDataConnection, "No data connection established")),
+        Ok(l) => l,
+    };
 
     let port = listener.local_addr()?.port();
 
     let reply = cmd.build_reply(&args, port).await?;
     if reply.is_positive() {
         setup_inter_loop_comms(args.session.clone(), args.tx_control_chan.clone()).await;
+        let pending = tokio_util::sync::CancellationToken::new();
+        let ended = {
+            let mut session = args.session.lock().await;
+            session.pending_data = Some(pending.clone());
+            session.ended.clone()
+        };
         // Open the data connection in a new task and process it.
         // We cannot await this since we first need to let the client know where to connect :-)
         tokio::spawn(async move {
+            let _permit = permit;
             // Timeout if the client doesn't connect to the socket in a while, to avoid leaving the socket hanging open permanently.
-            let r = tokio::time::timeout(Duration::from_secs(15), listener.accept()).await;
-            match r {
-                Ok(Ok((socket, _socket_addr))) => datachan::spawn_processing(args.logger, args.session, socket).await,
-                Ok(Err(e)) => slog::error!(args.logger, "Error waiting for data connection: {}", e),
-                Err(_) => slog::warn!(args.logger, "Client did not connect to data port in time"),
-            }
+            let deadline = tokio::time::sleep(limits.data_connect_timeout);
+            tokio::pin!(deadline);
+            let socket = loop {
+                let accepted = tokio::select! {
+                    _ = pending.cancelled() => return,
+                    _ = ended.cancelled() => return,
+                    _ = &mut deadline => {
+                        slog::warn!(args.logger, "Client did not connect to data port in time");
+                        return;
+                    }
+                    accepted = listener.accept() => accepted,
+                };
+                match accepted {
+                    Ok((socket, peer)) if peer.ip() == client_ip => break socket,
+                    Ok((_socket, peer)) => {
+                        slog::warn!(args.logger, "Closed a data connection from {} (the control connection is from {})", peer, client_ip);
+                    }
+                    Err(e) => {
+                        slog::error!(args.logger, "Error waiting for data connection: {}", e);
+                        return;
+                    }
+                }
+            };
+            drop(listener);
+            datachan::spawn_prepared_processing(args.logger, args.session, socket, pending).await;
         });
     }
 
