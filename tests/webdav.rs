@@ -610,3 +610,369 @@ async fn missing_or_wrong_credentials_get_401_with_a_basic_challenge() {
     );
     gw.stop().await;
 }
+
+// ---- Locks: who may take, use, refresh and release them (issue 11, classes 1 and 2) ----
+
+/// A site admin (with a password), for override rules.
+async fn admin(gw: &TestGateway, name: &str, password: &str) -> i64 {
+    let spec = filegate::accounts::UserSpec {
+        username: name.into(),
+        password: Some(password.into()),
+        site_admin: true,
+        ..Default::default()
+    };
+    let accounts = &gw.gateway.core.accounts;
+    let user = accounts
+        .create_user(&filegate::identity::Principal::cli(), spec)
+        .await
+        .unwrap();
+    user.id
+}
+
+fn lock_token(reply: &Reply) -> String {
+    reply.headers["lock-token"]
+        .to_str()
+        .unwrap()
+        .trim_matches(|c| c == '<' || c == '>')
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_lock_on_the_root_and_its_unlock_leave_webdav_serving_everyone() {
+    let gw = TestGateway::start().await;
+    gw.user("root", "root-password", &[("/", Full)]).await;
+    gw.user("other", "other-password", &[("/other", Full)])
+        .await;
+    let owner = Dav::new(&gw, "root", "root-password");
+    let other = Dav::new(&gw, "other", "other-password");
+    for depth in ["0", "infinity"] {
+        let lock = owner
+            .call("LOCK", "/", &[("Depth", depth)], LOCK_EXCLUSIVE)
+            .await;
+        assert_eq!(lock.status, StatusCode::OK, "{}", lock.body);
+        let token = format!("<{}>", lock_token(&lock));
+        assert_eq!(
+            owner
+                .status("UNLOCK", "/", &[("Lock-Token", &token)], "")
+                .await,
+            StatusCode::NO_CONTENT
+        );
+    }
+    // Everyone is still served (the lock table was neither poisoned nor left locked).
+    assert_eq!(
+        other.status("PUT", "/other/a.txt", &[], "a").await,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        other
+            .status("PROPFIND", "/other/", &[("Depth", "1")], "")
+            .await,
+        StatusCode::MULTI_STATUS
+    );
+    assert_eq!(
+        other.status("MKCOL", "/other/d", &[], "").await,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        other.status("DELETE", "/other/a.txt", &[], "").await,
+        StatusCode::NO_CONTENT
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn lock_needs_write_rights_where_hidden_is_404_and_visible_is_403() {
+    use filegate::identity::GrantLevel::{List, ReadOnly, WriteOnly};
+    let gw = TestGateway::start().await;
+    gw.put("shared/f.txt", b"f");
+    gw.put("secret/s.txt", b"s");
+    gw.user("lister", "lister-password", &[("/shared", List)])
+        .await;
+    gw.user("reader", "reader-password", &[("/shared", ReadOnly)])
+        .await;
+    gw.user("dropper", "dropper-password", &[("/shared", WriteOnly)])
+        .await;
+    let lister = Dav::new(&gw, "lister", "lister-password");
+    let reader = Dav::new(&gw, "reader", "reader-password");
+    for (who, path, want) in [
+        (&lister, "/", StatusCode::FORBIDDEN),
+        (&lister, "/shared/", StatusCode::FORBIDDEN),
+        (&lister, "/shared/f.txt", StatusCode::FORBIDDEN),
+        (&lister, "/secret/s.txt", StatusCode::NOT_FOUND),
+        (&reader, "/shared/f.txt", StatusCode::FORBIDDEN),
+        (&reader, "/secret/", StatusCode::NOT_FOUND),
+    ] {
+        for depth in ["0", "infinity"] {
+            assert_eq!(
+                who.status("LOCK", path, &[("Depth", depth)], LOCK_EXCLUSIVE)
+                    .await,
+                want,
+                "{} LOCK {path} depth {depth}",
+                who.login
+            );
+        }
+    }
+    // Nothing was locked: a writer is not blocked.
+    let dropper = Dav::new(&gw, "dropper", "dropper-password");
+    assert_eq!(
+        dropper.status("PUT", "/shared/new.txt", &[], "n").await,
+        StatusCode::CREATED
+    );
+    let lock = dropper
+        .call("LOCK", "/shared/newer.txt", &[], LOCK_EXCLUSIVE)
+        .await;
+    assert_eq!(lock.status, StatusCode::CREATED, "write rights may lock");
+    // PROPPATCH needs WRITE as well.
+    assert_eq!(
+        lister
+            .status("PROPPATCH", "/shared/f.txt", &[], PATCH_COLOR)
+            .await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        reader
+            .status("PROPPATCH", "/shared/f.txt", &[], PATCH_COLOR)
+            .await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        reader
+            .status("PROPPATCH", "/secret/s.txt", &[], PATCH_COLOR)
+            .await,
+        StatusCode::NOT_FOUND
+    );
+    assert!(
+        gw.gateway
+            .core
+            .store
+            .props_of("/shared/f.txt")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn only_the_lock_owner_or_a_site_admin_unlocks_refreshes_or_uses_a_lock() {
+    let gw = TestGateway::start().await;
+    let ann = gw.user("ann", "ann-password", &[("/team", Full)]).await;
+    gw.user("ben", "ben-password", &[("/team", Full)]).await;
+    admin(&gw, "boss", "boss-password").await;
+    gw.put("team/doc.txt", b"v1");
+    let ann_dav = Dav::new(&gw, "ann", "ann-password");
+    let ben = Dav::new(&gw, "ben", "ben-password");
+    let boss = Dav::new(&gw, "boss", "boss-password");
+
+    let lock = ann_dav
+        .call("LOCK", "/team/doc.txt", &[], LOCK_EXCLUSIVE)
+        .await;
+    assert_eq!(lock.status, StatusCode::OK, "{}", lock.body);
+    let token = lock_token(&lock);
+    // The token is visible to anyone who may list the file...
+    let discovery = ben
+        .call("PROPFIND", "/team/doc.txt", &[("Depth", "0")], "")
+        .await;
+    assert!(discovery.body.contains(&token), "{}", discovery.body);
+    // ...and useless to them.
+    let tagged = format!("(<{token}>)");
+    assert_eq!(
+        ben.status("PUT", "/team/doc.txt", &[("If", &tagged)], "ben's")
+            .await,
+        StatusCode::LOCKED
+    );
+    assert_eq!(
+        ben.status("DELETE", "/team/doc.txt", &[("If", &tagged)], "")
+            .await,
+        StatusCode::LOCKED
+    );
+    assert_eq!(
+        ben.status(
+            "UNLOCK",
+            "/team/doc.txt",
+            &[("Lock-Token", &format!("<{token}>"))],
+            ""
+        )
+        .await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        ben.status(
+            "LOCK",
+            "/team/doc.txt",
+            &[("If", &tagged), ("Timeout", "Second-60")],
+            ""
+        )
+        .await,
+        StatusCode::PRECONDITION_FAILED,
+        "no refresh of another owner's lock"
+    );
+    assert_eq!(
+        std::fs::read(gw.root().join("team/doc.txt")).unwrap(),
+        b"v1"
+    );
+
+    // The same user through one of their keys is the same owner.
+    let (_, secret) = gw
+        .key(Some(ann), "ann-laptop", None, PermissionSet::Full)
+        .await;
+    let ann_key = Dav::new(&gw, "@api-ann-laptop", &secret);
+    assert_eq!(
+        ann_key
+            .status("PUT", "/team/doc.txt", &[("If", &tagged)], "v2")
+            .await,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        ann_key
+            .status(
+                "UNLOCK",
+                "/team/doc.txt",
+                &[("Lock-Token", &format!("<{token}>"))],
+                ""
+            )
+            .await,
+        StatusCode::NO_CONTENT
+    );
+
+    // A site admin may break someone else's lock.
+    let again = lock_token(
+        &ann_dav
+            .call("LOCK", "/team/doc.txt", &[], LOCK_EXCLUSIVE)
+            .await,
+    );
+    assert_eq!(
+        boss.status(
+            "UNLOCK",
+            "/team/doc.txt",
+            &[("Lock-Token", &format!("<{again}>"))],
+            ""
+        )
+        .await,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        ben.status("PUT", "/team/doc.txt", &[], "v3").await,
+        StatusCode::NO_CONTENT,
+        "unlocked for everyone"
+    );
+
+    // Site-wide keys own their locks by key: another site-wide key cannot release them.
+    let (_, one) = gw.key(None, "site-one", None, PermissionSet::Full).await;
+    let (_, two) = gw.key(None, "site-two", None, PermissionSet::Full).await;
+    let one = Dav::new(&gw, "@api-site-one", &one);
+    let two = Dav::new(&gw, "@api-site-two", &two);
+    let held = lock_token(&one.call("LOCK", "/team/doc.txt", &[], LOCK_EXCLUSIVE).await);
+    let header = format!("<{held}>");
+    assert_eq!(
+        two.status("UNLOCK", "/team/doc.txt", &[("Lock-Token", &header)], "")
+            .await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        one.status("UNLOCK", "/team/doc.txt", &[("Lock-Token", &header)], "")
+            .await,
+        StatusCode::NO_CONTENT
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn lock_timeouts_are_capped_and_locks_expire() {
+    let gw = TestGateway::start_with(|c| c.webdav.max_lock_seconds = 4).await;
+    gw.user("tim", "tim-password", &[("/t", Full)]).await;
+    gw.user("tom", "tom-password", &[("/t", Full)]).await;
+    gw.put("t/f.txt", b"f");
+    let tim = Dav::new(&gw, "tim", "tim-password");
+    let tom = Dav::new(&gw, "tom", "tom-password");
+    for timeout in [None, Some("Infinite"), Some("Second-999999")] {
+        let headers: Vec<(&str, &str)> = timeout.map(|t| ("Timeout", t)).into_iter().collect();
+        let lock = tim.call("LOCK", "/t/f.txt", &headers, LOCK_EXCLUSIVE).await;
+        assert_eq!(lock.status, StatusCode::OK, "{timeout:?}: {}", lock.body);
+        assert!(
+            lock.body.contains("<D:timeout>Second-4</D:timeout>"),
+            "{timeout:?}: {}",
+            lock.body
+        );
+        let token = format!("<{}>", lock_token(&lock));
+        tim.status("UNLOCK", "/t/f.txt", &[("Lock-Token", &token)], "")
+            .await;
+    }
+    // A lock nobody releases ends by itself.
+    assert_eq!(
+        tom.status("PROPFIND", "/t/", &[("Depth", "0")], "").await,
+        StatusCode::MULTI_STATUS,
+        "signed in once (the password cache keeps the next requests quick)"
+    );
+    let lock = tim
+        .call("LOCK", "/t/", &[("Depth", "infinity")], LOCK_EXCLUSIVE)
+        .await;
+    assert_eq!(lock.status, StatusCode::OK, "{}", lock.body);
+    assert_eq!(
+        tom.status("PUT", "/t/f.txt", &[], "tom").await,
+        StatusCode::LOCKED
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(4200)).await;
+    assert_eq!(
+        tom.status("PUT", "/t/f.txt", &[], "tom").await,
+        StatusCode::NO_CONTENT
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn locks_are_capped_per_principal_and_in_total() {
+    let gw = TestGateway::start_with(|c| {
+        c.webdav.max_locks_per_principal = 3;
+        c.webdav.max_locks = 5;
+    })
+    .await;
+    gw.user("lou", "lou-password", &[("/l", Full)]).await;
+    gw.user("liz", "liz-password", &[("/l", Full)]).await;
+    gw.user("lee", "lee-password", &[("/l", Full)]).await;
+    let lou = Dav::new(&gw, "lou", "lou-password");
+    let liz = Dav::new(&gw, "liz", "liz-password");
+    let lee = Dav::new(&gw, "lee", "lee-password");
+    for i in 0..3 {
+        assert_eq!(
+            lou.status("LOCK", &format!("/l/lou{i}"), &[], LOCK_EXCLUSIVE)
+                .await,
+            StatusCode::CREATED
+        );
+    }
+    assert_eq!(
+        lou.status("LOCK", "/l/lou9", &[], LOCK_EXCLUSIVE).await,
+        StatusCode::INSUFFICIENT_STORAGE,
+        "per principal"
+    );
+    for i in 0..2 {
+        assert_eq!(
+            liz.status("LOCK", &format!("/l/liz{i}"), &[], LOCK_EXCLUSIVE)
+                .await,
+            StatusCode::CREATED
+        );
+    }
+    assert_eq!(
+        lee.status("LOCK", "/l/lee0", &[], LOCK_EXCLUSIVE).await,
+        StatusCode::INSUFFICIENT_STORAGE,
+        "in total"
+    );
+    // Deleting a locked file (with its token) gives the lock back.
+    let lock = lou.call("PROPFIND", "/l/lou0", &[("Depth", "0")], "").await;
+    let token = lock
+        .body
+        .split("<D:href>urn:uuid:")
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .map(|t| format!("(<urn:uuid:{t}>)"))
+        .unwrap_or_else(|| panic!("lockdiscovery shows the token: {}", lock.body));
+    assert_eq!(
+        lou.status("DELETE", "/l/lou0", &[("If", &token)], "").await,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        lee.status("LOCK", "/l/lee0", &[], LOCK_EXCLUSIVE).await,
+        StatusCode::CREATED
+    );
+    gw.stop().await;
+}
