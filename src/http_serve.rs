@@ -237,6 +237,8 @@ struct Activity {
     last_done_ms: AtomicU64,
     /// Woken when a handler panicked: the connection must close.
     close: Notify,
+    /// Woken when a request starts or ends (the watchdog recomputes its deadline).
+    changed: Notify,
 }
 
 impl Activity {
@@ -247,12 +249,14 @@ impl Activity {
             in_flight: AtomicUsize::new(0),
             last_done_ms: AtomicU64::new(0),
             close: Notify::new(),
+            changed: Notify::new(),
         })
     }
 
     fn begin(self: &Arc<Self>) -> InFlight {
         self.started.fetch_add(1, Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.changed.notify_one();
         InFlight(self.clone())
     }
 
@@ -274,6 +278,7 @@ impl Drop for InFlight {
         let ms = self.0.opened.elapsed().as_millis() as u64;
         self.0.last_done_ms.fetch_max(ms, Ordering::Relaxed);
         self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.0.changed.notify_one();
     }
 }
 
@@ -389,6 +394,7 @@ async fn serve_io<I>(
                 connection.as_mut().graceful_shutdown();
                 closing = Some(Instant::now());
             }
+            _ = activity.changed.notified() => {}
             _ = activity.close.notified(), if closing.is_none() => {
                 connection.as_mut().graceful_shutdown();
                 closing = Some(Instant::now());

@@ -976,3 +976,310 @@ async fn locks_are_capped_per_principal_and_in_total() {
     );
     gw.stop().await;
 }
+
+// ---- Slow and greedy clients on the HTTP listeners (issue 11, class 6) ----
+
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Reads until the server closes the connection; false if it is still open at `deadline`.
+async fn closed_by(stream: &mut TcpStream, deadline: Instant) -> bool {
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, stream.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// Waits until the gate counts `n` connections from 127.0.0.1.
+async fn gate_counts(gw: &TestGateway, n: usize) {
+    let ip = "127.0.0.1".parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while gw.gateway.core.gate.open(ip).1 != n {
+        assert!(
+            Instant::now() < deadline,
+            "the gate counts {:?}, not {n}",
+            gw.gateway.core.gate.open(ip)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn half_sent_requests_on_webdav_and_the_api_are_closed_after_the_header_timeout() {
+    let gw = TestGateway::start_with(|c| c.limits.handshake_timeout_seconds = 1).await;
+    for protocol in ["webdav", "api"] {
+        let addr = gw.addr(protocol);
+        let opened = Instant::now();
+        let mut slow = Vec::new();
+        for i in 0..100 {
+            let mut stream = TcpStream::connect(addr).await.unwrap();
+            let head: &[u8] = if i % 2 == 0 {
+                b"PROPFIND / HTTP/1.1\r\nHost: x\r\nDepth: 1\r\n"
+            } else {
+                b"GET /healthz HTTP/1.1\r\nHo"
+            };
+            stream.write_all(head).await.unwrap();
+            slow.push(stream);
+        }
+        gate_counts(&gw, 100).await;
+        // A few keep trickling bytes: the timeout is for the whole head, not per read.
+        let trickle = async {
+            for _ in 0..8 {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                for stream in slow.iter_mut().take(10) {
+                    let _ = stream.write_all(b"X").await;
+                }
+            }
+        };
+        trickle.await;
+        let deadline = opened + Duration::from_secs(6);
+        for (i, stream) in slow.iter_mut().enumerate() {
+            assert!(
+                closed_by(stream, deadline).await,
+                "{protocol}: connection {i} still open after {:?}",
+                opened.elapsed()
+            );
+        }
+        gate_counts(&gw, 0).await;
+    }
+    // The listeners still serve.
+    gw.user("hal", "hal-password", &[("/hal", Full)]).await;
+    assert_eq!(
+        Dav::new(&gw, "hal", "hal-password")
+            .status("PROPFIND", "/hal/", &[("Depth", "0")], "")
+            .await,
+        StatusCode::MULTI_STATUS
+    );
+    let health = reqwest::get(format!("http://{}/healthz", gw.addr("api")))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_flood_from_one_address_past_its_cap_does_not_stop_a_client_from_another() {
+    let gw = TestGateway::start_with(|c| {
+        c.limits.max_connections_per_address = 20;
+        c.limits.handshake_timeout_seconds = 30;
+    })
+    .await;
+    gw.user("inno", "inno-password", &[("/inno", Full)]).await;
+    let mut flood = Vec::new();
+    for protocol in ["webdav", "api"] {
+        for _ in 0..40 {
+            flood.push(TcpStream::connect(gw.addr(protocol)).await.unwrap());
+        }
+    }
+    gate_counts(&gw, 20).await;
+    // One more from the flooding address is closed at once...
+    let mut extra = TcpStream::connect(gw.addr("webdav")).await.unwrap();
+    let _ = extra.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(closed_by(&mut extra, Instant::now() + Duration::from_secs(3)).await);
+    // ...while another address is served on both listeners.
+    let innocent = reqwest::Client::builder()
+        .local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap();
+    let listing = innocent
+        .request(
+            Method::from_bytes(b"PROPFIND").unwrap(),
+            format!("http://{}/inno/", gw.addr("webdav")),
+        )
+        .basic_auth("inno", Some("inno-password"))
+        .header("Depth", "0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listing.status(), StatusCode::MULTI_STATUS);
+    let health = innocent
+        .get(format!("http://{}/healthz", gw.addr("api")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    drop(flood);
+    gate_counts(&gw, 0).await;
+    gw.stop().await;
+}
+
+// ---- The serve loop itself (filegate::http_serve), with routes made for the test ----
+
+mod serve_loop {
+    use super::*;
+    use std::sync::Arc;
+
+    use axum::Router;
+    use axum::routing::get;
+    use filegate::http_serve::{HttpServer, ServeOptions};
+    use filegate::limits::{ConnectionGate, Limits};
+
+    fn gate() -> Arc<ConnectionGate> {
+        ConnectionGate::new(Limits {
+            max_connections: 100,
+            max_connections_per_address: 100,
+            handshake_timeout: Duration::from_secs(5),
+            login_timeout: Duration::from_secs(5),
+            max_open_files: 100,
+        })
+    }
+
+    async fn serve(options: impl FnOnce(&mut ServeOptions)) -> (HttpServer, Arc<ConnectionGate>) {
+        let app = Router::new()
+            .route("/ok", get(|| async { "ok" }))
+            .route(
+                "/boom",
+                get(|| async {
+                    if true {
+                        panic!("a handler bug");
+                    }
+                    "never"
+                }),
+            )
+            .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_millis(600)).await;
+                    "done"
+                }),
+            );
+        let gate = gate();
+        let mut opts = ServeOptions::new("test", gate.clone());
+        options(&mut opts);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        (HttpServer::spawn(listener, app, opts).unwrap(), gate)
+    }
+
+    /// Sends one request on `stream`; returns the response head and body as text.
+    async fn get_on(stream: &mut TcpStream, path: &str) -> String {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut text = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+                .await
+                .expect("a reply in time")
+                .unwrap_or(0);
+            text.extend_from_slice(&buf[..n]);
+            let reply = String::from_utf8_lossy(&text).into_owned();
+            // Complete when the body has the declared length.
+            if let Some((head, body)) = reply.split_once("\r\n\r\n") {
+                let length = head.lines().find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")
+                        .map(|v| v.trim().parse::<usize>().unwrap())
+                });
+                if length.is_some_and(|n| body.len() >= n) || n == 0 {
+                    return reply;
+                }
+            } else if n == 0 {
+                return reply;
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_500_and_closes_only_its_own_connection() {
+        let (server, gate) = serve(|_| {}).await;
+        let mut bystander = TcpStream::connect(server.addr).await.unwrap();
+        assert!(
+            get_on(&mut bystander, "/ok")
+                .await
+                .starts_with("HTTP/1.1 200")
+        );
+        let mut victim = TcpStream::connect(server.addr).await.unwrap();
+        let reply = get_on(&mut victim, "/boom").await;
+        assert!(reply.starts_with("HTTP/1.1 500"), "{reply}");
+        assert!(
+            reply.to_ascii_lowercase().contains("connection: close"),
+            "{reply}"
+        );
+        assert!(closed_by(&mut victim, Instant::now() + Duration::from_secs(3)).await);
+        // The other connection, and new ones, go on.
+        assert!(
+            get_on(&mut bystander, "/ok")
+                .await
+                .starts_with("HTTP/1.1 200")
+        );
+        let mut fresh = TcpStream::connect(server.addr).await.unwrap();
+        assert!(get_on(&mut fresh, "/ok").await.starts_with("HTTP/1.1 200"));
+        drop((bystander, fresh));
+        let ip = "127.0.0.1".parse().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while gate.open(ip).1 != 0 {
+            assert!(Instant::now() < deadline, "permits given back");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_is_closed_after_the_idle_timeout() {
+        let (server, _gate) = serve(|o| o.idle_timeout = Duration::from_millis(300)).await;
+        let mut stream = TcpStream::connect(server.addr).await.unwrap();
+        assert!(get_on(&mut stream, "/ok").await.starts_with("HTTP/1.1 200"));
+        let after = Instant::now();
+        assert!(closed_by(&mut stream, after + Duration::from_secs(3)).await);
+        assert!(
+            after.elapsed() >= Duration::from_millis(250),
+            "not before the idle timeout"
+        );
+        // A connection that never sends a request is closed after the handshake timeout.
+        let (server2, _gate) = serve(|o| o.handshake_timeout = Duration::from_millis(300)).await;
+        let mut silent = TcpStream::connect(server2.addr).await.unwrap();
+        assert!(closed_by(&mut silent, Instant::now() + Duration::from_secs(3)).await);
+        server.stop().await;
+        server2.stop().await;
+    }
+
+    #[tokio::test]
+    async fn stopping_lets_a_request_in_progress_finish_and_refuses_new_connections() {
+        let (server, _gate) = serve(|_| {}).await;
+        let addr = server.addr;
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let request = tokio::spawn(async move { get_on(&mut stream, "/slow").await });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let stopped = Instant::now();
+        server.stop().await;
+        let reply = request.await.unwrap();
+        assert!(
+            reply.starts_with("HTTP/1.1 200") && reply.ends_with("done"),
+            "{reply}"
+        );
+        assert!(
+            stopped.elapsed() < Duration::from_secs(5),
+            "no need to wait out the grace time"
+        );
+        assert!(
+            TcpStream::connect(addr).await.is_err(),
+            "no longer listening"
+        );
+    }
+
+    #[tokio::test]
+    async fn stopping_closes_what_is_left_after_the_grace_time() {
+        let (server, _gate) = serve(|o| o.grace = Duration::from_millis(200)).await;
+        let mut stream = TcpStream::connect(server.addr).await.unwrap();
+        stream
+            .write_all(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let stopped = Instant::now();
+        server.stop().await;
+        assert!(
+            stopped.elapsed() < Duration::from_millis(450),
+            "{:?}",
+            stopped.elapsed()
+        );
+        assert!(closed_by(&mut stream, Instant::now() + Duration::from_secs(2)).await);
+    }
+}
