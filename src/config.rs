@@ -312,6 +312,13 @@ pub struct WebDavConfig {
     /// Answer `PROPFIND` with `Depth: infinity` (a whole tree in one response). Off: such
     /// requests get 403 with `DAV:propfind-finite-depth`, as RFC 4918 allows.
     pub allow_depth_infinity: bool,
+    /// The longest a WebDAV lock lives, in seconds; `Timeout: Infinite` and a LOCK without
+    /// a `Timeout` get this.
+    pub max_lock_seconds: u64,
+    /// Locks one user (or site-wide key) may hold at once.
+    pub max_locks_per_principal: usize,
+    /// Locks held at once, everyone together.
+    pub max_locks: usize,
 }
 
 impl Default for WebDavConfig {
@@ -324,6 +331,9 @@ impl Default for WebDavConfig {
             max_body_bytes: 0,
             max_requests_per_address: 64,
             allow_depth_infinity: false,
+            max_lock_seconds: 3600,
+            max_locks_per_principal: 100,
+            max_locks: 1000,
         }
     }
 }
@@ -576,6 +586,12 @@ impl Config {
         }
         if dav.max_requests_per_address == 0 {
             return invalid("webdav.max_requests_per_address must be at least 1".into());
+        }
+        if dav.max_lock_seconds == 0 || dav.max_locks_per_principal == 0 || dav.max_locks == 0 {
+            return invalid(
+                "webdav.max_lock_seconds, max_locks_per_principal and max_locks must be at least 1"
+                    .into(),
+            );
         }
         if ftp.revocation_check_seconds == 0 || ftp.idle_timeout_seconds == 0 {
             return invalid(

@@ -243,6 +243,7 @@ impl Gateway {
                 core.auth.clone(),
                 core.files.clone(),
                 core.store.clone(),
+                core.gate.clone(),
             )
             .await?;
             listening.push(("webdav", server.addr));
@@ -261,7 +262,7 @@ impl Gateway {
                 core.metrics.clone(),
                 &cursor_key,
             ));
-            let server = ApiServer::start(core.config.api.addr(), state).await?;
+            let server = ApiServer::start(core.config.api.addr(), state, core.gate.clone()).await?;
             listening.push(("api", server.addr));
             Some(server)
         } else {

@@ -25,6 +25,7 @@ pub mod config;
 pub mod files;
 pub mod ftp;
 pub mod gateway;
+pub mod http_serve;
 pub mod identity;
 pub mod limits;
 pub mod metrics;

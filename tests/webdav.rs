@@ -610,3 +610,676 @@ async fn missing_or_wrong_credentials_get_401_with_a_basic_challenge() {
     );
     gw.stop().await;
 }
+
+// ---- Locks: who may take, use, refresh and release them (issue 11, classes 1 and 2) ----
+
+/// A site admin (with a password), for override rules.
+async fn admin(gw: &TestGateway, name: &str, password: &str) -> i64 {
+    let spec = filegate::accounts::UserSpec {
+        username: name.into(),
+        password: Some(password.into()),
+        site_admin: true,
+        ..Default::default()
+    };
+    let accounts = &gw.gateway.core.accounts;
+    let user = accounts
+        .create_user(&filegate::identity::Principal::cli(), spec)
+        .await
+        .unwrap();
+    user.id
+}
+
+fn lock_token(reply: &Reply) -> String {
+    reply.headers["lock-token"]
+        .to_str()
+        .unwrap()
+        .trim_matches(|c| c == '<' || c == '>')
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_lock_on_the_root_and_its_unlock_leave_webdav_serving_everyone() {
+    let gw = TestGateway::start().await;
+    gw.user("root", "root-password", &[("/", Full)]).await;
+    gw.user("other", "other-password", &[("/other", Full)])
+        .await;
+    let owner = Dav::new(&gw, "root", "root-password");
+    let other = Dav::new(&gw, "other", "other-password");
+    for depth in ["0", "infinity"] {
+        let lock = owner
+            .call("LOCK", "/", &[("Depth", depth)], LOCK_EXCLUSIVE)
+            .await;
+        assert_eq!(lock.status, StatusCode::OK, "{}", lock.body);
+        let token = format!("<{}>", lock_token(&lock));
+        assert_eq!(
+            owner
+                .status("UNLOCK", "/", &[("Lock-Token", &token)], "")
+                .await,
+            StatusCode::NO_CONTENT
+        );
+    }
+    // Everyone is still served (the lock table was neither poisoned nor left locked).
+    assert_eq!(
+        other.status("PUT", "/other/a.txt", &[], "a").await,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        other
+            .status("PROPFIND", "/other/", &[("Depth", "1")], "")
+            .await,
+        StatusCode::MULTI_STATUS
+    );
+    assert_eq!(
+        other.status("MKCOL", "/other/d", &[], "").await,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        other.status("DELETE", "/other/a.txt", &[], "").await,
+        StatusCode::NO_CONTENT
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn lock_needs_write_rights_where_hidden_is_404_and_visible_is_403() {
+    use filegate::identity::GrantLevel::{List, ReadOnly, WriteOnly};
+    let gw = TestGateway::start().await;
+    gw.put("shared/f.txt", b"f");
+    gw.put("secret/s.txt", b"s");
+    gw.user("lister", "lister-password", &[("/shared", List)])
+        .await;
+    gw.user("reader", "reader-password", &[("/shared", ReadOnly)])
+        .await;
+    gw.user("dropper", "dropper-password", &[("/shared", WriteOnly)])
+        .await;
+    let lister = Dav::new(&gw, "lister", "lister-password");
+    let reader = Dav::new(&gw, "reader", "reader-password");
+    for (who, path, want) in [
+        (&lister, "/", StatusCode::FORBIDDEN),
+        (&lister, "/shared/", StatusCode::FORBIDDEN),
+        (&lister, "/shared/f.txt", StatusCode::FORBIDDEN),
+        (&lister, "/secret/s.txt", StatusCode::NOT_FOUND),
+        (&reader, "/shared/f.txt", StatusCode::FORBIDDEN),
+        (&reader, "/secret/", StatusCode::NOT_FOUND),
+    ] {
+        for depth in ["0", "infinity"] {
+            assert_eq!(
+                who.status("LOCK", path, &[("Depth", depth)], LOCK_EXCLUSIVE)
+                    .await,
+                want,
+                "{} LOCK {path} depth {depth}",
+                who.login
+            );
+        }
+    }
+    // Nothing was locked: a writer is not blocked.
+    let dropper = Dav::new(&gw, "dropper", "dropper-password");
+    assert_eq!(
+        dropper.status("PUT", "/shared/new.txt", &[], "n").await,
+        StatusCode::CREATED
+    );
+    let lock = dropper
+        .call("LOCK", "/shared/newer.txt", &[], LOCK_EXCLUSIVE)
+        .await;
+    assert_eq!(lock.status, StatusCode::CREATED, "write rights may lock");
+    // PROPPATCH needs WRITE as well.
+    assert_eq!(
+        lister
+            .status("PROPPATCH", "/shared/f.txt", &[], PATCH_COLOR)
+            .await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        reader
+            .status("PROPPATCH", "/shared/f.txt", &[], PATCH_COLOR)
+            .await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        reader
+            .status("PROPPATCH", "/secret/s.txt", &[], PATCH_COLOR)
+            .await,
+        StatusCode::NOT_FOUND
+    );
+    assert!(
+        gw.gateway
+            .core
+            .store
+            .props_of("/shared/f.txt")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn only_the_lock_owner_or_a_site_admin_unlocks_refreshes_or_uses_a_lock() {
+    let gw = TestGateway::start().await;
+    let ann = gw.user("ann", "ann-password", &[("/team", Full)]).await;
+    gw.user("ben", "ben-password", &[("/team", Full)]).await;
+    admin(&gw, "boss", "boss-password").await;
+    gw.put("team/doc.txt", b"v1");
+    let ann_dav = Dav::new(&gw, "ann", "ann-password");
+    let ben = Dav::new(&gw, "ben", "ben-password");
+    let boss = Dav::new(&gw, "boss", "boss-password");
+
+    let lock = ann_dav
+        .call("LOCK", "/team/doc.txt", &[], LOCK_EXCLUSIVE)
+        .await;
+    assert_eq!(lock.status, StatusCode::OK, "{}", lock.body);
+    let token = lock_token(&lock);
+    // The token is visible to anyone who may list the file...
+    let discovery = ben
+        .call("PROPFIND", "/team/doc.txt", &[("Depth", "0")], "")
+        .await;
+    assert!(discovery.body.contains(&token), "{}", discovery.body);
+    // ...and useless to them.
+    let tagged = format!("(<{token}>)");
+    assert_eq!(
+        ben.status("PUT", "/team/doc.txt", &[("If", &tagged)], "ben's")
+            .await,
+        StatusCode::LOCKED
+    );
+    assert_eq!(
+        ben.status("DELETE", "/team/doc.txt", &[("If", &tagged)], "")
+            .await,
+        StatusCode::LOCKED
+    );
+    assert_eq!(
+        ben.status(
+            "UNLOCK",
+            "/team/doc.txt",
+            &[("Lock-Token", &format!("<{token}>"))],
+            ""
+        )
+        .await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        ben.status(
+            "LOCK",
+            "/team/doc.txt",
+            &[("If", &tagged), ("Timeout", "Second-60")],
+            ""
+        )
+        .await,
+        StatusCode::PRECONDITION_FAILED,
+        "no refresh of another owner's lock"
+    );
+    assert_eq!(
+        std::fs::read(gw.root().join("team/doc.txt")).unwrap(),
+        b"v1"
+    );
+
+    // The same user through one of their keys is the same owner.
+    let (_, secret) = gw
+        .key(Some(ann), "ann-laptop", None, PermissionSet::Full)
+        .await;
+    let ann_key = Dav::new(&gw, "@api-ann-laptop", &secret);
+    assert_eq!(
+        ann_key
+            .status("PUT", "/team/doc.txt", &[("If", &tagged)], "v2")
+            .await,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        ann_key
+            .status(
+                "UNLOCK",
+                "/team/doc.txt",
+                &[("Lock-Token", &format!("<{token}>"))],
+                ""
+            )
+            .await,
+        StatusCode::NO_CONTENT
+    );
+
+    // A site admin may break someone else's lock.
+    let again = lock_token(
+        &ann_dav
+            .call("LOCK", "/team/doc.txt", &[], LOCK_EXCLUSIVE)
+            .await,
+    );
+    assert_eq!(
+        boss.status(
+            "UNLOCK",
+            "/team/doc.txt",
+            &[("Lock-Token", &format!("<{again}>"))],
+            ""
+        )
+        .await,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        ben.status("PUT", "/team/doc.txt", &[], "v3").await,
+        StatusCode::NO_CONTENT,
+        "unlocked for everyone"
+    );
+
+    // Site-wide keys own their locks by key: another site-wide key cannot release them.
+    let (_, one) = gw.key(None, "site-one", None, PermissionSet::Full).await;
+    let (_, two) = gw.key(None, "site-two", None, PermissionSet::Full).await;
+    let one = Dav::new(&gw, "@api-site-one", &one);
+    let two = Dav::new(&gw, "@api-site-two", &two);
+    let held = lock_token(&one.call("LOCK", "/team/doc.txt", &[], LOCK_EXCLUSIVE).await);
+    let header = format!("<{held}>");
+    assert_eq!(
+        two.status("UNLOCK", "/team/doc.txt", &[("Lock-Token", &header)], "")
+            .await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        one.status("UNLOCK", "/team/doc.txt", &[("Lock-Token", &header)], "")
+            .await,
+        StatusCode::NO_CONTENT
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn lock_timeouts_are_capped_and_locks_expire() {
+    let gw = TestGateway::start_with(|c| c.webdav.max_lock_seconds = 4).await;
+    gw.user("tim", "tim-password", &[("/t", Full)]).await;
+    gw.user("tom", "tom-password", &[("/t", Full)]).await;
+    gw.put("t/f.txt", b"f");
+    let tim = Dav::new(&gw, "tim", "tim-password");
+    let tom = Dav::new(&gw, "tom", "tom-password");
+    for timeout in [None, Some("Infinite"), Some("Second-999999")] {
+        let headers: Vec<(&str, &str)> = timeout.map(|t| ("Timeout", t)).into_iter().collect();
+        let lock = tim.call("LOCK", "/t/f.txt", &headers, LOCK_EXCLUSIVE).await;
+        assert_eq!(lock.status, StatusCode::OK, "{timeout:?}: {}", lock.body);
+        assert!(
+            lock.body.contains("<D:timeout>Second-4</D:timeout>"),
+            "{timeout:?}: {}",
+            lock.body
+        );
+        let token = format!("<{}>", lock_token(&lock));
+        tim.status("UNLOCK", "/t/f.txt", &[("Lock-Token", &token)], "")
+            .await;
+    }
+    // A lock nobody releases ends by itself.
+    assert_eq!(
+        tom.status("PROPFIND", "/t/", &[("Depth", "0")], "").await,
+        StatusCode::MULTI_STATUS,
+        "signed in once (the password cache keeps the next requests quick)"
+    );
+    let lock = tim
+        .call("LOCK", "/t/", &[("Depth", "infinity")], LOCK_EXCLUSIVE)
+        .await;
+    assert_eq!(lock.status, StatusCode::OK, "{}", lock.body);
+    assert_eq!(
+        tom.status("PUT", "/t/f.txt", &[], "tom").await,
+        StatusCode::LOCKED
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(4200)).await;
+    assert_eq!(
+        tom.status("PUT", "/t/f.txt", &[], "tom").await,
+        StatusCode::NO_CONTENT
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn locks_are_capped_per_principal_and_in_total() {
+    let gw = TestGateway::start_with(|c| {
+        c.webdav.max_locks_per_principal = 3;
+        c.webdav.max_locks = 5;
+    })
+    .await;
+    gw.user("lou", "lou-password", &[("/l", Full)]).await;
+    gw.user("liz", "liz-password", &[("/l", Full)]).await;
+    gw.user("lee", "lee-password", &[("/l", Full)]).await;
+    let lou = Dav::new(&gw, "lou", "lou-password");
+    let liz = Dav::new(&gw, "liz", "liz-password");
+    let lee = Dav::new(&gw, "lee", "lee-password");
+    for i in 0..3 {
+        assert_eq!(
+            lou.status("LOCK", &format!("/l/lou{i}"), &[], LOCK_EXCLUSIVE)
+                .await,
+            StatusCode::CREATED
+        );
+    }
+    assert_eq!(
+        lou.status("LOCK", "/l/lou9", &[], LOCK_EXCLUSIVE).await,
+        StatusCode::INSUFFICIENT_STORAGE,
+        "per principal"
+    );
+    for i in 0..2 {
+        assert_eq!(
+            liz.status("LOCK", &format!("/l/liz{i}"), &[], LOCK_EXCLUSIVE)
+                .await,
+            StatusCode::CREATED
+        );
+    }
+    assert_eq!(
+        lee.status("LOCK", "/l/lee0", &[], LOCK_EXCLUSIVE).await,
+        StatusCode::INSUFFICIENT_STORAGE,
+        "in total"
+    );
+    // Deleting a locked file (with its token) gives the lock back.
+    let lock = lou.call("PROPFIND", "/l/lou0", &[("Depth", "0")], "").await;
+    let token = lock
+        .body
+        .split("<D:href>urn:uuid:")
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .map(|t| format!("(<urn:uuid:{t}>)"))
+        .unwrap_or_else(|| panic!("lockdiscovery shows the token: {}", lock.body));
+    assert_eq!(
+        lou.status("DELETE", "/l/lou0", &[("If", &token)], "").await,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        lee.status("LOCK", "/l/lee0", &[], LOCK_EXCLUSIVE).await,
+        StatusCode::CREATED
+    );
+    gw.stop().await;
+}
+
+// ---- Slow and greedy clients on the HTTP listeners (issue 11, class 6) ----
+
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Reads until the server closes the connection; false if it is still open at `deadline`.
+async fn closed_by(stream: &mut TcpStream, deadline: Instant) -> bool {
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, stream.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// Waits until the gate counts `n` connections from 127.0.0.1.
+async fn gate_counts(gw: &TestGateway, n: usize) {
+    let ip = "127.0.0.1".parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while gw.gateway.core.gate.open(ip).1 != n {
+        assert!(
+            Instant::now() < deadline,
+            "the gate counts {:?}, not {n}",
+            gw.gateway.core.gate.open(ip)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn half_sent_requests_on_webdav_and_the_api_are_closed_after_the_header_timeout() {
+    let gw = TestGateway::start_with(|c| c.limits.handshake_timeout_seconds = 1).await;
+    for protocol in ["webdav", "api"] {
+        let addr = gw.addr(protocol);
+        let opened = Instant::now();
+        let mut slow = Vec::new();
+        for i in 0..100 {
+            let mut stream = TcpStream::connect(addr).await.unwrap();
+            let head: &[u8] = if i % 2 == 0 {
+                b"PROPFIND / HTTP/1.1\r\nHost: x\r\nDepth: 1\r\n"
+            } else {
+                b"GET /healthz HTTP/1.1\r\nHo"
+            };
+            stream.write_all(head).await.unwrap();
+            slow.push(stream);
+        }
+        gate_counts(&gw, 100).await;
+        // A few keep trickling bytes: the timeout is for the whole head, not per read.
+        let trickle = async {
+            for _ in 0..8 {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                for stream in slow.iter_mut().take(10) {
+                    let _ = stream.write_all(b"X").await;
+                }
+            }
+        };
+        trickle.await;
+        let deadline = opened + Duration::from_secs(6);
+        for (i, stream) in slow.iter_mut().enumerate() {
+            assert!(
+                closed_by(stream, deadline).await,
+                "{protocol}: connection {i} still open after {:?}",
+                opened.elapsed()
+            );
+        }
+        gate_counts(&gw, 0).await;
+    }
+    // The listeners still serve.
+    gw.user("hal", "hal-password", &[("/hal", Full)]).await;
+    assert_eq!(
+        Dav::new(&gw, "hal", "hal-password")
+            .status("PROPFIND", "/hal/", &[("Depth", "0")], "")
+            .await,
+        StatusCode::MULTI_STATUS
+    );
+    let health = reqwest::get(format!("http://{}/healthz", gw.addr("api")))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_flood_from_one_address_past_its_cap_does_not_stop_a_client_from_another() {
+    let gw = TestGateway::start_with(|c| {
+        c.limits.max_connections_per_address = 20;
+        c.limits.handshake_timeout_seconds = 30;
+    })
+    .await;
+    gw.user("inno", "inno-password", &[("/inno", Full)]).await;
+    let mut flood = Vec::new();
+    for protocol in ["webdav", "api"] {
+        for _ in 0..40 {
+            flood.push(TcpStream::connect(gw.addr(protocol)).await.unwrap());
+        }
+    }
+    gate_counts(&gw, 20).await;
+    // One more from the flooding address is closed at once...
+    let mut extra = TcpStream::connect(gw.addr("webdav")).await.unwrap();
+    let _ = extra.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(closed_by(&mut extra, Instant::now() + Duration::from_secs(3)).await);
+    // ...while another address is served on both listeners.
+    let innocent = reqwest::Client::builder()
+        .local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap();
+    let listing = innocent
+        .request(
+            Method::from_bytes(b"PROPFIND").unwrap(),
+            format!("http://{}/inno/", gw.addr("webdav")),
+        )
+        .basic_auth("inno", Some("inno-password"))
+        .header("Depth", "0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listing.status(), StatusCode::MULTI_STATUS);
+    let health = innocent
+        .get(format!("http://{}/healthz", gw.addr("api")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    drop(flood);
+    gate_counts(&gw, 0).await;
+    gw.stop().await;
+}
+
+// ---- The serve loop itself (filegate::http_serve), with routes made for the test ----
+
+mod serve_loop {
+    use super::*;
+    use std::sync::Arc;
+
+    use axum::Router;
+    use axum::routing::get;
+    use filegate::http_serve::{HttpServer, ServeOptions};
+    use filegate::limits::{ConnectionGate, Limits};
+
+    fn gate() -> Arc<ConnectionGate> {
+        ConnectionGate::new(Limits {
+            max_connections: 100,
+            max_connections_per_address: 100,
+            handshake_timeout: Duration::from_secs(5),
+            login_timeout: Duration::from_secs(5),
+            max_open_files: 100,
+        })
+    }
+
+    async fn serve(options: impl FnOnce(&mut ServeOptions)) -> (HttpServer, Arc<ConnectionGate>) {
+        let app = Router::new()
+            .route("/ok", get(|| async { "ok" }))
+            .route(
+                "/boom",
+                get(|| async {
+                    if true {
+                        panic!("a handler bug");
+                    }
+                    "never"
+                }),
+            )
+            .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_millis(600)).await;
+                    "done"
+                }),
+            );
+        let gate = gate();
+        let mut opts = ServeOptions::new("test", gate.clone());
+        options(&mut opts);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        (HttpServer::spawn(listener, app, opts).unwrap(), gate)
+    }
+
+    /// Sends one request on `stream`; returns the response head and body as text.
+    async fn get_on(stream: &mut TcpStream, path: &str) -> String {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut text = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+                .await
+                .expect("a reply in time")
+                .unwrap_or(0);
+            text.extend_from_slice(&buf[..n]);
+            let reply = String::from_utf8_lossy(&text).into_owned();
+            // Complete when the body has the declared length.
+            if let Some((head, body)) = reply.split_once("\r\n\r\n") {
+                let length = head.lines().find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")
+                        .map(|v| v.trim().parse::<usize>().unwrap())
+                });
+                if length.is_some_and(|n| body.len() >= n) || n == 0 {
+                    return reply;
+                }
+            } else if n == 0 {
+                return reply;
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_500_and_closes_only_its_own_connection() {
+        let (server, gate) = serve(|_| {}).await;
+        let mut bystander = TcpStream::connect(server.addr).await.unwrap();
+        assert!(
+            get_on(&mut bystander, "/ok")
+                .await
+                .starts_with("HTTP/1.1 200")
+        );
+        let mut victim = TcpStream::connect(server.addr).await.unwrap();
+        let reply = get_on(&mut victim, "/boom").await;
+        assert!(reply.starts_with("HTTP/1.1 500"), "{reply}");
+        assert!(
+            reply.to_ascii_lowercase().contains("connection: close"),
+            "{reply}"
+        );
+        assert!(closed_by(&mut victim, Instant::now() + Duration::from_secs(3)).await);
+        // The other connection, and new ones, go on.
+        assert!(
+            get_on(&mut bystander, "/ok")
+                .await
+                .starts_with("HTTP/1.1 200")
+        );
+        let mut fresh = TcpStream::connect(server.addr).await.unwrap();
+        assert!(get_on(&mut fresh, "/ok").await.starts_with("HTTP/1.1 200"));
+        drop((bystander, fresh));
+        let ip = "127.0.0.1".parse().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while gate.open(ip).1 != 0 {
+            assert!(Instant::now() < deadline, "permits given back");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_is_closed_after_the_idle_timeout() {
+        let (server, _gate) = serve(|o| o.idle_timeout = Duration::from_millis(300)).await;
+        let mut stream = TcpStream::connect(server.addr).await.unwrap();
+        assert!(get_on(&mut stream, "/ok").await.starts_with("HTTP/1.1 200"));
+        let after = Instant::now();
+        assert!(closed_by(&mut stream, after + Duration::from_secs(3)).await);
+        assert!(
+            after.elapsed() >= Duration::from_millis(250),
+            "not before the idle timeout"
+        );
+        // A connection that never sends a request is closed after the handshake timeout.
+        let (server2, _gate) = serve(|o| o.handshake_timeout = Duration::from_millis(300)).await;
+        let mut silent = TcpStream::connect(server2.addr).await.unwrap();
+        assert!(closed_by(&mut silent, Instant::now() + Duration::from_secs(3)).await);
+        server.stop().await;
+        server2.stop().await;
+    }
+
+    #[tokio::test]
+    async fn stopping_lets_a_request_in_progress_finish_and_refuses_new_connections() {
+        let (server, _gate) = serve(|_| {}).await;
+        let addr = server.addr;
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let request = tokio::spawn(async move { get_on(&mut stream, "/slow").await });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let stopped = Instant::now();
+        server.stop().await;
+        let reply = request.await.unwrap();
+        assert!(
+            reply.starts_with("HTTP/1.1 200") && reply.ends_with("done"),
+            "{reply}"
+        );
+        assert!(
+            stopped.elapsed() < Duration::from_secs(5),
+            "no need to wait out the grace time"
+        );
+        assert!(
+            TcpStream::connect(addr).await.is_err(),
+            "no longer listening"
+        );
+    }
+
+    #[tokio::test]
+    async fn stopping_closes_what_is_left_after_the_grace_time() {
+        let (server, _gate) = serve(|o| o.grace = Duration::from_millis(200)).await;
+        let mut stream = TcpStream::connect(server.addr).await.unwrap();
+        stream
+            .write_all(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let stopped = Instant::now();
+        server.stop().await;
+        assert!(
+            stopped.elapsed() < Duration::from_millis(450),
+            "{:?}",
+            stopped.elapsed()
+        );
+        assert!(closed_by(&mut stream, Instant::now() + Duration::from_secs(2)).await);
+    }
+}

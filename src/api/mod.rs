@@ -28,13 +28,14 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 pub use error::ApiError;
 
 use crate::accounts::Accounts;
 use crate::audit::{Action, AuditEvent, AuditLog, AuditSink, Outcome};
 use crate::auth::Authenticator;
+use crate::http_serve::{HttpServer, ServeOptions};
+use crate::limits::ConnectionGate;
 use crate::metrics::Metrics;
 use crate::store::Store;
 
@@ -196,49 +197,32 @@ pub struct ApiBindError {
 /// A running API listener.
 pub struct ApiServer {
     pub addr: SocketAddr,
-    stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
+    server: HttpServer,
 }
 
 impl ApiServer {
+    /// Serves the API on `listen` through the shared HTTP loop (connection caps from `gate`,
+    /// header and idle timeouts, graceful stop).
     pub async fn start(
         listen: SocketAddr,
         state: Arc<ApiState>,
+        gate: Arc<ConnectionGate>,
     ) -> Result<ApiServer, ApiBindError> {
-        let listener = TcpListener::bind(listen)
-            .await
-            .map_err(|source| ApiBindError {
-                addr: listen,
-                source,
-            })?;
-        let addr = listener.local_addr().map_err(|source| ApiBindError {
+        let bind_error = |source| ApiBindError {
             addr: listen,
             source,
-        })?;
-        use axum::serve::ListenerExt;
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-        let (stop, mut stopped) = watch::channel(false);
-        let task = tokio::spawn(async move {
-            let shutdown = async move {
-                let _ = stopped.changed().await;
-            };
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                tracing::error!(error = %e, "API server failed");
-            }
-        });
+        };
+        let listener = TcpListener::bind(listen).await.map_err(bind_error)?;
+        let server = HttpServer::spawn(listener, router(state), ServeOptions::new("api", gate))
+            .map_err(bind_error)?;
+        let addr = server.addr;
         tracing::info!("api listening on {addr}");
-        Ok(ApiServer { addr, stop, task })
+        Ok(ApiServer { addr, server })
     }
 
+    /// Stops accepting; requests in progress get a grace time to finish.
     pub async fn stop(self) {
-        let _ = self.stop.send(true);
-        let _ = self.task.await;
+        self.server.stop().await;
     }
 }
 

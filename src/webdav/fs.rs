@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 use std::io::SeekFrom;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::http::StatusCode;
@@ -47,20 +47,28 @@ struct PropIndex {
     paths: std::sync::RwLock<HashSet<String>>,
 }
 
+// Only reads and assignments happen under these locks (nothing that panics); a poisoned
+// lock is taken back all the same, so that one panicking request cannot fail the others.
 impl PropIndex {
     fn fresh(&self) -> bool {
         self.checked
             .lock()
-            .expect("prop index lock")
+            .unwrap_or_else(PoisonError::into_inner)
             .is_some_and(|t| t.elapsed() < RECHECK)
     }
 
     fn contains(&self, path: &str) -> bool {
-        self.paths.read().expect("prop index lock").contains(path)
+        self.paths
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(path)
     }
 
     fn is_empty(&self) -> bool {
-        self.paths.read().expect("prop index lock").is_empty()
+        self.paths
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_empty()
     }
 }
 
@@ -90,12 +98,20 @@ impl FilesDav {
         let Ok(current) = self.store.counter(Store::PROPS_COUNTER).await else {
             return; // keep the last index; values are always read from the store
         };
-        *self.props.checked.lock().expect("prop index lock") = Some(Instant::now());
+        *self
+            .props
+            .checked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
         if *version == Some(current) {
             return;
         }
         if let Ok(paths) = self.store.prop_paths().await {
-            *self.props.paths.write().expect("prop index lock") = paths.into_iter().collect();
+            *self
+                .props
+                .paths
+                .write()
+                .unwrap_or_else(PoisonError::into_inner) = paths.into_iter().collect();
             *version = Some(current);
         }
     }
@@ -110,7 +126,7 @@ impl FilesDav {
     }
 }
 
-fn site(path: &DavPath) -> FsResult<SitePath> {
+pub(super) fn site(path: &DavPath) -> FsResult<SitePath> {
     SitePath::resolve_bytes(&SitePath::root(), path.as_bytes())
         .map_err(|e| dav_error(&FsError::InvalidPath(e)))
 }

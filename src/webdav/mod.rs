@@ -1,34 +1,44 @@
-//! The WebDAV front-end: dav-server (classes 1 and 2, locks in memory) served through axum,
-//! with HTTP Basic authentication through the one authenticator on every request.
+//! The WebDAV front-end: dav-server (classes 1 and 2) served through the shared HTTP loop
+//! (`http_serve`), with HTTP Basic authentication through the one authenticator on every
+//! request.
 //!
 //! - `fs`: dav-server's `GuardedFileSystem` over `files::Files`; dead properties in the store.
+//! - `locks`: the lock system (in memory; owners, capped timeouts and counts).
 //! - `status`: file errors → dav-server result codes.
 //!
 //! WebDAV clients send credentials with every request; the authenticator's password cache
 //! keeps that cheap, and a revoked key or disabled user is refused on the very next request.
+//! LOCK needs write rights at the path (the file layer's answer); UNLOCK and lock refreshes
+//! are for the lock's owner, or a site admin with write rights there.
 
 mod fs;
+mod locks;
 mod status;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use dav_server::DavHandler;
+use dav_server::DavConfig;
+use dav_server::davpath::DavPath;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 use crate::auth::{AuthError, Authenticator, Proof};
 use crate::config::WebDavConfig;
 use crate::files::Files;
-use crate::identity::{ClientInfo, Protocol};
+use crate::http_serve::{HttpServer, ServeOptions};
+use crate::identity::{Access, ClientInfo, Principal, Protocol};
+use crate::limits::ConnectionGate;
+use crate::path::SitePath;
 use crate::store::Store;
 use fs::{Caller, FilesDav};
+use locks::{LockLimits, LockRefusal, LockTable, Owner};
 
 /// Why the WebDAV front-end could not start.
 #[derive(Debug, thiserror::Error)]
@@ -44,9 +54,21 @@ pub enum WebDavError {
 
 struct DavState {
     auth: Arc<Authenticator>,
-    dav: DavHandler<Caller>,
+    files: Arc<Files>,
+    /// dav-server's configuration; each request adds its caller's view of `locks`.
+    dav: DavConfig<Caller>,
+    locks: Arc<LockTable>,
     limits: WebDavConfig,
     in_flight: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl DavState {
+    /// Only counting happens under this lock; a poisoned one is taken back.
+    fn in_flight(&self) -> MutexGuard<'_, HashMap<IpAddr, usize>> {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// Counts a request in progress from one address; released when dropped.
@@ -57,7 +79,7 @@ struct InFlight<'a> {
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        let mut counts = self.state.in_flight.lock().expect("in-flight lock");
+        let mut counts = self.state.in_flight();
         if let Some(n) = counts.get_mut(&self.ip) {
             *n -= 1;
             if *n == 0 {
@@ -74,14 +96,19 @@ pub fn router(
     store: Store,
     limits: WebDavConfig,
 ) -> Router {
-    let dav = DavHandler::builder()
-        .filesystem(Box::new(FilesDav::new(files, store)))
-        .locksystem(dav_server::memls::MemLs::new())
-        .read_buf_size(1024 * 1024) // GET chunks: fewer hops to the blocking pool
-        .build_handler();
+    let dav = DavConfig::new()
+        .filesystem(Box::new(FilesDav::new(files.clone(), store)))
+        .read_buf_size(1024 * 1024); // GET chunks: fewer hops to the blocking pool
+    let locks = LockTable::new(LockLimits {
+        max_lock: Duration::from_secs(limits.max_lock_seconds.max(1)),
+        per_owner: limits.max_locks_per_principal.max(1),
+        total: limits.max_locks.max(1),
+    });
     let state = Arc::new(DavState {
         auth,
+        files,
         dav,
+        locks,
         limits,
         in_flight: Mutex::default(),
     });
@@ -154,7 +181,7 @@ async fn serve_dav(State(state): State<Arc<DavState>>, req: Request) -> Response
     }
     let _slot = match peer {
         Some(ip) => {
-            let mut counts = state.in_flight.lock().expect("in-flight lock");
+            let mut counts = state.in_flight();
             let n = counts.entry(ip).or_insert(0);
             if *n >= state.limits.max_requests_per_address {
                 return (
@@ -194,25 +221,99 @@ async fn serve_dav(State(state): State<Arc<DavState>>, req: Request) -> Response
                 .into_response();
         }
     };
-    let name = principal.display_name();
+    let owner = locks::owner_of(&principal);
+    let may_override = match lock_rules(&state, &req, &principal, &owner) {
+        Ok(may_override) => may_override,
+        Err(refusal) => return refusal,
+    };
     let max = state.limits.max_body_bytes;
     let req = if max > 0 && req.method() == Method::PUT {
         req.map(|body| axum::body::Body::new(http_body_util::Limited::new(body, max as usize)))
     } else {
         req
     };
-    let response = state
+    let dav = state
         .dav
-        .handle_guarded(req, name, Arc::new(principal))
+        .clone()
+        .locksystem(Box::new(
+            state.locks.for_caller(owner.clone(), may_override),
+        ))
+        .build_handler();
+    // dav-server records and matches lock owners by this name.
+    let response = dav
+        .handle_guarded(req, owner.as_str().to_owned(), Arc::new(principal))
         .await;
     response.map(axum::body::Body::new)
+}
+
+/// The request's path as the file layer names it (`None`: not a path dav-server accepts
+/// either; it answers that request itself).
+fn request_path(req: &Request) -> Option<SitePath> {
+    let path = DavPath::new(req.uri().path()).ok()?;
+    fs::site(&path).ok()
+}
+
+/// The lock rules dav-server does not know: LOCK needs write rights at the path and room
+/// under the lock caps; UNLOCK of another owner's lock is refused (403) unless the caller
+/// is a site admin with write rights there. Answers whether the caller may manage other
+/// owners' locks in this request.
+fn lock_rules(
+    state: &DavState,
+    req: &Request,
+    who: &Principal,
+    owner: &Owner,
+) -> Result<bool, Response> {
+    let method = req.method().as_str();
+    if method != "LOCK" && method != "UNLOCK" {
+        return Ok(false);
+    }
+    let Some(path) = request_path(req) else {
+        return Ok(false);
+    };
+    let admin_here = || {
+        who.site_admin
+            && who.user.is_some()
+            && state.files.authorize(who, &path, Access::WRITE).is_ok()
+    };
+    if method == "LOCK" {
+        if let Err(err) = state.files.authorize(who, &path, Access::WRITE) {
+            return Err(status::http_status(&err).into_response());
+        }
+        let refresh = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .is_none_or(|v| v.as_bytes() == b"0");
+        if !refresh && let Err(refusal) = state.locks.room_for(owner) {
+            let message = match refusal {
+                LockRefusal::OwnerFull => "you hold as many locks as allowed",
+                LockRefusal::TableFull => "the server holds as many locks as it keeps",
+            };
+            return Err((StatusCode::INSUFFICIENT_STORAGE, message).into_response());
+        }
+        return Ok(admin_here());
+    }
+    let token = req
+        .headers()
+        .get("Lock-Token")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().trim_matches(|c| c == '<' || c == '>'));
+    let Some(token) = token else { return Ok(false) };
+    match state.locks.owner_of_token(&path, token) {
+        Some(holder) if holder != *owner => {
+            if admin_here() {
+                Ok(true)
+            } else {
+                Err((StatusCode::FORBIDDEN, "the lock belongs to someone else").into_response())
+            }
+        }
+        _ => Ok(false),
+    }
 }
 
 /// A running WebDAV listener.
 pub struct WebDavServer {
     pub addr: SocketAddr,
-    stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
+    server: HttpServer,
 }
 
 impl WebDavServer {
@@ -221,6 +322,7 @@ impl WebDavServer {
         auth: Arc<Authenticator>,
         files: Arc<Files>,
         store: Store,
+        gate: Arc<ConnectionGate>,
     ) -> Result<WebDavServer, WebDavError> {
         let listen = config.addr();
         let tls = if config.tls_cert.as_os_str().is_empty() {
@@ -234,82 +336,28 @@ impl WebDavServer {
                 addr: listen,
                 source,
             })?;
-        let addr = listener.local_addr().map_err(|source| WebDavError::Bind {
-            addr: listen,
-            source,
-        })?;
-        if tls.is_none() && !addr.ip().is_loopback() {
+        let https = tls.is_some();
+        let app = router(auth, files, store, config);
+        let mut options = ServeOptions::new("webdav", gate);
+        options.tls = tls;
+        let server =
+            HttpServer::spawn(listener, app, options).map_err(|source| WebDavError::Bind {
+                addr: listen,
+                source,
+            })?;
+        let addr = server.addr;
+        if !https && !addr.ip().is_loopback() {
             tracing::warn!(
                 "webdav serves plain HTTP on a non-loopback address: Basic credentials travel in the clear; set webdav.tls_cert/tls_key"
             );
         }
-        let https = tls.is_some();
-        let app = router(auth, files, store, config);
-        let (stop, stopped) = watch::channel(false);
-        let task = match tls {
-            None => tokio::spawn(serve_plain(listener, app, stopped)),
-            Some(acceptor) => tokio::spawn(serve_tls(listener, app, acceptor, stopped)),
-        };
         tracing::info!(https, "webdav listening on {addr}");
-        Ok(WebDavServer { addr, stop, task })
+        Ok(WebDavServer { addr, server })
     }
 
+    /// Stops accepting; requests in progress get a grace time to finish.
     pub async fn stop(self) {
-        let _ = self.stop.send(true);
-        let _ = self.task.await;
-    }
-}
-
-async fn serve_plain(listener: TcpListener, app: Router, mut stopped: watch::Receiver<bool>) {
-    use axum::serve::ListenerExt;
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let app = app.into_make_service_with_connect_info::<SocketAddr>();
-    let shutdown = async move {
-        let _ = stopped.changed().await;
-    };
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
-        tracing::error!(error = %e, "WebDAV server failed");
-    }
-}
-
-async fn serve_tls(
-    listener: TcpListener,
-    app: Router,
-    acceptor: tokio_rustls::TlsAcceptor,
-    mut stopped: watch::Receiver<bool>,
-) {
-    loop {
-        let (socket, peer) = tokio::select! {
-            _ = stopped.changed() => return,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(_) => continue,
-            },
-        };
-        let _ = socket.set_nodelay(true);
-        let (acceptor, app) = (acceptor.clone(), app.clone());
-        tokio::spawn(async move {
-            let Ok(stream) = acceptor.accept(socket).await else {
-                return;
-            };
-            let service = hyper::service::service_fn(
-                move |mut req: hyper::Request<hyper::body::Incoming>| {
-                    req.extensions_mut().insert(ConnectInfo(peer));
-                    let app = app.clone();
-                    async move { tower::ServiceExt::oneshot(app, req.map(axum::body::Body::new)).await }
-                },
-            );
-            let io = hyper_util::rt::TokioIo::new(stream);
-            let _ =
-                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
-                    .serve_connection(io, service)
-                    .await;
-        });
+        self.server.stop().await;
     }
 }
 

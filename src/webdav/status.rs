@@ -1,9 +1,24 @@
 //! File-layer errors as dav-server result codes (each one HTTP status): one mapping, tested
 //! row by row.
 
+use axum::http::StatusCode;
 use dav_server::fs::FsError as DavError;
 
 use crate::files::FsError;
+
+/// The HTTP status of a file-layer refusal answered before dav-server (LOCK's rights check).
+pub fn http_status(err: &FsError) -> StatusCode {
+    match err {
+        FsError::NotFound | FsError::NotADirectory => StatusCode::NOT_FOUND,
+        FsError::PermissionDenied
+        | FsError::IsADirectory
+        | FsError::DirectoryNotEmpty
+        | FsError::InvalidPath(_) => StatusCode::FORBIDDEN,
+        FsError::AlreadyExists => StatusCode::CONFLICT,
+        FsError::NoSpace => StatusCode::INSUFFICIENT_STORAGE,
+        FsError::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
 
 pub fn dav_error(err: &FsError) -> DavError {
     match err {

@@ -1,7 +1,6 @@
 use headers::HeaderMapExt;
 use http::StatusCode as SC;
 use http::{Request, Response};
-use std::cmp;
 use std::io::Cursor;
 use std::time::Duration;
 use xmltree::{self, Element};
@@ -172,7 +171,15 @@ impl<C: Clone + Send + Sync + 'static> DavInner<C> {
         let create_new = oo.create_new;
         if meta.is_none() {
             match self.fs.open(&path, oo, &self.credentials).await {
-                Ok(_) => {}
+                // filegate patch: flushed, so that a file system that writes new files
+                // aside and puts them in place on flush (filegate's atomic uploads) creates
+                // the empty file; it was dropped unflushed, and no file appeared.
+                Ok(mut file) => {
+                    if let Err(e) = file.flush().await {
+                        let _ = locksystem.unlock(&path, &lock.token).await;
+                        return Err(e.into());
+                    }
+                }
                 Err(FsError::NotFound) | Err(FsError::Exists) => {
                     let s = if !create || create_new {
                         SC::PRECONDITION_FAILED
@@ -292,22 +299,15 @@ pub(crate) fn list_supportedlock(ls: Option<&Box<dyn DavLockSystem>>) -> Element
 }
 
 // process timeout header
-fn get_timeout(req: &Request<()>, refresh: bool, shared: bool) -> Option<Duration> {
-    let max_timeout = if shared {
-        Duration::new(86400, 0)
-    } else {
-        Duration::new(600, 0)
-    };
+// filegate patch: the timeout the client asked for (`None`: no Timeout header, or
+// `Infinite`), not capped here at 10 minutes (exclusive) or a day (shared): the lock system
+// applies the server's cap, so that one setting decides (filegate: `webdav.max_lock_seconds`,
+// which `Infinite` and a missing header get).
+fn get_timeout(req: &Request<()>, _refresh: bool, _shared: bool) -> Option<Duration> {
     match req.headers().typed_get::<davheaders::Timeout>() {
         Some(davheaders::Timeout(ref vec)) if !vec.is_empty() => match vec[0] {
-            DavTimeout::Infinite => {
-                if refresh {
-                    None
-                } else {
-                    Some(max_timeout)
-                }
-            }
-            DavTimeout::Seconds(n) => Some(cmp::min(max_timeout, Duration::new(n as u64, 0))),
+            DavTimeout::Infinite => None,
+            DavTimeout::Seconds(n) => Some(Duration::new(n as u64, 0)),
         },
         _ => None,
     }

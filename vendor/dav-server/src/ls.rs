@@ -14,7 +14,9 @@ use std::pin::Pin;
 use std::time::{Duration, SystemTime};
 
 use dyn_clone::{DynClone, clone_trait_object};
-use xmltree::Element;
+// filegate patch: re-exported, so that a lock system outside this crate can name the
+// `owner` parameter of `DavLockSystem::lock`.
+pub use xmltree::Element;
 
 /// Type of the locks returned by DavLockSystem methods.
 #[derive(Debug, Clone)]

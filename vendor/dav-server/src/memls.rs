@@ -8,7 +8,7 @@
 //! it to the DavHandler. As a MemLs struct is just a handle, cloning is cheap.
 use std::collections::HashMap;
 use std::future;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use futures_util::FutureExt;
@@ -42,6 +42,13 @@ impl MemLs {
         };
         Box::new(MemLs(Arc::new(Mutex::new(inner))))
     }
+
+    // filegate patch: a panic while the mutex was held no longer makes every later lock
+    // call panic on a poisoned mutex (which took WebDAV down for everyone): the tree is
+    // still consistent (each method changes it in one step), so the guard is taken back.
+    fn inner(&self) -> MutexGuard<'_, MemLsInner> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 impl DavLockSystem for MemLs {
@@ -54,7 +61,7 @@ impl DavLockSystem for MemLs {
         shared: bool,
         deep: bool,
     ) -> LsFuture<'_, Result<DavLock, DavLock>> {
-        let inner = &mut *self.0.lock().unwrap();
+        let inner = &mut *self.inner();
 
         // any locks in the path?
         let rc = check_locks_to_path(&inner.tree, path, None, true, &Vec::new(), shared);
@@ -73,7 +80,10 @@ impl DavLockSystem for MemLs {
         }
 
         // create lock.
-        let node = get_or_create_path_node(&mut inner.tree, path);
+        let node = match get_or_create_path_node(&mut inner.tree, path) {
+            Ok(node) => node,
+            Err(_) => return future::ready(Err(conflict(path))).boxed(),
+        };
         let timeout_at = timeout.map(|d| SystemTime::now() + d);
         let lock = DavLock {
             token: Uuid::new_v4().urn().to_string(),
@@ -92,7 +102,7 @@ impl DavLockSystem for MemLs {
     }
 
     fn unlock(&'_ self, path: &DavPath, token: &str) -> LsFuture<'_, Result<(), ()>> {
-        let inner = &mut *self.0.lock().unwrap();
+        let inner = &mut *self.inner();
         let node_id = match lookup_lock(&inner.tree, path, token) {
             None => {
                 trace!("unlock: {token} not found at {path}");
@@ -100,13 +110,19 @@ impl DavLockSystem for MemLs {
             }
             Some(n) => n,
         };
+        // filegate patch: no unwraps; an emptied root node stays (the tree refuses to
+        // delete its root, which used to panic).
         let len = {
-            let node = inner.tree.get_node_mut(node_id).unwrap();
-            let idx = node.iter().position(|n| n.token.as_str() == token).unwrap();
+            let Ok(node) = inner.tree.get_node_mut(node_id) else {
+                return future::ready(Err(())).boxed();
+            };
+            let Some(idx) = node.iter().position(|n| n.token.as_str() == token) else {
+                return future::ready(Err(())).boxed();
+            };
             node.remove(idx);
             node.len()
         };
-        if len == 0 {
+        if len == 0 && node_id != tree::ROOT_ID {
             inner.tree.delete_node(node_id).ok();
         }
         future::ready(Ok(())).boxed()
@@ -119,7 +135,7 @@ impl DavLockSystem for MemLs {
         timeout: Option<Duration>,
     ) -> LsFuture<'_, Result<DavLock, ()>> {
         trace!("refresh lock {token}");
-        let inner = &mut *self.0.lock().unwrap();
+        let inner = &mut *self.inner();
         let node_id = match lookup_lock(&inner.tree, path, token) {
             None => {
                 trace!("lock not found");
@@ -127,9 +143,15 @@ impl DavLockSystem for MemLs {
             }
             Some(n) => n,
         };
-        let node = inner.tree.get_node_mut(node_id).unwrap();
-        let idx = node.iter().position(|n| n.token.as_str() == token).unwrap();
-        let lock = &mut node[idx];
+        // filegate patch: no unwraps.
+        let Some(lock) = inner
+            .tree
+            .get_node_mut(node_id)
+            .ok()
+            .and_then(|node| node.iter_mut().find(|n| n.token.as_str() == token))
+        else {
+            return future::ready(Err(())).boxed();
+        };
         let timeout_at = timeout.map(|d| SystemTime::now() + d);
         lock.timeout = timeout;
         lock.timeout_at = timeout_at;
@@ -144,7 +166,7 @@ impl DavLockSystem for MemLs {
         deep: bool,
         submitted_tokens: &[String],
     ) -> LsFuture<'_, Result<(), DavLock>> {
-        let inner = &*self.0.lock().unwrap();
+        let inner = &*self.inner();
         let _st = submitted_tokens;
         let rc = check_locks_to_path(
             &inner.tree,
@@ -178,16 +200,36 @@ impl DavLockSystem for MemLs {
     }
 
     fn discover(&'_ self, path: &DavPath) -> LsFuture<'_, Vec<DavLock>> {
-        let inner = &*self.0.lock().unwrap();
+        let inner = &*self.inner();
         future::ready(list_locks(&inner.tree, path)).boxed()
     }
 
     fn delete(&'_ self, path: &DavPath) -> LsFuture<'_, Result<(), ()>> {
-        let inner = &mut *self.0.lock().unwrap();
+        let inner = &mut *self.inner();
         if let Some(node_id) = lookup_node(&inner.tree, path) {
             inner.tree.delete_subtree(node_id).ok();
+            // filegate patch: the root node is kept by the tree; its own locks go here.
+            if node_id == tree::ROOT_ID
+                && let Ok(root) = inner.tree.get_node_mut(node_id)
+            {
+                root.clear();
+            }
         }
         future::ready(Ok(())).boxed()
+    }
+}
+
+// filegate patch: the "conflicting lock" reported when the tree cannot hold a new lock.
+fn conflict(path: &DavPath) -> DavLock {
+    DavLock {
+        token: String::new(),
+        path: Box::new(path.clone()),
+        principal: None,
+        owner: None,
+        timeout_at: None,
+        timeout: None,
+        shared: false,
+        deep: false,
     }
 }
 
@@ -310,17 +352,16 @@ fn check_locks_from_node(
 }
 
 // Find or create node.
-fn get_or_create_path_node<'a>(tree: &'a mut Tree, path: &DavPath) -> &'a mut Vec<DavLock> {
+// filegate patch: no unwraps (a failure is reported as "not found").
+fn get_or_create_path_node<'a>(tree: &'a mut Tree, path: &DavPath) -> FsResult<&'a mut Vec<DavLock>> {
     let mut node_id = tree::ROOT_ID;
     for seg in path_to_segs(path, false) {
         node_id = match tree.get_child(node_id, seg) {
             Ok(n) => n,
-            Err(_) => tree
-                .add_child(node_id, seg.to_vec(), Vec::new(), false)
-                .unwrap(),
+            Err(_) => tree.add_child(node_id, seg.to_vec(), Vec::new(), false)?,
         };
     }
-    tree.get_node_mut(node_id).unwrap()
+    tree.get_node_mut(node_id)
 }
 
 // Find lock in path.
@@ -338,7 +379,8 @@ fn lookup_lock(tree: &Tree, path: &DavPath, token: &str) -> Option<u64> {
             Ok(n) => n,
             Err(_) => break,
         };
-        let node = tree.get_node(node_id).unwrap();
+        // filegate patch: no unwrap.
+        let Ok(node) = tree.get_node(node_id) else { break };
         trace!("lookup_lock: locks here: {:?}", &node);
         if node.iter().any(|n| n.token == token) {
             return Some(node_id);
@@ -397,4 +439,46 @@ fn get_child(tree: &Tree, node_id: u64, seg: &[u8]) -> FsResult<u64> {
         return Ok(node_id);
     }
     tree.get_child(node_id, seg)
+}
+
+// filegate patch: tests for the patches above.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now<T>(f: LsFuture<'_, T>) -> T {
+        f.now_or_never().expect("MemLs answers at once")
+    }
+
+    #[test]
+    fn unlocking_a_lock_on_the_root_neither_panics_nor_loses_the_root() {
+        let ls = MemLs::new();
+        let root = DavPath::new("/").unwrap();
+        for deep in [false, true] {
+            let lock = now(ls.lock(&root, Some("a"), None, None, false, deep)).unwrap();
+            assert!(now(ls.unlock(&root, &lock.token)).is_ok());
+            assert!(now(ls.discover(&root)).is_empty());
+        }
+        let lock = now(ls.lock(&root, Some("a"), None, None, false, false)).unwrap();
+        assert!(now(ls.refresh(&root, &lock.token, None)).is_ok());
+        assert!(now(ls.delete(&root)).is_ok());
+        assert!(now(ls.discover(&root)).is_empty(), "delete of / clears its locks");
+        assert!(now(ls.lock(&root, Some("b"), None, None, false, true)).is_ok());
+    }
+
+    #[test]
+    fn a_panic_while_the_mutex_is_held_does_not_break_later_calls() {
+        let ls = MemLs::new();
+        let held = ls.clone();
+        let panicked = std::thread::spawn(move || {
+            let _guard = held.0.lock().unwrap();
+            panic!("a panic under the lock");
+        })
+        .join();
+        assert!(panicked.is_err() && ls.0.is_poisoned());
+        let path = DavPath::new("/a").unwrap();
+        let lock = now(ls.lock(&path, Some("a"), None, None, false, false)).unwrap();
+        assert_eq!(now(ls.discover(&path)).len(), 1);
+        assert!(now(ls.unlock(&path, &lock.token)).is_ok());
+    }
 }

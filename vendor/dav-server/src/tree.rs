@@ -63,7 +63,8 @@ impl<K: Eq + Hash + Debug + Clone, D: Debug> Tree<K, D> {
             }
         }
         let id = self.new_node(parent, data);
-        let pnode = self.nodes.get_mut(&parent).unwrap();
+        // filegate patch: no unwrap (the parent was looked up above).
+        let pnode = self.nodes.get_mut(&parent).ok_or(FsError::NotFound)?;
 
         pnode.children.insert(key, id);
         Ok(id)
@@ -122,21 +123,21 @@ impl<K: Eq + Hash + Debug + Clone, D: Debug> Tree<K, D> {
         Ok(&mut n.data)
     }
 
+    // filegate patch: the root has no parent (its parent id is a placeholder), so deleting
+    // it was a panic on `unwrap()` (an UNLOCK of a lock on `/` in MemLs). Now the root
+    // cannot be deleted (`Forbidden`), and nothing here unwraps.
     fn delete_node_from_parent(&mut self, id: u64) -> FsResult<()> {
+        if id == ROOT_ID {
+            return Err(FsError::Forbidden);
+        }
         let parent_id = self.nodes.get(&id).ok_or(FsError::NotFound)?.parent_id;
-        let key = {
-            let pnode = self.nodes.get(&parent_id).unwrap();
-            let mut key = None;
-            for (k, i) in &pnode.children {
-                if i == &id {
-                    key = Some((*k).clone());
-                    break;
-                }
-            }
-            key
-        };
-        let key = key.unwrap();
-        let pnode = self.nodes.get_mut(&parent_id).unwrap();
+        let pnode = self.nodes.get_mut(&parent_id).ok_or(FsError::NotFound)?;
+        let key = pnode
+            .children
+            .iter()
+            .find(|(_, i)| **i == id)
+            .map(|(k, _)| (*k).clone())
+            .ok_or(FsError::NotFound)?;
         pnode.children.remove(&key);
         Ok(())
     }
@@ -150,10 +151,14 @@ impl<K: Eq + Hash + Debug + Clone, D: Debug> Tree<K, D> {
             }
         }
         self.delete_node_from_parent(id)?;
-        Ok(self.nodes.remove(&id).unwrap())
+        // filegate patch: no unwrap.
+        self.nodes.remove(&id).ok_or(FsError::NotFound)
     }
 
     /// Delete a subtree.
+    // filegate patch: the nodes are removed from the map too (they were only unlinked from
+    // their parent, so every deleted subtree stayed in memory for good). Deleting the root's
+    // subtree empties the root's children and keeps the root.
     pub fn delete_subtree(&mut self, id: u64) -> FsResult<()> {
         let children = {
             let n = self.nodes.get(&id).ok_or(FsError::NotFound)?;
@@ -162,7 +167,12 @@ impl<K: Eq + Hash + Debug + Clone, D: Debug> Tree<K, D> {
         for c in children.into_iter() {
             self.delete_subtree(c)?;
         }
-        self.delete_node_from_parent(id)
+        if id == ROOT_ID {
+            return Ok(());
+        }
+        self.delete_node_from_parent(id)?;
+        self.nodes.remove(&id);
+        Ok(())
     }
 
     /// Move a node to a new position and new name in the tree.
@@ -203,5 +213,25 @@ impl<K> Iterator for Children<K> {
     type Item = (K, u64);
     fn next(&mut self) -> Option<Self::Item> {
         self.0.next()
+    }
+}
+
+// filegate patch: tests for the patches above.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_root_cannot_be_deleted_and_deleted_subtrees_leave_memory() {
+        let mut tree: Tree<Vec<u8>, u32> = Tree::new(0);
+        assert!(matches!(tree.delete_node(ROOT_ID), Err(FsError::Forbidden)));
+        let a = tree.add_child(ROOT_ID, b"a".to_vec(), 1, false).unwrap();
+        tree.add_child(a, b"b".to_vec(), 2, false).unwrap();
+        tree.delete_subtree(a).unwrap();
+        assert_eq!(tree.nodes.len(), 1, "only the root is left");
+        tree.add_child(ROOT_ID, b"c".to_vec(), 3, false).unwrap();
+        tree.delete_subtree(ROOT_ID).unwrap();
+        assert_eq!(tree.nodes.len(), 1, "the root stays");
+        assert_eq!(*tree.get_node(ROOT_ID).unwrap(), 0);
     }
 }

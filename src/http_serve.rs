@@ -1,0 +1,423 @@
+//! The one HTTP serve loop, shared by the WebDAV front-end and the REST API (plain HTTP or
+//! TLS), so that every HTTP listener holds the same line against slow and greedy clients:
+//!
+//! - each accepted connection is admitted by the process-wide [`ConnectionGate`] (total and
+//!   per-address caps, all protocols together) or closed at once; the permit lives as long
+//!   as the connection;
+//! - a TLS handshake must end within the handshake timeout, and so must the first request
+//!   head after the connection opens (HTTP/1 and HTTP/2 alike); between requests, HTTP/1
+//!   gives the next head the same time (hyper's `header_read_timeout`);
+//! - a connection with no request in progress for the idle timeout is shut down gracefully;
+//! - a request whose handler panics is answered 500 and its connection closed, alone
+//!   (nothing shared is left half-changed by the serve loop; the handlers' shared state
+//!   tolerates poisoning);
+//! - `TCP_NODELAY`; the peer address is in each request's extensions as
+//!   `ConnectInfo<SocketAddr>`;
+//! - accept errors (EMFILE: out of descriptors) are backed off instead of spinning;
+//! - [`HttpServer::stop`] stops accepting, lets requests in progress finish within a grace
+//!   time, then drops what is left.
+//!
+//! This module decides nothing about identities: it admits connections and times them out.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{HeaderValue, Request, Response, StatusCode, header};
+use futures_util::FutureExt;
+use hyper::body::{Frame, Incoming, SizeHint};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+
+use crate::limits::{ConnectionGate, ConnectionPermit};
+
+/// How a listener serves.
+#[derive(Clone)]
+pub struct ServeOptions {
+    /// For logs: `"webdav"`, `"api"`.
+    pub name: &'static str,
+    /// Admits connections.
+    pub gate: Arc<ConnectionGate>,
+    /// Serve HTTPS with this acceptor; `None`: plain HTTP.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Time for a TLS handshake and for a request head.
+    pub handshake_timeout: Duration,
+    /// Time a connection may stay open with no request in progress.
+    pub idle_timeout: Duration,
+    /// Time requests in progress get to finish when the server stops.
+    pub grace: Duration,
+}
+
+impl ServeOptions {
+    /// Options with the handshake timeout from the gate's limits and the default idle
+    /// and grace times.
+    pub fn new(name: &'static str, gate: Arc<ConnectionGate>) -> ServeOptions {
+        let handshake_timeout = gate.limits().handshake_timeout;
+        ServeOptions {
+            name,
+            gate,
+            tls: None,
+            handshake_timeout,
+            idle_timeout: IDLE_TIMEOUT,
+            grace: GRACE,
+        }
+    }
+}
+
+/// Default idle time of a connection between requests (HTTP/1 also closes a connection
+/// whose next request head does not arrive within the handshake timeout).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default time requests in progress get when the server stops.
+pub const GRACE: Duration = Duration::from_secs(10);
+/// Concurrent HTTP/2 streams on one connection.
+const MAX_H2_STREAMS: u32 = 64;
+/// Largest HTTP/2 header list accepted (HTTP/1 heads are bounded by hyper's buffer).
+const MAX_H2_HEADER_LIST: u32 = 64 * 1024;
+
+/// A running HTTP listener.
+pub struct HttpServer {
+    pub addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl HttpServer {
+    /// Serves `app` on `listener` until [`HttpServer::stop`].
+    pub fn spawn(
+        listener: TcpListener,
+        app: Router,
+        options: ServeOptions,
+    ) -> std::io::Result<HttpServer> {
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(accept_loop(listener, app, Arc::new(options), stopped));
+        Ok(HttpServer { addr, stop, task })
+    }
+
+    /// Stops accepting, waits up to the grace time for requests in progress, then closes
+    /// every connection.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Accept errors that concern one connection only (retry at once).
+fn is_connection_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset | Interrupted
+    )
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    app: Router,
+    options: Arc<ServeOptions>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut connections = JoinSet::new();
+    let mut backoff = Duration::ZERO;
+    loop {
+        let accepted = tokio::select! {
+            _ = stopped.wait_for(|stop| *stop) => break,
+            accepted = listener.accept() => accepted,
+        };
+        while let Some(done) = connections.try_join_next() {
+            log_end(options.name, done);
+        }
+        match accepted {
+            Ok((tcp, peer)) => {
+                backoff = Duration::ZERO;
+                let permit = match options.gate.admit(peer.ip()) {
+                    Ok(permit) => permit,
+                    Err(refusal) => {
+                        tracing::debug!(listener = options.name, %peer, %refusal, "connection refused");
+                        drop(tcp);
+                        continue;
+                    }
+                };
+                let _ = tcp.set_nodelay(true);
+                connections.spawn(serve_connection(
+                    tcp,
+                    peer,
+                    permit,
+                    app.clone(),
+                    options.clone(),
+                    stopped.clone(),
+                ));
+            }
+            Err(e) if is_connection_error(&e) => {}
+            Err(e) => {
+                // Typically EMFILE/ENFILE: wait for descriptors to come back.
+                backoff = (backoff * 2).clamp(Duration::from_millis(10), Duration::from_secs(1));
+                tracing::warn!(listener = options.name, error = %e, ?backoff, "accept failed; backing off");
+                tokio::select! {
+                    _ = stopped.wait_for(|stop| *stop) => break,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+            }
+        }
+    }
+    drop(listener);
+    // Every connection saw the stop and is shutting down gracefully.
+    let deadline = tokio::time::sleep(options.grace);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            done = connections.join_next() => match done {
+                Some(done) => log_end(options.name, done),
+                None => return,
+            },
+            _ = &mut deadline => {
+                tracing::info!(listener = options.name, left = connections.len(), "grace time over; closing connections");
+                connections.shutdown().await;
+                return;
+            }
+        }
+    }
+}
+
+fn log_end(name: &'static str, done: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = done
+        && e.is_panic()
+    {
+        tracing::error!(
+            listener = name,
+            "an HTTP connection panicked; it was closed alone"
+        );
+    }
+}
+
+async fn serve_connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    permit: ConnectionPermit,
+    app: Router,
+    options: Arc<ServeOptions>,
+    stopped: watch::Receiver<bool>,
+) {
+    let _permit = permit;
+    match &options.tls {
+        None => serve_io(tcp, peer, app, &options, stopped).await,
+        Some(acceptor) => {
+            match tokio::time::timeout(options.handshake_timeout, acceptor.accept(tcp)).await {
+                Ok(Ok(stream)) => serve_io(stream, peer, app, &options, stopped).await,
+                Ok(Err(e)) => {
+                    tracing::debug!(listener = options.name, %peer, error = %e, "TLS handshake failed")
+                }
+                Err(_) => {
+                    tracing::debug!(listener = options.name, %peer, "TLS handshake timed out")
+                }
+            }
+        }
+    }
+}
+
+/// What a connection's watchdog knows about its requests.
+struct Activity {
+    opened: Instant,
+    /// Requests whose heads were read.
+    started: AtomicU64,
+    /// Requests in progress (until their response body is sent or dropped).
+    in_flight: AtomicUsize,
+    /// When the last request ended, in milliseconds since `opened`.
+    last_done_ms: AtomicU64,
+    /// Woken when a handler panicked: the connection must close.
+    close: Notify,
+    /// Woken when a request starts or ends (the watchdog recomputes its deadline).
+    changed: Notify,
+}
+
+impl Activity {
+    fn new() -> Arc<Activity> {
+        Arc::new(Activity {
+            opened: Instant::now(),
+            started: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+            last_done_ms: AtomicU64::new(0),
+            close: Notify::new(),
+            changed: Notify::new(),
+        })
+    }
+
+    fn begin(self: &Arc<Self>) -> InFlight {
+        self.started.fetch_add(1, Ordering::Relaxed);
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.changed.notify_one();
+        InFlight(self.clone())
+    }
+
+    /// Since when the connection has had no request in progress (`None`: one is).
+    fn idle_since(&self) -> Option<Instant> {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let ms = self.last_done_ms.load(Ordering::Relaxed);
+        Some(self.opened + Duration::from_millis(ms))
+    }
+}
+
+/// One request in progress; ends when dropped (with its response body).
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let ms = self.0.opened.elapsed().as_millis() as u64;
+        self.0.last_done_ms.fetch_max(ms, Ordering::Relaxed);
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.0.changed.notify_one();
+    }
+}
+
+/// A response body that keeps its request counted as in progress until it is sent.
+struct TrackedBody {
+    inner: Body,
+    _in_flight: InFlight,
+}
+
+impl hyper::body::Body for TrackedBody {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The answer to a request whose handler panicked.
+fn panicked() -> Response<Body> {
+    let mut response = Response::new(Body::from("internal server error"));
+    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+async fn serve_io<I>(
+    io: I,
+    peer: SocketAddr,
+    app: Router,
+    options: &ServeOptions,
+    mut stopped: watch::Receiver<bool>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let activity = Activity::new();
+    let name = options.name;
+    let service = {
+        let activity = activity.clone();
+        hyper::service::service_fn(move |mut req: Request<Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(peer));
+            let in_flight = activity.begin();
+            let activity = activity.clone();
+            let call = tower::ServiceExt::oneshot(app.clone(), req.map(Body::new));
+            async move {
+                let response = match AssertUnwindSafe(call).catch_unwind().await {
+                    Ok(Ok(response)) => response,
+                    Ok(Err(never)) => match never {},
+                    Err(_) => {
+                        tracing::error!(listener = name, %peer, "request handler panicked; answering 500 and closing the connection");
+                        activity.close.notify_one();
+                        panicked()
+                    }
+                };
+                Ok::<_, Infallible>(response.map(|inner| TrackedBody {
+                    inner,
+                    _in_flight: in_flight,
+                }))
+            }
+        })
+    };
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(options.handshake_timeout)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_H2_STREAMS)
+        .max_header_list_size(MAX_H2_HEADER_LIST)
+        .keep_alive_interval(Some(options.idle_timeout / 2))
+        .keep_alive_timeout(options.handshake_timeout);
+    let connection = builder.serve_connection(TokioIo::new(io), service);
+    tokio::pin!(connection);
+
+    // `Some(t)`: shutting down gracefully since `t`.
+    let mut closing: Option<Instant> = None;
+    loop {
+        let now = Instant::now();
+        let deadline = match closing {
+            Some(since) => since + options.grace,
+            None if activity.started.load(Ordering::Relaxed) == 0 => {
+                activity.opened + options.handshake_timeout
+            }
+            None => match activity.idle_since() {
+                Some(since) => since + options.idle_timeout,
+                None => now + options.idle_timeout,
+            },
+        };
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(listener = name, %peer, error = %e, "HTTP connection ended with an error");
+                }
+                return;
+            }
+            _ = stopped.wait_for(|stop| *stop), if closing.is_none() => {
+                connection.as_mut().graceful_shutdown();
+                closing = Some(Instant::now());
+            }
+            _ = activity.changed.notified() => {}
+            _ = activity.close.notified(), if closing.is_none() => {
+                connection.as_mut().graceful_shutdown();
+                closing = Some(Instant::now());
+            }
+            _ = tokio::time::sleep_until(deadline.into()) => {
+                let now = Instant::now();
+                if closing.is_some() {
+                    tracing::debug!(listener = name, %peer, "closing a connection that did not finish in time");
+                    return;
+                }
+                if activity.started.load(Ordering::Relaxed) == 0 {
+                    if now >= activity.opened + options.handshake_timeout {
+                        tracing::debug!(listener = name, %peer, "no request head in time; closing");
+                        return;
+                    }
+                } else if activity
+                    .idle_since()
+                    .is_some_and(|since| now >= since + options.idle_timeout)
+                {
+                    connection.as_mut().graceful_shutdown();
+                    closing = Some(now);
+                }
+            }
+        }
+    }
+}
