@@ -31,6 +31,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use error::ApiError;
+/// Exported for the fuzz targets (`fuzz/`), which feed it arbitrary query strings and bodies.
+pub use params::{MAX_BODY, Params};
 
 use crate::accounts::Accounts;
 use crate::audit::{Action, AuditEvent, AuditLog, AuditSink, Outcome};
