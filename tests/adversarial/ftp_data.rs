@@ -86,38 +86,50 @@ async fn require_tls_always_sends_no_file_in_clear_after_prot_c_and_epsv() {
 }
 
 #[tokio::test]
-async fn a_passive_data_connection_from_another_address_does_not_get_the_file() {
+async fn a_passive_data_connection_from_another_address_neither_gets_the_file_nor_the_port() {
     let _shared = shared().await;
     let gw = TestGateway::start().await;
     gw.user("carol", "carol-password", &[("/carol", Full)])
         .await;
     gw.put("carol/doc.txt", SECRET);
     let addr = gw.addr("ftp");
-    let stolen = blocking(move || {
+    let (stolen, delivered) = blocking(move || {
         let mut ftp = ftp_login(addr, "carol", "carol-password").unwrap();
         let epsv = ftp
             .custom_command("EPSV", &[Status::ExtendedPassiveMode])
             .expect("EPSV");
         let port = epsv_port(&epsv.body).expect("a port in the EPSV answer");
+        let data_addr = SocketAddr::new(addr.ip(), port);
         // The thief, from 127.0.0.2, connects to the announced port first.
-        let thief = std_tcp_from(SocketAddr::new(addr.ip(), port), OTHER_CLIENT);
+        let thief = std_tcp_from(data_addr, OTHER_CLIENT);
         std::thread::sleep(Duration::from_millis(300));
+        // Then the client that asked for the port.
+        let own = TcpStream::connect_timeout(&data_addr, Duration::from_secs(5));
         let retr = ftp.custom_command(
             "RETR /carol/doc.txt",
             &[Status::AboutToSend, Status::AlreadyOpen],
         );
-        let got = match thief {
+        let stolen = match thief {
             Ok(thief) => drain(thief, Duration::from_secs(3)),
             Err(_) => Vec::new(),
         };
-        drop(retr);
-        got
+        let delivered = match (own, retr) {
+            (Ok(own), Ok(_)) => drain(own, Duration::from_secs(3)),
+            _ => Vec::new(),
+        };
+        (stolen, delivered)
     })
     .await;
     gw.stop().await;
     assert!(
         !contains(&stolen, SECRET),
         "a data connection from 127.0.0.2 received the file asked for by 127.0.0.1"
+    );
+    assert!(
+        contains(&delivered, SECRET),
+        "after a connection from 127.0.0.2 to its passive port, the client that asked for it \
+         did not get its file ({} bytes)",
+        delivered.len()
     );
 }
 

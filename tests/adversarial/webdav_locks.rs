@@ -104,10 +104,24 @@ async fn a_list_only_user_cannot_lock_anything_and_others_keep_writing() {
     gw.stop().await;
 }
 
-/// Seconds in a `Timeout: Second-N` answer; `None` for `Infinite` or garbage.
+/// Seconds granted by a LOCK answer: the `D:timeout` of its lockdiscovery (or a `Timeout`
+/// header); `None` for `Infinite` or garbage.
 fn timeout_seconds(reply: &crate::clients::Reply) -> Option<u64> {
-    let header = reply.headers.get("timeout")?.to_str().ok()?;
-    header.trim().strip_prefix("Second-")?.parse().ok()
+    let from_body = reply
+        .body
+        .split("timeout>")
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .map(str::to_owned);
+    let from_header = || {
+        reply
+            .headers
+            .get("timeout")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let text = from_body.or_else(from_header)?;
+    text.trim().strip_prefix("Second-")?.parse().ok()
 }
 
 #[tokio::test]
