@@ -182,14 +182,14 @@ async fn a_symlink_in_storage_to_another_users_folder_is_not_followed() {
         "/amy/file-link",
         "/amy/abs-link/secret.txt",
     ] {
-        if let Ok(data) = sftp.get(path).await {
+        if let Ok(data) = crate::clients::sftp::get(&sftp, path).await {
             leaks.push(format!(
                 "SFTP GET {path}: {:?}",
                 String::from_utf8_lossy(&data)
             ));
         }
     }
-    let wrote = sftp.put("/amy/dir-link/planted.txt", b"planted").await;
+    let wrote = crate::clients::sftp::put(&sftp, "/amy/dir-link/planted.txt", b"planted").await;
     let dav = Dav::new(&gw, "amy", "amy-password");
     for path in ["/amy/dir-link/secret.txt", "/amy/file-link"] {
         let r = dav.call("GET", path, &[], "").await;

@@ -219,3 +219,66 @@ pub fn ftp_login_from(
         .map_err(|e| format!("TYPE: {e}"))?;
     Ok(ftp)
 }
+
+/// SFTP calls that never panic: a status other than OK, or a broken session, is an `Err`
+/// with a description (the tests here expect refusals and cut-off sessions).
+pub mod sftp {
+    use russh_sftp::client::error::Error as SftpError;
+    use russh_sftp::protocol::{FileAttributes, OpenFlags, StatusCode};
+
+    use crate::support::sftp_client::Sftp;
+
+    pub fn status<T>(result: Result<T, SftpError>) -> Result<T, String> {
+        match result {
+            Ok(v) => Ok(v),
+            Err(SftpError::Status(s)) => Err(format!("{:?}", s.status_code)),
+            Err(other) => Err(format!("session: {other}")),
+        }
+    }
+
+    /// `status` without the value.
+    pub fn ok<T>(result: Result<T, SftpError>) -> Result<(), String> {
+        status(result).map(|_| ())
+    }
+
+    pub async fn put(s: &Sftp, path: &str, data: &[u8]) -> Result<(), String> {
+        let flags = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
+        let handle = status(s.raw.open(path, flags, FileAttributes::default()).await)?.handle;
+        let wrote = status(s.raw.write(&handle, 0, data.to_vec()).await).map(|_| ());
+        let closed = status(s.raw.close(&handle).await).map(|_| ());
+        wrote.and(closed)
+    }
+
+    pub async fn get(s: &Sftp, path: &str) -> Result<Vec<u8>, String> {
+        let handle = status(
+            s.raw
+                .open(path, OpenFlags::READ, FileAttributes::default())
+                .await,
+        )?
+        .handle;
+        let mut out = Vec::new();
+        let result = loop {
+            match s.raw.read(&handle, out.len() as u64, 32 * 1024).await {
+                Ok(data) => out.extend_from_slice(&data.data),
+                Err(SftpError::Status(st)) if st.status_code == StatusCode::Eof => break Ok(()),
+                Err(e) => break status::<()>(Err(e)),
+            }
+        };
+        let _ = s.raw.close(&handle).await;
+        result.map(|()| out)
+    }
+
+    pub async fn list(s: &Sftp, path: &str) -> Result<Vec<String>, String> {
+        let handle = status(s.raw.opendir(path).await)?.handle;
+        let mut names = Vec::new();
+        let result = loop {
+            match s.raw.readdir(&handle).await {
+                Ok(name) => names.extend(name.files.into_iter().map(|f| f.filename)),
+                Err(SftpError::Status(st)) if st.status_code == StatusCode::Eof => break Ok(()),
+                Err(e) => break status::<()>(Err(e)),
+            }
+        };
+        let _ = s.raw.close(&handle).await;
+        result.map(|()| names)
+    }
+}

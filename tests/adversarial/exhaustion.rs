@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use filegate::identity::GrantLevel::Full;
 use russh_sftp::client::RawSftpSession;
-use russh_sftp::protocol::{FileAttributes, OpenFlags, StatusCode};
+use russh_sftp::protocol::{FileAttributes, OpenFlags};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -42,10 +42,12 @@ async fn innocent_client_is_served(gw: &TestGateway) -> Vec<String> {
         let s = sftp_client::login_from(gw.addr("sftp"), OTHER_CLIENT, "bea", "bea-password")
             .await
             .ok_or("login failed")?;
-        if s.put("/bea/sftp.txt", b"sftp").await != StatusCode::Ok {
-            return Err("put failed");
-        }
-        s.get("/bea/sftp.txt").await.map_err(|_| "get failed")?;
+        crate::clients::sftp::put(&s, "/bea/sftp.txt", b"sftp")
+            .await
+            .map_err(|_| "put failed")?;
+        crate::clients::sftp::get(&s, "/bea/sftp.txt")
+            .await
+            .map_err(|_| "get failed")?;
         Ok::<_, &str>(())
     })
     .await;

@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use filegate::identity::GrantLevel::{Full, List, ReadOnly, WriteOnly};
 use filegate::identity::{Access, PermissionSet};
-use russh_sftp::protocol::{FileAttributes, OpenFlags, StatusCode};
+use russh_sftp::protocol::{FileAttributes, OpenFlags};
 use support::TestGateway;
-use support::sftp_client::{self, Sftp, code};
+use support::sftp_client::{self, Sftp};
 
-use crate::clients::{Dav, LOCK_EXCLUSIVE, PATCH_COLOR, blocking, ftp_login};
+use crate::clients::{Dav, LOCK_EXCLUSIVE, PATCH_COLOR, blocking, ftp_login, sftp};
 use crate::support;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -359,12 +359,8 @@ fn judge(op: Op, said: Said, on_disk: Result<bool, String>) -> Got {
 
 // ---- SFTP ----
 
-fn sftp_status(s: StatusCode) -> Result<(), String> {
-    if s == StatusCode::Ok {
-        Ok(())
-    } else {
-        Err(format!("{s:?}"))
-    }
+fn sftp_ok<T>(result: Result<T, russh_sftp::client::error::Error>) -> Result<(), String> {
+    sftp::status(result).map(|_| ())
 }
 
 async fn sftp_do(s: &Sftp, op: Op, cell: &Cell) -> Said {
@@ -373,16 +369,16 @@ async fn sftp_do(s: &Sftp, op: Op, cell: &Cell) -> Said {
         Err(e) => Said::Refused(e),
     };
     match op {
-        Op::List => match s.list(&cell.dir).await {
+        Op::List => match sftp::list(s, &cell.dir).await {
             Ok(names) => Said::Ok(Some(names.join("\n").into_bytes())),
             Err(e) => Said::Refused(format!("{e:?}")),
         },
-        Op::Read => match s.get(&cell.f()).await {
+        Op::Read => match sftp::get(s, &cell.f()).await {
             Ok(data) => Said::Ok(Some(data)),
             Err(e) => Said::Refused(format!("{e:?}")),
         },
-        Op::Create => said(sftp_status(s.put(&cell.at("new.txt"), b"NEW").await)),
-        Op::Overwrite => said(sftp_status(s.put(&cell.f(), b"REPLACED").await)),
+        Op::Create => said(sftp::put(s, &cell.at("new.txt"), b"NEW").await),
+        Op::Overwrite => said(sftp::put(s, &cell.f(), b"REPLACED").await),
         Op::WriteInPlace | Op::Append => {
             let flags = if op == Op::Append {
                 OpenFlags::WRITE | OpenFlags::APPEND
@@ -392,10 +388,15 @@ async fn sftp_do(s: &Sftp, op: Op, cell: &Cell) -> Said {
             let data: &[u8] = if op == Op::Append { b"+A" } else { b"XX" };
             let handle = match s.raw.open(cell.f(), flags, FileAttributes::default()).await {
                 Ok(h) => h.handle,
-                Err(e) => return Said::Refused(format!("open: {:?}", code::<()>(Err(e)))),
+                Err(e) => {
+                    return Said::Refused(format!(
+                        "open: {:?}",
+                        sftp_ok(Err::<(), _>(e)).err().unwrap_or_default()
+                    ));
+                }
             };
-            let wrote = sftp_status(code(s.raw.write(&handle, 0, data.to_vec()).await));
-            let closed = sftp_status(code(s.raw.close(&handle).await));
+            let wrote = sftp_ok(s.raw.write(&handle, 0, data.to_vec()).await);
+            let closed = sftp_ok(s.raw.close(&handle).await);
             said(wrote.and(closed))
         }
         Op::Truncate => {
@@ -403,7 +404,7 @@ async fn sftp_do(s: &Sftp, op: Op, cell: &Cell) -> Said {
                 size: Some(2),
                 ..Default::default()
             };
-            said(sftp_status(code(s.raw.setstat(cell.f(), size).await)))
+            said(sftp_ok(s.raw.setstat(cell.f(), size).await))
         }
         Op::SetTimes => {
             let times = FileAttributes {
@@ -411,24 +412,22 @@ async fn sftp_do(s: &Sftp, op: Op, cell: &Cell) -> Said {
                 mtime: Some(TIMES),
                 ..Default::default()
             };
-            said(sftp_status(code(s.raw.setstat(cell.f(), times).await)))
+            said(sftp_ok(s.raw.setstat(cell.f(), times).await))
         }
-        Op::Delete => said(sftp_status(code(s.raw.remove(cell.f()).await))),
-        Op::Mkdir => said(sftp_status(code(
+        Op::Delete => said(sftp_ok(s.raw.remove(cell.f()).await)),
+        Op::Mkdir => said(sftp_ok(
             s.raw
                 .mkdir(cell.at("newdir"), FileAttributes::default())
                 .await,
-        ))),
-        Op::Rmdir => said(sftp_status(code(s.raw.rmdir(cell.at("d")).await))),
-        Op::RenameWithin => said(sftp_status(code(
-            s.raw.rename(cell.f(), cell.at("g.txt")).await,
-        ))),
-        Op::RenameIn => said(sftp_status(code(
+        )),
+        Op::Rmdir => said(sftp_ok(s.raw.rmdir(cell.at("d")).await)),
+        Op::RenameWithin => said(sftp_ok(s.raw.rename(cell.f(), cell.at("g.txt")).await)),
+        Op::RenameIn => said(sftp_ok(
             s.raw.rename(cell.out_at("o.txt"), cell.at("in.txt")).await,
-        ))),
-        Op::RenameOut => said(sftp_status(code(
+        )),
+        Op::RenameOut => said(sftp_ok(
             s.raw.rename(cell.f(), cell.out_at("out.txt")).await,
-        ))),
+        )),
         other => Said::Refused(format!("{other:?} is not an SFTP operation")),
     }
 }

@@ -9,9 +9,9 @@ use filegate::identity::GrantLevel::Full;
 use filegate::identity::{PermissionSet, Principal};
 use russh_sftp::protocol::{FileAttributes, OpenFlags, StatusCode};
 
-use crate::clients::{Api, blocking, ftp_login};
+use crate::clients::{Api, blocking, ftp_login, sftp};
 use crate::support::TestGateway;
-use crate::support::sftp_client::{self, code};
+use crate::support::sftp_client;
 
 #[tokio::test]
 async fn a_writeonly_key_cannot_overwrite_a_file_by_opening_it_r_plus_over_sftp() {
@@ -36,10 +36,10 @@ async fn a_writeonly_key_cannot_overwrite_a_file_by_opening_it_r_plus_over_sftp(
         .await;
     let mut statuses = Vec::new();
     if let Ok(handle) = opened {
-        statuses.push(code(
+        statuses.push(sftp::ok(
             s.raw.write(&handle.handle, 0, b"XXXXXXXX".to_vec()).await,
         ));
-        statuses.push(code(s.raw.close(&handle.handle).await));
+        statuses.push(sftp::ok(s.raw.close(&handle.handle).await));
     }
     // Write-only, no TRUNC.
     if let Ok(handle) = s
@@ -51,15 +51,15 @@ async fn a_writeonly_key_cannot_overwrite_a_file_by_opening_it_r_plus_over_sftp(
         )
         .await
     {
-        statuses.push(code(
+        statuses.push(sftp::ok(
             s.raw.write(&handle.handle, 0, b"YYYYYYYY".to_vec()).await,
         ));
         let size = FileAttributes {
             size: Some(1),
             ..Default::default()
         };
-        statuses.push(code(s.raw.fsetstat(&handle.handle, size).await));
-        statuses.push(code(s.raw.close(&handle.handle).await));
+        statuses.push(sftp::ok(s.raw.fsetstat(&handle.handle, size).await));
+        statuses.push(sftp::ok(s.raw.close(&handle.handle).await));
     }
     assert_eq!(
         std::fs::read(gw.root().join("drop/existing.txt")).unwrap(),
@@ -121,7 +121,7 @@ async fn narrowing_a_key_from_full_to_readonly_reaches_its_live_sftp_and_ftp_ses
         n += 1;
         let path = format!("/fay/sftp-{n}.txt");
         let s = &sftp;
-        async move { s.ssh.is_closed() || s.put(&path, b"after").await != StatusCode::Ok }
+        async move { s.ssh.is_closed() || sftp::put(s, &path, b"after").await.is_err() }
     })
     .await;
     let ftp_refused = blocking(move || {
@@ -175,7 +175,7 @@ async fn removing_a_grant_reaches_a_live_sftp_session() {
     }
     let refused = within(Duration::from_secs(5), || {
         let s = &s;
-        async move { s.ssh.is_closed() || s.get("/gil/doc.txt").await.is_err() }
+        async move { s.ssh.is_closed() || sftp::get(s, "/gil/doc.txt").await.is_err() }
     })
     .await;
     assert!(
