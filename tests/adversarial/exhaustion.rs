@@ -251,3 +251,46 @@ async fn idle_unauthenticated_ftp_connections_are_closed_after_the_login_timeout
         "idle unauthenticated FTP connections still open 10 s after a 2 s login timeout"
     );
 }
+
+#[tokio::test]
+async fn connections_beyond_the_per_address_cap_are_refused_on_every_protocol() {
+    let _shared = shared().await;
+    let gw = TestGateway::start_with(|c| {
+        c.limits.max_connections_per_address = 20;
+        c.limits.handshake_timeout_seconds = 60;
+        c.limits.login_timeout_seconds = 60;
+    })
+    .await;
+    gw.user("bea", "bea-password", &[("/bea", Full)]).await;
+    let mut held = Vec::new();
+    for listener in ["sftp", "ftp", "webdav", "api"] {
+        for _ in 0..30 {
+            if let Ok(stream) = TcpStream::connect(gw.addr(listener)).await {
+                held.push((listener, stream));
+            }
+        }
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    let results =
+        futures_util::future::join_all(held.into_iter().map(|(listener, stream)| async move {
+            (listener, closed_by(stream, deadline).await)
+        }))
+        .await;
+    let open: Vec<&str> = results
+        .iter()
+        .filter(|(_, closed)| !closed)
+        .map(|(l, _)| *l)
+        .collect();
+    let failures = innocent_client_is_served(&gw).await;
+    gw.stop().await;
+    assert!(
+        open.len() <= 20,
+        "{} connections from one address stay open with a cap of 20 (all protocols \
+         together): {open:?}",
+        open.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "the client from 127.0.0.2: {failures:?}"
+    );
+}
