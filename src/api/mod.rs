@@ -30,6 +30,8 @@ use axum::routing::{get, post};
 use tokio::net::TcpListener;
 
 pub use error::ApiError;
+/// Exported for the fuzz targets (`fuzz/`), which feed it arbitrary query strings and bodies.
+pub use params::{MAX_BODY, Params};
 
 use crate::accounts::Accounts;
 use crate::audit::{Action, AuditEvent, AuditLog, AuditSink, Outcome};

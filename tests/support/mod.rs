@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod net;
 pub mod sftp_client;
 pub mod tcp_proxy;
 
@@ -91,6 +92,23 @@ impl TestGateway {
             self.mkdir(path.trim_start_matches('/'));
         }
         user.id
+    }
+
+    /// Creates a site admin with a password; returns the user id.
+    pub async fn admin(&self, name: &str, password: &str) -> i64 {
+        let spec = UserSpec {
+            username: name.into(),
+            password: Some(password.into()),
+            site_admin: true,
+            ..Default::default()
+        };
+        self.gateway
+            .core
+            .accounts
+            .create_user(&Principal::cli(), spec)
+            .await
+            .unwrap()
+            .id
     }
 
     /// Creates a key; returns (id, secret).

@@ -116,3 +116,34 @@ impl Sftp {
         Ok(names)
     }
 }
+
+/// Connects from a chosen local address (e.g. 127.0.0.2, so the server sees another client).
+pub async fn connect_from(
+    addr: SocketAddr,
+    source: std::net::IpAddr,
+) -> std::io::Result<russh::client::Handle<Client>> {
+    let stream = super::net::tcp_from(addr, source).await?;
+    let config = Arc::new(russh::client::Config::default());
+    russh::client::connect_stream(config, stream, Client)
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))
+}
+
+/// Signs in with a password from a chosen local address; `None` when refused or cut off.
+pub async fn login_from(
+    addr: SocketAddr,
+    source: std::net::IpAddr,
+    user: &str,
+    password: &str,
+) -> Option<Sftp> {
+    let mut ssh = connect_from(addr, source).await.ok()?;
+    let result = ssh.authenticate_password(user, password).await.ok()?;
+    if !result.success() {
+        return None;
+    }
+    let channel = ssh.channel_open_session().await.ok()?;
+    channel.request_subsystem(true, "sftp").await.ok()?;
+    let raw = RawSftpSession::new(channel.into_stream());
+    raw.init().await.ok()?;
+    Some(Sftp { raw, ssh })
+}

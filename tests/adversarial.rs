@@ -1,0 +1,26 @@
+//! The adversarial suite (issue 11): everything here attacks a whole gateway over real
+//! sockets on 127.0.0.1 (and 127.0.0.2 for a second, innocent client).
+//!
+//! - `matrix`: (a) every principal kind × every operation × every protocol, expected
+//!   outcomes from one table, checked against the disk.
+//! - `webdav_locks`, `sessions`, `exhaustion`, `ftp_data`, `api_keys`: (b) and (d),
+//!   one named test per reproduction of the issue's classes.
+//!
+//! (c), the fuzz targets, live in `fuzz/` (run by `.ci/run`).
+
+mod support;
+
+#[path = "adversarial/api_keys.rs"]
+mod api_keys;
+#[path = "adversarial/clients.rs"]
+mod clients;
+#[path = "adversarial/exhaustion.rs"]
+mod exhaustion;
+#[path = "adversarial/ftp_data.rs"]
+mod ftp_data;
+#[path = "adversarial/matrix.rs"]
+mod matrix;
+#[path = "adversarial/sessions.rs"]
+mod sessions;
+#[path = "adversarial/webdav_locks.rs"]
+mod webdav_locks;

@@ -1,0 +1,296 @@
+//! Classes 5 and 6: one client cannot take the gateway from the others. While an abusive
+//! client floods from 127.0.0.1, an innocent one from 127.0.0.2 keeps being served; slow and
+//! idle clients are cut off after the configured timeouts.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use filegate::identity::GrantLevel::Full;
+use russh_sftp::client::RawSftpSession;
+use russh_sftp::protocol::{FileAttributes, OpenFlags};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::clients::{Dav, blocking, exclusive, ftp_login_from, shared};
+use crate::support::TestGateway;
+use crate::support::net::OTHER_CLIENT;
+use crate::support::sftp_client;
+
+/// Descriptors open in this process (the gateway runs in it); `None` when even listing them
+/// fails for want of a descriptor.
+fn open_fds() -> Option<usize> {
+    std::fs::read_dir("/proc/self/fd").ok().map(|d| d.count())
+}
+
+fn fd_limit() -> usize {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3).map(str::to_owned))
+        })
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1024)
+}
+
+/// The innocent client, from 127.0.0.2: SFTP, FTP and WebDAV each do a round trip.
+async fn innocent_client_is_served(gw: &TestGateway) -> Vec<String> {
+    let mut failures = Vec::new();
+    let sftp = tokio::time::timeout(Duration::from_secs(15), async {
+        let s = sftp_client::login_from(gw.addr("sftp"), OTHER_CLIENT, "bea", "bea-password")
+            .await
+            .ok_or("login failed")?;
+        crate::clients::sftp::put(&s, "/bea/sftp.txt", b"sftp")
+            .await
+            .map_err(|_| "put failed")?;
+        crate::clients::sftp::get(&s, "/bea/sftp.txt")
+            .await
+            .map_err(|_| "get failed")?;
+        Ok::<_, &str>(())
+    })
+    .await;
+    match sftp {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => failures.push(format!("SFTP from 127.0.0.2: {e}")),
+        Err(_) => failures.push("SFTP from 127.0.0.2: timed out".into()),
+    }
+    let addr = gw.addr("ftp");
+    let ftp = tokio::time::timeout(
+        Duration::from_secs(15),
+        blocking(move || {
+            let mut ftp = ftp_login_from(addr, OTHER_CLIENT, "bea", "bea-password")?;
+            ftp.put_file("/bea/ftp.txt", &mut std::io::Cursor::new(b"ftp".to_vec()))
+                .map_err(|e| e.to_string())?;
+            let _ = ftp.quit();
+            Ok::<_, String>(())
+        }),
+    )
+    .await;
+    match ftp {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => failures.push(format!("FTP from 127.0.0.2: {e}")),
+        Err(_) => failures.push("FTP from 127.0.0.2: timed out".into()),
+    }
+    let mut dav = Dav::new(gw, "bea", "bea-password");
+    dav.http = reqwest::Client::builder()
+        .local_address(OTHER_CLIENT)
+        .timeout(Duration::from_secs(15))
+        .build()
+        .expect("client");
+    match dav.try_call("PUT", "/bea/dav.txt", &[], "dav").await {
+        Ok(r) if r.status.is_success() => {}
+        Ok(r) => failures.push(format!("WebDAV from 127.0.0.2: {}", r.status)),
+        Err(e) => failures.push(format!("WebDAV from 127.0.0.2: {e}")),
+    }
+    failures
+}
+
+#[tokio::test]
+async fn an_sftp_channel_and_handle_flood_does_not_stop_a_second_client() {
+    // Runs alone: the flood may use most of this process's descriptors.
+    let _alone = exclusive().await;
+    let gw = TestGateway::start().await;
+    gw.user("mal", "mal-password", &[("/mal", Full)]).await;
+    gw.user("bea", "bea-password", &[("/bea", Full)]).await;
+    gw.put("mal/f.txt", b"x");
+    let before = open_fds();
+    let limit = fd_limit();
+
+    let mut ssh = sftp_client::connect(gw.addr("sftp")).await;
+    assert!(
+        ssh.authenticate_password("mal", "mal-password")
+            .await
+            .unwrap()
+            .success()
+    );
+    let ssh = Arc::new(ssh);
+    let handles = Arc::new(AtomicUsize::new(0));
+    let mut sessions: Vec<Arc<RawSftpSession>> = Vec::new();
+    let mut tasks = Vec::new();
+    let started = Instant::now();
+    for _ in 0..100 {
+        if started.elapsed() > Duration::from_secs(4) {
+            break;
+        }
+        let opened = tokio::time::timeout(Duration::from_secs(2), async {
+            let channel = ssh.channel_open_session().await.ok()?;
+            channel.request_subsystem(true, "sftp").await.ok()?;
+            let raw = RawSftpSession::new(channel.into_stream());
+            raw.set_timeout(5);
+            raw.init().await.ok()?;
+            Some(Arc::new(raw))
+        })
+        .await;
+        let Ok(Some(raw)) = opened else { break };
+        sessions.push(raw.clone());
+        let handles = handles.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..5 {
+                let batch = (0..50)
+                    .map(|_| raw.open("/mal/f.txt", OpenFlags::READ, FileAttributes::default()));
+                let results = futures_util::future::join_all(batch).await;
+                let ok = results.iter().filter(|r| r.is_ok()).count();
+                handles.fetch_add(ok, Ordering::Relaxed);
+                if ok < 50 {
+                    break;
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+    }
+    let during = open_fds();
+    let channels = sessions.len();
+    let held = handles.load(Ordering::Relaxed);
+    let failures = innocent_client_is_served(&gw).await;
+
+    drop(sessions);
+    let _ = ssh
+        .disconnect(russh::Disconnect::ByApplication, "", "en")
+        .await;
+    gw.stop().await;
+    println!(
+        "flood: {channels} channels, {held} handles, descriptors {before:?} → {during:?} of {limit}"
+    );
+    assert!(
+        failures.is_empty(),
+        "while one client held {channels} channels and {held} handles: {failures:?}"
+    );
+    assert!(
+        during.is_some_and(|n| n < limit * 9 / 10),
+        "one SFTP connection drove the process to {during:?} of {limit} descriptors \
+         ({channels} channels, {held} handles)"
+    );
+}
+
+/// Reads until the server closes the connection; true when it did before `deadline`.
+async fn closed_by(mut stream: TcpStream, deadline: tokio::time::Instant) -> bool {
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+fn tune_short(c: &mut filegate::config::Config) {
+    c.limits.handshake_timeout_seconds = 2;
+    c.limits.login_timeout_seconds = 2;
+    c.limits.max_connections_per_address = 1000;
+}
+
+#[tokio::test]
+async fn half_sent_http_requests_are_closed_after_the_header_timeout() {
+    let _shared = shared().await;
+    let gw = TestGateway::start_with(tune_short).await;
+    gw.user("bea", "bea-password", &[("/bea", Full)]).await;
+    let mut slow = Vec::new();
+    for listener in ["webdav", "api"] {
+        for _ in 0..100 {
+            let mut stream = TcpStream::connect(gw.addr(listener)).await.unwrap();
+            stream
+                .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
+                .await
+                .unwrap();
+            slow.push((listener, stream));
+        }
+    }
+    // handshake_timeout 2 s; allow generous slack for a loaded machine.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let results =
+        futures_util::future::join_all(slow.into_iter().map(|(listener, stream)| async move {
+            (listener, closed_by(stream, deadline).await)
+        }))
+        .await;
+    let open_webdav = results.iter().filter(|(l, c)| *l == "webdav" && !c).count();
+    let open_api = results.iter().filter(|(l, c)| *l == "api" && !c).count();
+    let dav = Dav::new(&gw, "bea", "bea-password");
+    assert_eq!(
+        dav.status("PUT", "/bea/after.txt", &[], "ok")
+            .await
+            .as_u16(),
+        201,
+        "a normal client is served afterwards"
+    );
+    gw.stop().await;
+    assert_eq!(
+        (open_webdav, open_api),
+        (0, 0),
+        "half-sent requests still open 10 s after a 2 s header timeout (webdav, api)"
+    );
+}
+
+#[tokio::test]
+async fn idle_unauthenticated_ftp_connections_are_closed_after_the_login_timeout() {
+    let _shared = shared().await;
+    let gw = TestGateway::start_with(tune_short).await;
+    gw.user("bea", "bea-password", &[("/bea", Full)]).await;
+    let mut idle = Vec::new();
+    for _ in 0..100 {
+        let mut stream = TcpStream::connect(gw.addr("ftp")).await.unwrap();
+        let mut greeting = [0u8; 256];
+        let _ = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut greeting)).await;
+        idle.push(stream);
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let results =
+        futures_util::future::join_all(idle.into_iter().map(|s| closed_by(s, deadline))).await;
+    let still_open = results.iter().filter(|c| !**c).count();
+    let addr = gw.addr("ftp");
+    let works =
+        blocking(move || crate::clients::ftp_login(addr, "bea", "bea-password").is_ok()).await;
+    gw.stop().await;
+    assert!(works, "a normal FTP client is served afterwards");
+    assert_eq!(
+        still_open, 0,
+        "idle unauthenticated FTP connections still open 10 s after a 2 s login timeout"
+    );
+}
+
+#[tokio::test]
+async fn connections_beyond_the_per_address_cap_are_refused_on_every_protocol() {
+    let _shared = shared().await;
+    let gw = TestGateway::start_with(|c| {
+        c.limits.max_connections_per_address = 20;
+        c.limits.handshake_timeout_seconds = 60;
+        c.limits.login_timeout_seconds = 60;
+    })
+    .await;
+    gw.user("bea", "bea-password", &[("/bea", Full)]).await;
+    let mut held = Vec::new();
+    for listener in ["sftp", "ftp", "webdav", "api"] {
+        for _ in 0..30 {
+            if let Ok(stream) = TcpStream::connect(gw.addr(listener)).await {
+                held.push((listener, stream));
+            }
+        }
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    let results =
+        futures_util::future::join_all(held.into_iter().map(|(listener, stream)| async move {
+            (listener, closed_by(stream, deadline).await)
+        }))
+        .await;
+    let open: Vec<&str> = results
+        .iter()
+        .filter(|(_, closed)| !closed)
+        .map(|(l, _)| *l)
+        .collect();
+    let failures = innocent_client_is_served(&gw).await;
+    gw.stop().await;
+    assert!(
+        open.len() <= 20,
+        "{} connections from one address stay open with a cap of 20 (all protocols \
+         together): {open:?}",
+        open.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "the client from 127.0.0.2: {failures:?}"
+    );
+}

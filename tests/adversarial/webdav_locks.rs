@@ -1,0 +1,246 @@
+//! Classes 1 and 2: WebDAV locks. A lock needs write rights, its timeout is capped, only its
+//! owner (or an admin) unlocks it, and nothing a client does to the lock tree can take
+//! WebDAV down for everyone else.
+
+use filegate::identity::GrantLevel::{Full, List};
+use reqwest::StatusCode;
+
+use crate::clients::{Dav, LOCK_EXCLUSIVE};
+use crate::support::TestGateway;
+
+/// Whether `dav` can still do ordinary work in `dir` (every request gets an answer).
+async fn still_works(dav: &Dav, dir: &str) -> Result<(), String> {
+    let file = format!("{dir}/probe.txt");
+    let steps: [(&str, String, &str, &[u16]); 5] = [
+        ("PUT", file.clone(), "probe", &[201, 204]),
+        ("PROPFIND", format!("{dir}/"), "", &[207]),
+        ("MKCOL", format!("{dir}/sub"), "", &[201]),
+        ("DELETE", format!("{dir}/sub/"), "", &[204]),
+        ("DELETE", file, "", &[204]),
+    ];
+    for (method, path, body, ok) in steps {
+        let headers: &[(&str, &str)] = if method == "PROPFIND" {
+            &[("Depth", "1")]
+        } else {
+            &[]
+        };
+        match dav.try_call(method, &path, headers, body).await {
+            Ok(r) if ok.contains(&r.status.as_u16()) => {}
+            Ok(r) => return Err(format!("{method} {path}: {}", r.status)),
+            Err(e) => return Err(format!("{method} {path}: connection failed: {e}")),
+        }
+    }
+    Ok(())
+}
+
+fn token(reply: &crate::clients::Reply) -> Option<String> {
+    reply
+        .headers
+        .get("lock-token")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+#[tokio::test]
+async fn a_list_only_user_locking_and_unlocking_the_root_does_not_break_webdav_for_others() {
+    let _shared = crate::clients::shared().await;
+    let gw = TestGateway::start().await;
+    gw.user("lister", "lister-password", &[("/", List)]).await;
+    gw.user("worker", "worker-password", &[("/w", Full)]).await;
+    let lister = Dav::new(&gw, "lister", "lister-password");
+    let worker = Dav::new(&gw, "worker", "worker-password");
+    still_works(&worker, "/w").await.expect("before the attack");
+
+    for depth in ["0", "infinity"] {
+        let lock = lister
+            .try_call("LOCK", "/", &[("Depth", depth)], LOCK_EXCLUSIVE)
+            .await;
+        if let Ok(lock) = lock
+            && let Some(token) = token(&lock)
+        {
+            let _ = lister
+                .try_call("UNLOCK", "/", &[("Lock-Token", &token)], "")
+                .await;
+        }
+    }
+    still_works(&worker, "/w")
+        .await
+        .expect("another user's requests after LOCK/UNLOCK of / by a list-only user");
+    let again = Dav::new(&gw, "worker", "worker-password");
+    still_works(&again, "/w")
+        .await
+        .expect("a new connection after the attack");
+
+    // The same on the root by someone allowed to lock it (a site admin): the lock tree must
+    // survive removing its root node, whatever the rights rules say.
+    gw.admin("boss", "boss-password").await;
+    let boss = Dav::new(&gw, "boss", "boss-password");
+    let lock = boss
+        .call(
+            "LOCK",
+            "/",
+            &[("Depth", "0"), ("Timeout", "Second-60")],
+            LOCK_EXCLUSIVE,
+        )
+        .await;
+    if let Some(token) = token(&lock) {
+        let _ = boss
+            .try_call("UNLOCK", "/", &[("Lock-Token", &token)], "")
+            .await;
+    }
+    still_works(&Dav::new(&gw, "worker", "worker-password"), "/w")
+        .await
+        .expect("another user's requests after an admin's LOCK/UNLOCK of /");
+    still_works(&boss, "/w")
+        .await
+        .expect("the admin's own requests after LOCK/UNLOCK of /");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_list_only_user_cannot_lock_anything_and_others_keep_writing() {
+    let _shared = crate::clients::shared().await;
+    let gw = TestGateway::start().await;
+    gw.user("lister", "lister-password", &[("/", List)]).await;
+    gw.user("worker", "worker-password", &[("/w", Full)]).await;
+    gw.put("w/doc.txt", b"doc");
+    let lister = Dav::new(&gw, "lister", "lister-password");
+    for (path, depth) in [("/", "infinity"), ("/w/", "infinity"), ("/w/doc.txt", "0")] {
+        let lock = lister
+            .call("LOCK", path, &[("Depth", depth)], LOCK_EXCLUSIVE)
+            .await;
+        assert!(
+            !lock.status.is_success(),
+            "LOCK {path} (Depth {depth}) by a list-only user: {}",
+            lock.status
+        );
+    }
+    let worker = Dav::new(&gw, "worker", "worker-password");
+    assert_eq!(
+        worker.status("PUT", "/w/doc.txt", &[], "changed").await,
+        StatusCode::NO_CONTENT,
+        "the worker's write is not blocked by a lock"
+    );
+    assert_eq!(
+        std::fs::read(gw.root().join("w/doc.txt")).unwrap(),
+        b"changed"
+    );
+    gw.stop().await;
+}
+
+/// Seconds granted by a LOCK answer: the `D:timeout` of its lockdiscovery (or a `Timeout`
+/// header); `None` for `Infinite` or garbage.
+fn timeout_seconds(reply: &crate::clients::Reply) -> Option<u64> {
+    let from_body = reply
+        .body
+        .split("timeout>")
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .map(str::to_owned);
+    let from_header = || {
+        reply
+            .headers
+            .get("timeout")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let text = from_body.or_else(from_header)?;
+    text.trim().strip_prefix("Second-")?.parse().ok()
+}
+
+#[tokio::test]
+async fn lock_timeouts_are_capped_at_one_hour_by_default() {
+    let _shared = crate::clients::shared().await;
+    let gw = TestGateway::start().await;
+    gw.user("worker", "worker-password", &[("/w", Full)]).await;
+    gw.put("w/a.txt", b"a");
+    gw.put("w/b.txt", b"b");
+    gw.put("w/c.txt", b"c");
+    let dav = Dav::new(&gw, "worker", "worker-password");
+    for (path, timeout) in [
+        ("/w/a.txt", Some("Infinite")),
+        ("/w/b.txt", None),
+        ("/w/c.txt", Some("Second-4100000000")),
+    ] {
+        let headers: Vec<(&str, &str)> = timeout.map(|t| ("Timeout", t)).into_iter().collect();
+        let lock = dav.call("LOCK", path, &headers, LOCK_EXCLUSIVE).await;
+        assert_eq!(lock.status, StatusCode::OK, "LOCK {path}: {}", lock.body);
+        let granted = timeout_seconds(&lock);
+        assert!(
+            granted.is_some_and(|s| s > 0 && s <= 3600),
+            "LOCK {path} with Timeout {timeout:?} was granted {granted:?}: {}",
+            lock.body
+        );
+    }
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn only_the_lock_owner_or_an_admin_can_unlock() {
+    let _shared = crate::clients::shared().await;
+    let gw = TestGateway::start().await;
+    gw.user("ann", "ann-password", &[("/shared", Full)]).await;
+    gw.user("ben", "ben-password", &[("/shared", Full)]).await;
+    gw.admin("boss", "boss-password").await;
+    gw.put("shared/doc.txt", b"doc");
+    let ann = Dav::new(&gw, "ann", "ann-password");
+    let ben = Dav::new(&gw, "ben", "ben-password");
+    let lock = ann
+        .call(
+            "LOCK",
+            "/shared/doc.txt",
+            &[("Timeout", "Second-600")],
+            LOCK_EXCLUSIVE,
+        )
+        .await;
+    assert_eq!(lock.status, StatusCode::OK, "{}", lock.body);
+    let first = token(&lock).expect("a lock token");
+
+    // Ben can see the token (lockdiscovery) and tries to lift the lock with it.
+    let stolen = ben
+        .call("UNLOCK", "/shared/doc.txt", &[("Lock-Token", &first)], "")
+        .await;
+    assert!(
+        !stolen.status.is_success(),
+        "UNLOCK by another user with the owner's token: {}",
+        stolen.status
+    );
+    assert_eq!(
+        ben.status("PUT", "/shared/doc.txt", &[], "ben was here")
+            .await,
+        StatusCode::LOCKED,
+        "the lock still holds against Ben"
+    );
+    assert_eq!(
+        std::fs::read(gw.root().join("shared/doc.txt")).unwrap(),
+        b"doc"
+    );
+    let boss = Dav::new(&gw, "boss", "boss-password");
+    assert_eq!(
+        boss.status("UNLOCK", "/shared/doc.txt", &[("Lock-Token", &first)], "")
+            .await,
+        StatusCode::NO_CONTENT,
+        "a site admin may lift any lock"
+    );
+    assert_eq!(
+        ben.status("PUT", "/shared/doc.txt", &[], "ben now").await,
+        StatusCode::NO_CONTENT
+    );
+
+    let relock = ann
+        .call(
+            "LOCK",
+            "/shared/doc.txt",
+            &[("Timeout", "Second-600")],
+            LOCK_EXCLUSIVE,
+        )
+        .await;
+    let second = token(&relock).expect("a second lock token");
+    assert_eq!(
+        ann.status("UNLOCK", "/shared/doc.txt", &[("Lock-Token", &second)], "")
+            .await,
+        StatusCode::NO_CONTENT,
+        "the owner unlocks"
+    );
+    gw.stop().await;
+}
