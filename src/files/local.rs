@@ -11,24 +11,27 @@
 //! renamed into place. The calls are synchronous: every one runs on the blocking pool.
 
 mod beneath;
+mod reader;
+mod upload;
 
 use std::io;
-use std::os::fd::AsFd;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use cap_std::ambient_authority;
 use cap_std::fs::{Dir, OpenOptions};
-use rustix::fs::{AtFlags, OFlags, RenameFlags};
+use rustix::fs::{AtFlags, OFlags};
 use rustix::io::Errno;
 
 pub use beneath::Symlinks;
 use beneath::{Beneath, open_regular};
+use reader::LocalReader;
+use upload::{LocalStaged, LocalUpload, move_into_place};
 
 use super::storage::{
-    DirEntry, EntryChunks, EntryKind, FileReader, FileWriter, Metadata, Overwrite, StagedWrite,
-    Storage, StorageError, StorageErrorKind, WriteMode,
+    DirEntry, EntryChunks, EntryKind, FileReader, Metadata, Overwrite, StagedWrite, Storage,
+    StorageError, StorageErrorKind, WriteMode,
 };
 use crate::path::SitePath;
 
@@ -110,88 +113,6 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|e| StorageError::new(StorageErrorKind::Other, e.to_string()))?
-}
-
-/// A file open for reading. `AsyncRead`/`AsyncSeek` are tokio's; `read_chunk` reads with
-/// one blocking call straight into the buffer it returns (tokio's `File` reads into a buffer
-/// of its own and copies from it), which is what makes a large GET or download cheap.
-struct LocalReader {
-    /// `None` only while a `read_chunk` has the file on the blocking pool.
-    file: Option<tokio::fs::File>,
-    /// Set once `poll_read` was used: tokio may then hold read-ahead bytes, so `read_chunk`
-    /// must go through it too.
-    streamed: bool,
-}
-
-impl LocalReader {
-    fn file(&mut self) -> io::Result<&mut tokio::fs::File> {
-        self.file
-            .as_mut()
-            .ok_or_else(|| io::Error::other("file lost by an interrupted read"))
-    }
-}
-
-impl tokio::io::AsyncRead for LocalReader {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<io::Result<()>> {
-        self.streamed = true;
-        match self.file() {
-            Ok(file) => std::pin::Pin::new(file).poll_read(cx, buf),
-            Err(e) => std::task::Poll::Ready(Err(e)),
-        }
-    }
-}
-
-impl tokio::io::AsyncSeek for LocalReader {
-    fn start_seek(mut self: std::pin::Pin<&mut Self>, position: io::SeekFrom) -> io::Result<()> {
-        std::pin::Pin::new(self.file()?).start_seek(position)
-    }
-    fn poll_complete(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<io::Result<u64>> {
-        match self.file() {
-            Ok(file) => std::pin::Pin::new(file).poll_complete(cx),
-            Err(e) => std::task::Poll::Ready(Err(e)),
-        }
-    }
-}
-
-#[async_trait::async_trait]
-impl FileReader for LocalReader {
-    async fn read_chunk(&mut self, max: usize) -> io::Result<bytes::Bytes> {
-        if self.streamed {
-            return super::storage::read_chunk_via_async_read(self, max).await;
-        }
-        let file = self
-            .file
-            .take()
-            .ok_or_else(|| io::Error::other("file lost"))?;
-        // Fails only while tokio still has an operation of its own in flight.
-        let std_file = match file.try_into_std() {
-            Ok(f) => f,
-            Err(file) => {
-                self.file = Some(file);
-                return super::storage::read_chunk_via_async_read(self, max).await;
-            }
-        };
-        let (std_file, read) = tokio::task::spawn_blocking(move || {
-            use std::io::Read;
-            let mut buf = Vec::with_capacity(max);
-            let read = (&std_file)
-                .take(max as u64)
-                .read_to_end(&mut buf)
-                .map(|_| buf);
-            (std_file, read)
-        })
-        .await
-        .map_err(io::Error::other)?;
-        self.file = Some(tokio::fs::File::from_std(std_file));
-        Ok(bytes::Bytes::from(read?))
-    }
 }
 
 /// One listed entry: one fstatat on the open folder. Symlinks are left out unless they are
@@ -458,102 +379,6 @@ impl Storage for LocalStorage {
         blocking(move || {
             let file = open_regular(&beneath, &*root, &p, OFlags::WRONLY, 0)?;
             Ok(file.set_len(len)?)
-        })
-        .await
-    }
-}
-
-/// Renames `from_name` in `from_dir` to `to_name` in `to_dir`. With `Overwrite::Refuse`,
-/// atomically refuses when the destination exists (`RENAME_NOREPLACE`; on a filesystem
-/// without it, a hard link, which fails when the name is taken, then removing the old name).
-fn move_into_place(
-    from_dir: impl AsFd,
-    from_name: &str,
-    to_dir: impl AsFd,
-    to_name: &str,
-    overwrite: Overwrite,
-) -> io::Result<()> {
-    let (from_dir, to_dir) = (from_dir.as_fd(), to_dir.as_fd());
-    let flags = match overwrite {
-        Overwrite::Allow => RenameFlags::empty(),
-        Overwrite::Refuse => RenameFlags::NOREPLACE,
-    };
-    match rustix::fs::renameat_with(from_dir, from_name, to_dir, to_name, flags) {
-        Err(Errno::INVAL) if overwrite == Overwrite::Refuse => {
-            let stat =
-                rustix::fs::statat(from_dir, from_name, AtFlags::SYMLINK_NOFOLLOW).map_err(os)?;
-            if rustix::fs::FileType::from_raw_mode(stat.st_mode)
-                != rustix::fs::FileType::RegularFile
-            {
-                return Err(os(Errno::INVAL));
-            }
-            rustix::fs::linkat(from_dir, from_name, to_dir, to_name, AtFlags::empty())
-                .map_err(os)?;
-            rustix::fs::unlinkat(from_dir, from_name, AtFlags::empty()).map_err(os)
-        }
-        result => result.map_err(os),
-    }
-}
-
-/// The parts of an upload that must be cleaned up if it is abandoned.
-struct LocalStaged {
-    file: std::fs::File,
-    /// The temporary name in the staging folder (`Replace` mode only).
-    temp: Option<String>,
-    target: String,
-    overwrite: Overwrite,
-    root: Arc<Dir>,
-    staging: Arc<Dir>,
-    beneath: Beneath,
-}
-
-impl Drop for LocalStaged {
-    fn drop(&mut self) {
-        if let Some(temp) = self.temp.take() {
-            let _ = self.staging.remove_file(&temp);
-        }
-    }
-}
-
-struct LocalUpload {
-    writer: tokio::fs::File,
-    staged: Option<LocalStaged>,
-}
-
-#[async_trait::async_trait]
-impl StagedWrite for LocalUpload {
-    fn writer(&mut self) -> &mut dyn FileWriter {
-        &mut self.writer
-    }
-
-    async fn set_len(&mut self, len: u64) -> Result<(), StorageError> {
-        use tokio::io::AsyncWriteExt;
-        self.writer.flush().await?;
-        Ok(self.writer.set_len(len).await?)
-    }
-
-    async fn commit(mut self: Box<Self>) -> Result<(), StorageError> {
-        use tokio::io::AsyncWriteExt;
-        self.writer.flush().await?;
-        let Some(mut staged) = self.staged.take() else {
-            return Ok(());
-        };
-        blocking(move || {
-            let Some(temp) = staged.temp.take() else {
-                return Ok(());
-            };
-            // The folder is looked up again: the name is placed where the path leads now.
-            let moved = staged
-                .beneath
-                .parent(&*staged.root, &staged.target)
-                .and_then(|(dir, name)| {
-                    move_into_place(&*staged.staging, &temp, &dir, name, staged.overwrite)
-                });
-            if let Err(err) = moved {
-                let _ = staged.staging.remove_file(&temp);
-                return Err(err.into());
-            }
-            Ok(())
         })
         .await
     }
