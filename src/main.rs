@@ -36,7 +36,13 @@ fn main() -> std::process::ExitCode {
 }
 
 fn init_logging(config: &Config, serving: bool) {
-    let default = if serving { "info" } else { "warn" };
+    // libunftp logs at info inside spans that carry the whole session (kilobytes per line), so
+    // a client looping PASV would fill the disk: only its warnings by default.
+    let default = if serving {
+        "info,libunftp=warn"
+    } else {
+        "warn"
+    };
     let filter = EnvFilter::try_from_env("FILEGATE_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| EnvFilter::new(default));
