@@ -192,6 +192,12 @@ pub struct LockTable {
 
 impl LockTable {
     pub fn new(limits: LockLimits) -> Arc<LockTable> {
+        // Keeps `Instant + timeout` far from overflowing, whatever the configuration says.
+        const LONGEST: Duration = Duration::from_secs(366 * 24 * 3600);
+        let limits = LockLimits {
+            max_lock: limits.max_lock.min(LONGEST),
+            ..limits
+        };
         Arc::new(LockTable {
             limits,
             table: Mutex::default(),
