@@ -285,7 +285,7 @@ fn new_token() -> String {
 
 /// Whether a submitted token lets the caller through `held`.
 fn holds(held: &Held, principal: Option<&str>, ignore_principal: bool, tokens: &[String]) -> bool {
-    tokens.iter().any(|t| *t == held.lock.token)
+    tokens.contains(&held.lock.token)
         && (ignore_principal || principal == Some(held.owner.as_str()))
 }
 

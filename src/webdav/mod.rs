@@ -227,7 +227,7 @@ async fn serve_dav(State(state): State<Arc<DavState>>, req: Request) -> Response
     let owner = locks::owner_of(&principal);
     let may_override = match lock_rules(&state, &req, &principal, &owner) {
         Ok(may_override) => may_override,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
     let max = state.limits.max_body_bytes;
     let req = if max > 0 && req.method() == Method::PUT {
@@ -345,7 +345,7 @@ fn lock_rules(
     req: &Request,
     who: &Principal,
     owner: &Owner,
-) -> Result<bool, Response> {
+) -> Result<bool, Box<Response>> {
     let method = req.method().as_str();
     if method != "LOCK" && method != "UNLOCK" {
         return Ok(false);
@@ -360,7 +360,7 @@ fn lock_rules(
     };
     if method == "LOCK" {
         if let Err(err) = state.files.authorize(who, &path, Access::WRITE) {
-            return Err(status::http_status(&err).into_response());
+            return Err(Box::new(status::http_status(&err).into_response()));
         }
         let refresh = req
             .headers()
@@ -371,7 +371,9 @@ fn lock_rules(
                 LockRefusal::OwnerFull => "you hold as many locks as allowed",
                 LockRefusal::TableFull => "the server holds as many locks as it keeps",
             };
-            return Err((StatusCode::INSUFFICIENT_STORAGE, message).into_response());
+            return Err(Box::new(
+                (StatusCode::INSUFFICIENT_STORAGE, message).into_response(),
+            ));
         }
         return Ok(admin_here());
     }
@@ -386,7 +388,9 @@ fn lock_rules(
             if admin_here() {
                 Ok(true)
             } else {
-                Err((StatusCode::FORBIDDEN, "the lock belongs to someone else").into_response())
+                Err(Box::new(
+                    (StatusCode::FORBIDDEN, "the lock belongs to someone else").into_response(),
+                ))
             }
         }
         _ => Ok(false),
