@@ -319,6 +319,9 @@ pub struct WebDavConfig {
     pub max_locks_per_principal: usize,
     /// Locks held at once, everyone together.
     pub max_locks: usize,
+    /// Seconds between checks, during a long download or upload, that its key or user is
+    /// still valid (revoked, expired or disabled: the transfer is cut).
+    pub revocation_check_seconds: u64,
 }
 
 impl Default for WebDavConfig {
@@ -334,6 +337,7 @@ impl Default for WebDavConfig {
             max_lock_seconds: 3600,
             max_locks_per_principal: 100,
             max_locks: 1000,
+            revocation_check_seconds: 2,
         }
     }
 }
@@ -587,9 +591,13 @@ impl Config {
         if dav.max_requests_per_address == 0 {
             return invalid("webdav.max_requests_per_address must be at least 1".into());
         }
-        if dav.max_lock_seconds == 0 || dav.max_locks_per_principal == 0 || dav.max_locks == 0 {
+        if dav.max_lock_seconds == 0
+            || dav.max_locks_per_principal == 0
+            || dav.max_locks == 0
+            || dav.revocation_check_seconds == 0
+        {
             return invalid(
-                "webdav.max_lock_seconds, max_locks_per_principal and max_locks must be at least 1"
+                "webdav.max_lock_seconds, max_locks_per_principal, max_locks and revocation_check_seconds must be at least 1"
                     .into(),
             );
         }

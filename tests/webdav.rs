@@ -1283,3 +1283,62 @@ mod serve_loop {
         assert!(closed_by(&mut stream, Instant::now() + Duration::from_secs(2)).await);
     }
 }
+
+#[tokio::test]
+async fn a_download_in_progress_stops_when_its_key_is_revoked() {
+    let gw = TestGateway::start_with(|c| c.webdav.revocation_check_seconds = 1).await;
+    let owner = gw.user("rev", "rev-password", &[("/rev", Full)]).await;
+    const SIZE: usize = 64 << 20;
+    gw.put("rev/big.bin", &vec![7u8; SIZE]);
+    let (id, secret) = gw
+        .key(Some(owner), "rev-key", None, PermissionSet::Full)
+        .await;
+    let mut download = reqwest::Client::new()
+        .get(format!("http://{}/rev/big.bin", gw.addr("webdav")))
+        .basic_auth(format!("@api-{id}"), Some(secret))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(download.status(), StatusCode::OK);
+    let mut received = download.chunk().await.unwrap().map_or(0, |c| c.len());
+    gw.revoke(id).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let cut = loop {
+        match tokio::time::timeout(Duration::from_secs(10), download.chunk()).await {
+            Ok(Ok(Some(chunk))) => received += chunk.len(),
+            Ok(Ok(None)) => break false,
+            Ok(Err(_)) => break true,
+            Err(_) => panic!("the download neither ended nor went on"),
+        }
+    };
+    assert!(cut && received < SIZE, "received {received} of {SIZE}");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_tls_handshake_that_never_comes_is_closed_after_the_handshake_timeout() {
+    let dir = filegate::test_support::TempDir::new("davtlsslow");
+    let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    let gw = TestGateway::start_with(move |c| {
+        c.webdav.tls_cert = cert;
+        c.webdav.tls_key = key;
+        c.limits.handshake_timeout_seconds = 1;
+    })
+    .await;
+    let opened = Instant::now();
+    let mut silent = Vec::new();
+    for _ in 0..20 {
+        let mut stream = TcpStream::connect(gw.addr("webdav")).await.unwrap();
+        // A TLS record header, then nothing.
+        stream.write_all(&[0x16, 0x03, 0x01]).await.unwrap();
+        silent.push(stream);
+    }
+    for stream in &mut silent {
+        assert!(closed_by(stream, opened + Duration::from_secs(5)).await);
+    }
+    gate_counts(&gw, 0).await;
+    gw.stop().await;
+}

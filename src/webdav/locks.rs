@@ -192,6 +192,12 @@ pub struct LockTable {
 
 impl LockTable {
     pub fn new(limits: LockLimits) -> Arc<LockTable> {
+        // Keeps `Instant + timeout` far from overflowing, whatever the configuration says.
+        const LONGEST: Duration = Duration::from_secs(366 * 24 * 3600);
+        let limits = LockLimits {
+            max_lock: limits.max_lock.min(LONGEST),
+            ..limits
+        };
         Arc::new(LockTable {
             limits,
             table: Mutex::default(),
@@ -279,7 +285,7 @@ fn new_token() -> String {
 
 /// Whether a submitted token lets the caller through `held`.
 fn holds(held: &Held, principal: Option<&str>, ignore_principal: bool, tokens: &[String]) -> bool {
-    tokens.iter().any(|t| *t == held.lock.token)
+    tokens.contains(&held.lock.token)
         && (ignore_principal || principal == Some(held.owner.as_str()))
 }
 

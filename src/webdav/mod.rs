@@ -16,9 +16,12 @@ mod locks;
 mod status;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{ConnectInfo, Request, State};
@@ -224,7 +227,7 @@ async fn serve_dav(State(state): State<Arc<DavState>>, req: Request) -> Response
     let owner = locks::owner_of(&principal);
     let may_override = match lock_rules(&state, &req, &principal, &owner) {
         Ok(may_override) => may_override,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
     let max = state.limits.max_body_bytes;
     let req = if max > 0 && req.method() == Method::PUT {
@@ -232,6 +235,17 @@ async fn serve_dav(State(state): State<Arc<DavState>>, req: Request) -> Response
     } else {
         req
     };
+    let principal = Arc::new(principal);
+    let every = Duration::from_secs(state.limits.revocation_check_seconds.max(1));
+    let watch = |body| {
+        axum::body::Body::new(Revalidated::new(
+            body,
+            state.auth.clone(),
+            principal.clone(),
+            every,
+        ))
+    };
+    let req = req.map(watch);
     let dav = state
         .dav
         .clone()
@@ -241,9 +255,78 @@ async fn serve_dav(State(state): State<Arc<DavState>>, req: Request) -> Response
         .build_handler();
     // dav-server records and matches lock owners by this name.
     let response = dav
-        .handle_guarded(req, owner.as_str().to_owned(), Arc::new(principal))
+        .handle_guarded(req, owner.as_str().to_owned(), principal.clone())
         .await;
-    response.map(axum::body::Body::new)
+    response.map(axum::body::Body::new).map(watch)
+}
+
+/// A request or response body that fails once its principal is no longer valid (key
+/// revoked or expired, user disabled): a long GET or PUT is cut within `every` of the
+/// change instead of running to its end. The check runs only while the body is being
+/// transferred, at most once per `every`; with the store unreachable, transfers go on.
+struct Revalidated {
+    inner: axum::body::Body,
+    auth: Arc<Authenticator>,
+    principal: Arc<Principal>,
+    every: Duration,
+    next: Instant,
+    check: Option<Pin<Box<dyn Future<Output = bool> + Send>>>,
+}
+
+impl Revalidated {
+    fn new(
+        inner: axum::body::Body,
+        auth: Arc<Authenticator>,
+        principal: Arc<Principal>,
+        every: Duration,
+    ) -> Revalidated {
+        Revalidated {
+            inner,
+            auth,
+            principal,
+            every,
+            next: Instant::now() + every,
+            check: None,
+        }
+    }
+}
+
+impl hyper::body::Body for Revalidated {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let this = self.get_mut();
+        loop {
+            if let Some(check) = &mut this.check {
+                let valid = std::task::ready!(check.as_mut().poll(cx));
+                this.check = None;
+                if !valid {
+                    tracing::info!(user = %this.principal.display_name(), "webdav transfer cut: access revoked");
+                    return Poll::Ready(Some(Err(axum::Error::new("access revoked"))));
+                }
+                this.next = Instant::now() + this.every;
+            } else if Instant::now() >= this.next {
+                let (auth, principal) = (this.auth.clone(), this.principal.clone());
+                this.check = Some(Box::pin(async move {
+                    !matches!(auth.still_valid(&principal).await, Ok(false))
+                }));
+                continue;
+            }
+            return Pin::new(&mut this.inner).poll_frame(cx);
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// The request's path as the file layer names it (`None`: not a path dav-server accepts
@@ -262,7 +345,7 @@ fn lock_rules(
     req: &Request,
     who: &Principal,
     owner: &Owner,
-) -> Result<bool, Response> {
+) -> Result<bool, Box<Response>> {
     let method = req.method().as_str();
     if method != "LOCK" && method != "UNLOCK" {
         return Ok(false);
@@ -277,7 +360,7 @@ fn lock_rules(
     };
     if method == "LOCK" {
         if let Err(err) = state.files.authorize(who, &path, Access::WRITE) {
-            return Err(status::http_status(&err).into_response());
+            return Err(Box::new(status::http_status(&err).into_response()));
         }
         let refresh = req
             .headers()
@@ -288,7 +371,9 @@ fn lock_rules(
                 LockRefusal::OwnerFull => "you hold as many locks as allowed",
                 LockRefusal::TableFull => "the server holds as many locks as it keeps",
             };
-            return Err((StatusCode::INSUFFICIENT_STORAGE, message).into_response());
+            return Err(Box::new(
+                (StatusCode::INSUFFICIENT_STORAGE, message).into_response(),
+            ));
         }
         return Ok(admin_here());
     }
@@ -303,7 +388,9 @@ fn lock_rules(
             if admin_here() {
                 Ok(true)
             } else {
-                Err((StatusCode::FORBIDDEN, "the lock belongs to someone else").into_response())
+                Err(Box::new(
+                    (StatusCode::FORBIDDEN, "the lock belongs to someone else").into_response(),
+                ))
             }
         }
         _ => Ok(false),
