@@ -191,8 +191,8 @@ fn in_place_result(proto: Proto) -> &'static [u8] {
     }
 }
 
-/// Whether the operation's effect is on disk (`Some(true)`), absent and nothing changed
-/// (`Some(false)`), or something else happened (`None`, with a description).
+/// What the disk shows after the operation: `Ok(true)` its effect, `Ok(false)` nothing
+/// changed, `Err` anything else (described).
 async fn effect(gw: &TestGateway, op: Op, proto: Proto, cell: &Cell) -> Result<bool, String> {
     let f = content(&disk(gw, &cell.f()));
     let f_original = f.as_deref() == Some(ORIGINAL);
