@@ -16,6 +16,7 @@ pub fn http_status(err: &FsError) -> StatusCode {
         | FsError::InvalidPath(_) => StatusCode::FORBIDDEN,
         FsError::AlreadyExists => StatusCode::CONFLICT,
         FsError::NoSpace => StatusCode::INSUFFICIENT_STORAGE,
+        FsError::TooManyOpenFiles => StatusCode::SERVICE_UNAVAILABLE,
         FsError::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
