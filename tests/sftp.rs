@@ -650,49 +650,64 @@ async fn one_connection_gets_a_few_channels_and_a_closed_one_frees_its_slot() {
     bounded(60, async {
         let gw = TestGateway::start().await;
         gw.user("kim", "kim-password", &[("/kim", Full)]).await;
+        gw.put("kim/a.txt", b"a");
         let ssh = signed_in(gw.addr("sftp"), "kim", "kim-password").await;
-        let mut channels = Vec::new();
+        // Each channel becomes an SFTP session at once (as in the attack: 80 of them).
+        let mut sessions = Vec::new();
         let mut refused = 0;
         for _ in 0..20 {
             match ssh.channel_open_session().await {
-                Ok(channel) => channels.push(channel),
+                Ok(channel) => {
+                    channel.request_subsystem(true, "sftp").await.unwrap();
+                    let raw = russh_sftp::client::RawSftpSession::new(channel.into_stream());
+                    raw.init().await.unwrap();
+                    sessions.push(raw);
+                }
                 Err(_) => refused += 1,
             }
         }
         assert_eq!(
-            channels.len(),
+            sessions.len(),
             8,
             "the default cap is 8 channels per connection"
         );
         assert_eq!(refused, 12);
 
-        // The connection still works on the channels it has, and another address is served.
-        let channel = channels.pop().unwrap();
-        channel.request_subsystem(true, "sftp").await.unwrap();
-        let raw = russh_sftp::client::RawSftpSession::new(channel.into_stream());
-        raw.init().await.unwrap();
-        let s = Sftp { raw, ssh };
-        assert_eq!(s.put("/kim/a.txt", b"a").await, StatusCode::Ok);
+        // The sessions it has work, and another address is served.
+        for raw in &sessions {
+            assert_eq!(raw.realpath(".").await.unwrap().files[0].filename, "/kim");
+        }
         let other = sftp_client::login_from(gw.addr("sftp"), "127.0.0.2", "kim", "kim-password")
             .await
             .expect("another address signs in");
         assert_eq!(other.get("/kim/a.txt").await.unwrap(), b"a");
 
-        // Closing a channel gives its slot back.
-        channels.pop().unwrap().close().await.unwrap();
+        // Ending a session gives its slot back, and only its slot; so does closing a plain
+        // channel.
+        sessions.pop().unwrap().close_session().unwrap();
         let mut reopened = None;
         for _ in 0..50 {
-            if let Ok(channel) = s.ssh.channel_open_session().await {
+            if let Ok(channel) = ssh.channel_open_session().await {
                 reopened = Some(channel);
                 break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        assert!(reopened.is_some(), "a closed channel frees its slot");
+        let reopened = reopened.expect("an ended session frees its slot");
         assert!(
-            s.ssh.channel_open_session().await.is_err(),
+            ssh.channel_open_session().await.is_err(),
             "and only that one"
         );
+        reopened.close().await.unwrap();
+        let mut again = false;
+        for _ in 0..50 {
+            if ssh.channel_open_session().await.is_ok() {
+                again = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(again, "a closed channel frees its slot");
         gw.stop().await;
     })
     .await
