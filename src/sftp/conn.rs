@@ -13,7 +13,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
@@ -70,6 +70,8 @@ pub enum Phase {
 pub struct Shared {
     /// Raised to end the connection: sessions, handle workers and writers stop.
     pub stop: Signal,
+    /// Why it was ended (told to the client).
+    stop_reason: OnceLock<&'static str>,
     /// Raised to close the socket at once, whatever russh is waiting for.
     cut: Signal,
     phase: watch::Sender<Phase>,
@@ -91,6 +93,7 @@ impl Shared {
             u32::try_from(config.max_in_flight_bytes_per_connection).unwrap_or(u32::MAX);
         Arc::new(Shared {
             stop: Signal::new(),
+            stop_reason: OnceLock::new(),
             cut: Signal::new(),
             phase: watch::Sender::new(Phase::Handshake),
             channels: Arc::new(Semaphore::new(config.max_channels_per_connection)),
@@ -99,6 +102,13 @@ impl Shared {
             in_flight: Arc::new(Semaphore::new(in_flight_limit as usize)),
             in_flight_limit,
         })
+    }
+
+    /// Ends the connection: everything serving it stops now, and the client is told
+    /// `reason` and disconnected.
+    pub fn end(&self, reason: &'static str) {
+        let _ = self.stop_reason.set(reason);
+        self.stop.raise();
     }
 
     /// Records progress (never goes back).
@@ -250,7 +260,7 @@ pub async fn serve(
                 return;
             }
             _ = shutdown.recv() => break "server shutting down",
-            () = &mut stop => break "session ended",
+            () = &mut stop => break shared.stop_reason.get().copied().unwrap_or("session ended"),
         }
     };
     // Stop serving at once, then say goodbye; cut the socket if the client (or russh, stuck

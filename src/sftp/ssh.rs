@@ -282,7 +282,7 @@ async fn watch_revocation(ctx: Arc<Context>, principal: Arc<Principal>, shared: 
             Ok(true) | Err(_) => continue,
             Ok(false) => {
                 tracing::info!(user = %principal.display_name(), key_id = principal.key.as_ref().map(|k| k.id), "ending SFTP session: access revoked or narrowed");
-                shared.stop.raise();
+                shared.end("access revoked");
                 return;
             }
         }
