@@ -197,8 +197,9 @@ pub struct SftpConfig {
     pub max_handles_per_connection: usize,
     /// Open folder handles (listings held for READDIR) per connection.
     pub max_open_folders_per_connection: usize,
-    /// Bytes of requests and replies in flight per connection: past this, no new request is
-    /// read until replies have been sent (a client that does not read its replies stalls).
+    /// Per connection, bytes of file data read for replies not yet sent (past this, reads
+    /// wait: a client that does not read its replies stalls), and, separately, bytes of
+    /// requests not yet processed (past this, no new request is read).
     pub max_in_flight_bytes_per_connection: usize,
     /// Largest SFTP packet a client may send, in bytes.
     pub max_packet_bytes: u32,

@@ -956,3 +956,49 @@ async fn a_flood_from_one_address_is_refused_while_another_address_is_served() {
     })
     .await
 }
+
+#[tokio::test]
+async fn a_client_keeping_sixty_four_large_reads_in_flight_downloads_without_stalling() {
+    bounded(60, async {
+        let gw = TestGateway::start().await;
+        gw.user("qin", "qin-password", &[("/qin", Full)]).await;
+        // 64 reads of 256 KiB ask for twice the connection's in-flight bytes at once.
+        let size = 32 * 1024 * 1024;
+        let data = pattern(size);
+        gw.put("qin/big.bin", &data);
+        let ssh = signed_in(gw.addr("sftp"), "qin", "qin-password").await;
+        let mut opened = open_for_reading(&ssh, "/qin/big.bin", 1).await;
+        let (stream, handle) = &mut opened[0];
+        let chunk = 256 * 1024;
+        let reads = (size / chunk) as u32;
+        let (mut sent, mut received) = (0u32, Vec::with_capacity(size));
+        while sent < 64 {
+            let request = wire::read(
+                sent + 2,
+                handle,
+                u64::from(sent) * chunk as u64,
+                chunk as u32,
+            );
+            stream.write_all(&request).await.unwrap();
+            sent += 1;
+        }
+        for _ in 0..reads {
+            let (kind, body) = wire::reply(stream).await;
+            assert_eq!(kind, 103, "DATA");
+            received.extend_from_slice(&body[8..]);
+            if sent < reads {
+                let request = wire::read(
+                    sent + 2,
+                    handle,
+                    u64::from(sent) * chunk as u64,
+                    chunk as u32,
+                );
+                stream.write_all(&request).await.unwrap();
+                sent += 1;
+            }
+        }
+        assert!(received == data, "the file arrives whole and in order");
+        gw.stop().await;
+    })
+    .await
+}

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::{Semaphore, broadcast, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, watch};
 use tokio::time::{Instant, sleep_until, timeout, timeout_at};
 
 use super::Context;
@@ -81,15 +81,19 @@ pub struct Shared {
     pub handles: Arc<Semaphore>,
     /// Folder handles (a listing held for READDIR) open on all channels.
     pub folders: Arc<Semaphore>,
-    /// Bytes of requests read and replies not yet handed to the channel.
-    pub in_flight: Arc<Semaphore>,
-    /// The size of `in_flight`: no single request is charged more.
-    pub in_flight_limit: u32,
+    /// Bytes of requests read and not yet processed (held until the file layer is done
+    /// with them, which never waits for the client).
+    pub request_bytes: Arc<Semaphore>,
+    /// Bytes of file data read for replies not yet handed to the channel (held until the
+    /// client's window lets them go).
+    pub reply_bytes: Arc<Semaphore>,
+    /// The size of each: no single request or reply is charged more.
+    pub byte_limit: u32,
 }
 
 impl Shared {
     pub fn new(config: &crate::config::SftpConfig) -> Arc<Shared> {
-        let in_flight_limit =
+        let byte_limit =
             u32::try_from(config.max_in_flight_bytes_per_connection).unwrap_or(u32::MAX);
         Arc::new(Shared {
             stop: Signal::new(),
@@ -99,9 +103,23 @@ impl Shared {
             channels: Arc::new(Semaphore::new(config.max_channels_per_connection)),
             handles: Arc::new(Semaphore::new(config.max_handles_per_connection)),
             folders: Arc::new(Semaphore::new(config.max_open_folders_per_connection)),
-            in_flight: Arc::new(Semaphore::new(in_flight_limit as usize)),
-            in_flight_limit,
+            request_bytes: Arc::new(Semaphore::new(byte_limit as usize)),
+            reply_bytes: Arc::new(Semaphore::new(byte_limit as usize)),
+            byte_limit,
         })
+    }
+
+    /// `bytes` (at most the whole budget) of `budget`, waiting until they are free.
+    pub async fn charge(
+        budget: &Arc<Semaphore>,
+        bytes: u32,
+        limit: u32,
+    ) -> Option<OwnedSemaphorePermit> {
+        budget
+            .clone()
+            .acquire_many_owned(bytes.min(limit))
+            .await
+            .ok()
     }
 
     /// Ends the connection: everything serving it stops now, and the client is told

@@ -3,8 +3,10 @@
 //! Requests on one handle run in order (a client's pipelined reads and writes arrive in
 //! offset order and are served without seeking); requests on different handles, and the
 //! reading of the next packets, run concurrently. Memory stays bounded: each request holds
-//! its in-flight ticket until its reply is written, each worker holds its handle's slot in
-//! the connection's cap, and its I/O buffer is allocated only once the file is used. A
+//! its in-flight ticket until its reply is written, a READ first waits for the connection's
+//! reply bytes (so a client that reads no replies stalls its own reads, nothing else), each
+//! worker holds its handle's slot in the connection's cap, and its I/O buffer is allocated
+//! only once the file is used. A
 //! worker stops at once when the connection is stopped: the request in progress is dropped
 //! and nothing more is read, written or replied.
 
@@ -17,7 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufReader, BufWriter}
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
 use super::attrs::{attrs_of, requested_times};
-use super::conn::Signal;
+use super::conn::Shared;
 use super::session::{Replies, Ticket, status, status_err};
 use crate::files::{Download, EntryKind, Files, FsError, Metadata, Upload};
 use crate::identity::Principal;
@@ -25,6 +27,8 @@ use crate::path::SitePath;
 
 /// Largest read served in one reply (OpenSSH asks for 32 KiB at a time; some clients 256 KiB).
 pub const MAX_READ: u32 = 256 * 1024;
+/// Bytes of a data reply besides the data.
+const REPLY_HEADER: u32 = 64;
 /// Buffer between the network and the storage, per handle.
 const IO_BUFFER: usize = 256 * 1024;
 
@@ -52,8 +56,8 @@ pub struct Worker {
     pub who: Arc<Principal>,
     pub path: SitePath,
     pub replies: Replies,
-    /// The connection's stop signal.
-    pub stop: Signal,
+    /// The connection's caps and stop signal.
+    pub shared: Arc<Shared>,
     /// This handle's slot in the connection's handle cap.
     pub _slot: OwnedSemaphorePermit,
 }
@@ -66,7 +70,7 @@ pub fn spawn(
     on_close: impl FnOnce() + Send + 'static,
 ) -> mpsc::Sender<Queued> {
     let (tx, rx) = mpsc::channel(64);
-    let stop = worker.stop.clone();
+    let stop = worker.shared.stop.clone();
     tokio::spawn(async move {
         tokio::select! {
             () = stop.raised() => {}
@@ -89,9 +93,16 @@ impl Worker {
         let mut file = BufReader::with_capacity(1, download);
         let mut buffered = false;
         let mut pos = 0u64;
-        while let Some((job, ticket)) = rx.recv().await {
+        while let Some((job, mut ticket)) = rx.recv().await {
             let reply = match job {
                 Job::Read { id, offset, len } => {
+                    // Waits while replies already read are not yet sent.
+                    let shared = &self.shared;
+                    let cost = len.min(MAX_READ) + REPLY_HEADER;
+                    match Shared::charge(&shared.reply_bytes, cost, shared.byte_limit).await {
+                        Some(bytes) => ticket.carry(bytes),
+                        None => return,
+                    }
                     if !buffered {
                         // Nothing was read yet, so nothing is lost by re-wrapping.
                         file = BufReader::with_capacity(IO_BUFFER, file.into_inner());

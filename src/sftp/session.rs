@@ -6,14 +6,18 @@
 //! handle), metadata requests are answered here in arrival order, and one writer task sends
 //! replies as they are ready.
 //!
-//! Memory stays bounded whatever the client does: every request holds a [`Ticket`] from
-//! the moment it is read until its reply has been handed to the channel, charging the
-//! session's request count and the connection's in-flight bytes (its own size plus the
-//! largest reply it can get). When the connection's bytes are spent, no new request is read:
-//! a client that does not read its replies stops being served, and russh stops reading its
-//! socket. Handles count against the connection's caps. When the connection is stopped
-//! (revocation, shutdown), reading, handle workers and the writer stop at once and no
-//! reply is sent after. Policy lives in `files`; this module only translates.
+//! Memory stays bounded whatever the client does. Every request holds a [`Ticket`] from the
+//! moment it is read until its reply has been handed to the channel: it counts against the
+//! session's requests in flight, its bytes against the connection's request bytes until
+//! the file layer has processed it, and the file data read for its reply against the
+//! connection's reply bytes until written. A READ waits (in its handle's worker) for reply
+//! bytes, so a client that does not read its replies stops being served; its next requests
+//! pile up to the request count, then nothing more is read and russh stops reading its
+//! socket. The reader itself never waits for the client's window (only for the file layer),
+//! so a client that reads its replies can always get its window adjustments through.
+//! Handles count against the connection's caps. When the connection is stopped
+//! (revocation, shutdown), reading, handle workers and the writer stop at once and no reply
+//! is sent after. Policy lives in `files`; this module only translates.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,7 +32,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use super::attrs::{attrs_of, entry, requested_times};
 use super::conn::{Shared, Signal};
-use super::handles::{self, Job, MAX_READ, OpenFile, Queued};
+use super::handles::{self, Job, OpenFile, Queued};
 use super::status::{message_of, status_of};
 use crate::files::{DirEntry, Files, FsError, WriteMode};
 use crate::identity::Principal;
@@ -38,12 +42,8 @@ use crate::path::SitePath;
 const MAX_IN_FLIGHT: usize = 128;
 /// Entries per `SSH_FXP_NAME` reply to `READDIR`.
 const DIR_CHUNK: usize = 128;
-/// Bytes a reply is charged before it exists: a status, attributes, a handle, a path, or
-/// the header of a data reply.
-const SMALL_REPLY: u32 = 1024;
-/// Bytes charged for a `NAME` reply of `DIR_CHUNK` entries (names of at most 255 bytes,
-/// their long names and attributes).
-const DIR_REPLY: u32 = DIR_CHUNK as u32 * 1024;
+/// Bytes of entries (names and long names, estimated) per `NAME` reply to `READDIR`.
+const DIR_CHUNK_BYTES: usize = 16 * 1024;
 
 /// Limits of one session (the connection-wide ones are in [`Shared`]).
 #[derive(Debug, Clone, Copy)]
@@ -55,7 +55,20 @@ pub struct SessionLimits {
 /// to the channel (or dropped).
 pub struct Ticket {
     _request: OwnedSemaphorePermit,
-    _bytes: OwnedSemaphorePermit,
+    request_bytes: Option<OwnedSemaphorePermit>,
+    reply_bytes: Option<OwnedSemaphorePermit>,
+}
+
+impl Ticket {
+    /// The file layer is done with the request: its bytes may be reused.
+    pub fn processed(&mut self) {
+        self.request_bytes = None;
+    }
+
+    /// The reply's data is charged to this ticket.
+    pub fn carry(&mut self, reply_bytes: OwnedSemaphorePermit) {
+        self.reply_bytes = Some(reply_bytes);
+    }
 }
 
 /// Where replies go (the writer task). Nothing is sent once the connection is stopped.
@@ -66,7 +79,8 @@ pub struct Replies {
 }
 
 impl Replies {
-    pub async fn send(&self, packet: Packet, ticket: Ticket) {
+    pub async fn send(&self, packet: Packet, mut ticket: Ticket) {
+        ticket.processed();
         if self.stop.is_raised() {
             return;
         }
@@ -170,10 +184,11 @@ pub async fn serve<R, W>(
                 break;
             }
         };
-        // Waits while the connection has too much in flight: back-pressure on the client.
+        // Waits while the session has too many requests in flight, or the connection too
+        // many request bytes not yet processed.
         let ticket = tokio::select! {
             () = &mut stopped => break,
-            ticket = session.ticket(len.saturating_add(reply_bound(&packet))) => ticket,
+            ticket = session.ticket(len) => ticket,
         };
         let Some(ticket) = ticket else { break };
         tokio::select! {
@@ -188,15 +203,6 @@ pub async fn serve<R, W>(
         writing.abort();
     } else {
         let _ = writing.await;
-    }
-}
-
-/// The most bytes the reply to `packet` can take.
-fn reply_bound(packet: &Packet) -> u32 {
-    match packet {
-        Packet::Read(r) => r.len.min(MAX_READ) + SMALL_REPLY,
-        Packet::ReadDir(_) => DIR_REPLY,
-        _ => SMALL_REPLY,
     }
 }
 
@@ -256,21 +262,15 @@ async fn write_replies<W: AsyncWrite>(
 }
 
 impl Session {
-    /// A ticket for a request charged `bytes` (at most the connection's whole budget);
-    /// `None` once the session is closing.
+    /// A ticket for a request of `bytes`; `None` once the session is closing.
     async fn ticket(&self, bytes: u32) -> Option<Ticket> {
         let request = self.requests.clone().acquire_owned().await.ok()?;
-        let bytes = bytes.min(self.shared.in_flight_limit);
-        let bytes = self
-            .shared
-            .in_flight
-            .clone()
-            .acquire_many_owned(bytes)
-            .await
-            .ok()?;
+        let shared = &self.shared;
+        let bytes = Shared::charge(&shared.request_bytes, bytes, shared.byte_limit).await?;
         Some(Ticket {
             _request: request,
-            _bytes: bytes,
+            request_bytes: Some(bytes),
+            reply_bytes: None,
         })
     }
 
@@ -502,7 +502,7 @@ impl Session {
                 who: self.who.clone(),
                 path,
                 replies: self.replies.clone(),
-                stop: self.shared.stop.clone(),
+                shared: self.shared.clone(),
                 _slot: slot,
             },
             file,
@@ -568,7 +568,15 @@ impl Session {
                 status(id, StatusCode::Eof, "end of folder")
             }
             Some(HandleEntry::Dir(folder)) => {
-                let n = folder.entries.len().min(DIR_CHUNK);
+                // A bounded reply: at most DIR_CHUNK entries and about DIR_CHUNK_BYTES.
+                let (mut n, mut bytes) = (0, 0);
+                for e in folder.entries.iter().take(DIR_CHUNK) {
+                    bytes += 2 * e.name.len() + 96;
+                    n += 1;
+                    if bytes >= DIR_CHUNK_BYTES {
+                        break;
+                    }
+                }
                 Packet::Name(Name {
                     id,
                     files: folder
