@@ -30,6 +30,8 @@ pub struct Connection {
     /// Open session channels not yet serving SFTP, each with its slot of the channel cap
     /// (an SFTP session takes its slot along and gives it back when it ends).
     channels: HashMap<ChannelId, (Channel<Msg>, OwnedSemaphorePermit)>,
+    /// Channel opens refused for the cap (logged once per connection, not per attempt).
+    refused_channels: u64,
     shared: Arc<Shared>,
 }
 
@@ -51,6 +53,7 @@ impl Connection {
             peer,
             state: State::Unauthenticated,
             channels: HashMap::new(),
+            refused_channels: 0,
             shared,
         }
     }
@@ -181,7 +184,10 @@ impl russh::server::Handler for Connection {
                 reply.accept().await;
             }
             Err(_) => {
-                tracing::info!(user = %principal.display_name(), client.ip = ?self.peer.map(|p| p.ip()), "sftp channel refused: too many on this connection");
+                self.refused_channels += 1;
+                if self.refused_channels == 1 {
+                    tracing::info!(user = %principal.display_name(), client.ip = ?self.peer.map(|p| p.ip()), "sftp channel refused: too many on this connection");
+                }
                 reply.reject(ChannelOpenFailure::ResourceShortage).await;
             }
         }
