@@ -57,8 +57,9 @@ storage_dir = "$store"
 [auth.lockout]
 enabled = false
 [sftp]
-max_sessions_per_address = 1000
 max_sessions_per_login = 1000
+[limits]
+max_connections_per_address = 1000
 CFG
 fg() { "$bin" --config "$work/filegate.toml" "$@"; }
 fg user add bench --password-stdin <<<"bench-password-1" >/dev/null

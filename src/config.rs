@@ -192,12 +192,20 @@ pub struct SftpConfig {
     pub host_key: PathBuf,
     /// Seconds without traffic before a connection is closed.
     pub idle_timeout_seconds: u64,
-    /// Concurrent connections from one address.
-    pub max_sessions_per_address: usize,
-    /// Concurrent signed-in sessions of one user or API key.
+    /// Concurrent signed-in sessions of one user or API key. (Connections per address are
+    /// capped for every protocol together by `limits.max_connections_per_address`.)
     pub max_sessions_per_login: usize,
-    /// Open file and folder handles per SFTP session.
-    pub max_handles_per_session: usize,
+    /// Channels (SFTP sessions) open at once on one connection; more are refused.
+    pub max_channels_per_connection: usize,
+    /// Open file and folder handles per connection, all its channels together.
+    #[serde(alias = "max_handles_per_session")]
+    pub max_handles_per_connection: usize,
+    /// Open folder handles (listings held for READDIR) per connection.
+    pub max_open_folders_per_connection: usize,
+    /// Per connection, bytes of file data read for replies not yet sent (past this, reads
+    /// wait: a client that does not read its replies stalls), and, separately, bytes of
+    /// requests not yet processed (past this, no new request is read).
+    pub max_in_flight_bytes_per_connection: usize,
     /// Largest SFTP packet a client may send, in bytes.
     pub max_packet_bytes: u32,
     /// Seconds between checks that a session's key or user is still valid (revocation).
@@ -211,9 +219,11 @@ impl Default for SftpConfig {
             listen: String::new(),
             host_key: PathBuf::new(),
             idle_timeout_seconds: 600,
-            max_sessions_per_address: 64,
             max_sessions_per_login: 32,
-            max_handles_per_session: 256,
+            max_channels_per_connection: 8,
+            max_handles_per_connection: 64,
+            max_open_folders_per_connection: 8,
+            max_in_flight_bytes_per_connection: 8 * 1024 * 1024,
             max_packet_bytes: 256 * 1024 + 1024,
             revocation_check_seconds: 2,
         }
@@ -549,14 +559,21 @@ impl Config {
             seen.push(addr);
         }
         let sftp = &self.sftp;
-        if sftp.max_sessions_per_address == 0
-            || sftp.max_sessions_per_login == 0
-            || sftp.max_handles_per_session == 0
+        if sftp.max_sessions_per_login == 0
+            || sftp.max_channels_per_connection == 0
+            || sftp.max_handles_per_connection == 0
+            || sftp.max_open_folders_per_connection == 0
         {
             return invalid("sftp.max_* limits must be at least 1".into());
         }
         if !(34_000..=16 * 1024 * 1024).contains(&sftp.max_packet_bytes) {
             return invalid("sftp.max_packet_bytes must be between 34000 and 16777216".into());
+        }
+        if sftp.max_in_flight_bytes_per_connection < 2 * sftp.max_packet_bytes as usize {
+            return invalid(
+                "sftp.max_in_flight_bytes_per_connection must be at least twice max_packet_bytes"
+                    .into(),
+            );
         }
         if sftp.revocation_check_seconds == 0 || sftp.idle_timeout_seconds == 0 {
             return invalid(

@@ -214,6 +214,7 @@ impl Gateway {
                 core.auth.clone(),
                 core.files.clone(),
                 core.metrics.clone(),
+                core.gate.clone(),
             )
             .await?;
             listening.push(("sftp", server.addr));

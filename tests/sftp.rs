@@ -493,3 +493,512 @@ async fn a_readonly_grant_reads_but_cannot_write() {
     assert_eq!(s.list("/").await.unwrap(), vec!["shared"]);
     gw.stop().await;
 }
+
+// ---------------------------------------------------------------------------------------
+// One client must not take the server from the others (issue 11, classes 4–6).
+
+/// Tests that measure the whole process (descriptors, memory) run one at a time.
+static EXCLUSIVE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Descriptors open in this process (the gateway runs in it).
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// Resident memory of this process, in bytes.
+fn resident_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .expect("VmRSS line");
+    let kib: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .expect("VmRSS value");
+    kib * 1024
+}
+
+/// Fails the test instead of hanging it.
+async fn bounded<T>(seconds: u64, test: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(seconds), test)
+        .await
+        .expect("the test finished in time")
+}
+
+async fn signed_in(
+    addr: std::net::SocketAddr,
+    user: &str,
+    password: &str,
+) -> russh::client::Handle<Client> {
+    let mut ssh = sftp_client::connect(addr).await;
+    assert!(
+        ssh.authenticate_password(user, password)
+            .await
+            .unwrap()
+            .success()
+    );
+    ssh
+}
+
+/// One more SFTP session on an existing connection.
+async fn raw_session(ssh: &russh::client::Handle<Client>) -> russh_sftp::client::RawSftpSession {
+    let channel = ssh.channel_open_session().await.unwrap();
+    channel.request_subsystem(true, "sftp").await.unwrap();
+    let raw = russh_sftp::client::RawSftpSession::new(channel.into_stream());
+    raw.init().await.unwrap();
+    raw
+}
+
+/// SFTP packets written by hand, for a client that sends requests and never reads replies.
+mod wire {
+    use tokio::io::{AsyncRead, AsyncReadExt};
+
+    fn string(out: &mut Vec<u8>, s: &[u8]) {
+        out.extend_from_slice(&(s.len() as u32).to_be_bytes());
+        out.extend_from_slice(s);
+    }
+
+    fn packet(kind: u8, body: &[u8]) -> Vec<u8> {
+        let mut out = ((body.len() + 1) as u32).to_be_bytes().to_vec();
+        out.push(kind);
+        out.extend_from_slice(body);
+        out
+    }
+
+    pub fn init() -> Vec<u8> {
+        packet(1, &3u32.to_be_bytes())
+    }
+
+    pub fn open_read(id: u32, path: &str) -> Vec<u8> {
+        let mut body = id.to_be_bytes().to_vec();
+        string(&mut body, path.as_bytes());
+        body.extend_from_slice(&1u32.to_be_bytes()); // SSH_FXF_READ
+        body.extend_from_slice(&0u32.to_be_bytes()); // no attributes
+        packet(3, &body)
+    }
+
+    pub fn read(id: u32, handle: &[u8], offset: u64, len: u32) -> Vec<u8> {
+        let mut body = id.to_be_bytes().to_vec();
+        string(&mut body, handle);
+        body.extend_from_slice(&offset.to_be_bytes());
+        body.extend_from_slice(&len.to_be_bytes());
+        packet(5, &body)
+    }
+
+    /// The next reply: (type, body after the type byte).
+    pub async fn reply<R: AsyncRead + Unpin>(r: &mut R) -> (u8, Vec<u8>) {
+        let len = r.read_u32().await.unwrap() as usize;
+        let mut buf = vec![0u8; len];
+        r.read_exact(&mut buf).await.unwrap();
+        (buf[0], buf[1..].to_vec())
+    }
+
+    /// The handle in a HANDLE reply's body.
+    pub fn handle(body: &[u8]) -> Vec<u8> {
+        let len = u32::from_be_bytes(body[4..8].try_into().unwrap()) as usize;
+        body[8..8 + len].to_vec()
+    }
+}
+
+/// SFTP channels on one connection, each with `path` open for reading.
+async fn open_for_reading(
+    ssh: &russh::client::Handle<Client>,
+    path: &str,
+    channels: usize,
+) -> Vec<(russh::ChannelStream<russh::client::Msg>, Vec<u8>)> {
+    let mut opened = Vec::new();
+    for _ in 0..channels {
+        let channel = ssh.channel_open_session().await.unwrap();
+        channel.request_subsystem(true, "sftp").await.unwrap();
+        let mut stream = channel.into_stream();
+        stream.write_all(&wire::init()).await.unwrap();
+        assert_eq!(wire::reply(&mut stream).await.0, 2, "VERSION");
+        stream.write_all(&wire::open_read(1, path)).await.unwrap();
+        let (kind, body) = wire::reply(&mut stream).await;
+        assert_eq!(kind, 102, "HANDLE");
+        opened.push((stream, wire::handle(&body)));
+    }
+    opened
+}
+
+/// Sends `reads` READs of 256 KiB at offset 0 on each channel and reads no reply. All
+/// requests go out before the replies fill the client's buffers (after that, russh's client
+/// stops reading the socket, and could send nothing more).
+async fn pipeline_unread_reads(
+    opened: &mut [(russh::ChannelStream<russh::client::Msg>, Vec<u8>)],
+    reads: u32,
+) {
+    let batches: Vec<Vec<u8>> = opened
+        .iter()
+        .map(|(_, handle)| {
+            let mut batch = Vec::new();
+            for id in 0..reads {
+                batch.extend_from_slice(&wire::read(id + 2, handle, 0, 256 * 1024));
+            }
+            batch
+        })
+        .collect();
+    for ((stream, _), batch) in opened.iter_mut().zip(&batches) {
+        stream.write_all(batch).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn one_connection_gets_a_few_channels_and_a_closed_one_frees_its_slot() {
+    bounded(60, async {
+        let gw = TestGateway::start().await;
+        gw.user("kim", "kim-password", &[("/kim", Full)]).await;
+        gw.put("kim/a.txt", b"a");
+        let ssh = signed_in(gw.addr("sftp"), "kim", "kim-password").await;
+        // Each channel becomes an SFTP session at once (as in the attack: 80 of them).
+        let mut sessions = Vec::new();
+        let mut refused = 0;
+        for _ in 0..20 {
+            match ssh.channel_open_session().await {
+                Ok(channel) => {
+                    channel.request_subsystem(true, "sftp").await.unwrap();
+                    let raw = russh_sftp::client::RawSftpSession::new(channel.into_stream());
+                    raw.init().await.unwrap();
+                    sessions.push(raw);
+                }
+                Err(_) => refused += 1,
+            }
+        }
+        assert_eq!(
+            sessions.len(),
+            8,
+            "the default cap is 8 channels per connection"
+        );
+        assert_eq!(refused, 12);
+
+        // The sessions it has work, and another address is served.
+        for raw in &sessions {
+            assert_eq!(raw.realpath(".").await.unwrap().files[0].filename, "/kim");
+        }
+        let other = sftp_client::login_from(gw.addr("sftp"), "127.0.0.2", "kim", "kim-password")
+            .await
+            .expect("another address signs in");
+        assert_eq!(other.get("/kim/a.txt").await.unwrap(), b"a");
+
+        // Ending a session gives its slot back, and only its slot; so does closing a plain
+        // channel.
+        sessions.pop().unwrap().close_session().unwrap();
+        let mut reopened = None;
+        for _ in 0..50 {
+            if let Ok(channel) = ssh.channel_open_session().await {
+                reopened = Some(channel);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let reopened = reopened.expect("an ended session frees its slot");
+        assert!(
+            ssh.channel_open_session().await.is_err(),
+            "and only that one"
+        );
+        reopened.close().await.unwrap();
+        let mut again = false;
+        for _ in 0..50 {
+            if ssh.channel_open_session().await.is_ok() {
+                again = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(again, "a closed channel frees its slot");
+        gw.stop().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_handle_flood_is_capped_across_channels_and_descriptors_stay_bounded() {
+    let _alone = EXCLUSIVE.lock().await;
+    bounded(90, async {
+        let gw = TestGateway::start().await;
+        gw.user("lea", "lea-password", &[("/lea", Full)]).await;
+        gw.put("lea/f.txt", b"content");
+        let addr = gw.addr("sftp");
+        let ssh = signed_in(addr, "lea", "lea-password").await;
+        let mut sessions = Vec::new();
+        for _ in 0..8 {
+            sessions.push(raw_session(&ssh).await);
+        }
+        let before = open_fds();
+        let (mut opened, mut refused) = (Vec::new(), 0);
+        for raw in &sessions {
+            for i in 0..100 {
+                let result = if i % 10 == 0 {
+                    raw.opendir("/lea").await.map(|h| h.handle)
+                } else {
+                    raw.open("/lea/f.txt", OpenFlags::READ, FileAttributes::default())
+                        .await
+                        .map(|h| h.handle)
+                };
+                match result {
+                    Ok(handle) => opened.push(handle),
+                    Err(e) => {
+                        assert_eq!(code::<()>(Err(e)), StatusCode::Failure);
+                        refused += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(
+            opened.len(),
+            64,
+            "64 handles per connection, all channels together"
+        );
+        assert_eq!(refused, 800 - 64);
+        let during = open_fds();
+        eprintln!("descriptors: {before} before the flood, {during} during");
+        assert!(
+            during <= before + 64 + 32,
+            "descriptors grew from {before} to {during}"
+        );
+
+        // Another client is served meanwhile.
+        let other = sftp_client::login_from(addr, "127.0.0.2", "lea", "lea-password")
+            .await
+            .expect("another address signs in");
+        assert_eq!(other.get("/lea/f.txt").await.unwrap(), b"content");
+        drop(other);
+
+        // Closing a handle frees its slot; ending the connection frees them all.
+        sessions[0].close(opened.pop().unwrap()).await.unwrap();
+        let handle = sessions[1]
+            .open("/lea/f.txt", OpenFlags::READ, FileAttributes::default())
+            .await
+            .expect("a slot was freed");
+        sessions[1].close(handle.handle).await.unwrap();
+        drop(sessions);
+        ssh.disconnect(russh::Disconnect::ByApplication, "", "en")
+            .await
+            .unwrap();
+        let started = std::time::Instant::now();
+        while open_fds() > before + 8 {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "descriptors not released: {} open, {before} before",
+                open_fds()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        gw.stop().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn pipelined_reads_whose_replies_are_never_read_keep_memory_bounded() {
+    let _alone = EXCLUSIVE.lock().await;
+    bounded(90, async {
+        let gw = TestGateway::start().await;
+        gw.user("max", "max-password", &[("/max", Full)]).await;
+        gw.put("max/big.bin", &pattern(1024 * 1024));
+        let addr = gw.addr("sftp");
+        let ssh = signed_in(addr, "max", "max-password").await;
+        let mut streams = open_for_reading(&ssh, "/max/big.bin", 8).await;
+        let before = resident_bytes();
+        pipeline_unread_reads(&mut streams, 1000).await;
+        // 8 channels × 1000 reads × 256 KiB asked for: 2 GiB if nothing held the server back.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let during = resident_bytes();
+        let grown = during.saturating_sub(before) / (1024 * 1024);
+        eprintln!("resident memory grew by {grown} MiB under 8 channels of unread reads");
+        assert!(grown < 120, "resident memory grew by {grown} MiB");
+
+        let other = sftp_client::login_from(addr, "127.0.0.2", "max", "max-password")
+            .await
+            .expect("another address signs in");
+        assert_eq!(other.put("/max/small.txt", b"small").await, StatusCode::Ok);
+        assert_eq!(other.get("/max/small.txt").await.unwrap(), b"small");
+        drop(streams);
+        let _ = tokio::time::timeout(
+            Duration::from_secs(2),
+            ssh.disconnect(russh::Disconnect::ByApplication, "", "en"),
+        )
+        .await;
+        gw.stop().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn revoking_a_key_ends_a_session_that_reads_nothing_and_closes_its_files() {
+    let _alone = EXCLUSIVE.lock().await;
+    bounded(60, async {
+        let gw = TestGateway::start().await;
+        let ned = gw.user("ned", "ned-password", &[("/ned", Full)]).await;
+        gw.put("ned/big.bin", &pattern(1024 * 1024));
+        let (id, secret) = gw
+            .key(Some(ned), "stalled", None, PermissionSet::Full)
+            .await;
+        let addr = gw.addr("sftp");
+        let before = open_fds();
+        let ssh = signed_in(addr, &format!("@api-{id}"), &secret).await;
+        let mut streams = open_for_reading(&ssh, "/ned/big.bin", 4).await;
+        pipeline_unread_reads(&mut streams, 500).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(open_fds() >= before + 4, "the files are open");
+        gw.revoke(id).await;
+        let started = std::time::Instant::now();
+        loop {
+            let (open, _) = gw.gateway.core.gate.open("127.0.0.1".parse().unwrap());
+            if open == 0 && open_fds() <= before + 2 {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(8),
+                "8 s after revocation: {open} connections, {} descriptors ({before} before)",
+                open_fds()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        drop(streams);
+        gw.stop().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_connection_that_does_not_sign_in_in_time_is_closed() {
+    use tokio::io::AsyncReadExt;
+    bounded(60, async {
+        let gw = TestGateway::start_with(|c| {
+            c.limits.handshake_timeout_seconds = 1;
+            c.limits.login_timeout_seconds = 2;
+        })
+        .await;
+        let addr = gw.addr("sftp");
+        /// Reads until the server closes; returns how long that took.
+        async fn closed_after(mut tcp: tokio::net::TcpStream) -> Duration {
+            let started = std::time::Instant::now();
+            let mut buf = [0u8; 4096];
+            loop {
+                match tcp.read(&mut buf).await {
+                    Ok(0) | Err(_) => return started.elapsed(),
+                    Ok(_) => {}
+                }
+            }
+        }
+        // Silent: never sends its version line.
+        let silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+        // Sends its version line, then never takes part in the key exchange.
+        let mut stalled = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stalled.write_all(b"SSH-2.0-stalled\r\n").await.unwrap();
+        // Finishes the key exchange but never signs in.
+        let idle = ssh(&gw).await;
+        let (silent, stalled) = tokio::join!(closed_after(silent), closed_after(stalled));
+        assert!(
+            silent < Duration::from_secs(4),
+            "silent client open {silent:?}"
+        );
+        assert!(
+            stalled < Duration::from_secs(4),
+            "stalled key exchange open {stalled:?}"
+        );
+        let started = std::time::Instant::now();
+        while !idle.is_closed() {
+            assert!(
+                started.elapsed() < Duration::from_secs(4),
+                "a connection that never signs in is still open"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let (open, _) = gw.gateway.core.gate.open("127.0.0.1".parse().unwrap());
+        assert_eq!(open, 0, "their slots are given back");
+
+        // A session signed in in time is not affected (a key: no slow password hashing in
+        // debug builds).
+        let ola = gw.user("ola", "ola-password", &[("/ola", Full)]).await;
+        let (id, secret) = gw.key(Some(ola), "quick", None, PermissionSet::Full).await;
+        let s = login(&gw, &format!("@api-{id}"), &secret).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(s.put("/ola/late.txt", b"late").await, StatusCode::Ok);
+        gw.stop().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_flood_from_one_address_is_refused_while_another_address_is_served() {
+    use tokio::io::AsyncBufReadExt;
+    bounded(60, async {
+        let gw = TestGateway::start_with(|c| c.limits.max_connections_per_address = 4).await;
+        gw.user("pia", "pia-password", &[("/pia", Full)]).await;
+        let addr = gw.addr("sftp");
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            let mut tcp =
+                tokio::io::BufReader::new(tokio::net::TcpStream::connect(addr).await.unwrap());
+            let mut line = String::new();
+            tcp.read_line(&mut line).await.unwrap();
+            assert!(line.starts_with("SSH-2.0-"), "admitted: {line:?}");
+            held.push(tcp);
+        }
+        let mut refused =
+            tokio::io::BufReader::new(tokio::net::TcpStream::connect(addr).await.unwrap());
+        let mut line = String::new();
+        let read = tokio::time::timeout(Duration::from_secs(2), refused.read_line(&mut line)).await;
+        assert!(
+            matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+            "the fifth connection is closed at once: {read:?} {line:?}"
+        );
+        let other = sftp_client::login_from(addr, "127.0.0.2", "pia", "pia-password")
+            .await
+            .expect("another address signs in");
+        assert_eq!(other.put("/pia/ok.txt", b"ok").await, StatusCode::Ok);
+        drop(held);
+        gw.stop().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_client_keeping_sixty_four_large_reads_in_flight_downloads_without_stalling() {
+    bounded(60, async {
+        let gw = TestGateway::start().await;
+        gw.user("qin", "qin-password", &[("/qin", Full)]).await;
+        // 64 reads of 256 KiB ask for twice the connection's in-flight bytes at once.
+        let size = 32 * 1024 * 1024;
+        let data = pattern(size);
+        gw.put("qin/big.bin", &data);
+        let ssh = signed_in(gw.addr("sftp"), "qin", "qin-password").await;
+        let mut opened = open_for_reading(&ssh, "/qin/big.bin", 1).await;
+        let (stream, handle) = &mut opened[0];
+        let chunk = 256 * 1024;
+        let reads = (size / chunk) as u32;
+        let (mut sent, mut received) = (0u32, Vec::with_capacity(size));
+        while sent < 64 {
+            let request = wire::read(
+                sent + 2,
+                handle,
+                u64::from(sent) * chunk as u64,
+                chunk as u32,
+            );
+            stream.write_all(&request).await.unwrap();
+            sent += 1;
+        }
+        for _ in 0..reads {
+            let (kind, body) = wire::reply(stream).await;
+            assert_eq!(kind, 103, "DATA");
+            received.extend_from_slice(&body[8..]);
+            if sent < reads {
+                let request = wire::read(
+                    sent + 2,
+                    handle,
+                    u64::from(sent) * chunk as u64,
+                    chunk as u32,
+                );
+                stream.write_all(&request).await.unwrap();
+                sent += 1;
+            }
+        }
+        assert!(received == data, "the file arrives whole and in order");
+        gw.stop().await;
+    })
+    .await
+}

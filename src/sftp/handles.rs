@@ -3,7 +3,12 @@
 //! Requests on one handle run in order (a client's pipelined reads and writes arrive in
 //! offset order and are served without seeking); requests on different handles, and the
 //! reading of the next packets, run concurrently. Memory stays bounded: each request holds
-//! an in-flight permit until its reply is queued.
+//! its in-flight ticket until its reply is written, a READ first waits for the connection's
+//! reply bytes (so a client that reads no replies stalls its own reads, nothing else), each
+//! worker holds its handle's slot in the connection's cap, and its I/O buffer is allocated
+//! only once the file is used. A
+//! worker stops at once when the connection is stopped: the request in progress is dropped
+//! and nothing more is read, written or replied.
 
 use std::io::SeekFrom;
 use std::sync::Arc;
@@ -14,13 +19,16 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufReader, BufWriter}
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
 use super::attrs::{attrs_of, requested_times};
-use super::session::{Replies, status, status_err};
+use super::conn::Shared;
+use super::session::{Replies, Ticket, status, status_err};
 use crate::files::{Download, EntryKind, Files, FsError, Metadata, Upload};
 use crate::identity::Principal;
 use crate::path::SitePath;
 
 /// Largest read served in one reply (OpenSSH asks for 32 KiB at a time; some clients 256 KiB).
 pub const MAX_READ: u32 = 256 * 1024;
+/// Bytes of a data reply besides the data.
+const REPLY_HEADER: u32 = 64;
 /// Buffer between the network and the storage, per handle.
 const IO_BUFFER: usize = 256 * 1024;
 
@@ -33,8 +41,8 @@ pub enum Job {
     Close { id: u32 },
 }
 
-/// A job and the permit it holds while in flight.
-pub type Queued = (Job, OwnedSemaphorePermit);
+/// A job and the ticket it holds while in flight.
+pub type Queued = (Job, Ticket);
 
 /// What the handle was opened for.
 pub enum OpenFile {
@@ -42,33 +50,36 @@ pub enum OpenFile {
     Writing(Upload),
 }
 
-struct Worker {
-    files: Arc<Files>,
-    who: Arc<Principal>,
-    path: SitePath,
-    replies: Replies,
+/// What a handle's worker works with.
+pub struct Worker {
+    pub files: Arc<Files>,
+    pub who: Arc<Principal>,
+    pub path: SitePath,
+    pub replies: Replies,
+    /// The connection's caps and stop signal.
+    pub shared: Arc<Shared>,
+    /// This handle's slot in the connection's handle cap.
+    pub _slot: OwnedSemaphorePermit,
 }
 
-/// Starts the worker of a new handle; returns its queue.
+/// Starts the worker of a new handle; returns its queue. `on_close` runs when the worker
+/// ends (closed by the client, its queue dropped, or the connection stopped).
 pub fn spawn(
-    files: Arc<Files>,
-    who: Arc<Principal>,
-    path: SitePath,
+    worker: Worker,
     file: OpenFile,
-    replies: Replies,
     on_close: impl FnOnce() + Send + 'static,
 ) -> mpsc::Sender<Queued> {
     let (tx, rx) = mpsc::channel(64);
-    let worker = Worker {
-        files,
-        who,
-        path,
-        replies,
-    };
+    let stop = worker.shared.stop.clone();
     tokio::spawn(async move {
-        match file {
-            OpenFile::Reading(download) => worker.reading(download, rx).await,
-            OpenFile::Writing(upload) => worker.writing(upload, rx).await,
+        tokio::select! {
+            () = stop.raised() => {}
+            () = async {
+                match file {
+                    OpenFile::Reading(download) => worker.reading(download, rx).await,
+                    OpenFile::Writing(upload) => worker.writing(upload, rx).await,
+                }
+            } => {}
         }
         on_close();
     });
@@ -77,11 +88,26 @@ pub fn spawn(
 
 impl Worker {
     async fn reading(self, download: Download, mut rx: mpsc::Receiver<Queued>) {
-        let mut file = BufReader::with_capacity(IO_BUFFER, download);
+        // A one-byte buffer (tokio's least) until the first read: an opened but unused handle
+        // holds no memory.
+        let mut file = BufReader::with_capacity(1, download);
+        let mut buffered = false;
         let mut pos = 0u64;
-        while let Some((job, _permit)) = rx.recv().await {
+        while let Some((job, mut ticket)) = rx.recv().await {
             let reply = match job {
                 Job::Read { id, offset, len } => {
+                    // Waits while replies already read are not yet sent.
+                    let shared = &self.shared;
+                    let cost = len.min(MAX_READ) + REPLY_HEADER;
+                    match Shared::charge(&shared.reply_bytes, cost, shared.byte_limit).await {
+                        Some(bytes) => ticket.carry(bytes),
+                        None => return,
+                    }
+                    if !buffered {
+                        // Nothing was read yet, so nothing is lost by re-wrapping.
+                        file = BufReader::with_capacity(IO_BUFFER, file.into_inner());
+                        buffered = true;
+                    }
                     match read_at(&mut file, &mut pos, offset, len).await {
                         Ok(data) if data.is_empty() && len > 0 => {
                             status(id, StatusCode::Eof, "end of file")
@@ -98,22 +124,32 @@ impl Worker {
                 Job::Stat { id } => self.stat(id).await,
                 Job::SetStat { id, attrs } => self.set_stat(id, attrs).await,
                 Job::Close { id } => {
-                    self.replies.send(status(id, StatusCode::Ok, "ok")).await;
+                    drop(file);
+                    self.replies
+                        .send(status(id, StatusCode::Ok, "ok"), ticket)
+                        .await;
                     return;
                 }
             };
-            self.replies.send(reply).await;
+            self.replies.send(reply, ticket).await;
         }
     }
 
     async fn writing(self, upload: Upload, mut rx: mpsc::Receiver<Queued>) {
-        let mut file = BufWriter::with_capacity(IO_BUFFER, upload);
+        // A one-byte buffer until the first write (see `reading`).
+        let mut file = BufWriter::with_capacity(1, upload);
+        let mut buffered = false;
         let (mut pos, mut end) = (0u64, 0u64);
         let mut times: Option<(Option<SystemTime>, Option<SystemTime>)> = None;
         let mut failed: Option<String> = None;
-        while let Some((job, _permit)) = rx.recv().await {
+        while let Some((job, ticket)) = rx.recv().await {
             let reply = match job {
                 Job::Write { id, offset, data } => {
+                    if !buffered {
+                        // Nothing was written yet (a truncate flushes), so nothing is lost.
+                        file = BufWriter::with_capacity(IO_BUFFER, file.into_inner());
+                        buffered = true;
+                    }
                     match write_at(&mut file, &mut pos, offset, &data).await {
                         Ok(()) => {
                             end = end.max(pos);
@@ -160,11 +196,11 @@ impl Worker {
                 }
                 Job::Close { id } => {
                     let reply = self.finish(id, file, failed, times).await;
-                    self.replies.send(reply).await;
+                    self.replies.send(reply, ticket).await;
                     return;
                 }
             };
-            self.replies.send(reply).await;
+            self.replies.send(reply, ticket).await;
         }
         // The channel ended without a close: the upload is discarded (never half-written).
     }

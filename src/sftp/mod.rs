@@ -1,6 +1,8 @@
 //! The SFTP front-end: an SSH server (russh) offering the `sftp` subsystem, translating
 //! SFTP v3 requests into calls on the file layer.
 //!
+//! - `conn`: one connection's life (admission, handshake/login deadlines, ending it) and
+//!   the caps its channels share.
 //! - `ssh`: authentication and channels (russh handler).
 //! - `session`: the SFTP request loop, with concurrent dispatch.
 //! - `handles`: per-handle workers for reads and writes.
@@ -10,15 +12,16 @@
 //! session's principal.
 
 mod attrs;
+mod conn;
 mod handles;
 mod session;
 mod ssh;
 mod status;
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use russh::keys::ssh_key::private::Ed25519Keypair;
@@ -30,6 +33,7 @@ use crate::auth::Authenticator;
 use crate::config::SftpConfig;
 use crate::files::Files;
 use crate::identity::{Principal, Protocol};
+use crate::limits::ConnectionGate;
 use crate::metrics::{Metrics, SessionGauge};
 
 /// Why the SFTP front-end could not start.
@@ -53,6 +57,8 @@ pub(crate) struct Context {
     auth: Arc<Authenticator>,
     files: Arc<Files>,
     config: SftpConfig,
+    /// Admission of connections (all protocols) and the handshake/login timeouts.
+    gate: Arc<ConnectionGate>,
     per_login: Mutex<HashMap<LoginKey, usize>>,
 }
 
@@ -65,7 +71,11 @@ pub(crate) struct LoginSlot {
 
 impl Drop for LoginSlot {
     fn drop(&mut self) {
-        let mut counts = self.ctx.per_login.lock().expect("login counts");
+        let mut counts = self
+            .ctx
+            .per_login
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if let Some(n) = counts.get_mut(&self.key) {
             *n -= 1;
             if *n == 0 {
@@ -81,7 +91,10 @@ impl Context {
             principal.user.as_ref().map(|u| u.id),
             principal.key.as_ref().map(|k| k.id),
         );
-        let mut counts = self.per_login.lock().expect("login counts");
+        let mut counts = self
+            .per_login
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let n = counts.entry(key).or_insert(0);
         if *n >= self.config.max_sessions_per_login {
             return None;
@@ -103,12 +116,14 @@ pub struct SftpServer {
 }
 
 impl SftpServer {
-    /// Loads (or creates) the host key, binds, and starts accepting connections.
+    /// Loads (or creates) the host key, binds, and starts accepting connections, each
+    /// admitted through `gate`.
     pub async fn start(
         config: SftpConfig,
         auth: Arc<Authenticator>,
         files: Arc<Files>,
         metrics: Arc<Metrics>,
+        gate: Arc<ConnectionGate>,
     ) -> Result<SftpServer, SftpError> {
         let key = load_or_create_host_key(&config.host_key)?;
         let addr: SocketAddr = config.listen.parse().expect("validated listen address");
@@ -124,6 +139,7 @@ impl SftpServer {
             metrics,
             files,
             config,
+            gate,
             per_login: Mutex::default(),
         });
         let (stop, stopped) = watch::channel(false);
@@ -172,7 +188,9 @@ fn ssh_config(config: &SftpConfig, key: PrivateKey) -> russh::server::Config {
         max_auth_attempts: 6,
         window_size: 16 * 1024 * 1024,
         maximum_packet_size: 65535,
-        channel_buffer_size: 256,
+        // Messages (up to 256 KiB each) russh queues per channel before it stops reading the
+        // socket: with the in-flight bound this is what one connection can make us hold.
+        channel_buffer_size: 32,
         nodelay: true,
         ..Default::default()
     }
@@ -184,7 +202,6 @@ async fn accept_loop(
     ctx: Arc<Context>,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let per_address: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
     let (disconnect_all, _) = tokio::sync::broadcast::channel::<()>(1);
     loop {
         let (socket, peer) = tokio::select! {
@@ -198,45 +215,22 @@ async fn accept_loop(
                 }
             },
         };
-        let ip = peer.ip();
-        {
-            let mut counts = per_address.lock().expect("address counts");
-            let n = counts.entry(ip).or_insert(0);
-            if *n >= ctx.config.max_sessions_per_address {
-                tracing::info!(client.ip = %ip, "sftp connection refused: too many from this address");
+        let permit = match ctx.gate.admit(peer.ip()) {
+            Ok(permit) => permit,
+            Err(refusal) => {
+                tracing::info!(client.ip = %peer.ip(), protocol = "sftp", %refusal, "connection refused");
                 continue; // dropping the socket closes it
             }
-            *n += 1;
-        }
+        };
         let _ = socket.set_nodelay(true);
-        let (ssh, ctx, counts, mut shutdown) = (
-            ssh.clone(),
+        tokio::spawn(conn::serve(
             ctx.clone(),
-            per_address.clone(),
+            ssh.clone(),
+            socket,
+            peer,
+            permit,
             disconnect_all.subscribe(),
-        );
-        tokio::spawn(async move {
-            let handler = ssh::Connection::new(ctx, Some(peer));
-            match russh::server::run_stream(ssh, socket, handler).await {
-                Ok(running) => {
-                    let handle = running.handle();
-                    tokio::select! {
-                        _ = running => {}
-                        _ = shutdown.recv() => {
-                            let _ = handle.disconnect(russh::Disconnect::ByApplication, "server shutting down".into(), "en".into()).await;
-                        }
-                    }
-                }
-                Err(e) => tracing::debug!(error = %e, "ssh handshake failed"),
-            }
-            let mut counts = counts.lock().expect("address counts");
-            if let Some(n) = counts.get_mut(&ip) {
-                *n -= 1;
-                if *n == 0 {
-                    counts.remove(&ip);
-                }
-            }
-        });
+        ));
     }
     let _ = disconnect_all.send(());
 }

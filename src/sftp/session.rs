@@ -4,24 +4,37 @@
 //! client's 64 pipelined reads wait on each other. This loop keeps russh-sftp's packet types
 //! but dispatches: requests on an open file go to that handle's worker (in order per
 //! handle), metadata requests are answered here in arrival order, and one writer task sends
-//! replies as they are ready. An in-flight bound keeps memory per session to a few MiB.
-//! Policy lives in `files`; this module only translates.
+//! replies as they are ready.
+//!
+//! Memory stays bounded whatever the client does. Every request holds a [`Ticket`] from the
+//! moment it is read until its reply has been handed to the channel: it counts against the
+//! session's requests in flight, its bytes against the connection's request bytes until
+//! the file layer has processed it, and the file data read for its reply against the
+//! connection's reply bytes until written. A READ waits (in its handle's worker) for reply
+//! bytes, so a client that does not read its replies stops being served; its next requests
+//! pile up to the request count, then nothing more is read and russh stops reading its
+//! socket. The reader itself never waits for the client's window (only for the file layer),
+//! so a client that reads its replies can always get its window adjustments through.
+//! Handles count against the connection's caps. When the connection is stopped
+//! (revocation, shutdown), reading, handle workers and the writer stop at once and no reply
+//! is sent after. Policy lives in `files`; this module only translates.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
 use russh_sftp::protocol::{
     Attrs, File, FileAttributes, Handle, Name, OpenFlags, Packet, Status, StatusCode, Version,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use super::attrs::{attrs_of, entry, requested_times};
+use super::conn::{Shared, Signal};
 use super::handles::{self, Job, OpenFile, Queued};
 use super::status::{message_of, status_of};
-use crate::files::{Files, FsError, WriteMode};
+use crate::files::{DirEntry, Files, FsError, WriteMode};
 use crate::identity::Principal;
 use crate::path::SitePath;
 
@@ -29,23 +42,51 @@ use crate::path::SitePath;
 const MAX_IN_FLIGHT: usize = 128;
 /// Entries per `SSH_FXP_NAME` reply to `READDIR`.
 const DIR_CHUNK: usize = 128;
+/// Bytes of entries (names and long names, estimated) per `NAME` reply to `READDIR`.
+const DIR_CHUNK_BYTES: usize = 16 * 1024;
 
-/// Limits of one session.
+/// Limits of one session (the connection-wide ones are in [`Shared`]).
 #[derive(Debug, Clone, Copy)]
 pub struct SessionLimits {
     pub max_packet: u32,
-    pub max_handles: usize,
 }
 
-/// Where replies go (the writer task).
+/// One request's share of the in-flight bounds, given back when its reply has been written
+/// to the channel (or dropped).
+pub struct Ticket {
+    _request: OwnedSemaphorePermit,
+    request_bytes: Option<OwnedSemaphorePermit>,
+    reply_bytes: Option<OwnedSemaphorePermit>,
+}
+
+impl Ticket {
+    /// The file layer is done with the request: its bytes may be reused.
+    pub fn processed(&mut self) {
+        self.request_bytes = None;
+    }
+
+    /// The reply's data is charged to this ticket.
+    pub fn carry(&mut self, reply_bytes: OwnedSemaphorePermit) {
+        self.reply_bytes = Some(reply_bytes);
+    }
+}
+
+/// Where replies go (the writer task). Nothing is sent once the connection is stopped.
 #[derive(Clone)]
-pub struct Replies(mpsc::Sender<Bytes>);
+pub struct Replies {
+    tx: mpsc::Sender<(Bytes, Ticket)>,
+    stop: Signal,
+}
 
 impl Replies {
-    pub async fn send(&self, packet: Packet) {
+    pub async fn send(&self, packet: Packet, mut ticket: Ticket) {
+        ticket.processed();
+        if self.stop.is_raised() {
+            return;
+        }
         match Bytes::try_from(packet) {
             Ok(bytes) => {
-                let _ = self.0.send(bytes).await;
+                let _ = self.tx.send((bytes, ticket)).await;
             }
             Err(e) => tracing::error!(error = %e, "cannot encode SFTP reply"),
         }
@@ -69,69 +110,107 @@ pub fn status_err(id: u32, err: &FsError) -> Packet {
 
 enum HandleEntry {
     File(mpsc::Sender<Queued>),
-    Dir(VecDeque<File>),
+    Dir(Folder),
+}
+
+/// An open folder: the entries not yet sent, and its slots in the connection's caps.
+struct Folder {
+    entries: VecDeque<DirEntry>,
+    _handle: OwnedSemaphorePermit,
+    _folder: OwnedSemaphorePermit,
+}
+
+type HandleMap = Arc<Mutex<HashMap<String, HandleEntry>>>;
+
+/// The handle table; only map operations happen under its lock, so a poisoned lock is
+/// still consistent.
+fn lock(handles: &HandleMap) -> MutexGuard<'_, HashMap<String, HandleEntry>> {
+    handles.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 struct Session {
     files: Arc<Files>,
     who: Arc<Principal>,
     home: SitePath,
-    limits: SessionLimits,
-    handles: Arc<Mutex<HashMap<String, HandleEntry>>>,
+    shared: Arc<Shared>,
+    handles: HandleMap,
     next_handle: AtomicU64,
     replies: Replies,
+    requests: Arc<Semaphore>,
 }
 
-/// Serves SFTP from `reader` to `writer` for `who` until the client goes away or
-/// misbehaves.
+/// Serves SFTP from `reader` to `writer` for `who` until the client goes away, misbehaves
+/// or the connection is stopped.
 pub async fn serve<R, W>(
     mut reader: R,
     writer: W,
     files: Arc<Files>,
     who: Arc<Principal>,
     limits: SessionLimits,
+    shared: Arc<Shared>,
 ) where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Send + 'static,
 {
-    let (tx, rx) = mpsc::channel::<Bytes>(MAX_IN_FLIGHT);
-    let writing = tokio::spawn(write_replies(writer, rx));
+    let stop = shared.stop.clone();
+    let (tx, rx) = mpsc::channel(MAX_IN_FLIGHT);
+    let writing = tokio::spawn(write_replies(writer, rx, stop.clone()));
     let home = files.start_dir(&who);
     let session = Session {
         files,
         who,
         home,
-        limits,
+        shared,
         handles: Arc::default(),
         next_handle: AtomicU64::new(1),
-        replies: Replies(tx),
+        replies: Replies {
+            tx,
+            stop: stop.clone(),
+        },
+        requests: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
     };
-    let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let stopped = stop.raised();
+    tokio::pin!(stopped);
     loop {
-        let packet = match read_packet(&mut reader, limits.max_packet).await {
-            Ok(Some(packet)) => packet,
+        let read = tokio::select! {
+            () = &mut stopped => break,
+            read = read_packet(&mut reader, limits.max_packet) => read,
+        };
+        let (packet, len) = match read {
+            Ok(Some(read)) => read,
             Ok(None) => break,
             Err(reason) => {
                 tracing::info!(user = %session.who.display_name(), reason, "SFTP client sent a bad packet; disconnecting");
                 break;
             }
         };
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            break;
+        // Waits while the session has too many requests in flight, or the connection too
+        // many request bytes not yet processed.
+        let ticket = tokio::select! {
+            () = &mut stopped => break,
+            ticket = session.ticket(len) => ticket,
         };
-        session.dispatch(packet, permit).await;
+        let Some(ticket) = ticket else { break };
+        tokio::select! {
+            () = &mut stopped => break,
+            () = session.dispatch(packet, ticket) => {}
+        }
     }
     // Dropping the handles ends their workers; uploads never closed are discarded.
-    session.handles.lock().expect("handles lock").clear();
+    lock(&session.handles).clear();
     drop(session);
-    let _ = writing.await;
+    if stop.is_raised() {
+        writing.abort();
+    } else {
+        let _ = writing.await;
+    }
 }
 
-/// One packet: `Ok(None)` at a clean end of stream, `Err` for garbage.
+/// One packet and its length: `Ok(None)` at a clean end of stream, `Err` for garbage.
 async fn read_packet<R: AsyncRead + Unpin>(
     reader: &mut R,
     max: u32,
-) -> Result<Option<Packet>, &'static str> {
+) -> Result<Option<(Packet, u32)>, &'static str> {
     let len = match reader.read_u32().await {
         Ok(len) => len,
         Err(_) => return Ok(None),
@@ -145,14 +224,34 @@ async fn read_packet<R: AsyncRead + Unpin>(
     }
     let mut bytes = Bytes::from(buf);
     Packet::try_from(&mut bytes)
-        .map(Some)
+        .map(|packet| Some((packet, len)))
         .map_err(|_| "undecodable packet")
 }
 
-async fn write_replies<W: AsyncWrite>(writer: W, mut rx: mpsc::Receiver<Bytes>) {
+/// Writes replies in the order they are ready; each ticket is given back once its reply is
+/// with the channel (which sends only what the client's window allows).
+async fn write_replies<W: AsyncWrite>(
+    writer: W,
+    mut rx: mpsc::Receiver<(Bytes, Ticket)>,
+    stop: Signal,
+) {
     tokio::pin!(writer);
-    while let Some(bytes) = rx.recv().await {
-        if writer.write_all(&bytes).await.is_err() {
+    let stopped = stop.raised();
+    tokio::pin!(stopped);
+    loop {
+        let (bytes, ticket) = tokio::select! {
+            () = &mut stopped => return,
+            next = rx.recv() => match next {
+                Some(next) => next,
+                None => break,
+            },
+        };
+        let written = tokio::select! {
+            () = &mut stopped => return,
+            written = writer.write_all(&bytes) => written,
+        };
+        drop(ticket);
+        if written.is_err() {
             return;
         }
         if rx.is_empty() && writer.flush().await.is_err() {
@@ -163,7 +262,19 @@ async fn write_replies<W: AsyncWrite>(writer: W, mut rx: mpsc::Receiver<Bytes>) 
 }
 
 impl Session {
-    async fn dispatch(&self, packet: Packet, permit: tokio::sync::OwnedSemaphorePermit) {
+    /// A ticket for a request of `bytes`; `None` once the session is closing.
+    async fn ticket(&self, bytes: u32) -> Option<Ticket> {
+        let request = self.requests.clone().acquire_owned().await.ok()?;
+        let shared = &self.shared;
+        let bytes = Shared::charge(&shared.request_bytes, bytes, shared.byte_limit).await?;
+        Some(Ticket {
+            _request: request,
+            request_bytes: Some(bytes),
+            reply_bytes: None,
+        })
+    }
+
+    async fn dispatch(&self, packet: Packet, ticket: Ticket) {
         let id = packet.get_request_id();
         let job = match packet {
             Packet::Read(r) => Some((
@@ -187,31 +298,33 @@ impl Session {
             Packet::Close(c) => Some((c.handle, Job::Close { id })),
             other => {
                 let reply = self.answer(other).await;
-                self.replies.send(reply).await;
+                self.replies.send(reply, ticket).await;
                 return;
             }
         };
         let Some((handle, job)) = job else { return };
-        let target = match self.handles.lock().expect("handles lock").get_mut(&handle) {
+        let target = match lock(&self.handles).get_mut(&handle) {
             Some(HandleEntry::File(tx)) => Ok(tx.clone()),
             Some(HandleEntry::Dir(_)) => Err(matches!(job, Job::Close { .. })),
             None => Err(false),
         };
         match target {
             Ok(tx) => {
-                if tx.send((job, permit)).await.is_err() {
+                if let Err(mpsc::error::SendError((_, ticket))) = tx.send((job, ticket)).await {
                     self.replies
-                        .send(status(id, StatusCode::Failure, "handle is closed"))
+                        .send(status(id, StatusCode::Failure, "handle is closed"), ticket)
                         .await;
                 }
             }
             Err(true) => {
-                self.handles.lock().expect("handles lock").remove(&handle);
-                self.replies.send(status(id, StatusCode::Ok, "ok")).await;
+                lock(&self.handles).remove(&handle);
+                self.replies
+                    .send(status(id, StatusCode::Ok, "ok"), ticket)
+                    .await;
             }
             Err(false) => {
                 self.replies
-                    .send(status(id, StatusCode::Failure, "invalid handle"))
+                    .send(status(id, StatusCode::Failure, "invalid handle"), ticket)
                     .await
             }
         }
@@ -347,21 +460,21 @@ impl Session {
         }
     }
 
-    /// Registers a handle, unless the session already holds its maximum.
-    fn new_handle(&self, entry: HandleEntry) -> Option<String> {
-        let mut handles = self.handles.lock().expect("handles lock");
-        if handles.len() >= self.limits.max_handles {
-            return None;
-        }
+    /// A slot for one more handle on this connection, if it has room.
+    fn handle_slot(&self) -> Option<OwnedSemaphorePermit> {
+        self.shared.handles.clone().try_acquire_owned().ok()
+    }
+
+    fn register(&self, entry: HandleEntry) -> String {
         let handle = self.next_handle.fetch_add(1, Ordering::Relaxed).to_string();
-        handles.insert(handle.clone(), entry);
-        Some(handle)
+        lock(&self.handles).insert(handle.clone(), entry);
+        handle
     }
 
     async fn open(&self, id: u32, input: &str, flags: OpenFlags) -> Packet {
-        if self.handles.lock().expect("handles lock").len() >= self.limits.max_handles {
-            return status(id, StatusCode::Failure, "too many open handles");
-        }
+        let Some(slot) = self.handle_slot() else {
+            return too_many_handles(id);
+        };
         let path = match self.resolve(input) {
             Ok(path) => path,
             Err(err) => return status_err(id, &err),
@@ -384,19 +497,20 @@ impl Session {
         let handles = self.handles.clone();
         let name = handle.clone();
         let tx = handles::spawn(
-            self.files.clone(),
-            self.who.clone(),
-            path,
+            handles::Worker {
+                files: self.files.clone(),
+                who: self.who.clone(),
+                path,
+                replies: self.replies.clone(),
+                shared: self.shared.clone(),
+                _slot: slot,
+            },
             file,
-            self.replies.clone(),
             move || {
-                handles.lock().expect("handles lock").remove(&name);
+                lock(&handles).remove(&name);
             },
         );
-        self.handles
-            .lock()
-            .expect("handles lock")
-            .insert(handle.clone(), HandleEntry::File(tx));
+        lock(&self.handles).insert(handle.clone(), HandleEntry::File(tx));
         Packet::Handle(Handle { id, handle })
     }
 
@@ -426,6 +540,12 @@ impl Session {
     }
 
     async fn open_dir(&self, id: u32, input: &str) -> Packet {
+        let Some(handle_slot) = self.handle_slot() else {
+            return too_many_handles(id);
+        };
+        let Ok(folder_slot) = self.shared.folders.clone().try_acquire_owned() else {
+            return status(id, StatusCode::Failure, "too many open folders");
+        };
         let result = async {
             let path = self.resolve(input)?;
             self.files.list(&self.who, &path).await
@@ -433,35 +553,49 @@ impl Session {
         .await;
         match result {
             Ok(entries) => {
-                let files = entries
-                    .iter()
-                    .map(|e| entry(&e.name, &e.metadata))
-                    .collect();
-                match self.new_handle(HandleEntry::Dir(files)) {
-                    Some(handle) => Packet::Handle(Handle { id, handle }),
-                    None => status(id, StatusCode::Failure, "too many open handles"),
-                }
+                let handle = self.register(HandleEntry::Dir(Folder {
+                    entries: entries.into(),
+                    _handle: handle_slot,
+                    _folder: folder_slot,
+                }));
+                Packet::Handle(Handle { id, handle })
             }
             Err(err) => status_err(id, &err),
         }
     }
 
     fn read_dir(&self, id: u32, handle: &str) -> Packet {
-        let mut handles = self.handles.lock().expect("handles lock");
+        let mut handles = lock(&self.handles);
         match handles.get_mut(handle) {
-            Some(HandleEntry::Dir(entries)) if entries.is_empty() => {
+            Some(HandleEntry::Dir(folder)) if folder.entries.is_empty() => {
                 status(id, StatusCode::Eof, "end of folder")
             }
-            Some(HandleEntry::Dir(entries)) => {
-                let n = entries.len().min(DIR_CHUNK);
+            Some(HandleEntry::Dir(folder)) => {
+                // A bounded reply: at most DIR_CHUNK entries and about DIR_CHUNK_BYTES.
+                let (mut n, mut bytes) = (0, 0);
+                for e in folder.entries.iter().take(DIR_CHUNK) {
+                    bytes += 2 * e.name.len() + 96;
+                    n += 1;
+                    if bytes >= DIR_CHUNK_BYTES {
+                        break;
+                    }
+                }
                 Packet::Name(Name {
                     id,
-                    files: entries.drain(..n).collect(),
+                    files: folder
+                        .entries
+                        .drain(..n)
+                        .map(|e| entry(&e.name, &e.metadata))
+                        .collect(),
                 })
             }
             _ => status(id, StatusCode::Failure, "invalid handle"),
         }
     }
+}
+
+fn too_many_handles(id: u32) -> Packet {
+    status(id, StatusCode::Failure, "too many open handles")
 }
 
 /// Decodes two SSH strings (u32 length + bytes) from an extension's payload.

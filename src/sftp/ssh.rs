@@ -2,9 +2,10 @@
 //! session channel that offers only the `sftp` subsystem.
 //!
 //! Every request russh lets us refuse is refused by default (password and public key are
-//! the only methods; shells, commands, forwarding and agents get a clear "no"). After
-//! login a watcher re-checks the principal every few seconds and disconnects the client
-//! when its key is revoked or its user disabled.
+//! the only methods; shells, commands, forwarding and agents get a clear "no"). Channels
+//! are capped per connection (`sftp.max_channels_per_connection`): more are refused. After
+//! login a watcher re-checks the principal every few seconds and ends the connection (every
+//! session, handle and pending reply of it) when its key, user or grants no longer allow it.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -12,9 +13,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
-use russh::{Channel, ChannelId, Disconnect, MethodKind, MethodSet};
-use tokio::sync::oneshot;
+use russh::{Channel, ChannelId, ChannelOpenFailure, MethodKind, MethodSet};
+use tokio::sync::OwnedSemaphorePermit;
 
+use super::conn::{Phase, Shared};
 use super::session::{self, SessionLimits};
 use super::{Context, LoginSlot};
 use crate::auth::{AuthError, LoginName, Proof};
@@ -25,7 +27,12 @@ pub struct Connection {
     ctx: Arc<Context>,
     peer: Option<SocketAddr>,
     state: State,
-    channels: HashMap<ChannelId, Channel<Msg>>,
+    /// Open session channels not yet serving SFTP, each with its slot of the channel cap
+    /// (an SFTP session takes its slot along and gives it back when it ends).
+    channels: HashMap<ChannelId, (Channel<Msg>, OwnedSemaphorePermit)>,
+    /// Channel opens refused for the cap (logged once per connection, not per attempt).
+    refused_channels: u64,
+    shared: Arc<Shared>,
 }
 
 enum State {
@@ -33,8 +40,6 @@ enum State {
     Authenticated {
         principal: Arc<Principal>,
         _slot: LoginSlot,
-        /// Dropped with the connection: stops the revocation watcher.
-        watch: Option<oneshot::Sender<()>>,
     },
 }
 
@@ -42,12 +47,14 @@ const ONLY_SFTP: &str =
     "filegate: this server offers SFTP only (no shell, commands or forwarding)\r\n";
 
 impl Connection {
-    pub fn new(ctx: Arc<Context>, peer: Option<SocketAddr>) -> Connection {
+    pub fn new(ctx: Arc<Context>, peer: Option<SocketAddr>, shared: Arc<Shared>) -> Connection {
         Connection {
             ctx,
             peer,
             state: State::Unauthenticated,
             channels: HashMap::new(),
+            refused_channels: 0,
+            shared,
         }
     }
 
@@ -56,6 +63,7 @@ impl Connection {
     }
 
     async fn sign_in(&mut self, user: &str, proof: Proof<'_>) -> Auth {
+        self.shared.reached(Phase::Login);
         match self
             .ctx
             .auth
@@ -67,7 +75,6 @@ impl Connection {
                     self.state = State::Authenticated {
                         principal: Arc::new(principal),
                         _slot: slot,
-                        watch: None,
                     };
                     Auth::Accept
                 }
@@ -109,6 +116,7 @@ impl russh::server::Handler for Connection {
     type Error = russh::Error;
 
     async fn auth_none(&mut self, _user: &str) -> Result<Auth, Self::Error> {
+        self.shared.reached(Phase::Login);
         let mut methods = MethodSet::empty();
         methods.push(MethodKind::Password);
         methods.push(MethodKind::PublicKey);
@@ -127,6 +135,7 @@ impl russh::server::Handler for Connection {
         user: &str,
         _offer: PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
+        self.shared.reached(Phase::Login);
         // API keys sign in with their secret only; let such clients move on to a password.
         Ok(match LoginName::parse(user) {
             Ok(LoginName::User(_)) => Auth::Accept,
@@ -145,18 +154,13 @@ impl russh::server::Handler for Connection {
         Ok(self.sign_in(user, Proof::PublicKey(&line)).await)
     }
 
-    async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {
-        if let State::Authenticated {
-            principal, watch, ..
-        } = &mut self.state
-        {
-            let (stop, stopped) = oneshot::channel();
-            *watch = Some(stop);
+    async fn auth_succeeded(&mut self, _session: &mut Session) -> Result<(), Self::Error> {
+        if let State::Authenticated { principal, .. } = &self.state {
+            self.shared.reached(Phase::SignedIn);
             tokio::spawn(watch_revocation(
                 self.ctx.clone(),
                 principal.clone(),
-                session.handle(),
-                stopped,
+                self.shared.clone(),
             ));
         }
         Ok(())
@@ -168,10 +172,34 @@ impl russh::server::Handler for Connection {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        if self.principal().is_some() && self.channels.len() < 8 {
-            self.channels.insert(channel.id(), channel);
-            reply.accept().await;
+        let Some(principal) = self.principal() else {
+            reply
+                .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return Ok(());
+        };
+        match self.shared.channels.clone().try_acquire_owned() {
+            Ok(slot) => {
+                self.channels.insert(channel.id(), (channel, slot));
+                reply.accept().await;
+            }
+            Err(_) => {
+                self.refused_channels += 1;
+                if self.refused_channels == 1 {
+                    tracing::info!(user = %principal.display_name(), client.ip = ?self.peer.map(|p| p.ip()), "sftp channel refused: too many on this connection");
+                }
+                reply.reject(ChannelOpenFailure::ResourceShortage).await;
+            }
         }
+        Ok(())
+    }
+
+    async fn channel_close(
+        &mut self,
+        channel: ChannelId,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.channels.remove(&channel);
         Ok(())
     }
 
@@ -184,7 +212,7 @@ impl russh::server::Handler for Connection {
         let (Some(principal), true) = (self.principal(), name == "sftp") else {
             return self.refuse(channel, session).await;
         };
-        let Some(open) = self.channels.remove(&channel) else {
+        let Some((open, slot)) = self.channels.remove(&channel) else {
             session.channel_failure(channel)?;
             return Ok(());
         };
@@ -192,9 +220,10 @@ impl russh::server::Handler for Connection {
         let files = self.ctx.files.clone();
         let limits = SessionLimits {
             max_packet: self.ctx.config.max_packet_bytes,
-            max_handles: self.ctx.config.max_handles_per_session,
         };
+        let shared = self.shared.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let (mut read_half, write_half) = open.split();
             session::serve(
                 read_half.make_reader(),
@@ -202,6 +231,7 @@ impl russh::server::Handler for Connection {
                 files,
                 principal,
                 limits,
+                shared,
             )
             .await;
             // scp (SFTP mode) treats a channel closed without an exit status as a failure.
@@ -243,30 +273,22 @@ impl russh::server::Handler for Connection {
     }
 }
 
-/// Disconnects the client once its principal may no longer act.
-async fn watch_revocation(
-    ctx: Arc<Context>,
-    principal: Arc<Principal>,
-    handle: russh::server::Handle,
-    mut stopped: oneshot::Receiver<()>,
-) {
+/// Ends the connection once its principal may no longer act (the connection task then
+/// disconnects the client); stops when the connection ends.
+async fn watch_revocation(ctx: Arc<Context>, principal: Arc<Principal>, shared: Arc<Shared>) {
     let every = Duration::from_secs(ctx.config.revocation_check_seconds);
+    let ended = shared.stop.raised();
+    tokio::pin!(ended);
     loop {
         tokio::select! {
-            _ = &mut stopped => return,
-            _ = tokio::time::sleep(every) => {}
+            () = &mut ended => return,
+            () = tokio::time::sleep(every) => {}
         }
         match ctx.auth.still_valid(&principal).await {
             Ok(true) | Err(_) => continue,
             Ok(false) => {
-                tracing::info!(user = %principal.display_name(), key_id = principal.key.as_ref().map(|k| k.id), "ending SFTP session: access revoked");
-                let _ = handle
-                    .disconnect(
-                        Disconnect::ByApplication,
-                        "access revoked".into(),
-                        "en".into(),
-                    )
-                    .await;
+                tracing::info!(user = %principal.display_name(), key_id = principal.key.as_ref().map(|k| k.id), "ending SFTP session: access revoked or narrowed");
+                shared.end("access revoked");
                 return;
             }
         }

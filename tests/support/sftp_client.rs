@@ -31,6 +31,40 @@ pub async fn connect(addr: SocketAddr) -> russh::client::Handle<Client> {
         .expect("connect")
 }
 
+/// Connects from a chosen local address (e.g. 127.0.0.2, so that the server sees another
+/// client address than 127.0.0.1).
+pub async fn connect_from(addr: SocketAddr, source: &str) -> russh::client::Handle<Client> {
+    let stream = tcp_from(addr, source).await;
+    let config = Arc::new(russh::client::Config::default());
+    russh::client::connect_stream(config, stream, Client)
+        .await
+        .expect("connect")
+}
+
+/// A plain TCP connection from `source` (any port) to `addr`.
+pub async fn tcp_from(addr: SocketAddr, source: &str) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket
+        .bind(SocketAddr::new(source.parse().unwrap(), 0))
+        .unwrap();
+    socket.connect(addr).await.expect("tcp connect")
+}
+
+/// Signs in with a password from `source`; `None` when refused.
+pub async fn login_from(
+    addr: SocketAddr,
+    source: &str,
+    user: &str,
+    password: &str,
+) -> Option<Sftp> {
+    let mut ssh = connect_from(addr, source).await;
+    let result = ssh.authenticate_password(user, password).await.unwrap();
+    if !result.success() {
+        return None;
+    }
+    Some(open_sftp(ssh).await)
+}
+
 pub async fn open_sftp(ssh: russh::client::Handle<Client>) -> Sftp {
     let channel = ssh.channel_open_session().await.unwrap();
     channel.request_subsystem(true, "sftp").await.unwrap();
