@@ -152,7 +152,7 @@ impl Sftp {
 }
 
 /// Connects from a chosen local address (e.g. 127.0.0.2, so the server sees another client).
-pub async fn connect_from(
+pub async fn try_connect_from(
     addr: SocketAddr,
     source: std::net::IpAddr,
 ) -> std::io::Result<russh::client::Handle<Client>> {
@@ -164,13 +164,13 @@ pub async fn connect_from(
 }
 
 /// Signs in with a password from a chosen local address; `None` when refused or cut off.
-pub async fn login_from(
+pub async fn try_login_from(
     addr: SocketAddr,
     source: std::net::IpAddr,
     user: &str,
     password: &str,
 ) -> Option<Sftp> {
-    let mut ssh = connect_from(addr, source).await.ok()?;
+    let mut ssh = try_connect_from(addr, source).await.ok()?;
     let result = ssh.authenticate_password(user, password).await.ok()?;
     if !result.success() {
         return None;
