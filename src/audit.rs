@@ -311,7 +311,11 @@ impl AuditLog {
     /// Stops taking events, writes everything queued, and waits for the writer to finish.
     pub async fn shutdown(&self) {
         self.stop.notify_one();
-        let task = self.task.lock().expect("audit task lock").take();
+        let task = self
+            .task
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
         if let Some(task) = task
             && let Err(err) = task.await
         {

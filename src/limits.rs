@@ -68,12 +68,12 @@ fn non_zero_or(value: usize, fallback: usize) -> usize {
 fn descriptor_limit() -> u64 {
     use rustix::process::{Resource, getrlimit, setrlimit};
     let mut limit = getrlimit(Resource::Nofile);
-    if let (Some(cur), Some(max)) = (limit.current, limit.maximum) {
-        if cur < max {
-            limit.current = Some(max);
-            if setrlimit(Resource::Nofile, limit.clone()).is_err() {
-                limit.current = Some(cur);
-            }
+    if let (Some(cur), Some(max)) = (limit.current, limit.maximum)
+        && cur < max
+    {
+        limit.current = Some(max);
+        if setrlimit(Resource::Nofile, limit).is_err() {
+            limit.current = Some(cur);
         }
     }
     // `None` is "unlimited": treat it as a large but finite number.

@@ -68,7 +68,10 @@ impl Metrics {
     /// counted but not audited (the authenticator audits one per address and login a minute).
     pub fn render(&self, audit: &AuditStats, unrecorded_refusals: u64) -> String {
         let mut out = String::new();
-        let counters = self.counters.lock().expect("metrics lock");
+        let counters = self
+            .counters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut last = "";
         for ((name, protocol, result), value) in counters.iter() {
             if *name != last {

@@ -96,7 +96,10 @@ impl FromRequest<Arc<ApiState>> for Authed {
             return Err(ApiError::AuthenticationRequired);
         };
         if let Some(slot) = slot {
-            *slot.0.lock().expect("call slot") = Some(principal.clone());
+            *slot
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(principal.clone());
         }
         Ok(Authed {
             principal,

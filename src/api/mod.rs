@@ -125,7 +125,11 @@ async fn audit_calls(State(state): State<Arc<ApiState>>, mut req: Request, next:
     req.extensions_mut().insert(slot.clone());
     let what = format!("{} {}", req.method(), req.uri().path());
     let response = next.run(req).await;
-    let principal = slot.0.lock().expect("call slot").take();
+    let principal = slot
+        .0
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
     if let Some(principal) = principal {
         let status = response.status();
         let outcome = if status.is_success() {

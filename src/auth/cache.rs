@@ -54,7 +54,10 @@ impl PasswordCache {
             return false;
         }
         let tag = self.tag(user_id, password);
-        let entries = self.entries.lock().expect("password cache lock");
+        let entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         match entries.get(&user_id) {
             Some(e) => {
                 e.revision == revision && e.until > Instant::now() && bool::from(e.tag.ct_eq(&tag))
@@ -73,7 +76,10 @@ impl PasswordCache {
             revision,
             until: Instant::now() + self.ttl,
         };
-        let mut entries = self.entries.lock().expect("password cache lock");
+        let mut entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if entries.len() >= self.capacity {
             let now = Instant::now();
             entries.retain(|_, e| e.until > now);

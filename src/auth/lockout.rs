@@ -147,7 +147,10 @@ impl Lockout {
             return false;
         };
         let now = now_ms();
-        let counters = self.counters.lock().expect("lockout lock");
+        let counters = self
+            .counters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let banned = |scope: &str| {
             counters
                 .get(scope)
@@ -220,7 +223,10 @@ impl Lockout {
         let since = self.synced_ms.load(Ordering::Relaxed) - SYNC_OVERLAP_MS;
         let changed = ledger.changed_since(since.max(0)).await?;
         {
-            let mut counters = self.counters.lock().expect("lockout lock");
+            let mut counters = self
+                .counters
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             for (scope, state) in changed {
                 counters.insert(scope, state);
             }
@@ -240,7 +246,10 @@ impl Lockout {
 
     /// Counts a failure in this replica's copy.
     fn bump_local(&self, scope: &str, window: &LockoutWindow, now: i64) -> FailureState {
-        let mut counters = self.counters.lock().expect("lockout lock");
+        let mut counters = self
+            .counters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if counters.len() >= SWEEP_AT {
             counters.retain(|_, c| {
                 now - c.window_start_ms < window.window_ms

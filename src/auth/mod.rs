@@ -572,7 +572,10 @@ impl Authenticator {
     async fn touch(&self, principal: &Principal) {
         let at = now();
         let due = |key: (bool, i64), interval: i64| {
-            let mut touched = self.touched.lock().expect("touch lock");
+            let mut touched = self
+                .touched
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let last = touched.get(&key).copied().unwrap_or(i64::MIN);
             if at.saturating_sub(last) >= interval {
                 touched.insert(key, at);

@@ -30,7 +30,6 @@ cd "$work"
 export ALICE_PASSWORD="alice-interop-password"
 printf '%s\n' "$ALICE_PASSWORD" | "$bin" user add alice --password-stdin >/dev/null
 "$bin" user grant alice /alice full >/dev/null
-mkdir -p "$FILEGATE_DATA_DIR/files/alice"
 ALICE_KEY_JSON="$("$bin" key create --user alice --name "interop key" --json)"
 export ALICE_KEY_ID="$(jq -r .id <<<"$ALICE_KEY_JSON")"
 export ALICE_KEY_SECRET="$(jq -r .key <<<"$ALICE_KEY_JSON")"
