@@ -80,6 +80,23 @@ fn descriptor_limit() -> u64 {
     limit.current.unwrap_or(1 << 20).min(1 << 20)
 }
 
+/// The network a client address counts under for per-address caps and lockouts: IPv4
+/// addresses (and IPv4-mapped IPv6 ones) as themselves, IPv6 addresses by their /64 prefix,
+/// since one IPv6 subscriber is usually handed a whole /64 and could otherwise present 2^64
+/// different addresses.
+pub fn client_network(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+    }
+}
+
 /// Counts of open connections.
 #[derive(Debug, Default)]
 struct Counts {
@@ -109,6 +126,7 @@ impl ConnectionGate {
     /// Admits a connection from `ip`, or says why not. The permit must live as long as the
     /// connection.
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<ConnectionPermit, Refusal> {
+        let ip = client_network(ip);
         // Only arithmetic happens under this lock (nothing that can panic), and a poisoned
         // lock is still usable: the counts stay consistent.
         let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
@@ -127,8 +145,9 @@ impl ConnectionGate {
         })
     }
 
-    /// Connections open now (total, from `ip`).
+    /// Connections open now (total, from `ip`'s network).
     pub fn open(&self, ip: IpAddr) -> (usize, usize) {
+        let ip = client_network(ip);
         let counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
         (
             counts.total,
@@ -204,6 +223,26 @@ mod tests {
         let _p3 = gate.admit(b).unwrap();
         assert_eq!(gate.open(a), (2, 0));
         assert_eq!(gate.open(b), (2, 2));
+    }
+
+    #[test]
+    fn ipv6_addresses_of_one_slash_64_share_one_quota() {
+        let gate = gate(10, 2);
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        let _p1 = gate.admit(a).unwrap();
+        let _p2 = gate.admit(b).unwrap();
+        assert_eq!(
+            gate.admit("2001:db8:1:2::77".parse().unwrap()).unwrap_err(),
+            Refusal::PerAddress
+        );
+        assert!(gate.admit(c).is_ok());
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(
+            client_network(mapped),
+            "192.0.2.7".parse::<IpAddr>().unwrap()
+        );
     }
 
     #[test]

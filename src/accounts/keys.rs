@@ -187,6 +187,9 @@ fn validate_text(field: &str, value: Option<&str>, max: usize) -> Result<(), Acc
     }
 }
 
+/// API keys a user may make for themself (site admins are not limited).
+pub const MAX_KEYS_PER_USER: i64 = 100;
+
 impl Accounts {
     /// Creates a key and returns its secret (64 hex characters from the OS random source).
     /// Whoever asks, a key never gets more than its creator acts with: a key-wielding actor
@@ -237,6 +240,13 @@ impl Accounts {
                     .user_by_id(id)
                     .await?
                     .ok_or(AccountError::NotFound)?;
+                // Every key is a login of its own (with its own session quota): a user may
+                // not mint them without end. Site admins may still make more.
+                if !actor.site_admin && self.store.count_keys_of(id).await? >= MAX_KEYS_PER_USER {
+                    return invalid(format!(
+                        "a user may hold at most {MAX_KEYS_PER_USER} API keys; delete one first"
+                    ));
+                }
                 Some(id)
             }
         };

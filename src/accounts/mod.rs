@@ -11,7 +11,7 @@ mod users;
 
 use std::sync::Arc;
 
-pub use keys::{CreatedKey, KeyOwner, KeySpec, KeyUpdate};
+pub use keys::{CreatedKey, KeyOwner, KeySpec, KeyUpdate, MAX_KEYS_PER_USER};
 pub use users::UserSpec;
 
 use crate::audit::AuditSink;

@@ -1676,3 +1676,39 @@ async fn a_grant_or_a_key_path_makes_its_folder_within_the_makers_rights() {
         assert_eq!(storage.join(path).is_dir(), made, "{path}");
     }
 }
+
+#[tokio::test]
+async fn a_user_cannot_mint_api_keys_without_end_but_an_admin_still_can() {
+    let api = Api::new().await;
+    let admin = api.user("root", true).await;
+    let bob = api.user("bob", false).await;
+    let (_, admin_key) = api
+        .key(Some(admin), "admin key", PermissionSet::Full, None)
+        .await;
+    let (_, bob_key) = api.key(Some(bob), "bob 0", PermissionSet::Full, None).await;
+    let cap = crate::accounts::MAX_KEYS_PER_USER;
+    for n in 1..cap - 1 {
+        api.key(Some(bob), &format!("bob {n}"), PermissionSet::Full, None)
+            .await;
+    }
+    async fn make(api: &Api, who: &As, name: &str, owner: i64) -> Reply {
+        let body = json!({"name": name, "user_id": owner});
+        api.call(who, Method::POST, &format!("{V1}/api_keys"), Some(body))
+            .await
+    }
+    let last = make(&api, &bob_key, "bob last", bob).await;
+    assert_eq!(last.status, StatusCode::CREATED, "{:?}", last.body);
+    let over = make(&api, &bob_key, "bob over", bob).await;
+    assert!(over.status.is_client_error(), "{:?}", over.body);
+    assert!(
+        over.body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("at most"),
+        "{:?}",
+        over.body
+    );
+    let by_admin = make(&api, &admin_key, "bob by admin", bob).await;
+    assert_eq!(by_admin.status, StatusCode::CREATED, "{:?}", by_admin.body);
+    assert_eq!(api.core.store.count_keys_of(bob).await.unwrap(), cap + 1);
+}

@@ -98,12 +98,14 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// Counters are kept per client network (an IPv6 /64 counts as one address).
 fn pair_scope(ip: IpAddr, login: &str) -> String {
-    format!("p:{ip} {}", login.to_lowercase())
+    let net = crate::limits::client_network(ip);
+    format!("p:{net} {}", login.to_lowercase())
 }
 
 fn address_scope(ip: IpAddr) -> String {
-    format!("a:{ip}")
+    format!("a:{}", crate::limits::client_network(ip))
 }
 
 fn millis(d: Duration) -> i64 {
@@ -314,6 +316,19 @@ mod tests {
         }
         assert!(l.is_banned(A, "someone-else"));
         assert!(!l.is_banned(B, "someone-else"));
+    }
+
+    #[tokio::test]
+    async fn addresses_of_one_ipv6_slash_64_count_as_one_address() {
+        let l = Lockout::new(policy());
+        for n in 0..5u16 {
+            let ip = IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 7, 7, n, n, n, n + 1));
+            l.failed(Some(ip), &format!("user{n}")).await;
+        }
+        let same_net = IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 7, 7, 9, 9, 9, 9));
+        let other_net = IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 7, 8, 0, 0, 0, 1));
+        assert!(l.is_banned(Some(same_net), "someone-else"));
+        assert!(!l.is_banned(Some(other_net), "someone-else"));
     }
 
     #[tokio::test]

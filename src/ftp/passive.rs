@@ -40,6 +40,7 @@ impl PassiveQuota {
 
 impl Quota for PassiveQuota {
     fn acquire(self: Arc<Self>, client: IpAddr) -> Option<PassivePermit> {
+        let client = crate::limits::client_network(client);
         {
             let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
             let n = open.entry(client).or_insert(0);
