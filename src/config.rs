@@ -165,6 +165,9 @@ pub struct LimitsConfig {
     /// Files open at once for transfers, all sessions together; 0: half the descriptor
     /// limit (after headroom).
     pub max_open_files: usize,
+    /// Files open at once for transfers by one user (all their keys and sessions together)
+    /// or one site-wide key; 0: an eighth of `max_open_files`, but at least 64.
+    pub max_open_files_per_user: usize,
 }
 
 impl Default for LimitsConfig {
@@ -175,6 +178,7 @@ impl Default for LimitsConfig {
             handshake_timeout_seconds: 10,
             login_timeout_seconds: 30,
             max_open_files: 0,
+            max_open_files_per_user: 0,
         }
     }
 }

@@ -108,11 +108,10 @@ impl Core {
         );
         let lockout_sync = tokio::spawn(sync_lockout(auth.lockout()));
         let limits = crate::limits::Limits::from_config(&config.limits);
-        let files = Arc::new(Files::new(
-            Arc::new(storage),
-            sink.clone(),
-            limits.max_open_files,
-        ));
+        let files = Arc::new(
+            Files::new(Arc::new(storage), sink.clone(), limits.max_open_files)
+                .with_open_files_per_owner(limits.max_open_files_per_user),
+        );
         let accounts = Accounts::new(store.clone(), auth.passwords().clone(), sink.clone())
             .with_folders(files.clone());
         let gate = crate::limits::ConnectionGate::new(limits);

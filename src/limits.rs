@@ -37,6 +37,8 @@ pub struct Limits {
     pub login_timeout: Duration,
     /// Files open at once (downloads and uploads in progress), all sessions together.
     pub max_open_files: usize,
+    /// Of those, files one user (all their keys and sessions) or site-wide key may hold.
+    pub max_open_files_per_user: usize,
 }
 
 impl Limits {
@@ -50,12 +52,17 @@ impl Limits {
         // the usable descriptors go to connections, half to open files.
         let auto_connections = (usable / 4).max(16) as usize;
         let auto_files = (usable / 2).max(32) as usize;
+        let max_open_files = non_zero_or(config.max_open_files, auto_files);
         Limits {
             max_connections: non_zero_or(config.max_connections, auto_connections),
             max_connections_per_address: config.max_connections_per_address.max(1),
             handshake_timeout: Duration::from_secs(config.handshake_timeout_seconds.max(1)),
             login_timeout: Duration::from_secs(config.login_timeout_seconds.max(1)),
-            max_open_files: non_zero_or(config.max_open_files, auto_files),
+            max_open_files,
+            max_open_files_per_user: non_zero_or(
+                config.max_open_files_per_user,
+                (max_open_files / 8).max(64),
+            ),
         }
     }
 }
@@ -197,6 +204,7 @@ mod tests {
             handshake_timeout: Duration::from_secs(1),
             login_timeout: Duration::from_secs(1),
             max_open_files: 10,
+            max_open_files_per_user: 10,
         })
     }
 

@@ -1128,6 +1128,7 @@ mod serve_loop {
             handshake_timeout: Duration::from_secs(5),
             login_timeout: Duration::from_secs(5),
             max_open_files: 100,
+            max_open_files_per_user: 100,
         })
     }
 

@@ -28,6 +28,10 @@ pub enum FsError {
     /// The server's budget of files open for transfers is spent: try again later.
     #[error("too many files open on the server, try again later")]
     TooManyOpenFiles,
+    /// A write or length change that would leave a gap of never-written bytes (a sparse
+    /// hole): a file grows only by writing at its end.
+    #[error("writes may not leave a hole: a file grows only by writing at its end")]
+    LeavesHole,
     /// Anything else; the detail goes to the log, not to clients.
     #[error("operation failed")]
     Failed(String),

@@ -222,7 +222,7 @@ impl Storage for LocalStorage {
     ) -> Result<Box<dyn StagedWrite>, StorageError> {
         let (root, beneath, p) = self.parts(path);
         let staging = self.staging.clone();
-        let staged = blocking(move || {
+        let (staged, len_at_start) = blocking(move || {
             match beneath.metadata(&*root, &p) {
                 Ok(meta) if meta.is_dir() => {
                     return Err(StorageError::new(StorageErrorKind::IsADirectory, p));
@@ -244,7 +244,7 @@ impl Storage for LocalStorage {
                     let temp = format!("upload-{}", crate::secret::random_hex(12));
                     let file = staging
                         .open_with(&temp, OpenOptions::new().write(true).create_new(true))?;
-                    return Ok(LocalStaged {
+                    let staged = LocalStaged {
                         file: file.into_std(),
                         temp: Some(temp),
                         target: p,
@@ -252,7 +252,8 @@ impl Storage for LocalStorage {
                         root,
                         staging,
                         beneath,
-                    });
+                    };
+                    return Ok((staged, 0)); // a new, empty file
                 }
                 WriteMode::Append | WriteMode::Update => {
                     let mut flags = OFlags::WRONLY | OFlags::CREATE;
@@ -265,7 +266,8 @@ impl Storage for LocalStorage {
                     open_regular(&beneath, &*root, &p, flags, 0o666)?
                 }
             };
-            Ok(LocalStaged {
+            let len = file.metadata()?.len();
+            let staged = LocalStaged {
                 file,
                 temp: None,
                 target: p,
@@ -273,11 +275,13 @@ impl Storage for LocalStorage {
                 root,
                 staging,
                 beneath,
-            })
+            };
+            Ok((staged, len))
         })
         .await?;
         Ok(Box::new(LocalUpload {
             writer: tokio::fs::File::from_std(staged.file.try_clone()?),
+            len_at_start,
             staged: Some(staged),
         }))
     }

@@ -10,8 +10,14 @@
 //! replacing, writing in place, appending, truncating — which needs `WRITE|DELETE`. A
 //! principal that may only create gets storage calls that cannot replace
 //! ([`Overwrite::Refuse`]): a file that appears between the check and the commit is never
-//! overwritten. Files open for transfers count against one process-wide budget.
+//! overwritten. Files open for transfers count against one process-wide budget, and against
+//! their owner's share of it (a user with all their keys and sessions, or a site-wide key).
+//!
+//! Writes never leave a hole: an upload writes at most at the current end of its file, and
+//! setting a length never extends one, so a few bytes sent cannot become a huge sparse file
+//! (which a copy or a backup would then write out for real).
 
+mod budget;
 mod error;
 mod local;
 pub mod policy;
@@ -31,7 +37,7 @@ pub use storage::{
 };
 pub use transfer::{Download, Upload};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use budget::{OpenFiles, OpenPermit};
 use transfer::TruncateRight;
 
 use crate::audit::{Action, AuditEvent, AuditSink, Outcome};
@@ -42,8 +48,9 @@ use crate::path::SitePath;
 pub struct Files {
     storage: Arc<dyn Storage>,
     audit: Arc<dyn AuditSink>,
-    /// One permit per file open for a transfer (download, upload, copy), all sessions.
-    open_files: Arc<Semaphore>,
+    /// Files open for transfers (download, upload, copy): all sessions together, and each
+    /// owner's share.
+    open_files: OpenFiles,
 }
 
 /// A folder being listed (see [`Files::list_chunks`]).
@@ -64,18 +71,27 @@ impl Listing {
 
 impl Files {
     /// The file layer over `storage`, with at most `max_open_files` files open for
-    /// transfers at once (more are refused at once with [`FsError::TooManyOpenFiles`]).
+    /// transfers at once (more are refused at once with [`FsError::TooManyOpenFiles`]), and
+    /// at most an eighth of them (but 64 or more) for one user or site-wide key.
     pub fn new(
         storage: Arc<dyn Storage>,
         audit: Arc<dyn AuditSink>,
         max_open_files: usize,
     ) -> Files {
-        let permits = max_open_files.clamp(1, Semaphore::MAX_PERMITS);
         Files {
             storage,
             audit,
-            open_files: Arc::new(Semaphore::new(permits)),
+            open_files: OpenFiles::new(max_open_files, OpenFiles::default_share(max_open_files)),
         }
+    }
+
+    /// Sets the share of the open-file budget that one owner — a user with all their keys
+    /// and sessions, or a site-wide key — may hold; 0 keeps the default.
+    pub fn with_open_files_per_owner(mut self, per_owner: usize) -> Files {
+        if per_owner > 0 {
+            self.open_files = self.open_files.with_share(per_owner);
+        }
+        self
     }
 
     /// The folder a session of `principal` starts in.
@@ -201,6 +217,7 @@ impl Files {
                     event,
                     self.audit.clone(),
                     truncate,
+                    mode,
                     permit,
                 ))
             }
@@ -363,8 +380,9 @@ impl Files {
         result
     }
 
-    /// Truncates or extends an existing file: that changes its bytes, so it needs
-    /// `WRITE|DELETE` (a length it already has is a no-op, allowed with `WRITE`).
+    /// Truncates an existing file: that changes its bytes, so it needs `WRITE|DELETE` (a
+    /// length it already has is a no-op, allowed with `WRITE`). A file is never extended
+    /// this way ([`FsError::LeavesHole`]): it grows only by writing at its end.
     pub async fn set_len(&self, who: &Principal, path: &SitePath, len: u64) -> Result<(), FsError> {
         let scope = self.check(who, Action::SetAttributes, path, Access::WRITE)?;
         let current = match self.storage.metadata(path).await {
@@ -379,6 +397,10 @@ impl Files {
                 return Ok(()); // nothing to change, and nothing touched
             }
             self.require(&scope, who, Action::SetAttributes, path, Access::DELETE)?;
+        }
+        if len > current.len {
+            tracing::info!(user = %who.display_name(), key_id = who.key.as_ref().map(|k| k.id), protocol = %who.protocol, path = %path, len, current = current.len, "refused to extend a file by setting its length");
+            return self.refuse(who, Action::SetAttributes, path, FsError::LeavesHole);
         }
         let result = self.storage.set_len(path, len).await.map_err(FsError::from);
         self.done(who, Action::SetAttributes, path, None, &result);
@@ -422,17 +444,18 @@ impl Files {
         }
     }
 
-    /// One permit of the open-file budget, or a refusal (audited as failed) when it is spent.
+    /// One place in the open-file budget, or a refusal (audited as failed) when the total or
+    /// the principal's owner's share is spent.
     fn open_permit(
         &self,
         who: &Principal,
         action: Action,
         path: &SitePath,
-    ) -> Result<OwnedSemaphorePermit, FsError> {
-        match self.open_files.clone().try_acquire_owned() {
-            Ok(permit) => Ok(permit),
-            Err(_) => {
-                tracing::warn!(user = %who.display_name(), protocol = %who.protocol, op = action.as_str(), path = %path, "open-file budget spent");
+    ) -> Result<OpenPermit, FsError> {
+        match self.open_files.try_open(who) {
+            Some(permit) => Ok(permit),
+            None => {
+                tracing::warn!(user = %who.display_name(), key_id = who.key.as_ref().map(|k| k.id), protocol = %who.protocol, op = action.as_str(), path = %path, "open-file budget or this owner's share of it spent");
                 self.refuse(who, action, path, FsError::TooManyOpenFiles)
             }
         }

@@ -166,6 +166,9 @@ impl Overwrite {
 #[async_trait::async_trait]
 pub trait StagedWrite: Send {
     fn writer(&mut self) -> &mut dyn FileWriter;
+    /// The file's length when it was opened: 0 for a `Replace` upload (a new file), the
+    /// existing length for the in-place modes.
+    fn len_at_start(&self) -> u64;
     /// Truncates or extends the file being written.
     async fn set_len(&mut self, len: u64) -> Result<(), StorageError>;
     /// Flushes and puts the file in place. Dropping without commit discards a `Replace`

@@ -1,19 +1,20 @@
 //! Streams handed out by the file layer: a [`Download`] counts the bytes read and an
 //! [`Upload`] the bytes written; each writes its audit record when it ends, and holds one
-//! permit of the process-wide open-file budget until it is dropped.
+//! place in the open-file budget until it is dropped. An upload never writes past the end
+//! of its file: seeking beyond it, or extending it with `set_len`, is refused, so that no
+//! write leaves a (sparse) hole.
 
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncSeek, AsyncWrite, ReadBuf};
-use tokio::sync::OwnedSemaphorePermit;
-
+use super::budget::OpenPermit;
 use super::error::FsError;
-use super::storage::{FileReader, StagedWrite};
+use super::storage::{FileReader, StagedWrite, WriteMode};
 use crate::audit::{Action, AuditEvent, AuditSink, Outcome};
 use crate::identity::Principal;
+use tokio::io::{AsyncRead, AsyncSeek, AsyncWrite, ReadBuf};
 
 /// An open file being downloaded. Reads and seeks like a file; audited on drop.
 pub struct Download {
@@ -21,7 +22,7 @@ pub struct Download {
     bytes: u64,
     event: Option<AuditEvent>,
     audit: Arc<dyn AuditSink>,
-    _permit: OwnedSemaphorePermit,
+    _permit: OpenPermit,
 }
 
 impl Download {
@@ -29,7 +30,7 @@ impl Download {
         reader: Box<dyn FileReader>,
         event: AuditEvent,
         audit: Arc<dyn AuditSink>,
-        permit: OwnedSemaphorePermit,
+        permit: OpenPermit,
     ) -> Self {
         Download {
             reader,
@@ -96,7 +97,12 @@ pub struct Upload {
     audit: Arc<dyn AuditSink>,
     /// Who writes, and whether they may truncate through this handle.
     truncate: TruncateRight,
-    _permit: OwnedSemaphorePermit,
+    /// The position the next write goes to (ignored when appending: that goes to `end`).
+    pos: u64,
+    /// The file's current end: its length when opened (0 for `Replace`), grown by writes.
+    end: u64,
+    append: bool,
+    _permit: OpenPermit,
 }
 
 /// Whether [`Upload::set_len`] is allowed: truncating or extending changes the file's bytes,
@@ -113,14 +119,19 @@ impl Upload {
         event: AuditEvent,
         audit: Arc<dyn AuditSink>,
         truncate: TruncateRight,
-        permit: OwnedSemaphorePermit,
+        mode: WriteMode,
+        permit: OpenPermit,
     ) -> Self {
+        let end = staged.len_at_start();
         Upload {
             staged: Some(staged),
             bytes: 0,
             event: Some(event),
             audit,
             truncate,
+            pos: 0,
+            end,
+            append: mode == WriteMode::Append,
             _permit: permit,
         }
     }
@@ -130,8 +141,9 @@ impl Upload {
         self.bytes
     }
 
-    /// Truncates or extends the file being uploaded (pending writes must be flushed first).
-    /// Refused (and audited) for an in-place upload by a principal that may only create.
+    /// Truncates the file being uploaded (pending writes must be flushed first). Refused (and
+    /// audited) for an in-place upload by a principal that may only create; extending the
+    /// file is refused with [`FsError::LeavesHole`].
     pub async fn set_len(&mut self, len: u64) -> Result<(), FsError> {
         if let TruncateRight::Refused { who, path } = &self.truncate {
             tracing::info!(user = %who.display_name(), key_id = who.key.as_ref().map(|k| k.id), protocol = %who.protocol, op = Action::SetAttributes.as_str(), path = %path, "truncation through a handle denied");
@@ -143,8 +155,20 @@ impl Upload {
             );
             return Err(err);
         }
+        if len > self.end {
+            tracing::info!(
+                len,
+                end = self.end,
+                "refused to extend an upload by setting its length"
+            );
+            return Err(FsError::LeavesHole);
+        }
         match self.staged.as_mut() {
-            Some(staged) => Ok(staged.set_len(len).await?),
+            Some(staged) => {
+                staged.set_len(len).await?;
+                self.end = len;
+                Ok(())
+            }
             None => Err(FsError::Failed("upload already finished".into())),
         }
     }
@@ -168,6 +192,24 @@ impl Upload {
         result.map(|()| self.bytes)
     }
 
+    /// Where a seek to `position` lands, refused when that is past the end (a write there
+    /// would leave a hole).
+    fn seek_target(&self, position: io::SeekFrom) -> io::Result<u64> {
+        let target = match position {
+            io::SeekFrom::Start(n) => Some(n),
+            io::SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+            io::SeekFrom::End(d) => self.end.checked_add_signed(d),
+        };
+        match target {
+            None => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "seek to a negative or overflowing position",
+            )),
+            Some(target) if target > self.end => Err(hole()),
+            Some(target) => Ok(target),
+        }
+    }
+
     fn writer(&mut self) -> io::Result<Pin<&mut (dyn super::FileWriter + '_)>> {
         match self.staged.as_mut() {
             Some(staged) => Ok(Pin::new(staged.writer())),
@@ -182,12 +224,24 @@ impl AsyncWrite for Upload {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        // (After a truncation the position may be past the new end.)
+        if !self.append && self.pos > self.end {
+            return Poll::Ready(Err(hole()));
+        }
         let poll = match self.writer() {
             Ok(w) => w.poll_write(cx, buf),
             Err(e) => return Poll::Ready(Err(e)),
         };
         if let Poll::Ready(Ok(n)) = poll {
-            self.bytes += n as u64;
+            let n = n as u64;
+            self.bytes += n;
+            if self.append {
+                self.end += n;
+                self.pos = self.end;
+            } else {
+                self.pos += n;
+                self.end = self.end.max(self.pos);
+            }
         }
         poll
     }
@@ -206,8 +260,12 @@ impl AsyncWrite for Upload {
 }
 
 impl AsyncSeek for Upload {
+    /// Refused with `InvalidInput` ("writes may not leave a hole") past the current end.
     fn start_seek(mut self: Pin<&mut Self>, position: io::SeekFrom) -> io::Result<()> {
-        self.writer()?.start_seek(position)
+        let target = self.seek_target(position)?;
+        self.writer()?.start_seek(io::SeekFrom::Start(target))?;
+        self.pos = target;
+        Ok(())
     }
     fn poll_complete(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<u64>> {
         match self.writer() {
@@ -215,6 +273,13 @@ impl AsyncSeek for Upload {
             Err(e) => Poll::Ready(Err(e)),
         }
     }
+}
+
+fn hole() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        "writes may not leave a hole: a file grows only by writing at its end",
+    )
 }
 
 impl Drop for Upload {

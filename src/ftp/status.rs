@@ -16,6 +16,7 @@ pub fn kind_of(err: &FsError) -> ErrorKind {
         FsError::InvalidPath(_) => ErrorKind::FileNameNotAllowedError,
         FsError::NoSpace => ErrorKind::InsufficientStorageSpaceError,
         FsError::TooManyOpenFiles => ErrorKind::TransientFileNotAvailable,
+        FsError::LeavesHole => ErrorKind::PermanentFileNotAvailable,
         FsError::Failed(_) => ErrorKind::LocalError,
     }
 }

@@ -16,6 +16,7 @@ pub fn status_of(err: &FsError) -> StatusCode {
         FsError::InvalidPath(_) => StatusCode::Failure,
         FsError::NoSpace => StatusCode::Failure,
         FsError::TooManyOpenFiles => StatusCode::Failure,
+        FsError::LeavesHole => StatusCode::Failure,
         FsError::Failed(_) => StatusCode::Failure,
     }
 }

@@ -13,7 +13,8 @@ pub fn http_status(err: &FsError) -> StatusCode {
         FsError::PermissionDenied
         | FsError::IsADirectory
         | FsError::DirectoryNotEmpty
-        | FsError::InvalidPath(_) => StatusCode::FORBIDDEN,
+        | FsError::InvalidPath(_)
+        | FsError::LeavesHole => StatusCode::FORBIDDEN,
         FsError::AlreadyExists => StatusCode::CONFLICT,
         FsError::NoSpace => StatusCode::INSUFFICIENT_STORAGE,
         FsError::TooManyOpenFiles => StatusCode::SERVICE_UNAVAILABLE,
@@ -32,6 +33,7 @@ pub fn dav_error(err: &FsError) -> DavError {
         FsError::InvalidPath(_) => DavError::Forbidden,
         FsError::NoSpace => DavError::InsufficientStorage,
         FsError::TooManyOpenFiles => DavError::GeneralFailure,
+        FsError::LeavesHole => DavError::Forbidden,
         FsError::Failed(_) => DavError::GeneralFailure,
     }
 }

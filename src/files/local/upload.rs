@@ -68,6 +68,8 @@ impl Drop for LocalStaged {
 
 pub(super) struct LocalUpload {
     pub(super) writer: tokio::fs::File,
+    /// The file's length when it was opened.
+    pub(super) len_at_start: u64,
     pub(super) staged: Option<LocalStaged>,
 }
 
@@ -75,6 +77,10 @@ pub(super) struct LocalUpload {
 impl StagedWrite for LocalUpload {
     fn writer(&mut self) -> &mut dyn FileWriter {
         &mut self.writer
+    }
+
+    fn len_at_start(&self) -> u64 {
+        self.len_at_start
     }
 
     async fn set_len(&mut self, len: u64) -> Result<(), StorageError> {
