@@ -12,6 +12,7 @@
 //! ([`Overwrite::Refuse`]): a file that appears between the check and the commit is never
 //! overwritten. Files open for transfers count against one process-wide budget.
 
+pub mod denials;
 mod error;
 mod local;
 pub mod policy;
@@ -42,6 +43,8 @@ use crate::path::SitePath;
 pub struct Files {
     storage: Arc<dyn Storage>,
     audit: Arc<dyn AuditSink>,
+    /// Per-session limit on refusals recorded individually.
+    denials: denials::Denials,
     /// One permit per file open for a transfer (download, upload, copy), all sessions.
     open_files: Arc<Semaphore>,
 }
@@ -74,6 +77,7 @@ impl Files {
         Files {
             storage,
             audit,
+            denials: denials::Denials::default(),
             open_files: Arc::new(Semaphore::new(permits)),
         }
     }
@@ -415,10 +419,7 @@ impl Files {
         };
         match refusal {
             None => Ok(()),
-            Some(err) => {
-                tracing::info!(user = %who.display_name(), key_id = who.key.as_ref().map(|k| k.id), protocol = %who.protocol, op = action.as_str(), path = %path, need = ?need, "file access denied");
-                self.deny(who, action, path, err)
-            }
+            Some(err) => self.deny(who, action, path, err, "file access denied"),
         }
     }
 
@@ -447,24 +448,39 @@ impl Files {
     ) -> Result<(), FsError> {
         let scope = self.check(who, action, path, Access::DELETE)?;
         if scope.is_root(path) {
-            tracing::info!(user = %who.display_name(), op = action.as_str(), path = %path, "refused to remove a scope root");
-            return self.deny(who, action, path, FsError::PermissionDenied);
+            return self.deny(
+                who,
+                action,
+                path,
+                FsError::PermissionDenied,
+                "refused to remove a scope root",
+            );
         }
         Ok(())
     }
 
-    /// A policy refusal: audited as `denied`.
+    /// A policy refusal: audited as `denied` and logged (`what`), at most
+    /// [`denials::RECORDED_PER_WINDOW`] a window per session; further ones are counted and
+    /// summed up in one record (see [`denials`]).
     fn deny<T>(
         &self,
         who: &Principal,
         action: Action,
         path: &SitePath,
         err: FsError,
+        what: &'static str,
     ) -> Result<T, FsError> {
         let event = AuditEvent::by(who, action, Outcome::Denied)
             .path(path.as_str())
             .reason(err.reason());
-        self.audit.record(event);
+        let verdict = self.denials.admit(&event);
+        for summary in verdict.summaries {
+            self.audit.record(summary);
+        }
+        if verdict.record {
+            tracing::info!(user = %who.display_name(), key_id = who.key.as_ref().map(|k| k.id), protocol = %who.protocol, op = action.as_str(), path = event.path.as_deref().unwrap_or(""), session = %who.client.session_id, "{what}");
+            self.audit.record(event);
+        }
         Err(err)
     }
 
@@ -501,7 +517,7 @@ impl Files {
         }
         if let Err(err) = result {
             if let FsError::Failed(detail) = err {
-                tracing::warn!(op = action.as_str(), path = %path, error = %detail, "storage failure");
+                tracing::warn!(op = action.as_str(), path = &*crate::audit::capped(path.as_str()), error = %detail, "storage failure");
             }
             event = event.reason(err.reason());
         }

@@ -11,6 +11,7 @@ use crate::identity::PermissionSet;
 use crate::test_support::{MemorySink, TempDir, principal};
 
 mod budget;
+mod denials;
 mod races;
 mod symlinks;
 mod writes;
