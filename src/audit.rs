@@ -3,12 +3,18 @@
 //! Layers describe what happened as an [`AuditEvent`] and hand it to an [`AuditSink`]. The
 //! [`AuditLog`] sink mirrors every event to `tracing` and queues it for a background writer
 //! that persists events in batches through [`AuditPersist`] (implemented by the store). The
-//! queue is bounded; when it is full the sender waits on a spawned task instead of dropping
-//! the event. [`AuditLog::shutdown`] drains and flushes everything queued, so a clean stop
-//! loses nothing. A batch the store refuses is retried until it is written or the log stops.
+//! queue is bounded; when it is full, events go to one overflow buffer of the same size that
+//! the writer also drains (no task per event). Past that second bound events are dropped,
+//! counted (`filegate_audit_dropped_total`) and logged: a bounded loss under a flood or a
+//! stalled store, rather than unbounded memory. [`AuditLog::shutdown`] drains and flushes
+//! everything queued or in the overflow, so a clean stop loses nothing that was accepted. A
+//! batch the store refuses is retried until it is written or the log stops. Paths are capped
+//! at [`PATH_CAP`] bytes in records and log lines.
 
-use std::sync::Arc;
+use std::borrow::Cow;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc};
@@ -119,7 +125,37 @@ fn new_event_key() -> String {
     format!("{prefix}-{}", NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
+/// The longest path (in bytes) kept in an audit record or a log line; longer ones are cut
+/// at a character boundary and end in `…`.
+pub const PATH_CAP: usize = 1024;
+
+/// `path`, cut to [`PATH_CAP`] bytes (at a character boundary) plus `…` when longer.
+pub fn capped(path: &str) -> Cow<'_, str> {
+    if path.len() <= PATH_CAP {
+        return Cow::Borrowed(path);
+    }
+    let mut end = PATH_CAP;
+    while !path.is_char_boundary(end) {
+        end -= 1;
+    }
+    Cow::Owned(format!("{}…", &path[..end]))
+}
+
+fn capped_owned(path: String) -> String {
+    match capped(&path) {
+        Cow::Borrowed(_) => path,
+        Cow::Owned(cut) => cut,
+    }
+}
+
 impl AuditEvent {
+    /// The same event as a new record: a fresh key and the current time.
+    pub fn renewed(mut self) -> Self {
+        self.event_key = new_event_key();
+        self.at_ms = chrono::Utc::now().timestamp_millis();
+        self
+    }
+
     /// An event acted by `principal`.
     pub fn by(principal: &Principal, action: Action, outcome: Outcome) -> AuditEvent {
         AuditEvent {
@@ -141,12 +177,12 @@ impl AuditEvent {
     }
 
     pub fn path(mut self, path: impl Into<String>) -> Self {
-        self.path = Some(path.into());
+        self.path = Some(capped_owned(path.into()));
         self
     }
 
     pub fn destination(mut self, destination: impl Into<String>) -> Self {
-        self.destination = Some(destination.into());
+        self.destination = Some(capped_owned(destination.into()));
         self
     }
 
@@ -203,7 +239,8 @@ pub trait AuditPersist: Send + Sync {
 pub struct AuditSettings {
     /// This replica's name, stored with every record.
     pub node: String,
-    /// Events queued before senders start waiting.
+    /// Events queued for the writer; as many again wait in the overflow buffer, and events
+    /// past both are dropped (counted and logged).
     pub queue: usize,
     /// Largest batch written in one transaction.
     pub batch: usize,
@@ -214,15 +251,52 @@ pub struct AuditLog {
     tx: mpsc::Sender<AuditEvent>,
     stop: Arc<Notify>,
     counts: Arc<Counts>,
-    task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    overflow: Arc<Overflow>,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// Events that found the queue full, oldest first, drained by the writer. Bounded.
+struct Overflow {
+    events: Mutex<VecDeque<AuditEvent>>,
+    cap: usize,
+    /// Wakes the writer when events are added.
+    added: Notify,
+}
+
+impl Overflow {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<AuditEvent>> {
+        self.events.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Keeps `event` if there is room; gives it back otherwise.
+    fn push(&self, event: AuditEvent) -> Result<usize, AuditEvent> {
+        let mut events = self.lock();
+        if events.len() >= self.cap {
+            return Err(event);
+        }
+        events.push_back(event);
+        Ok(events.len())
+    }
+
+    /// Moves up to `max` of the oldest events into `batch`.
+    fn take(&self, batch: &mut Vec<AuditEvent>, max: usize) -> usize {
+        let mut events = self.lock();
+        let n = max.min(events.len());
+        batch.extend(events.drain(..n));
+        n
+    }
+
+    fn len(&self) -> usize {
+        self.lock().len()
+    }
 }
 
 /// What the writer has done, for `/metrics` and the log.
 #[derive(Default)]
 struct Counts {
     written: AtomicU64,
-    /// Events waiting for room in the full queue (on tasks of their own).
-    overflow: AtomicU64,
+    /// Events that found both the queue and the overflow buffer full.
+    dropped: AtomicU64,
     /// Batches the store refused (each retried).
     write_failures: AtomicU64,
     /// Set while the backlog is above `NEAR_BOUND` of the queue (one log line per crossing).
@@ -232,11 +306,13 @@ struct Counts {
 /// A snapshot of the writer's state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AuditStats {
-    /// Events queued or waiting for room, not yet written.
+    /// Events queued or in the overflow buffer, not yet written.
     pub backlog: u64,
-    /// The queue's bound; events beyond it wait outside the queue (`overflow`).
+    /// The queue's bound; as many again wait in the overflow buffer (`overflow`).
     pub limit: u64,
     pub overflow: u64,
+    /// Events dropped because the queue and the overflow buffer were both full.
+    pub dropped: u64,
     pub written: u64,
     pub write_failures: u64,
 }
@@ -250,18 +326,25 @@ impl AuditLog {
         let (tx, rx) = mpsc::channel(settings.queue.max(1));
         let stop = Arc::new(Notify::new());
         let counts = Arc::new(Counts::default());
+        let overflow = Arc::new(Overflow {
+            events: Mutex::new(VecDeque::new()),
+            cap: settings.queue.max(1),
+            added: Notify::new(),
+        });
         let task = tokio::spawn(write_loop(
             rx,
             persist,
             settings,
             stop.clone(),
             counts.clone(),
+            overflow.clone(),
         ));
         Arc::new(AuditLog {
             tx,
             stop,
             counts,
-            task: std::sync::Mutex::new(Some(task)),
+            overflow,
+            task: Mutex::new(Some(task)),
         })
     }
 
@@ -270,10 +353,14 @@ impl AuditLog {
         self.counts.written.load(Ordering::Relaxed)
     }
 
-    /// Events waiting to be written (queued, or waiting for room in the queue).
+    /// Events waiting to be written (queued, or in the overflow buffer).
     pub fn backlog(&self) -> usize {
-        self.tx.max_capacity() - self.tx.capacity()
-            + self.counts.overflow.load(Ordering::Relaxed) as usize
+        self.tx.max_capacity() - self.tx.capacity() + self.overflow.len()
+    }
+
+    /// Events dropped because the queue and the overflow buffer were both full.
+    pub fn dropped(&self) -> u64 {
+        self.counts.dropped.load(Ordering::Relaxed)
     }
 
     /// The writer's counters.
@@ -281,7 +368,8 @@ impl AuditLog {
         AuditStats {
             backlog: self.backlog() as u64,
             limit: self.tx.max_capacity() as u64,
-            overflow: self.counts.overflow.load(Ordering::Relaxed),
+            overflow: self.overflow.len() as u64,
+            dropped: self.dropped(),
             written: self.written(),
             write_failures: self.counts.write_failures.load(Ordering::Relaxed),
         }
@@ -314,7 +402,7 @@ impl AuditLog {
         let task = self
             .task
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unwrap_or_else(PoisonError::into_inner)
             .take();
         if let Some(task) = task
             && let Err(err) = task.await
@@ -329,24 +417,29 @@ impl AuditSink for AuditLog {
         trace_event(&event);
         match self.tx.try_send(event) {
             Ok(()) => self.watch_bound(),
-            Err(mpsc::error::TrySendError::Full(event)) => {
-                // Never drop: wait for room on a task of its own.
-                let tx = self.tx.clone();
-                let counts = self.counts.clone();
-                if counts.overflow.fetch_add(1, Ordering::Relaxed) == 0 {
-                    tracing::error!(
-                        limit = self.tx.max_capacity(),
-                        "audit queue is full; further records wait in memory until the audit store answers"
-                    );
-                }
-                tokio::spawn(async move {
-                    let sent = tx.send(event).await;
-                    counts.overflow.fetch_sub(1, Ordering::Relaxed);
-                    if sent.is_err() {
-                        tracing::error!("audit event lost: the audit log has stopped");
+            Err(mpsc::error::TrySendError::Full(event)) => match self.overflow.push(event) {
+                // One buffer drained by the writer: no task or memory per waiting event.
+                Ok(held) => {
+                    if held == 1 {
+                        tracing::error!(
+                            limit = self.tx.max_capacity(),
+                            "audit queue is full; further records wait in the overflow buffer until the audit store answers"
+                        );
                     }
-                });
-            }
+                    self.overflow.added.notify_one();
+                }
+                Err(_lost) => {
+                    // Bounded loss: one error line per power of two, not one per event.
+                    let dropped = self.counts.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                    if dropped.is_power_of_two() {
+                        tracing::error!(
+                            dropped,
+                            limit = self.overflow.cap,
+                            "audit queue and overflow buffer are full: audit records dropped"
+                        );
+                    }
+                }
+            },
             Err(mpsc::error::TrySendError::Closed(_)) => {
                 tracing::error!("audit event lost: the audit log has stopped");
             }
@@ -362,8 +455,8 @@ fn trace_event(e: &AuditEvent) {
         result = e.outcome.as_str(),
         user = e.username.as_deref().unwrap_or("-"),
         key_id = e.key_id,
-        path = e.path.as_deref().unwrap_or(""),
-        destination = e.destination.as_deref().unwrap_or(""),
+        path = &*capped(e.path.as_deref().unwrap_or("")),
+        destination = &*capped(e.destination.as_deref().unwrap_or("")),
         bytes = e.bytes,
         reason = e.reason.as_deref().unwrap_or(""),
         client.ip = e.remote_addr.as_deref().unwrap_or(""),
@@ -378,24 +471,34 @@ async fn write_loop(
     settings: AuditSettings,
     stop: Arc<Notify>,
     counts: Arc<Counts>,
+    overflow: Arc<Overflow>,
 ) {
     let batch_size = settings.batch.max(1);
     let mut batch = Vec::with_capacity(batch_size);
     loop {
         tokio::select! {
+            biased;
+            _ = stop.notified() => {
+                rx.close();
+                while rx.recv_many(&mut batch, batch_size).await > 0 {
+                    write_batch(&*persist, &settings.node, &mut batch, &counts, Some(5)).await;
+                }
+                while overflow.take(&mut batch, batch_size) > 0 {
+                    write_batch(&*persist, &settings.node, &mut batch, &counts, Some(5)).await;
+                }
+                break;
+            }
             n = rx.recv_many(&mut batch, batch_size) => {
                 if n == 0 {
                     break;
                 }
                 write_batch(&*persist, &settings.node, &mut batch, &counts, None).await;
             }
-            _ = stop.notified() => {
-                rx.close();
-                while rx.recv_many(&mut batch, batch_size).await > 0 {
-                    write_batch(&*persist, &settings.node, &mut batch, &counts, Some(5)).await;
-                }
-                break;
-            }
+            _ = overflow.added.notified() => {}
+        }
+        // Then write what waits in the overflow buffer, oldest first.
+        while overflow.take(&mut batch, batch_size) > 0 {
+            write_batch(&*persist, &settings.node, &mut batch, &counts, None).await;
         }
     }
 }

@@ -102,6 +102,12 @@ impl Metrics {
             ("filegate_audit_backlog", "gauge", audit.backlog),
             ("filegate_audit_backlog_limit", "gauge", audit.limit),
             ("filegate_audit_overflow", "gauge", audit.overflow),
+            ("filegate_audit_dropped_total", "counter", audit.dropped),
+            (
+                "filegate_file_denials_unrecorded_total",
+                "counter",
+                crate::files::denials::unrecorded_total(),
+            ),
             ("filegate_audit_written_total", "counter", audit.written),
             (
                 "filegate_audit_write_failures_total",

@@ -18,6 +18,7 @@
 //! (which a copy or a backup would then write out for real).
 
 mod budget;
+pub mod denials;
 mod error;
 mod local;
 pub mod policy;
@@ -51,6 +52,8 @@ pub struct Files {
     /// Files open for transfers (download, upload, copy): all sessions together, and each
     /// owner's share.
     open_files: OpenFiles,
+    /// Per-session limit on refusals recorded individually.
+    denials: denials::Denials,
 }
 
 /// A folder being listed (see [`Files::list_chunks`]).
@@ -82,6 +85,7 @@ impl Files {
             storage,
             audit,
             open_files: OpenFiles::new(max_open_files, OpenFiles::default_share(max_open_files)),
+            denials: denials::Denials::default(),
         }
     }
 
@@ -437,10 +441,7 @@ impl Files {
         };
         match refusal {
             None => Ok(()),
-            Some(err) => {
-                tracing::info!(user = %who.display_name(), key_id = who.key.as_ref().map(|k| k.id), protocol = %who.protocol, op = action.as_str(), path = %path, need = ?need, "file access denied");
-                self.deny(who, action, path, err)
-            }
+            Some(err) => self.deny(who, action, path, err, "file access denied"),
         }
     }
 
@@ -470,24 +471,39 @@ impl Files {
     ) -> Result<(), FsError> {
         let scope = self.check(who, action, path, Access::DELETE)?;
         if scope.is_root(path) {
-            tracing::info!(user = %who.display_name(), op = action.as_str(), path = %path, "refused to remove a scope root");
-            return self.deny(who, action, path, FsError::PermissionDenied);
+            return self.deny(
+                who,
+                action,
+                path,
+                FsError::PermissionDenied,
+                "refused to remove a scope root",
+            );
         }
         Ok(())
     }
 
-    /// A policy refusal: audited as `denied`.
+    /// A policy refusal: audited as `denied` and logged (`what`), at most
+    /// [`denials::RECORDED_PER_WINDOW`] a window per session; further ones are counted and
+    /// summed up in one record (see [`denials`]).
     fn deny<T>(
         &self,
         who: &Principal,
         action: Action,
         path: &SitePath,
         err: FsError,
+        what: &'static str,
     ) -> Result<T, FsError> {
         let event = AuditEvent::by(who, action, Outcome::Denied)
             .path(path.as_str())
             .reason(err.reason());
-        self.audit.record(event);
+        let verdict = self.denials.admit(&event);
+        for summary in verdict.summaries {
+            self.audit.record(summary);
+        }
+        if verdict.record {
+            tracing::info!(user = %who.display_name(), key_id = who.key.as_ref().map(|k| k.id), protocol = %who.protocol, op = action.as_str(), path = event.path.as_deref().unwrap_or(""), session = %who.client.session_id, "{what}");
+            self.audit.record(event);
+        }
         Err(err)
     }
 
@@ -524,7 +540,7 @@ impl Files {
         }
         if let Err(err) = result {
             if let FsError::Failed(detail) = err {
-                tracing::warn!(op = action.as_str(), path = %path, error = %detail, "storage failure");
+                tracing::warn!(op = action.as_str(), path = &*crate::audit::capped(path.as_str()), error = %detail, "storage failure");
             }
             event = event.reason(err.reason());
         }

@@ -12,6 +12,7 @@ use crate::test_support::{MemorySink, TempDir, principal};
 
 mod budget;
 mod holes;
+mod denials;
 mod races;
 mod symlinks;
 mod writes;
