@@ -1343,3 +1343,277 @@ async fn a_tls_handshake_that_never_comes_is_closed_after_the_handshake_timeout(
     gate_counts(&gw, 0).await;
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_drop_box_user_cannot_lock_an_existing_folder_or_file_and_full_users_keep_writing() {
+    use filegate::identity::GrantLevel::WriteOnly;
+    let gw = TestGateway::start().await;
+    gw.user("carol", "carol-password", &[("/drop", WriteOnly)])
+        .await;
+    gw.user("bob", "bob-password", &[("/drop", Full)]).await;
+    gw.put("drop/f.txt", b"f");
+    let carol = Dav::new(&gw, "carol", "carol-password");
+    let bob = Dav::new(&gw, "bob", "bob-password");
+    for path in ["/drop/", "/drop/f.txt"] {
+        for depth in ["0", "infinity"] {
+            assert_eq!(
+                carol
+                    .status(
+                        "LOCK",
+                        path,
+                        &[("Depth", depth), ("Timeout", "Infinite")],
+                        LOCK_EXCLUSIVE
+                    )
+                    .await,
+                StatusCode::FORBIDDEN,
+                "LOCK {path} depth {depth}"
+            );
+        }
+    }
+    // A lock on a new name (what a drop box does) is still hers to take.
+    let lock = carol
+        .call("LOCK", "/drop/new.txt", &[], LOCK_EXCLUSIVE)
+        .await;
+    assert_eq!(lock.status, StatusCode::CREATED, "{}", lock.body);
+    // Nothing else is locked: bob keeps writing and deleting.
+    assert_eq!(
+        bob.status("PUT", "/drop/f.txt", &[], "bob's").await,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        bob.status("PUT", "/drop/g.txt", &[], "g").await,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        bob.status("DELETE", "/drop/f.txt", &[], "").await,
+        StatusCode::NO_CONTENT
+    );
+    let folder = bob
+        .call("LOCK", "/drop/", &[("Depth", "0")], LOCK_EXCLUSIVE)
+        .await;
+    assert_eq!(folder.status, StatusCode::OK, "{}", folder.body);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn locks_of_an_owner_who_can_no_longer_sign_in_stop_blocking_others() {
+    let gw = TestGateway::start().await;
+    let dan = gw.user("dan", "dan-password", &[("/team", Full)]).await;
+    gw.user("bob", "bob-password", &[("/team", Full)]).await;
+    gw.put("team/doc.txt", b"v1");
+    let dan_dav = Dav::new(&gw, "dan", "dan-password");
+    let bob = Dav::new(&gw, "bob", "bob-password");
+    let lock = dan_dav
+        .call(
+            "LOCK",
+            "/team/",
+            &[("Depth", "infinity"), ("Timeout", "Infinite")],
+            LOCK_EXCLUSIVE,
+        )
+        .await;
+    assert_eq!(lock.status, StatusCode::OK, "{}", lock.body);
+    assert_eq!(
+        bob.status("PUT", "/team/doc.txt", &[], "v2").await,
+        StatusCode::LOCKED
+    );
+    gw.gateway
+        .core
+        .accounts
+        .update_user(
+            &filegate::identity::Principal::cli(),
+            dan,
+            filegate::store::UserChanges {
+                disabled: Some(true),
+                ..Default::default()
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        bob.status("PUT", "/team/doc.txt", &[], "v2").await,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        bob.status("DELETE", "/team/doc.txt", &[], "").await,
+        StatusCode::NO_CONTENT
+    );
+    let again = bob
+        .call("LOCK", "/team/", &[("Depth", "infinity")], LOCK_EXCLUSIVE)
+        .await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.body);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn unlock_needs_write_and_delete_rights_at_the_path_even_for_the_owners_keys() {
+    let gw = TestGateway::start().await;
+    let alice = gw
+        .user(
+            "alice",
+            "alice-password",
+            &[("/pub", Full), ("/alice", Full)],
+        )
+        .await;
+    gw.mkdir("alice/sub");
+    gw.put("pub/locked.txt", b"l");
+    let alice_dav = Dav::new(&gw, "alice", "alice-password");
+    let lock = alice_dav
+        .call("LOCK", "/pub/locked.txt", &[], LOCK_EXCLUSIVE)
+        .await;
+    assert_eq!(lock.status, StatusCode::OK, "{}", lock.body);
+    let token = format!("<{}>", lock_token(&lock));
+    let (ro, ro_secret) = gw
+        .key(Some(alice), "readonly", None, PermissionSet::ReadOnly)
+        .await;
+    let (wo, wo_secret) = gw
+        .key(Some(alice), "writeonly", None, PermissionSet::WriteOnly)
+        .await;
+    let (sub, sub_secret) = gw
+        .key(
+            Some(alice),
+            "confined",
+            Some("alice/sub"),
+            PermissionSet::Full,
+        )
+        .await;
+    for (id, secret, want) in [
+        (ro, &ro_secret, StatusCode::FORBIDDEN),
+        (wo, &wo_secret, StatusCode::FORBIDDEN),
+        (sub, &sub_secret, StatusCode::NOT_FOUND),
+    ] {
+        let key = Dav::new(&gw, &format!("@api-{id}"), secret);
+        assert_eq!(
+            key.status("UNLOCK", "/pub/locked.txt", &[("Lock-Token", &token)], "")
+                .await,
+            want,
+            "key {id}"
+        );
+        assert_eq!(
+            key.status(
+                "LOCK",
+                "/pub/locked.txt",
+                &[("If", &format!("({token})"))],
+                ""
+            )
+            .await,
+            want,
+            "refresh by key {id}"
+        );
+    }
+    // The lock is still there, and still alice's to remove.
+    assert_eq!(
+        alice_dav
+            .status("UNLOCK", "/pub/locked.txt", &[("Lock-Token", &token)], "")
+            .await,
+        StatusCode::NO_CONTENT
+    );
+    gw.stop().await;
+}
+
+fn patch_props(names: std::ops::Range<usize>, value: &str) -> String {
+    let props: String = names.map(|i| format!("<Z:p{i}>{value}</Z:p{i}>")).collect();
+    format!(
+        r#"<?xml version="1.0"?><D:propertyupdate xmlns:D="DAV:" xmlns:Z="urn:x"><D:set><D:prop>{props}</D:prop></D:set></D:propertyupdate>"#
+    )
+}
+
+#[tokio::test]
+async fn dead_properties_are_capped_per_resource_and_in_size() {
+    let gw = TestGateway::start().await;
+    gw.user("alice", "alice-password", &[("/alice", Full)])
+        .await;
+    let alice = Dav::new(&gw, "alice", "alice-password");
+    assert_eq!(
+        alice.status("PUT", "/alice/a.txt", &[], "a").await,
+        StatusCode::CREATED
+    );
+    let stored = || async {
+        gw.gateway
+            .core
+            .store
+            .props_of("/alice/a.txt")
+            .await
+            .unwrap()
+            .len()
+    };
+    let big = "x".repeat(5000);
+    assert_eq!(
+        alice
+            .status("PROPPATCH", "/alice/a.txt", &[], &patch_props(0..2, &big))
+            .await,
+        StatusCode::INSUFFICIENT_STORAGE
+    );
+    assert_eq!(stored().await, 0, "nothing stored");
+    assert_eq!(
+        alice
+            .status("PROPPATCH", "/alice/a.txt", &[], &patch_props(0..60, "v"))
+            .await,
+        StatusCode::MULTI_STATUS
+    );
+    assert_eq!(stored().await, 60);
+    assert_eq!(
+        alice
+            .status("PROPPATCH", "/alice/a.txt", &[], &patch_props(58..66, "v"))
+            .await,
+        StatusCode::INSUFFICIENT_STORAGE,
+        "66 would be more than 64"
+    );
+    assert_eq!(stored().await, 60, "nothing of it stored");
+    assert_eq!(
+        alice
+            .status("PROPPATCH", "/alice/a.txt", &[], &patch_props(0..64, "w"))
+            .await,
+        StatusCode::MULTI_STATUS,
+        "changing existing ones and adding up to the cap"
+    );
+    assert_eq!(stored().await, 64);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn copy_or_move_to_another_host_is_502_and_touches_nothing() {
+    let gw = TestGateway::start().await;
+    gw.user("alice", "alice-password", &[("/alice", Full)])
+        .await;
+    let alice = Dav::new(&gw, "alice", "alice-password");
+    assert_eq!(
+        alice.status("PUT", "/alice/a.txt", &[], "a").await,
+        StatusCode::CREATED
+    );
+    for method in ["COPY", "MOVE"] {
+        assert_eq!(
+            alice
+                .status(
+                    method,
+                    "/alice/a.txt",
+                    &[("Destination", "http://evil.example:9999/alice/x.txt")],
+                    ""
+                )
+                .await,
+            StatusCode::BAD_GATEWAY,
+            "{method}"
+        );
+    }
+    assert!(!gw.root().join("alice/x.txt").exists());
+    assert!(gw.root().join("alice/a.txt").exists());
+    let here = format!("http://{}/alice/y.txt", gw.addr("webdav"));
+    assert_eq!(
+        alice
+            .status("COPY", "/alice/a.txt", &[("Destination", &here)], "")
+            .await,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        alice
+            .status(
+                "MOVE",
+                "/alice/a.txt",
+                &[("Destination", "/alice/z.txt")],
+                ""
+            )
+            .await,
+        StatusCode::CREATED
+    );
+    gw.stop().await;
+}

@@ -1,7 +1,8 @@
 //! dav-server's `GuardedFileSystem` over the file layer: every WebDAV request is checked and
 //! audited in `files::Files` with the caller's principal (the `C` of `GuardedFileSystem<C>`).
-//! Dead properties live in the store. dav-server's `LocalFs` is never used (it follows
-//! symlinks out of its root).
+//! Dead properties live in the store, at most [`MAX_PROPS`] per resource of at most
+//! [`MAX_PROP_BYTES`] each; a PROPPATCH that would go beyond is answered 507 and stores
+//! nothing. dav-server's `LocalFs` is never used (it follows symlinks out of its root).
 
 use std::collections::HashSet;
 use std::io::SeekFrom;
@@ -283,6 +284,18 @@ impl DavFile for DavHandle {
     }
 }
 
+/// Dead properties one resource may have.
+pub const MAX_PROPS: usize = 64;
+/// Largest dead property: its value, name, namespace and prefix together, in bytes.
+pub const MAX_PROP_BYTES: usize = 4096;
+
+fn prop_bytes(p: &DavProp) -> usize {
+    p.xml.as_ref().map_or(0, Vec::len)
+        + p.name.len()
+        + p.namespace.as_ref().map_or(0, String::len)
+        + p.prefix.as_ref().map_or(0, String::len)
+}
+
 fn prop_key(p: &DavProp) -> (String, String) {
     (p.namespace.clone().unwrap_or_default(), p.name.clone())
 }
@@ -462,6 +475,32 @@ impl GuardedFileSystem<Caller> for FilesDav {
             self.files
                 .authorize(who, &path, Access::WRITE)
                 .map_err(fail)?;
+            // The caps, checked before anything is stored.
+            if patch
+                .iter()
+                .any(|(set, prop)| *set && prop_bytes(prop) > MAX_PROP_BYTES)
+            {
+                return Err(DavError::InsufficientStorage);
+            }
+            let existing = self
+                .store
+                .props_of(path.as_str())
+                .await
+                .map_err(|_| DavError::GeneralFailure)?;
+            let mut names: HashSet<(String, String)> = existing
+                .into_iter()
+                .map(|p| (p.namespace, p.name))
+                .collect();
+            for (set, prop) in &patch {
+                if *set {
+                    names.insert(prop_key(prop));
+                } else {
+                    names.remove(&prop_key(prop));
+                }
+            }
+            if names.len() > MAX_PROPS {
+                return Err(DavError::InsufficientStorage);
+            }
             let mut out = Vec::with_capacity(patch.len());
             for (set, prop) in patch {
                 let (namespace, name) = prop_key(&prop);

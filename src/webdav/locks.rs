@@ -14,6 +14,12 @@
 //! Whether the caller may lock at all (write rights at the path) is the file layer's answer,
 //! asked by the front-end before dav-server sees the request. The table's mutex guards only
 //! map operations and comparisons (nothing that panics), and a poisoned mutex is taken back.
+//!
+//! A lock keeps the principal that took it. When a lock stands in someone's way (a LOCK or
+//! a write that conflicts with it), the authenticator is asked whether that principal could
+//! still sign in (`Authenticator::still_valid`); if not (user disabled or deleted, key
+//! revoked or expired, rights changed), the lock is dropped and the check runs again. This
+//! costs nothing unless there is a conflict.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -23,6 +29,7 @@ use dav_server::davpath::DavPath;
 use dav_server::ls::{DavLock, DavLockSystem, Element, LsFuture};
 use futures_util::FutureExt;
 
+use crate::auth::Authenticator;
 use crate::identity::Principal;
 use crate::path::SitePath;
 
@@ -74,6 +81,8 @@ struct Held {
     key: String,
     /// The owner, as recorded in `lock.principal` too.
     owner: Owner,
+    /// Who took the lock (the lock is void once they can no longer sign in).
+    principal: Arc<Principal>,
     expires: Instant,
 }
 
@@ -166,6 +175,25 @@ impl Table {
         at.chain(under).filter(move |held| held.live(now))
     }
 
+    /// Removes the lock `token` held on `key`.
+    fn remove(&mut self, key: &str, token: &str) {
+        let Some(locks) = self.by_path.get_mut(key) else {
+            return;
+        };
+        let owners: Vec<Owner> = locks
+            .iter()
+            .filter(|h| h.lock.token == token)
+            .map(|h| h.owner.clone())
+            .collect();
+        locks.retain(|h| h.lock.token != token);
+        if locks.is_empty() {
+            self.by_path.remove(key);
+        }
+        for owner in owners {
+            self.forget(&owner);
+        }
+    }
+
     fn find_along<'a>(&'a self, path: &'a SitePath, token: &str, now: Instant) -> Option<&'a Held> {
         self.along(path, now)
             .map(|(held, _)| held)
@@ -184,14 +212,27 @@ fn ancestors_and_self(path: &SitePath) -> impl Iterator<Item = String> + '_ {
 }
 
 /// Every lock this process holds.
-#[derive(Debug)]
 pub struct LockTable {
     limits: LockLimits,
     table: Mutex<Table>,
+    /// Asked whether a conflicting lock's principal may still sign in (`None` in unit
+    /// tests: every lock stays valid).
+    auth: Option<Arc<Authenticator>>,
 }
 
+impl std::fmt::Debug for LockTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LockTable")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How many void locks one request drops before it answers with the conflict it found.
+const MAX_VOID_DROPS: usize = 16;
+
 impl LockTable {
-    pub fn new(limits: LockLimits) -> Arc<LockTable> {
+    pub fn new(limits: LockLimits, auth: Option<Arc<Authenticator>>) -> Arc<LockTable> {
         // Keeps `Instant + timeout` far from overflowing, whatever the configuration says.
         const LONGEST: Duration = Duration::from_secs(366 * 24 * 3600);
         let limits = LockLimits {
@@ -201,6 +242,7 @@ impl LockTable {
         Arc::new(LockTable {
             limits,
             table: Mutex::default(),
+            auth,
         })
     }
 
@@ -236,11 +278,53 @@ impl LockTable {
     /// The view of the table dav-server uses for one request by `owner`. `may_override`:
     /// the caller may unlock and refresh other owners' locks (a site admin with write rights
     /// at the request's path).
-    pub fn for_caller(self: &Arc<Self>, owner: Owner, may_override: bool) -> CallerLocks {
+    pub fn for_caller(
+        self: &Arc<Self>,
+        owner: Owner,
+        principal: Arc<Principal>,
+        may_override: bool,
+    ) -> CallerLocks {
         CallerLocks {
             table: self.clone(),
             owner,
+            principal,
             may_override,
+        }
+    }
+
+    /// Runs `attempt` on the table until it succeeds, is refused, or meets a conflicting
+    /// lock whose principal may still sign in; conflicting locks of principals who can no
+    /// longer sign in are dropped on the way. The authenticator is asked without the
+    /// table's mutex held.
+    async fn without_void_locks<R>(
+        &self,
+        mut attempt: impl FnMut(&mut Table, Instant) -> Result<R, Blocked>,
+    ) -> Result<R, DavLock> {
+        for _ in 0..MAX_VOID_DROPS {
+            let outcome = attempt(&mut self.table(), Instant::now());
+            let held = match outcome {
+                Ok(done) => return Ok(done),
+                Err(Blocked::Refused(lock)) => return Err(lock),
+                Err(Blocked::By(held)) => held,
+            };
+            let void = match &self.auth {
+                Some(auth) => matches!(auth.still_valid(&held.principal).await, Ok(false)),
+                None => false,
+            };
+            if !void {
+                return Err(held.lock);
+            }
+            tracing::info!(
+                owner = held.owner.as_str(),
+                path = held.key.as_str(),
+                "webdav lock dropped: its owner can no longer sign in"
+            );
+            self.table().remove(&held.key, &held.lock.token);
+        }
+        match attempt(&mut self.table(), Instant::now()) {
+            Ok(done) => Ok(done),
+            Err(Blocked::Refused(lock)) => Err(lock),
+            Err(Blocked::By(held)) => Err(held.lock),
         }
     }
 
@@ -249,11 +333,20 @@ impl LockTable {
     }
 }
 
+/// What stopped a lock or a write.
+enum Blocked {
+    /// A conflicting lock.
+    By(Box<Held>),
+    /// Refused for another reason (no room, a path the file layer cannot name).
+    Refused(DavLock),
+}
+
 /// One request's lock system: the shared table plus who is asking.
 #[derive(Debug, Clone)]
 pub struct CallerLocks {
     table: Arc<LockTable>,
     owner: Owner,
+    principal: Arc<Principal>,
     may_override: bool,
 }
 
@@ -298,9 +391,9 @@ fn check_along(
     tokens: &[String],
     shared_ok: bool,
     now: Instant,
-) -> Result<(), DavLock> {
+) -> Result<(), Blocked> {
     let mut holds_lock = false;
-    let mut first_shared: Option<&DavLock> = None;
+    let mut first_shared: Option<&Held> = None;
     for (held, on_path) in table.along(path, now) {
         if !on_path && !held.lock.deep {
             continue;
@@ -308,13 +401,13 @@ fn check_along(
         if holds(held, principal, ignore_principal, tokens) {
             holds_lock = true;
         } else if !held.lock.shared {
-            return Err(held.lock.clone());
+            return Err(Blocked::By(Box::new(held.clone())));
         } else if !shared_ok {
-            first_shared.get_or_insert(&held.lock);
+            first_shared.get_or_insert(held);
         }
     }
     match first_shared {
-        Some(lock) if !holds_lock => Err(lock.clone()),
+        Some(held) if !holds_lock => Err(Blocked::By(Box::new(held.clone()))),
         _ => Ok(()),
     }
 }
@@ -328,10 +421,10 @@ fn check_below(
     tokens: &[String],
     shared_ok: bool,
     now: Instant,
-) -> Result<(), DavLock> {
+) -> Result<(), Blocked> {
     for held in table.below(path, now) {
         if (!held.lock.shared || !shared_ok) && !holds(held, principal, ignore_principal, tokens) {
-            return Err(held.lock.clone());
+            return Err(Blocked::By(Box::new(held.clone())));
         }
     }
     Ok(())
@@ -363,44 +456,50 @@ impl DavLockSystem for CallerLocks {
         deep: bool,
     ) -> LsFuture<'_, Result<DavLock, DavLock>> {
         let token = new_token(); // before taking the mutex
-        let result = (|| {
+        let (path, owner) = (path.clone(), owner.cloned());
+        async move {
+            let path = &path;
             let site = site(path).ok_or_else(|| refusal(path))?;
             let timeout = self.table.cap(timeout);
-            let now = Instant::now();
-            let mut table = self.table.table();
-            table.sweep(now);
-            check_along(&table, &site, None, true, &[], shared, now)?;
-            if deep {
-                check_below(&table, &site, None, true, &[], shared, now)?;
-            }
-            table
-                .room_for(&self.owner, &self.table.limits)
-                .map_err(|_| refusal(path))?;
-            let lock = DavLock {
-                token,
-                path: Box::new(path.clone()),
-                principal: Some(self.owner.as_str().to_owned()),
-                owner: owner.map(|o| Box::new(o.clone())),
-                timeout_at: Some(SystemTime::now() + timeout),
-                timeout: Some(timeout),
-                shared,
-                deep,
-            };
-            table
-                .by_path
-                .entry(site.as_str().to_owned())
-                .or_default()
-                .push(Held {
-                    lock: lock.clone(),
-                    key: site.as_str().to_owned(),
-                    owner: self.owner.clone(),
-                    expires: now + timeout,
-                });
-            *table.per_owner.entry(self.owner.clone()).or_insert(0) += 1;
-            table.total += 1;
-            Ok(lock)
-        })();
-        futures_util::future::ready(result).boxed()
+            let limits = self.table.limits;
+            self.table
+                .without_void_locks(|table, now| {
+                    table.sweep(now);
+                    check_along(table, &site, None, true, &[], shared, now)?;
+                    if deep {
+                        check_below(table, &site, None, true, &[], shared, now)?;
+                    }
+                    table
+                        .room_for(&self.owner, &limits)
+                        .map_err(|_| Blocked::Refused(refusal(path)))?;
+                    let lock = DavLock {
+                        token: token.clone(),
+                        path: Box::new(path.clone()),
+                        principal: Some(self.owner.as_str().to_owned()),
+                        owner: owner.clone().map(Box::new),
+                        timeout_at: Some(SystemTime::now() + timeout),
+                        timeout: Some(timeout),
+                        shared,
+                        deep,
+                    };
+                    table
+                        .by_path
+                        .entry(site.as_str().to_owned())
+                        .or_default()
+                        .push(Held {
+                            lock: lock.clone(),
+                            key: site.as_str().to_owned(),
+                            owner: self.owner.clone(),
+                            principal: self.principal.clone(),
+                            expires: now + timeout,
+                        });
+                    *table.per_owner.entry(self.owner.clone()).or_insert(0) += 1;
+                    table.total += 1;
+                    Ok(lock)
+                })
+                .await
+        }
+        .boxed()
     }
 
     fn unlock(&'_ self, path: &DavPath, token: &str) -> LsFuture<'_, Result<(), ()>> {
@@ -412,15 +511,8 @@ impl DavLockSystem for CallerLocks {
             if !self.may_manage(held) {
                 return Err(());
             }
-            let (key, owner) = (held.key.clone(), held.owner.clone());
-            let Some(locks) = table.by_path.get_mut(&key) else {
-                return Err(());
-            };
-            locks.retain(|h| h.lock.token != token);
-            if locks.is_empty() {
-                table.by_path.remove(&key);
-            }
-            table.forget(&owner);
+            let key = held.key.clone();
+            table.remove(&key, token);
             Ok(())
         })();
         futures_util::future::ready(result).boxed()
@@ -463,38 +555,45 @@ impl DavLockSystem for CallerLocks {
         deep: bool,
         submitted_tokens: &[String],
     ) -> LsFuture<'_, Result<(), DavLock>> {
-        let result = (|| {
+        let principal = principal.map(str::to_owned);
+        let submitted_tokens = submitted_tokens.to_vec();
+        let site = site(path);
+        async move {
+            let principal = principal.as_deref();
+            let submitted_tokens = submitted_tokens.as_slice();
             // A path the file layer cannot name is refused there; no lock is on it.
-            let Some(site) = site(path) else {
+            let Some(site) = site else {
                 return Ok(());
             };
             // A site admin with write rights here may use (refresh) other owners' locks.
             let ignore_principal = ignore_principal || self.may_override;
-            let now = Instant::now();
-            let table = self.table.table();
-            check_along(
-                &table,
-                &site,
-                principal,
-                ignore_principal,
-                submitted_tokens,
-                false,
-                now,
-            )?;
-            if deep {
-                check_below(
-                    &table,
-                    &site,
-                    principal,
-                    ignore_principal,
-                    submitted_tokens,
-                    false,
-                    now,
-                )?;
-            }
-            Ok(())
-        })();
-        futures_util::future::ready(result).boxed()
+            self.table
+                .without_void_locks(|table, now| {
+                    check_along(
+                        table,
+                        &site,
+                        principal,
+                        ignore_principal,
+                        submitted_tokens,
+                        false,
+                        now,
+                    )?;
+                    if deep {
+                        check_below(
+                            table,
+                            &site,
+                            principal,
+                            ignore_principal,
+                            submitted_tokens,
+                            false,
+                            now,
+                        )?;
+                    }
+                    Ok(())
+                })
+                .await
+        }
+        .boxed()
     }
 
     fn discover(&'_ self, path: &DavPath) -> LsFuture<'_, Vec<DavLock>> {
@@ -563,10 +662,10 @@ mod tests {
 
     #[tokio::test]
     async fn only_the_owner_or_an_override_unlocks_and_refreshes() {
-        let table = LockTable::new(limits());
-        let alice = table.for_caller(owner("user:1"), false);
-        let bob = table.for_caller(owner("user:2"), false);
-        let admin = table.for_caller(owner("user:3"), true);
+        let table = LockTable::new(limits(), None);
+        let alice = table.for_caller(owner("user:1"), Arc::new(Principal::cli()), false);
+        let bob = table.for_caller(owner("user:2"), Arc::new(Principal::cli()), false);
+        let admin = table.for_caller(owner("user:3"), Arc::new(Principal::cli()), true);
         let lock = lock(&alice, "/", false).await.unwrap();
         assert_eq!(
             lock.timeout,
@@ -597,17 +696,20 @@ mod tests {
     }
 
     async fn lock_is_gone(table: &Arc<LockTable>) -> bool {
-        let probe = table.for_caller(owner("probe"), false);
+        let probe = table.for_caller(owner("probe"), Arc::new(Principal::cli()), false);
         probe.discover(&dav("/a/b")).await.is_empty()
     }
 
     #[tokio::test]
     async fn timeouts_are_capped_and_expired_locks_stop_counting() {
-        let table = LockTable::new(LockLimits {
-            max_lock: Duration::from_millis(50),
-            ..limits()
-        });
-        let alice = table.for_caller(owner("user:1"), false);
+        let table = LockTable::new(
+            LockLimits {
+                max_lock: Duration::from_millis(50),
+                ..limits()
+            },
+            None,
+        );
+        let alice = table.for_caller(owner("user:1"), Arc::new(Principal::cli()), false);
         let lock = alice
             .lock(
                 &dav("/f"),
@@ -620,7 +722,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(lock.timeout, Some(Duration::from_millis(50)));
-        let bob = table.for_caller(owner("user:2"), false);
+        let bob = table.for_caller(owner("user:2"), Arc::new(Principal::cli()), false);
         assert!(self::lock(&bob, "/f", false).await.is_err(), "locked");
         tokio::time::sleep(Duration::from_millis(80)).await;
         assert!(self::lock(&bob, "/f", false).await.is_ok(), "expired");
@@ -629,8 +731,8 @@ mod tests {
 
     #[tokio::test]
     async fn locks_are_capped_per_owner_and_in_total() {
-        let table = LockTable::new(limits());
-        let alice = table.for_caller(owner("user:1"), false);
+        let table = LockTable::new(limits(), None);
+        let alice = table.for_caller(owner("user:1"), Arc::new(Principal::cli()), false);
         for i in 0..3 {
             lock(&alice, &format!("/a{i}"), false).await.unwrap();
         }
@@ -639,7 +741,7 @@ mod tests {
             Err(LockRefusal::OwnerFull)
         );
         assert!(lock(&alice, "/a9", false).await.is_err());
-        let bob = table.for_caller(owner("user:2"), false);
+        let bob = table.for_caller(owner("user:2"), Arc::new(Principal::cli()), false);
         lock(&bob, "/b0", false).await.unwrap();
         lock(&bob, "/b1", false).await.unwrap();
         assert_eq!(
@@ -652,9 +754,9 @@ mod tests {
 
     #[tokio::test]
     async fn deep_locks_cover_what_is_below_and_conflict_with_locks_below() {
-        let table = LockTable::new(limits());
-        let alice = table.for_caller(owner("user:1"), false);
-        let bob = table.for_caller(owner("user:2"), false);
+        let table = LockTable::new(limits(), None);
+        let alice = table.for_caller(owner("user:1"), Arc::new(Principal::cli()), false);
+        let bob = table.for_caller(owner("user:2"), Arc::new(Principal::cli()), false);
         let shallow = lock(&alice, "/d", false).await.unwrap();
         assert!(
             bob.check(&dav("/d/x"), Some("user:2"), false, false, &[])

@@ -8,8 +8,11 @@
 //!
 //! WebDAV clients send credentials with every request; the authenticator's password cache
 //! keeps that cheap, and a revoked key or disabled user is refused on the very next request.
-//! LOCK needs write rights at the path (the file layer's answer); UNLOCK and lock refreshes
-//! are for the lock's owner, or a site admin with write rights there.
+//! LOCK of a new name needs WRITE at the path; LOCK of an existing file or folder changes
+//! what others may do with it, so it needs WRITE|DELETE, and so do UNLOCK and lock refreshes
+//! (the file layer's answer; hidden paths are 404), which are moreover for the lock's owner
+//! or a site admin. A COPY or MOVE whose `Destination` names another host is answered
+//! 502 Bad Gateway (RFC 4918 §9.8.5, §9.9.4), not carried out here.
 
 mod fs;
 mod locks;
@@ -34,7 +37,7 @@ use tokio::net::TcpListener;
 
 use crate::auth::{AuthError, Authenticator, Proof};
 use crate::config::WebDavConfig;
-use crate::files::Files;
+use crate::files::{Files, FsError};
 use crate::http_serve::{HttpServer, ServeOptions};
 use crate::identity::{Access, ClientInfo, Principal, Protocol};
 use crate::limits::ConnectionGate;
@@ -102,11 +105,14 @@ pub fn router(
     let dav = DavConfig::new()
         .filesystem(Box::new(FilesDav::new(files.clone(), store)))
         .read_buf_size(1024 * 1024); // GET chunks: fewer hops to the blocking pool
-    let locks = LockTable::new(LockLimits {
-        max_lock: Duration::from_secs(limits.max_lock_seconds.max(1)),
-        per_owner: limits.max_locks_per_principal.max(1),
-        total: limits.max_locks.max(1),
-    });
+    let locks = LockTable::new(
+        LockLimits {
+            max_lock: Duration::from_secs(limits.max_lock_seconds.max(1)),
+            per_owner: limits.max_locks_per_principal.max(1),
+            total: limits.max_locks.max(1),
+        },
+        Some(auth.clone()),
+    );
     let state = Arc::new(DavState {
         auth,
         files,
@@ -224,11 +230,17 @@ async fn serve_dav(State(state): State<Arc<DavState>>, req: Request) -> Response
                 .into_response();
         }
     };
+    if let Some(refusal) = foreign_destination(&req) {
+        return refusal;
+    }
     let owner = locks::owner_of(&principal);
-    let may_override = match lock_rules(&state, &req, &principal, &owner) {
+    // Only the head is borrowed across the file layer's await (a body is not `Sync`).
+    let (head, body) = req.into_parts();
+    let may_override = match lock_rules(&state, &head, &principal, &owner).await {
         Ok(may_override) => may_override,
         Err(refusal) => return *refusal,
     };
+    let req = Request::from_parts(head, body);
     let max = state.limits.max_body_bytes;
     let req = if max > 0 && req.method() == Method::PUT {
         req.map(|body| axum::body::Body::new(http_body_util::Limited::new(body, max as usize)))
@@ -249,9 +261,11 @@ async fn serve_dav(State(state): State<Arc<DavState>>, req: Request) -> Response
     let dav = state
         .dav
         .clone()
-        .locksystem(Box::new(
-            state.locks.for_caller(owner.clone(), may_override),
-        ))
+        .locksystem(Box::new(state.locks.for_caller(
+            owner.clone(),
+            principal.clone(),
+            may_override,
+        )))
         .build_handler();
     // dav-server records and matches lock owners by this name.
     let response = dav
@@ -331,26 +345,87 @@ impl hyper::body::Body for Revalidated {
 
 /// The request's path as the file layer names it (`None`: not a path dav-server accepts
 /// either; it answers that request itself).
-fn request_path(req: &Request) -> Option<SitePath> {
-    let path = DavPath::new(req.uri().path()).ok()?;
+fn request_path(uri: &axum::http::Uri) -> Option<SitePath> {
+    let path = DavPath::new(uri.path()).ok()?;
     fs::site(&path).ok()
 }
 
-/// The lock rules dav-server does not know: LOCK needs write rights at the path and room
-/// under the lock caps; UNLOCK of another owner's lock is refused (403) unless the caller
-/// is a site admin with write rights there. Answers whether the caller may manage other
-/// owners' locks in this request.
-fn lock_rules(
+/// `host[:port]` in lower case, without the scheme's default port.
+fn authority_key(authority: &str, https: bool) -> String {
+    let authority = authority.trim().to_ascii_lowercase();
+    let default = if https { ":443" } else { ":80" };
+    match authority.strip_suffix(default) {
+        Some(host) => host.to_owned(),
+        None => authority,
+    }
+}
+
+/// A COPY or MOVE whose `Destination` is an absolute URL naming another host than the
+/// request's `Host`: 502 Bad Gateway (RFC 4918 §9.8.5/§9.9.4: "the destination is on another
+/// server"). A relative `Destination` (a path) is on this server.
+fn foreign_destination(req: &Request) -> Option<Response> {
+    let method = req.method().as_str();
+    if method != "COPY" && method != "MOVE" {
+        return None;
+    }
+    let destination = req.headers().get("Destination")?.to_str().ok()?.trim();
+    let lower = destination.to_ascii_lowercase();
+    let (rest, https) = if let Some(rest) = lower.strip_prefix("http://") {
+        (rest, false)
+    } else if let Some(rest) = lower.strip_prefix("https://") {
+        (rest, true)
+    } else {
+        return None; // a path; dav-server refuses other schemes
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let authority = authority.rsplit('@').next().unwrap_or_default();
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| req.uri().authority().map(|a| a.as_str().to_owned()))?;
+    if authority_key(authority, https) == authority_key(&host, https) {
+        return None;
+    }
+    Some(
+        (
+            StatusCode::BAD_GATEWAY,
+            "the Destination is on another server",
+        )
+            .into_response(),
+    )
+}
+
+/// The rights LOCK, lock refreshes and UNLOCK need at `path`: WRITE for a name that does
+/// not exist yet (a lock-null lock), WRITE|DELETE for an existing file or folder, whose lock
+/// changes what others may do with it. Hidden paths are "not found".
+async fn may_lock(state: &DavState, who: &Principal, path: &SitePath) -> Result<(), Box<Response>> {
+    let need = match state.files.stat(who, path).await {
+        Err(FsError::NotFound | FsError::NotADirectory) => Access::WRITE,
+        _ => Access::WRITE | Access::DELETE,
+    };
+    state
+        .files
+        .authorize(who, path, need)
+        .map_err(|err| Box::new(status::http_status(&err).into_response()))
+}
+
+/// The lock rules dav-server does not know: LOCK, refreshes and UNLOCK need the rights of
+/// [`may_lock`]; LOCK needs room under the lock caps; UNLOCK of another owner's lock is
+/// refused (403) unless the caller is a site admin with write rights there. Answers whether
+/// the caller may manage other owners' locks in this request.
+async fn lock_rules(
     state: &DavState,
-    req: &Request,
+    req: &axum::http::request::Parts,
     who: &Principal,
     owner: &Owner,
 ) -> Result<bool, Box<Response>> {
-    let method = req.method().as_str();
+    let method = req.method.as_str();
     if method != "LOCK" && method != "UNLOCK" {
         return Ok(false);
     }
-    let Some(path) = request_path(req) else {
+    let Some(path) = request_path(&req.uri) else {
         return Ok(false);
     };
     let admin_here = || {
@@ -358,12 +433,10 @@ fn lock_rules(
             && who.user.is_some()
             && state.files.authorize(who, &path, Access::WRITE).is_ok()
     };
+    may_lock(state, who, &path).await?;
     if method == "LOCK" {
-        if let Err(err) = state.files.authorize(who, &path, Access::WRITE) {
-            return Err(Box::new(status::http_status(&err).into_response()));
-        }
         let refresh = req
-            .headers()
+            .headers
             .get(header::CONTENT_LENGTH)
             .is_none_or(|v| v.as_bytes() == b"0");
         if !refresh && let Err(refusal) = state.locks.room_for(owner) {
@@ -378,7 +451,7 @@ fn lock_rules(
         return Ok(admin_here());
     }
     let token = req
-        .headers()
+        .headers
         .get("Lock-Token")
         .and_then(|v| v.to_str().ok())
         .map(|v| v.trim().trim_matches(|c| c == '<' || c == '>'));
