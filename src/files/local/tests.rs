@@ -139,10 +139,16 @@ async fn a_listing_read_in_steps_returns_every_name_exactly_once_even_when_reads
     let mut chunks = storage.read_dir_chunks(&p("/big")).await.unwrap();
     let (mut names, mut cancelled, mut largest) = (Vec::new(), 0, 0);
     loop {
-        // Every other read is given up at once, mostly while its step is on the pool.
-        let next = match tokio::time::timeout(Duration::ZERO, chunks.recv()).await {
-            Ok(next) => next,
-            Err(_) => {
+        // Each read is first given up after one poll (its step then on the pool), then
+        // asked for again.
+        let first_poll = tokio::select! {
+            biased;
+            next = chunks.recv() => Some(next),
+            () = std::future::ready(()) => None,
+        };
+        let next = match first_poll {
+            Some(next) => next,
+            None => {
                 cancelled += 1;
                 chunks.recv().await
             }
