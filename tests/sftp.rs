@@ -1002,3 +1002,105 @@ async fn a_client_keeping_sixty_four_large_reads_in_flight_downloads_without_sta
     })
     .await
 }
+
+/// `count` empty files in `folder` (a path under the gateway's storage root).
+fn many_files(gw: &TestGateway, folder: &str, count: usize) -> Vec<String> {
+    let path = gw.root().join(folder);
+    std::fs::create_dir_all(&path).unwrap();
+    let names: Vec<String> = (0..count).map(|i| format!("entry-{i:05}.txt")).collect();
+    for name in &names {
+        std::fs::write(path.join(name), "").unwrap();
+    }
+    names
+}
+
+#[tokio::test]
+async fn big_folders_opened_and_never_read_keep_memory_flat() {
+    let _alone = EXCLUSIVE.lock().await;
+    bounded(120, async {
+        let gw = TestGateway::start().await;
+        gw.user("ned", "ned-password", &[("/ned", Full)]).await;
+        many_files(&gw, "ned/big", 20_000);
+        let addr = gw.addr("sftp");
+        let mut connections = Vec::new();
+        for _ in 0..4 {
+            let ssh = signed_in(addr, "ned", "ned-password").await;
+            let raw = raw_session(&ssh).await;
+            connections.push((ssh, raw));
+        }
+        let before = resident_bytes();
+        let mut opened = 0;
+        for (_, raw) in &connections {
+            // As many as a connection may hold (8), each read by nobody.
+            for _ in 0..8 {
+                raw.opendir("/ned/big").await.expect("opendir");
+                opened += 1;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let during = resident_bytes();
+        let grown = during.saturating_sub(before) / (1024 * 1024);
+        // Loaded whole, each listing of 20 000 entries took several MiB: well over 100 MiB.
+        eprintln!("resident memory grew by {grown} MiB with {opened} big folders open");
+        assert!(grown < 40, "resident memory grew by {grown} MiB");
+
+        // The folders are still listed in full, and another client is served meanwhile.
+        let other = sftp_client::login_from(addr, "127.0.0.2", "ned", "ned-password")
+            .await
+            .expect("another address signs in");
+        assert_eq!(other.list("/ned/big").await.unwrap().len(), 20_000);
+        gw.stop().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn reading_a_big_folder_returns_every_name_once_in_bounded_replies() {
+    bounded(120, async {
+        let gw = TestGateway::start().await;
+        gw.user("ora", "ora-password", &[("/ora", Full)]).await;
+        let mut expected = many_files(&gw, "ora/big", 20_000);
+        let s = login(&gw, "ora", "ora-password").await.expect("login");
+        // Two handles on the same folder, read in turns: each keeps its own place.
+        let first = s.raw.opendir("/ora/big").await.unwrap().handle;
+        let second = s.raw.opendir("/ora/big").await.unwrap().handle;
+        let (mut names, mut again) = (Vec::new(), Vec::new());
+        let (mut first_done, mut second_done) = (false, false);
+        while !(first_done && second_done) {
+            for (handle, done, into) in [
+                (&first, &mut first_done, &mut names),
+                (&second, &mut second_done, &mut again),
+            ] {
+                if *done {
+                    continue;
+                }
+                match s.raw.readdir(handle).await {
+                    Ok(reply) => {
+                        assert!(!reply.files.is_empty(), "a NAME reply carries entries");
+                        assert!(reply.files.len() <= 128, "{} entries", reply.files.len());
+                        into.extend(reply.files.into_iter().map(|f| f.filename));
+                    }
+                    Err(e) => {
+                        assert_eq!(code::<()>(Err(e)), StatusCode::Eof);
+                        *done = true;
+                    }
+                }
+            }
+        }
+        assert_eq!(
+            code(s.raw.readdir(&first).await),
+            StatusCode::Eof,
+            "the end is the end"
+        );
+        s.raw.close(&first).await.unwrap();
+        s.raw.close(&second).await.unwrap();
+        expected.sort();
+        for list in [&mut names, &mut again] {
+            assert_eq!(list.len(), 20_000, "no name twice, none missing");
+            list.sort();
+            assert_eq!(*list, expected);
+        }
+        gw.stop().await;
+    })
+    .await
+}

@@ -30,8 +30,8 @@ use reader::LocalReader;
 use upload::{LocalStaged, LocalUpload, move_into_place};
 
 use super::storage::{
-    DirEntry, EntryChunks, EntryKind, FileReader, Metadata, Overwrite, StagedWrite, Storage,
-    StorageError, StorageErrorKind, WriteMode,
+    DirEntry, EntryChunks, EntryKind, FileReader, Metadata, Overwrite, ReadEntries, StagedWrite,
+    Storage, StorageError, StorageErrorKind, WriteMode,
 };
 use crate::path::SitePath;
 
@@ -144,11 +144,67 @@ fn entry_of(listing: &Listing, entry: std::io::Result<cap_std::fs::DirEntry>) ->
     Some(DirEntry { metadata, name })
 }
 
-/// What the listing thread needs besides the open folder.
+/// What listing a folder needs besides its directory stream.
 struct Listing {
     root: Arc<Dir>,
     folder: String,
     beneath: Beneath,
+}
+
+/// Raw entries read per step on the blocking pool (fewer are kept when some are left out).
+const LIST_STEP: usize = 256;
+
+/// An open directory stream and what its entries are read with.
+type OpenListing = Box<(cap_std::fs::ReadDir, Listing)>;
+
+/// A folder being listed, one step at a time: each `read_more` moves the stream onto the
+/// blocking pool for one short step of at most [`LIST_STEP`] entries and back. Between
+/// steps no thread is held, however long the caller pauses.
+struct LocalEntries {
+    state: Reading,
+}
+
+enum Reading {
+    Paused(OpenListing),
+    /// A step in progress; a cancelled `read_more` leaves it here for the next one.
+    Step(tokio::task::JoinHandle<(Vec<DirEntry>, Option<OpenListing>)>),
+    Ended,
+}
+
+/// One step: the next entries of the stream, and the stream unless it ended.
+fn list_step(mut open: OpenListing) -> (Vec<DirEntry>, Option<OpenListing>) {
+    let (entries, listing) = &mut *open;
+    let mut chunk = Vec::new();
+    for _ in 0..LIST_STEP {
+        match entries.next() {
+            Some(entry) => chunk.extend(entry_of(listing, entry)),
+            None => return (chunk, None),
+        }
+    }
+    (chunk, Some(open))
+}
+
+#[async_trait::async_trait]
+impl ReadEntries for LocalEntries {
+    async fn read_more(&mut self) -> Option<Vec<DirEntry>> {
+        self.state = match std::mem::replace(&mut self.state, Reading::Ended) {
+            Reading::Paused(open) => {
+                Reading::Step(tokio::task::spawn_blocking(move || list_step(open)))
+            }
+            other => other,
+        };
+        let Reading::Step(step) = &mut self.state else {
+            return None;
+        };
+        let done = step.await;
+        self.state = Reading::Ended;
+        // A step that panicked ends the listing (its entries are lost, as unreadable ones).
+        let (chunk, rest) = done.ok()?;
+        if let Some(open) = rest {
+            self.state = Reading::Paused(open);
+        }
+        Some(chunk)
+    }
 }
 
 /// The `io::Error` of a rustix call.
@@ -170,38 +226,23 @@ impl Storage for LocalStorage {
     }
 
     async fn read_dir_chunks(&self, path: &SitePath) -> Result<EntryChunks, StorageError> {
-        const CHUNK: usize = 256;
         let (root, beneath, p) = self.parts(path);
-        let (dir, entries, listing) = blocking(move || {
+        let open = blocking(move || {
             let fd = beneath.open(&*root, &p, OFlags::RDONLY | OFlags::DIRECTORY, 0)?;
-            let dir = Dir::from_std_file(std::fs::File::from(fd));
-            let entries = dir.entries()?;
+            // The stream has a descriptor of its own (the folder's is closed here): one
+            // descriptor per listing in progress.
+            let entries = Dir::from_std_file(std::fs::File::from(fd)).entries()?;
             let listing = Listing {
                 root,
                 folder: p,
                 beneath,
             };
-            Ok((dir, entries, listing))
+            Ok(Box::new((entries, listing)))
         })
         .await?;
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
-        tokio::task::spawn_blocking(move || {
-            let _dir = dir; // open until the last entry is read
-            let mut chunk = Vec::with_capacity(CHUNK);
-            for entry in entries {
-                chunk.extend(entry_of(&listing, entry));
-                if chunk.len() == CHUNK {
-                    let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
-                    if tx.blocking_send(full).is_err() {
-                        return; // the reader went away
-                    }
-                }
-            }
-            if !chunk.is_empty() {
-                let _ = tx.blocking_send(chunk);
-            }
-        });
-        Ok(rx)
+        Ok(EntryChunks::new(LocalEntries {
+            state: Reading::Paused(open),
+        }))
     }
 
     async fn open_read(&self, path: &SitePath) -> Result<Box<dyn FileReader>, StorageError> {

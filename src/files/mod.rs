@@ -33,8 +33,8 @@ pub use local::LocalStorage;
 pub use local::Symlinks;
 pub use policy::{Scope, Visibility};
 pub use storage::{
-    DirEntry, EntryChunks, EntryKind, FileReader, FileWriter, Metadata, Overwrite, StagedWrite,
-    Storage, StorageError, StorageErrorKind, WriteMode,
+    DirEntry, EntryChunks, EntryKind, FileReader, FileWriter, Metadata, Overwrite, ReadEntries,
+    StagedWrite, Storage, StorageError, StorageErrorKind, WriteMode,
 };
 pub use transfer::{Download, Upload};
 
@@ -64,7 +64,8 @@ pub struct Listing {
 }
 
 impl Listing {
-    /// The next entries the principal may see; `None` at the end.
+    /// The next entries the principal may see (possibly none, when all those read are
+    /// hidden from them); `None` at the end. Cancelling it loses no entry.
     pub async fn next_chunk(&mut self) -> Option<Vec<DirEntry>> {
         let mut chunk = self.chunks.recv().await?;
         chunk.retain(|e| self.scope.shows_child(&self.folder, &e.name));
@@ -116,7 +117,9 @@ impl Files {
 
     /// Lists a folder in chunks as it is read (unsorted), showing only what the principal
     /// may see: for listings where the first entries should be sent while the rest are
-    /// read (WebDAV PROPFIND). Audited like `list` when the folder is opened.
+    /// read (WebDAV PROPFIND), or read at the client's pace (SFTP READDIR). Each chunk is
+    /// read when asked for: an unread listing holds one chunk and no thread. Audited like
+    /// `list` when the folder is opened.
     pub async fn list_chunks(&self, who: &Principal, path: &SitePath) -> Result<Listing, FsError> {
         let scope = self.check(who, Action::List, path, Access::LIST)?;
         let result = match self.storage.read_dir_chunks(path).await {

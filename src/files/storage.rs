@@ -177,16 +177,47 @@ pub trait StagedWrite: Send {
     async fn commit(self: Box<Self>) -> Result<(), StorageError>;
 }
 
-/// A folder's entries in chunks, as they are read (in no particular order).
-pub type EntryChunks = tokio::sync::mpsc::Receiver<Vec<DirEntry>>;
+/// What a storage reads a folder with: the next few entries at each call.
+#[async_trait::async_trait]
+pub trait ReadEntries: Send {
+    /// The next entries read, possibly none (when all those read were left out); `None` at
+    /// the end. Nothing may run between calls: a caller that pauses holds no thread.
+    /// Cancelling a call must lose no entry (the next call picks up the same read).
+    async fn read_more(&mut self) -> Option<Vec<DirEntry>>;
+}
+
+/// A folder's entries in chunks, as they are read (in no particular order). Each chunk is
+/// read when asked for, so a listing the caller leaves unread holds one open folder and
+/// no thread, and its memory stays at one chunk.
+pub struct EntryChunks {
+    source: Box<dyn ReadEntries>,
+}
+
+impl EntryChunks {
+    pub fn new(source: impl ReadEntries + 'static) -> EntryChunks {
+        EntryChunks {
+            source: Box::new(source),
+        }
+    }
+
+    /// The next entries (never an empty chunk); `None` at the end.
+    pub async fn recv(&mut self) -> Option<Vec<DirEntry>> {
+        loop {
+            let chunk = self.source.read_more().await?;
+            if !chunk.is_empty() {
+                return Some(chunk);
+            }
+        }
+    }
+}
 
 /// A place that keeps files.
 #[async_trait::async_trait]
 pub trait Storage: Send + Sync {
     async fn metadata(&self, path: &SitePath) -> Result<Metadata, StorageError>;
-    /// A folder's entries in chunks as they are read, so that a caller works on the first
-    /// while the rest are read, in bounded memory. Failing to open the folder is an error
-    /// at once; an entry that cannot be read is left out, as in `read_dir`.
+    /// A folder's entries in chunks, each read when the caller asks for it: bounded memory,
+    /// and no thread held while the caller pauses. Failing to open the folder is an error
+    /// at once; an entry that cannot be read is left out.
     async fn read_dir_chunks(&self, path: &SitePath) -> Result<EntryChunks, StorageError>;
     async fn open_read(&self, path: &SitePath) -> Result<Box<dyn FileReader>, StorageError>;
     /// Starts writing `path`. With [`Overwrite::Refuse`], an existing file is never changed:

@@ -34,7 +34,7 @@ use super::attrs::{attrs_of, entry, requested_times};
 use super::conn::{Shared, Signal};
 use super::handles::{self, Job, OpenFile, Queued};
 use super::status::{message_of, status_of};
-use crate::files::{DirEntry, Files, FsError, WriteMode};
+use crate::files::{DirEntry, Files, FsError, Listing, WriteMode};
 use crate::identity::Principal;
 use crate::path::SitePath;
 
@@ -110,14 +110,56 @@ pub fn status_err(id: u32, err: &FsError) -> Packet {
 
 enum HandleEntry {
     File(mpsc::Sender<Queued>),
-    Dir(Folder),
+    /// Locked (asynchronously) while a READDIR reads on; the handle table's lock is not.
+    Dir(Arc<tokio::sync::Mutex<Folder>>),
 }
 
-/// An open folder: the entries not yet sent, and its slots in the connection's caps.
+/// An open folder: its listing, read as READDIRs ask for entries (an open folder nobody
+/// reads holds one chunk at most, and no thread), the entries read but not yet sent, and
+/// its slots in the connection's caps.
 struct Folder {
+    listing: Listing,
     entries: VecDeque<DirEntry>,
+    ended: bool,
     _handle: OwnedSemaphorePermit,
     _folder: OwnedSemaphorePermit,
+}
+
+impl Folder {
+    /// Reads on until a full reply's worth of entries is at hand or the folder has ended.
+    async fn fill(&mut self) {
+        while !self.ended && self.entries.len() < DIR_CHUNK {
+            match self.listing.next_chunk().await {
+                Some(chunk) => self.entries.extend(chunk),
+                None => self.ended = true,
+            }
+        }
+    }
+
+    /// The next reply: at most DIR_CHUNK entries and about DIR_CHUNK_BYTES; the rest wait
+    /// for the next READDIR.
+    async fn next_reply(&mut self, id: u32) -> Packet {
+        self.fill().await;
+        if self.entries.is_empty() {
+            return status(id, StatusCode::Eof, "end of folder");
+        }
+        let (mut n, mut bytes) = (0, 0);
+        for e in self.entries.iter().take(DIR_CHUNK) {
+            bytes += 2 * e.name.len() + 96;
+            n += 1;
+            if bytes >= DIR_CHUNK_BYTES {
+                break;
+            }
+        }
+        Packet::Name(Name {
+            id,
+            files: self
+                .entries
+                .drain(..n)
+                .map(|e| entry(&e.name, &e.metadata))
+                .collect(),
+        })
+    }
 }
 
 type HandleMap = Arc<Mutex<HashMap<String, HandleEntry>>>;
@@ -352,7 +394,7 @@ impl Session {
             Packet::Lstat(p) => self.stat(id, &p.path).await,
             Packet::Open(o) => self.open(id, &o.filename, o.pflags).await,
             Packet::OpenDir(o) => self.open_dir(id, &o.path).await,
-            Packet::ReadDir(r) => self.read_dir(id, &r.handle),
+            Packet::ReadDir(r) => self.read_dir(id, &r.handle).await,
             Packet::SetStat(s) => self.set_stat(id, &s.path, s.attrs).await,
             Packet::Remove(r) => {
                 self.simple(id, &r.filename, |f, w, p| {
@@ -548,49 +590,32 @@ impl Session {
         };
         let result = async {
             let path = self.resolve(input)?;
-            self.files.list(&self.who, &path).await
+            self.files.list_chunks(&self.who, &path).await
         }
         .await;
         match result {
-            Ok(entries) => {
-                let handle = self.register(HandleEntry::Dir(Folder {
-                    entries: entries.into(),
+            Ok(listing) => {
+                let folder = Folder {
+                    listing,
+                    entries: VecDeque::new(),
+                    ended: false,
                     _handle: handle_slot,
                     _folder: folder_slot,
-                }));
+                };
+                let handle = self.register(HandleEntry::Dir(Arc::new(folder.into())));
                 Packet::Handle(Handle { id, handle })
             }
             Err(err) => status_err(id, &err),
         }
     }
 
-    fn read_dir(&self, id: u32, handle: &str) -> Packet {
-        let mut handles = lock(&self.handles);
-        match handles.get_mut(handle) {
-            Some(HandleEntry::Dir(folder)) if folder.entries.is_empty() => {
-                status(id, StatusCode::Eof, "end of folder")
-            }
-            Some(HandleEntry::Dir(folder)) => {
-                // A bounded reply: at most DIR_CHUNK entries and about DIR_CHUNK_BYTES.
-                let (mut n, mut bytes) = (0, 0);
-                for e in folder.entries.iter().take(DIR_CHUNK) {
-                    bytes += 2 * e.name.len() + 96;
-                    n += 1;
-                    if bytes >= DIR_CHUNK_BYTES {
-                        break;
-                    }
-                }
-                Packet::Name(Name {
-                    id,
-                    files: folder
-                        .entries
-                        .drain(..n)
-                        .map(|e| entry(&e.name, &e.metadata))
-                        .collect(),
-                })
-            }
-            _ => status(id, StatusCode::Failure, "invalid handle"),
-        }
+    async fn read_dir(&self, id: u32, handle: &str) -> Packet {
+        let folder = match lock(&self.handles).get(handle) {
+            Some(HandleEntry::Dir(folder)) => folder.clone(),
+            _ => return status(id, StatusCode::Failure, "invalid handle"),
+        };
+        let mut folder = folder.lock().await;
+        folder.next_reply(id).await
     }
 }
 

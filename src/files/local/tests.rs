@@ -1,4 +1,5 @@
 use std::os::unix::fs::symlink;
+use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 
@@ -117,6 +118,96 @@ async fn listings_leave_symlinks_and_special_files_out() {
     }
     names.sort();
     assert_eq!(names, vec!["plain.txt", "sub"]);
+}
+
+/// `count` empty files named `f00000`… in `folder` under the storage root.
+fn many_files(dir: &TempDir, folder: &str, count: usize) -> Vec<String> {
+    let path = dir.path().join("root").join(folder);
+    std::fs::create_dir_all(&path).unwrap();
+    let names: Vec<String> = (0..count).map(|i| format!("f{i:05}")).collect();
+    for name in &names {
+        std::fs::write(path.join(name), "").unwrap();
+    }
+    names
+}
+
+#[tokio::test]
+async fn a_listing_read_in_steps_returns_every_name_exactly_once_even_when_reads_are_cancelled() {
+    let dir = TempDir::new("local");
+    let storage = open(&dir, Symlinks::Refuse);
+    let expected = many_files(&dir, "big", 3000);
+    let mut chunks = storage.read_dir_chunks(&p("/big")).await.unwrap();
+    let (mut names, mut cancelled, mut largest) = (Vec::new(), 0, 0);
+    loop {
+        // Each read is first given up after one poll (its step then on the pool), then
+        // asked for again.
+        let first_poll = tokio::select! {
+            biased;
+            next = chunks.recv() => Some(next),
+            () = std::future::ready(()) => None,
+        };
+        let next = match first_poll {
+            Some(next) => next,
+            None => {
+                cancelled += 1;
+                chunks.recv().await
+            }
+        };
+        let Some(chunk) = next else { break };
+        largest = largest.max(chunk.len());
+        names.extend(chunk.into_iter().map(|e| e.name));
+    }
+    assert!(cancelled > 0, "some reads were cancelled");
+    assert!(largest <= LIST_STEP, "chunks of {largest} entries");
+    names.sort();
+    assert_eq!(names, expected);
+    assert!(chunks.recv().await.is_none(), "and it stays ended");
+}
+
+#[test]
+fn listings_left_unread_hold_no_thread_so_other_file_work_goes_on() {
+    // One blocking thread for everything: a listing that parked it while its reader paused
+    // would stop every other file operation.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .max_blocking_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let dir = TempDir::new("local");
+        let storage = open(&dir, Symlinks::Refuse);
+        many_files(&dir, "big", 3000);
+        std::fs::write(dir.path().join("root/small.txt"), "small").unwrap();
+        let work = async {
+            let mut paused = Vec::new();
+            for _ in 0..4 {
+                let mut chunks = storage.read_dir_chunks(&p("/big")).await.unwrap();
+                assert!(chunks.recv().await.is_some());
+                paused.push(chunks);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let meta = storage.metadata(&p("/small.txt")).await.unwrap();
+            assert_eq!(meta.len, 5);
+            let mut reader = storage.open_read(&p("/small.txt")).await.unwrap();
+            let mut text = String::new();
+            tokio::io::AsyncReadExt::read_to_string(&mut reader, &mut text)
+                .await
+                .unwrap();
+            assert_eq!(text, "small");
+            // And the paused listings carry on where they stopped.
+            for mut chunks in paused {
+                let mut rest = 0;
+                while let Some(chunk) = chunks.recv().await {
+                    rest += chunk.len();
+                }
+                assert_eq!(rest, 3000 - LIST_STEP);
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), work)
+            .await
+            .expect("file operations went on while listings were paused");
+    });
 }
 
 #[tokio::test]
