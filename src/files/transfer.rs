@@ -105,7 +105,7 @@ pub struct Upload {
     _permit: OpenPermit,
 }
 
-/// Whether [`Upload::set_len`] is allowed: truncating or extending changes the file's bytes,
+/// Whether [`Upload::set_len`] is allowed: truncating changes the file's bytes,
 /// which needs the rights to change an existing file — unless the upload is written under a
 /// temporary name (`Replace`), where the only bytes are its own.
 pub(super) enum TruncateRight {
