@@ -268,14 +268,14 @@ impl Overflow {
         self.events.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Keeps `event` if there is room; gives it back otherwise.
-    fn push(&self, event: AuditEvent) -> Result<usize, AuditEvent> {
+    /// Keeps `event` if there is room and says how many wait; `None` (event dropped) when full.
+    fn push(&self, event: AuditEvent) -> Option<usize> {
         let mut events = self.lock();
         if events.len() >= self.cap {
-            return Err(event);
+            return None;
         }
         events.push_back(event);
-        Ok(events.len())
+        Some(events.len())
     }
 
     /// Moves up to `max` of the oldest events into `batch`.
@@ -419,7 +419,7 @@ impl AuditSink for AuditLog {
             Ok(()) => self.watch_bound(),
             Err(mpsc::error::TrySendError::Full(event)) => match self.overflow.push(event) {
                 // One buffer drained by the writer: no task or memory per waiting event.
-                Ok(held) => {
+                Some(held) => {
                     if held == 1 {
                         tracing::error!(
                             limit = self.tx.max_capacity(),
@@ -428,7 +428,7 @@ impl AuditSink for AuditLog {
                     }
                     self.overflow.added.notify_one();
                 }
-                Err(_lost) => {
+                None => {
                     // Bounded loss: one error line per power of two, not one per event.
                     let dropped = self.counts.dropped.fetch_add(1, Ordering::Relaxed) + 1;
                     if dropped.is_power_of_two() {
