@@ -92,7 +92,8 @@ fn table() -> Vec<(Op, Need, [bool; 3])> {
         (CopyWithin, Rights(R | W), [false, false, true]),
         (CopyIn, Outside, [false, false, true]),
         (CopyOut, Outside, [false, false, true]),
-        (Lock, Rights(W), [false, false, true]),
+        // LOCK of an existing file changes what others may do with it (round 2, F5).
+        (Lock, Rights(W | D), [false, false, true]),
         (Proppatch, Rights(W), [false, false, true]),
     ]
 }
