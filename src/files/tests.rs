@@ -11,8 +11,8 @@ use crate::identity::PermissionSet;
 use crate::test_support::{MemorySink, TempDir, principal};
 
 mod budget;
-mod holes;
 mod denials;
+mod holes;
 mod races;
 mod symlinks;
 mod writes;
