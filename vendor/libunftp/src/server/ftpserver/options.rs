@@ -33,7 +33,7 @@ pub trait Binder: Debug + Send {
     async fn bind(&mut self, local_addr: IpAddr, passive_ports: RangeInclusive<u16>) -> io::Result<TcpSocket>;
 }
 
-/// filegate patch: bounds on what one client can hold open (see PATCHES.md, item 4). Set with
+/// filegate patch: bounds on what one client can hold open (patches 0006 and 0008). Set with
 /// [ServerBuilder::session_limits](crate::ServerBuilder::session_limits).
 #[derive(Clone, Debug)]
 pub struct SessionLimits {
