@@ -14,7 +14,7 @@
 #       regenerated on top of it. Fails, changing nothing, if they no longer apply.
 #   patches/regen.sh <crate> --export
 #       Rewrites every patch of the series from the series itself (normalises hand edits
-#       of a patch file; headers are kept).
+#       of a patch file; headers are kept). vendor/ is left alone.
 #
 # Every patch file of the series is rewritten from the temporary repository (one commit per
 # patch), so its line numbers stay exact; then vendor/<crate> is rewritten from it, so it
@@ -97,5 +97,9 @@ $notes"
 fi
 
 export_series "$tree" "$series"
+if [ "$mode" = export ]; then
+    echo "patches/$series: $(series_patches "$series" | wc -l) patches rewritten (vendor/$name untouched)"
+    exit 0
+fi
 copy_tree "$tree" "$vendor"
 echo "patches/$series: $(series_patches "$series" | wc -l) patches written; vendor/$name rewritten from them"
