@@ -16,9 +16,9 @@ for s in $(all_series); do
     if [ ! -d "$VENDOR_DIR/$name" ]; then
         echo "patches: vendor/$name is missing (run patches/apply.sh $name)"
         status=1
-    elif ! (cd "$work" && diff -ruN "$s" "$VENDOR_DIR/$name" >"$work/$name.diff"); then
+    elif ! (cd "$work" && diff -ru "$s" "$VENDOR_DIR/$name" >"$work/$name.diff"); then
         echo "patches: vendor/$name differs from $name $(crate_version "$s") + patches/$s/:"
-        echo "(lines with + are in vendor/ but not produced by the patches;"
+        echo "(+ lines and 'Only in vendor/...' files are in vendor/ but not produced by the patches;"
         echo " run patches/regen.sh $name to make them a patch, or patches/apply.sh $name to drop them)"
         cat "$work/$name.diff"
         status=1
