@@ -211,7 +211,7 @@ impl Files {
             TruncateRight::Allowed
         } else {
             TruncateRight::Refused {
-                who: who.clone(),
+                who: Box::new(who.clone()),
                 path: path.as_str().to_owned(),
             }
         };
