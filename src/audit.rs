@@ -1,23 +1,62 @@
 //! The audit log: one record per login, file operation and account change (DESIGN §5).
 //!
 //! Layers describe what happened as an [`AuditEvent`] and hand it to an [`AuditSink`]. The
-//! [`AuditLog`] sink mirrors every event to `tracing` and queues it for a background writer
-//! that persists events in batches through [`AuditPersist`] (implemented by the store). The
-//! queue is bounded; when it is full, events go to one overflow buffer of the same size that
-//! the writer also drains (no task per event). Past that second bound events are dropped,
-//! counted (`filegate_audit_dropped_total`) and logged: a bounded loss under a flood or a
-//! stalled store, rather than unbounded memory. [`AuditLog::shutdown`] drains and flushes
-//! everything queued or in the overflow, so a clean stop loses nothing that was accepted. A
-//! batch the store refuses is retried until it is written or the log stops. Paths are capped
-//! at [`PATH_CAP`] bytes in records and log lines.
+//! [`AuditLog`] sink mirrors every event to `tracing` and queues it for one background
+//! writer that persists events in batches through [`AuditPersist`] (implemented by the
+//! store). Paths are capped at [`PATH_CAP`] bytes in records and log lines.
+//!
+//! # Never losing a record, in bounded memory
+//!
+//! - **Store, else journal.** The writer sends each batch to the store with a timeout
+//!   (`audit.store_timeout_ms`). When the store refuses or is too slow, the batch is appended
+//!   to this replica's local [`Journal`] (`<data_dir>/audit-journal/`, one `fsync` per
+//!   batch) instead, and later batches go straight there while the store is down. Each
+//!   replica has its own data folder, so its own journal.
+//! - **Replay.** The journal is replayed into the store at start and whenever the store
+//!   answers again (tried with back-off, 0.2 s doubling to 5 s), oldest segment first, a
+//!   segment deleted only once all its records are in. The store keeps one row per
+//!   `event_key` (migration 0004), so a crash between an insert and the segment's deletion
+//!   replays the segment without duplicates. Torn or corrupt journal lines are skipped with a
+//!   warning (see [`journal`]). Replayed records reach the store later than newer ones: row
+//!   ids do not follow event time after an outage (`at_ms` does).
+//! - **Bounded memory, no task per event.** The queue (`audit.queue`) is the only buffer.
+//!   When it is full, [`AuditSink::record`] appends the event to the journal itself, from the
+//!   caller's thread (back-pressure: the caller waits for the local disk); nothing else holds
+//!   records in memory.
+//! - **Acknowledged means durable.** Operations whose record matters (an upload's commit,
+//!   delete, rename, mkdir, rmdir, copy, attribute changes; see `files`) call
+//!   [`AuditSink::record_durable`]: it waits for room in the queue and then for a receipt
+//!   that the batch holding the event is in the store or `fsync`'d in the journal, at most
+//!   `audit.durable_wait_ms` (after which, or when the queue stays full, the caller writes
+//!   the record to the journal itself). So `kill -9` during a store outage loses nothing that
+//!   was acknowledged to a client. Reads, listings, sign-ins and refusals use `record` (no
+//!   wait); they are lost only on `kill -9` while still in the queue.
+//! - **Disk full too.** When the store and the journal both refuse a batch, the writer keeps
+//!   it and retries both with back-off; meanwhile the queue fills, operations that need a
+//!   durable record are answered with an error (the upload is refused rather than its record
+//!   lost; the file layer reports it as failed), and events that only needed `record` are
+//!   dropped and counted (`filegate_audit_dropped_total`) — the only case of loss.
+//! - **Shutdown.** [`AuditLog::shutdown`] ends within its grace period
+//!   (`audit.shutdown_grace_ms`): it writes what is queued to the store during the first
+//!   three quarters of it, then to the journal, which the next start replays.
+//!
+//! Metrics: `filegate_audit_backlog` (queue), `filegate_audit_journal_records` /
+//! `_bytes` (waiting in the journal), `filegate_audit_journaled_total`,
+//! `filegate_audit_spilled_total` (written to the journal by callers facing a full queue),
+//! `filegate_audit_replayed_total`, `filegate_audit_journal_corrupt_total`,
+//! `filegate_audit_dropped_total`.
 
 use std::borrow::Cow;
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+
+pub mod journal;
+pub use journal::Journal;
 
 use crate::identity::{Principal, Protocol};
 
@@ -49,6 +88,31 @@ pub enum Action {
 }
 
 impl Action {
+    /// Every action (to read journal records back by name).
+    pub const ALL: [Action; 21] = [
+        Action::Login,
+        Action::List,
+        Action::Stat,
+        Action::Download,
+        Action::Upload,
+        Action::Delete,
+        Action::Mkdir,
+        Action::Rmdir,
+        Action::Rename,
+        Action::Copy,
+        Action::SetAttributes,
+        Action::UserCreate,
+        Action::UserUpdate,
+        Action::UserDelete,
+        Action::GrantCreate,
+        Action::GrantDelete,
+        Action::PublicKeyCreate,
+        Action::KeyCreate,
+        Action::KeyUpdate,
+        Action::KeyDelete,
+        Action::ApiCall,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Action::Login => "login",
@@ -197,9 +261,31 @@ impl AuditEvent {
     }
 }
 
-/// Where layers send audit events. Never blocks and never fails the caller.
+/// Where layers send audit events.
+#[async_trait::async_trait]
 pub trait AuditSink: Send + Sync {
+    /// Hands `event` over without waiting for it to be durable. Never fails the caller; it
+    /// may wait for the local disk when the queue is full (back-pressure, see [`AuditLog`]).
     fn record(&self, event: AuditEvent);
+
+    /// Hands `event` over and waits (a bounded time) until it is durable: in the store, or
+    /// `fsync`'d in the local journal. Operations whose record matters call this before
+    /// they answer the client; an error means the client must not be told it succeeded.
+    async fn record_durable(&self, event: AuditEvent) -> Result<(), NotDurable> {
+        self.record(event);
+        Ok(())
+    }
+}
+
+/// An audit record that could not be made durable in time.
+#[derive(Debug, thiserror::Error)]
+pub enum NotDurable {
+    #[error(
+        "audit record not durable within {0:?} (audit store and local journal both slow or failing)"
+    )]
+    Timeout(Duration),
+    #[error("audit record could not be written to the local journal: {0}")]
+    Journal(std::io::Error),
 }
 
 /// A stored audit record, as read back.
@@ -239,79 +325,81 @@ pub trait AuditPersist: Send + Sync {
 pub struct AuditSettings {
     /// This replica's name, stored with every record.
     pub node: String,
-    /// Events queued for the writer; as many again wait in the overflow buffer, and events
-    /// past both are dropped (counted and logged).
+    /// Events queued in memory for the writer; past that, callers write to the journal
+    /// themselves (back-pressure), never to an unbounded buffer.
     pub queue: usize,
-    /// Largest batch written in one transaction.
+    /// Largest batch written in one transaction (and one journal `fsync`).
     pub batch: usize,
+    /// This replica's journal folder (`<data_dir>/audit-journal`).
+    pub journal_dir: PathBuf,
+    /// How long one store write may take before the batch goes to the journal instead.
+    pub store_timeout: Duration,
+    /// How long [`AuditSink::record_durable`] waits at most.
+    pub durable_wait: Duration,
+}
+
+/// Why the audit log could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot open the audit journal at {path}: {source}")]
+pub struct JournalOpenError {
+    pub path: String,
+    pub source: std::io::Error,
+}
+
+/// An event on its way to the writer, with the receipt its caller may wait for.
+struct Queued {
+    event: AuditEvent,
+    durable: Option<oneshot::Sender<()>>,
 }
 
 /// The batching audit writer. Cheap to share (`Arc`).
 pub struct AuditLog {
-    tx: mpsc::Sender<AuditEvent>,
-    stop: Arc<Notify>,
+    tx: mpsc::Sender<Queued>,
+    /// The deadline for store writes once shutdown has begun.
+    stop: watch::Sender<Option<Instant>>,
     counts: Arc<Counts>,
-    overflow: Arc<Overflow>,
+    journal: Arc<Journal>,
+    durable_wait: Duration,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
-}
-
-/// Events that found the queue full, oldest first, drained by the writer. Bounded.
-struct Overflow {
-    events: Mutex<VecDeque<AuditEvent>>,
-    cap: usize,
-    /// Wakes the writer when events are added.
-    added: Notify,
-}
-
-impl Overflow {
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<AuditEvent>> {
-        self.events.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Keeps `event` if there is room and says how many wait; `None` (event dropped) when full.
-    fn push(&self, event: AuditEvent) -> Option<usize> {
-        let mut events = self.lock();
-        if events.len() >= self.cap {
-            return None;
-        }
-        events.push_back(event);
-        Some(events.len())
-    }
-
-    /// Moves up to `max` of the oldest events into `batch`.
-    fn take(&self, batch: &mut Vec<AuditEvent>, max: usize) -> usize {
-        let mut events = self.lock();
-        let n = max.min(events.len());
-        batch.extend(events.drain(..n));
-        n
-    }
-
-    fn len(&self) -> usize {
-        self.lock().len()
-    }
 }
 
 /// What the writer has done, for `/metrics` and the log.
 #[derive(Default)]
 struct Counts {
+    /// Events written to the store straight from the queue.
     written: AtomicU64,
-    /// Events that found both the queue and the overflow buffer full.
+    /// Events written to the journal (by the writer, or by callers facing a full queue).
+    journaled: AtomicU64,
+    /// Of those, events callers wrote to the journal themselves because the queue was full.
+    spilled: AtomicU64,
+    /// Events moved from the journal into the store.
+    replayed: AtomicU64,
+    /// Events lost: the store and the local disk both refused them.
     dropped: AtomicU64,
-    /// Batches the store refused (each retried).
+    /// Store writes that failed or timed out.
     write_failures: AtomicU64,
-    /// Set while the backlog is above `NEAR_BOUND` of the queue (one log line per crossing).
-    near_bound: std::sync::atomic::AtomicBool,
+    /// Set while the queue is above `NEAR_BOUND` (one log line per crossing).
+    near_bound: AtomicBool,
 }
 
 /// A snapshot of the writer's state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AuditStats {
-    /// Events queued or in the overflow buffer, not yet written.
+    /// Events queued in memory, not yet written.
     pub backlog: u64,
-    /// The queue's bound; as many again wait in the overflow buffer (`overflow`).
+    /// The queue's bound.
     pub limit: u64,
-    pub overflow: u64,
-    /// Events dropped because the queue and the overflow buffer were both full.
+    /// Records waiting in the local journal, and its size on disk.
+    pub journal_records: u64,
+    pub journal_bytes: u64,
+    /// Events written to the journal so far; of those, by callers facing a full queue.
+    pub journaled: u64,
+    pub spilled: u64,
+    /// Events moved from the journal into the store.
+    pub replayed: u64,
+    /// Journal lines skipped at replay as torn or corrupt.
+    pub journal_corrupt: u64,
+    /// Events lost because the store and the local disk both refused them.
     pub dropped: u64,
     pub written: u64,
     pub write_failures: u64,
@@ -319,131 +407,209 @@ pub struct AuditStats {
 
 /// The share of the queue above which the backlog is logged as near its bound.
 const NEAR_BOUND: f64 = 0.8;
+/// Retry delays for the store (replay attempts) and for a failing disk.
+const RETRY_MIN: Duration = Duration::from_millis(200);
+const RETRY_MAX: Duration = Duration::from_secs(5);
 
 impl AuditLog {
-    /// Starts the writer task on the current runtime.
-    pub fn start(persist: Arc<dyn AuditPersist>, settings: AuditSettings) -> Arc<AuditLog> {
+    /// Opens the journal and starts the writer task on the current runtime; what earlier
+    /// runs left in the journal is replayed into the store first.
+    pub fn start(
+        persist: Arc<dyn AuditPersist>,
+        settings: AuditSettings,
+    ) -> Result<Arc<AuditLog>, JournalOpenError> {
+        let journal = Journal::open(&settings.journal_dir).map_err(|source| JournalOpenError {
+            path: settings.journal_dir.display().to_string(),
+            source,
+        })?;
+        if journal.records() > 0 {
+            tracing::info!(
+                records = journal.records(),
+                bytes = journal.bytes(),
+                "audit journal holds records from an earlier run; replaying them into the store"
+            );
+        }
+        let journal = Arc::new(journal);
         let (tx, rx) = mpsc::channel(settings.queue.max(1));
-        let stop = Arc::new(Notify::new());
+        let (stop, stop_rx) = watch::channel(None);
         let counts = Arc::new(Counts::default());
-        let overflow = Arc::new(Overflow {
-            events: Mutex::new(VecDeque::new()),
-            cap: settings.queue.max(1),
-            added: Notify::new(),
-        });
-        let task = tokio::spawn(write_loop(
-            rx,
+        let durable_wait = settings.durable_wait;
+        let writer = Writer {
             persist,
+            journal: journal.clone(),
+            counts: counts.clone(),
+            stop: stop_rx,
+            store_up: true,
+            retry: RETRY_MIN,
+            next_replay: Instant::now(),
             settings,
-            stop.clone(),
-            counts.clone(),
-            overflow.clone(),
-        ));
-        Arc::new(AuditLog {
+        };
+        let task = tokio::spawn(writer.run(rx));
+        Ok(Arc::new(AuditLog {
             tx,
             stop,
             counts,
-            overflow,
+            journal,
+            durable_wait,
             task: Mutex::new(Some(task)),
-        })
+        }))
     }
 
-    /// Events persisted so far.
+    /// Events persisted to the store so far (directly or replayed from the journal).
     pub fn written(&self) -> u64 {
-        self.counts.written.load(Ordering::Relaxed)
+        self.counts.written.load(Ordering::Relaxed) + self.counts.replayed.load(Ordering::Relaxed)
     }
 
-    /// Events waiting to be written (queued, or in the overflow buffer).
+    /// Events waiting in memory to be written.
     pub fn backlog(&self) -> usize {
-        self.tx.max_capacity() - self.tx.capacity() + self.overflow.len()
+        self.tx.max_capacity() - self.tx.capacity()
     }
 
-    /// Events dropped because the queue and the overflow buffer were both full.
+    /// Events lost because the store and the local disk both refused them.
     pub fn dropped(&self) -> u64 {
         self.counts.dropped.load(Ordering::Relaxed)
     }
 
     /// The writer's counters.
     pub fn stats(&self) -> AuditStats {
+        let c = &self.counts;
         AuditStats {
             backlog: self.backlog() as u64,
             limit: self.tx.max_capacity() as u64,
-            overflow: self.overflow.len() as u64,
+            journal_records: self.journal.records(),
+            journal_bytes: self.journal.bytes(),
+            journaled: c.journaled.load(Ordering::Relaxed),
+            spilled: c.spilled.load(Ordering::Relaxed),
+            replayed: c.replayed.load(Ordering::Relaxed),
+            journal_corrupt: self.journal.corrupt(),
             dropped: self.dropped(),
-            written: self.written(),
-            write_failures: self.counts.write_failures.load(Ordering::Relaxed),
+            written: c.written.load(Ordering::Relaxed),
+            write_failures: c.write_failures.load(Ordering::Relaxed),
         }
     }
 
     /// Logs once when the backlog crosses `NEAR_BOUND` of the queue, and once when it is
     /// back under.
     fn watch_bound(&self) {
-        let queued = self.tx.max_capacity() - self.tx.capacity();
+        let queued = self.backlog();
         let near = queued as f64 >= self.tx.max_capacity() as f64 * NEAR_BOUND;
         if self.counts.near_bound.swap(near, Ordering::Relaxed) != near {
             if near {
                 tracing::warn!(
-                    backlog = self.backlog(),
+                    backlog = queued,
                     limit = self.tx.max_capacity(),
-                    "audit backlog is near its bound: the audit store is slow or unreachable; records are kept and written when it answers"
+                    "audit queue is near its bound: the writer is behind (slow disk or store); past the bound callers write their records to the journal themselves"
                 );
             } else {
-                tracing::info!(
-                    backlog = self.backlog(),
-                    "audit backlog is back under its bound"
-                );
+                tracing::info!(backlog = queued, "audit queue is back under its bound");
             }
         }
     }
 
-    /// Stops taking events, writes everything queued, and waits for the writer to finish.
-    pub async fn shutdown(&self) {
-        self.stop.notify_one();
+    /// Writes `event` to the journal from the caller's thread: the queue is full (or the
+    /// writer has stopped). Back-pressure: the caller waits for the disk.
+    fn spill(&self, event: AuditEvent) -> Result<(), NotDurable> {
+        let spilled = self.counts.spilled.fetch_add(1, Ordering::Relaxed) + 1;
+        if spilled.is_power_of_two() {
+            tracing::warn!(
+                spilled,
+                limit = self.tx.max_capacity(),
+                "audit queue is full; callers write their records to the local journal"
+            );
+        }
+        match blocking(|| self.journal.append(std::slice::from_ref(&event))) {
+            Ok(()) => {
+                self.counts.journaled.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(err) => {
+                let dropped = self.counts.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                if dropped.is_power_of_two() {
+                    tracing::error!(dropped, error = %err, "audit queue is full and the journal refuses writes: audit records lost");
+                }
+                Err(NotDurable::Journal(err))
+            }
+        }
+    }
+
+    /// Stops taking events and ends within `grace`: what the store takes in the first
+    /// three quarters of it is written there, the rest goes to the journal (replayed at
+    /// the next start). Only a writer stuck past `grace` (a disk that does not answer) is
+    /// abandoned, with an error naming what was lost.
+    pub async fn shutdown(&self, grace: Duration) {
+        let now = Instant::now();
+        let _ = self.stop.send(Some(now + grace.mul_f64(0.75)));
         let task = self
             .task
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
-        if let Some(task) = task
-            && let Err(err) = task.await
-        {
-            tracing::error!(error = %err, "audit writer ended abnormally");
+        let Some(mut task) = task else { return };
+        match tokio::time::timeout_at(now + grace, &mut task).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::error!(error = %err, "audit writer ended abnormally"),
+            Err(_) => {
+                task.abort();
+                tracing::error!(
+                    queued = self.backlog(),
+                    "audit writer did not finish within the shutdown grace period; records still in memory are lost"
+                );
+            }
+        }
+        if self.journal.records() > 0 {
+            tracing::info!(
+                records = self.journal.records(),
+                "audit records left in the local journal; they are written to the store at the next start"
+            );
         }
     }
 }
 
+#[async_trait::async_trait]
 impl AuditSink for AuditLog {
     fn record(&self, event: AuditEvent) {
         trace_event(&event);
-        match self.tx.try_send(event) {
+        match self.tx.try_send(Queued {
+            event,
+            durable: None,
+        }) {
             Ok(()) => self.watch_bound(),
-            Err(mpsc::error::TrySendError::Full(event)) => match self.overflow.push(event) {
-                // One buffer drained by the writer: no task or memory per waiting event.
-                Some(held) => {
-                    if held == 1 {
-                        tracing::error!(
-                            limit = self.tx.max_capacity(),
-                            "audit queue is full; further records wait in the overflow buffer until the audit store answers"
-                        );
-                    }
-                    self.overflow.added.notify_one();
-                }
-                None => {
-                    // Bounded loss: one error line per power of two, not one per event.
-                    let dropped = self.counts.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-                    if dropped.is_power_of_two() {
-                        tracing::error!(
-                            dropped,
-                            limit = self.overflow.cap,
-                            "audit queue and overflow buffer are full: audit records dropped"
-                        );
-                    }
-                }
-            },
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                tracing::error!("audit event lost: the audit log has stopped");
+            Err(
+                mpsc::error::TrySendError::Full(queued) | mpsc::error::TrySendError::Closed(queued),
+            ) => {
+                let _ = self.spill(queued.event);
             }
         }
+    }
+
+    async fn record_durable(&self, event: AuditEvent) -> Result<(), NotDurable> {
+        trace_event(&event);
+        let deadline = Instant::now() + self.durable_wait;
+        // Back-pressure: wait for room in the queue, up to the bound, then write it here.
+        let permit = match tokio::time::timeout_at(deadline, self.tx.reserve()).await {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_)) | Err(_) => return self.spill(event),
+        };
+        let (done, receipt) = oneshot::channel();
+        permit.send(Queued {
+            event,
+            durable: Some(done),
+        });
+        self.watch_bound();
+        match tokio::time::timeout_at(deadline, receipt).await {
+            Ok(Ok(())) => Ok(()),
+            // The writer gave up on the batch (shutdown with a failing disk) or is still
+            // retrying it.
+            Ok(Err(_)) | Err(_) => Err(NotDurable::Timeout(self.durable_wait)),
+        }
+    }
+}
+
+/// Runs blocking file I/O without stalling the other tasks of a multi-threaded runtime.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }
 
@@ -465,82 +631,212 @@ fn trace_event(e: &AuditEvent) {
     );
 }
 
-async fn write_loop(
-    mut rx: mpsc::Receiver<AuditEvent>,
+/// The one writer task: store when it answers, journal when it does not, replay when it
+/// is back.
+struct Writer {
     persist: Arc<dyn AuditPersist>,
-    settings: AuditSettings,
-    stop: Arc<Notify>,
+    journal: Arc<Journal>,
     counts: Arc<Counts>,
-    overflow: Arc<Overflow>,
-) {
-    let batch_size = settings.batch.max(1);
-    let mut batch = Vec::with_capacity(batch_size);
-    loop {
-        tokio::select! {
-            biased;
-            _ = stop.notified() => {
-                rx.close();
-                while rx.recv_many(&mut batch, batch_size).await > 0 {
-                    write_batch(&*persist, &settings.node, &mut batch, &counts, Some(5)).await;
-                }
-                while overflow.take(&mut batch, batch_size) > 0 {
-                    write_batch(&*persist, &settings.node, &mut batch, &counts, Some(5)).await;
-                }
-                break;
-            }
-            n = rx.recv_many(&mut batch, batch_size) => {
-                if n == 0 {
-                    break;
-                }
-                write_batch(&*persist, &settings.node, &mut batch, &counts, None).await;
-            }
-            _ = overflow.added.notified() => {}
-        }
-        // Then write what waits in the overflow buffer, oldest first.
-        while overflow.take(&mut batch, batch_size) > 0 {
-            write_batch(&*persist, &settings.node, &mut batch, &counts, None).await;
+    settings: AuditSettings,
+    /// `Some(deadline for store writes)` once shutdown has begun.
+    stop: watch::Receiver<Option<Instant>>,
+    /// Whether the last store write (or replay) succeeded; while not, batches go straight
+    /// to the journal and the store is tried again by replaying, with back-off.
+    store_up: bool,
+    retry: Duration,
+    next_replay: Instant,
+}
+
+/// Why a write did not reach the store.
+enum StoreRefused {
+    Failed(PersistError),
+    TimedOut,
+    Stopping,
+}
+
+impl std::fmt::Display for StoreRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreRefused::Failed(err) => err.fmt(f),
+            StoreRefused::TimedOut => f.write_str("audit store did not answer in time"),
+            StoreRefused::Stopping => f.write_str("shutting down"),
         }
     }
 }
 
-/// Writes `batch`, retrying with backoff; `attempts` bounds the retries (none = forever).
-async fn write_batch(
-    persist: &dyn AuditPersist,
-    node: &str,
-    batch: &mut Vec<AuditEvent>,
-    counts: &Counts,
-    attempts: Option<u32>,
-) {
-    let mut delay = Duration::from_millis(50);
-    let mut tried = 0u32;
-    loop {
-        match persist.persist(node, batch).await {
-            Ok(()) => {
-                counts
-                    .written
-                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                if tried > 0 {
+impl Writer {
+    async fn run(mut self, mut rx: mpsc::Receiver<Queued>) {
+        let batch_size = self.settings.batch.max(1);
+        let mut batch = Vec::with_capacity(batch_size);
+        loop {
+            if self.stopping().is_some() {
+                break;
+            }
+            if Instant::now() >= self.next_replay && !self.journal.is_empty() {
+                self.replay_one().await;
+                // New events get their turn between segments.
+            }
+            let replay_at = if self.journal.is_empty() {
+                Instant::now() + Duration::from_secs(3600)
+            } else {
+                self.next_replay
+            };
+            tokio::select! {
+                biased;
+                changed = self.stop.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                }
+                n = rx.recv_many(&mut batch, batch_size) => {
+                    if n == 0 {
+                        break;
+                    }
+                    self.flush(&mut batch).await;
+                }
+                _ = tokio::time::sleep_until(replay_at) => {}
+            }
+        }
+        // Shutdown: take nothing new, write what is queued (store until its deadline, then
+        // journal).
+        rx.close();
+        while rx.recv_many(&mut batch, batch_size).await > 0 {
+            self.flush(&mut batch).await;
+        }
+    }
+
+    /// The deadline for store writes, once shutdown has begun.
+    fn stopping(&self) -> Option<Instant> {
+        *self.stop.borrow()
+    }
+
+    /// How long the next store write may take: the store timeout, cut to the shutdown
+    /// deadline; `None` when there is no time left for the store.
+    fn store_budget(&self) -> Option<Duration> {
+        let timeout = self.settings.store_timeout;
+        match self.stopping() {
+            None => Some(timeout),
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                (!left.is_zero()).then_some(timeout.min(left))
+            }
+        }
+    }
+
+    async fn to_store(&self, events: &[AuditEvent]) -> Result<(), StoreRefused> {
+        let budget = self.store_budget().ok_or(StoreRefused::Stopping)?;
+        match tokio::time::timeout(budget, self.persist.persist(&self.settings.node, events)).await
+        {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(err)) => Err(StoreRefused::Failed(err)),
+            Err(_) => Err(StoreRefused::TimedOut),
+        }
+    }
+
+    fn store_failed(&mut self, err: &StoreRefused) {
+        if matches!(err, StoreRefused::Stopping) {
+            return;
+        }
+        self.counts.write_failures.fetch_add(1, Ordering::Relaxed);
+        if self.store_up {
+            tracing::warn!(error = %err, journal = %self.settings.journal_dir.display(), "audit store unreachable or slow: audit records go to the local journal until it answers");
+        }
+        self.store_up = false;
+        self.next_replay = Instant::now() + self.retry;
+        self.retry = (self.retry * 2).min(RETRY_MAX);
+    }
+
+    /// Makes `batch` durable (store, else journal) and hands out its receipts. While both
+    /// refuse, retries with back-off (the queue fills and callers write to the journal
+    /// themselves, or lose records if the disk refuses them too); at shutdown, a batch
+    /// nothing takes is lost and logged.
+    async fn flush(&mut self, batch: &mut Vec<Queued>) {
+        let (events, receipts): (Vec<AuditEvent>, Vec<Option<oneshot::Sender<()>>>) =
+            batch.drain(..).map(|q| (q.event, q.durable)).unzip();
+        let mut delay = RETRY_MIN;
+        loop {
+            let mut try_store = self.store_up;
+            if try_store {
+                match self.to_store(&events).await {
+                    Ok(()) => {
+                        self.counts
+                            .written
+                            .fetch_add(events.len() as u64, Ordering::Relaxed);
+                        break;
+                    }
+                    Err(err) => {
+                        self.store_failed(&err);
+                        try_store = false;
+                    }
+                }
+            }
+            match blocking(|| self.journal.append(&events)) {
+                Ok(()) => {
+                    self.counts
+                        .journaled
+                        .fetch_add(events.len() as u64, Ordering::Relaxed);
+                    break;
+                }
+                Err(err) => {
+                    if self.stopping().is_some() {
+                        self.counts
+                            .dropped
+                            .fetch_add(events.len() as u64, Ordering::Relaxed);
+                        tracing::error!(error = %err, lost = events.len(), "audit records lost at shutdown: the store and the journal both refused them");
+                        return;
+                    }
+                    tracing::error!(error = %err, pending = events.len(), "audit journal refuses writes and the store is unreachable; retrying (operations that need their record are refused meanwhile)");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(RETRY_MAX);
+                    if !try_store {
+                        // Try the store again too: it may be back before the disk.
+                        self.store_up = true;
+                    }
+                }
+            }
+        }
+        for receipt in receipts.into_iter().flatten() {
+            let _ = receipt.send(());
+        }
+    }
+
+    /// Replays the oldest journal segment into the store; on failure, backs off.
+    async fn replay_one(&mut self) {
+        let batch = self.settings.batch.max(1);
+        let result = {
+            let this = &*self;
+            this.journal
+                .replay_oldest(batch, |events| async move {
+                    if this.stopping().is_some() {
+                        return Err(StoreRefused::Stopping);
+                    }
+                    this.to_store(&events).await?;
+                    this.counts
+                        .replayed
+                        .fetch_add(events.len() as u64, Ordering::Relaxed);
+                    Ok(())
+                })
+                .await
+        };
+        match result {
+            Ok(_) => {
+                if !self.store_up {
                     tracing::info!(
-                        written = batch.len(),
-                        attempts = tried + 1,
-                        "audit store is back; held records written"
+                        waiting = self.journal.records(),
+                        "audit store answers again; replaying the local journal"
                     );
                 }
-                batch.clear();
-                return;
-            }
-            Err(err) => {
-                counts.write_failures.fetch_add(1, Ordering::Relaxed);
-                tried += 1;
-                if attempts.is_some_and(|max| tried >= max) {
-                    tracing::error!(error = %err, lost = batch.len(), "audit records could not be written");
-                    batch.clear();
-                    return;
+                self.store_up = true;
+                self.retry = RETRY_MIN;
+                self.next_replay = Instant::now();
+                if self.journal.is_empty() {
+                    tracing::info!(
+                        replayed = self.counts.replayed.load(Ordering::Relaxed),
+                        "audit journal replayed into the store"
+                    );
                 }
-                tracing::warn!(error = %err, pending = batch.len(), "audit write failed; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
             }
+            Err(err) => self.store_failed(&err),
         }
     }
 }

@@ -134,10 +134,20 @@ impl Default for LockoutConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuditConfig {
-    /// Records queued in memory before writers wait.
+    /// Records queued in memory; past that, callers write their records to the local
+    /// journal themselves (back-pressure).
     pub queue: usize,
-    /// Largest batch written in one transaction.
+    /// Largest batch written in one transaction (and one journal fsync).
     pub batch: usize,
+    /// How long one store write may take before the batch goes to the local journal
+    /// (`<data_dir>/audit-journal`) instead.
+    pub store_timeout_ms: u64,
+    /// How long an operation whose record matters (upload, delete, rename, mkdir...) waits
+    /// at most for its record to be durable before it is answered with an error.
+    pub durable_wait_ms: u64,
+    /// How long closing the audit log may take at shutdown; what the store has not taken by
+    /// then stays in the journal for the next start.
+    pub shutdown_grace_ms: u64,
 }
 
 impl Default for AuditConfig {
@@ -145,7 +155,22 @@ impl Default for AuditConfig {
         AuditConfig {
             queue: 10_000,
             batch: 500,
+            store_timeout_ms: 3_000,
+            durable_wait_ms: 15_000,
+            shutdown_grace_ms: 5_000,
         }
+    }
+}
+
+impl AuditConfig {
+    pub fn store_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.store_timeout_ms)
+    }
+    pub fn durable_wait(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.durable_wait_ms)
+    }
+    pub fn shutdown_grace(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.shutdown_grace_ms)
     }
 }
 
@@ -549,6 +574,15 @@ impl Config {
         }
         if self.audit.queue == 0 || self.audit.batch == 0 {
             return invalid("audit.queue and audit.batch must be at least 1".into());
+        }
+        if self.audit.store_timeout_ms == 0
+            || self.audit.durable_wait_ms == 0
+            || self.audit.shutdown_grace_ms == 0
+        {
+            return invalid(
+                "audit.store_timeout_ms, audit.durable_wait_ms and audit.shutdown_grace_ms must be at least 1"
+                    .into(),
+            );
         }
         let mut seen = Vec::new();
         for (name, enabled, listen) in self.listeners() {

@@ -30,6 +30,8 @@ pub enum GatewayError {
         path: String,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    AuditJournal(#[from] crate::audit::JournalOpenError),
     #[error("cannot open the store: {0}")]
     Store(#[from] StoreError),
     #[error("cannot open file storage at {path}: {source}")]
@@ -91,8 +93,12 @@ impl Core {
                 node: config.server.node_name.clone(),
                 queue: config.audit.queue,
                 batch: config.audit.batch,
+                // Each replica has its own data folder, so its own journal.
+                journal_dir: data_dir.join("audit-journal"),
+                store_timeout: config.audit.store_timeout(),
+                durable_wait: config.audit.durable_wait(),
             },
-        );
+        )?;
         let metrics = Arc::new(Metrics::default());
         let sink: Arc<dyn AuditSink> = Arc::new(MeteredSink {
             metrics: metrics.clone(),
@@ -154,10 +160,13 @@ impl Core {
         Ok(Some(("admin".into(), password)))
     }
 
-    /// Flushes the audit log and closes the store.
+    /// Closes the audit log (within `audit.shutdown_grace_ms`; what the store does not take
+    /// stays in the local journal) and the store.
     pub async fn close(&self) {
         self.lockout_sync.abort();
-        self.audit.shutdown().await;
+        self.audit
+            .shutdown(self.config.audit.shutdown_grace())
+            .await;
         self.store.close().await;
     }
 }

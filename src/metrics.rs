@@ -9,7 +9,7 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::audit::{Action, AuditEvent, AuditLog, AuditSink, AuditStats};
+use crate::audit::{Action, AuditEvent, AuditLog, AuditSink, AuditStats, NotDurable};
 use crate::identity::Protocol;
 
 /// Process-wide counters.
@@ -101,7 +101,20 @@ impl Metrics {
         for (name, kind, value) in [
             ("filegate_audit_backlog", "gauge", audit.backlog),
             ("filegate_audit_backlog_limit", "gauge", audit.limit),
-            ("filegate_audit_overflow", "gauge", audit.overflow),
+            (
+                "filegate_audit_journal_records",
+                "gauge",
+                audit.journal_records,
+            ),
+            ("filegate_audit_journal_bytes", "gauge", audit.journal_bytes),
+            ("filegate_audit_journaled_total", "counter", audit.journaled),
+            ("filegate_audit_spilled_total", "counter", audit.spilled),
+            ("filegate_audit_replayed_total", "counter", audit.replayed),
+            (
+                "filegate_audit_journal_corrupt_total",
+                "counter",
+                audit.journal_corrupt,
+            ),
             ("filegate_audit_dropped_total", "counter", audit.dropped),
             (
                 "filegate_file_denials_unrecorded_total",
@@ -127,10 +140,16 @@ pub struct MeteredSink {
     pub log: Arc<AuditLog>,
 }
 
+#[async_trait::async_trait]
 impl AuditSink for MeteredSink {
     fn record(&self, event: AuditEvent) {
         self.metrics.observe(&event);
         self.log.record(event);
+    }
+
+    async fn record_durable(&self, event: AuditEvent) -> Result<(), NotDurable> {
+        self.metrics.observe(&event);
+        self.log.record_durable(event).await
     }
 }
 
@@ -153,6 +172,8 @@ mod tests {
             backlog: 3,
             limit: 10,
             write_failures: 2,
+            journal_records: 4,
+            replayed: 5,
             ..Default::default()
         };
         let text = m.render(&stats, 7);
@@ -166,6 +187,8 @@ mod tests {
         assert!(text.contains("filegate_audit_backlog 3\n"));
         assert!(text.contains("filegate_audit_backlog_limit 10\n"));
         assert!(text.contains("filegate_audit_write_failures_total 2\n"));
+        assert!(text.contains("filegate_audit_journal_records 4\n"));
+        assert!(text.contains("filegate_audit_replayed_total 5\n"));
         assert!(text.contains("filegate_lockout_refusals_unrecorded_total 7\n"));
     }
 }

@@ -161,6 +161,36 @@ listen = "127.0.0.1:0"
     }
 }
 
+impl Replica {
+    /// `kill -9`: no shutdown at all.
+    fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, and checks the process ends cleanly before `limit` (a watchdog against a
+    /// hang, far above the configured grace periods; not a timing measurement).
+    fn terminate_within(mut self, limit: Duration) {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "{} exits cleanly: {status}", self.node);
+                return;
+            }
+            assert!(
+                started.elapsed() < limit,
+                "{} still running {limit:?} after SIGTERM",
+                self.node
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
 impl Drop for Replica {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -546,13 +576,14 @@ async fn no_audit_record_is_lost_when_the_database_goes_away_during_activity() {
     );
     let stats = gw.gateway.core.audit.stats();
     assert!(
-        stats.backlog > 0 && stats.write_failures > 0,
-        "records held while the store is away: {stats:?}"
+        stats.journal_records > 0 && stats.write_failures > 0,
+        "records kept in the local journal while the store is away: {stats:?}"
     );
 
     proxy.restore();
-    let drained = eventually(Duration::from_secs(20), async || {
-        gw.gateway.core.audit.backlog() == 0
+    let drained = eventually(Duration::from_secs(60), async || {
+        let stats = gw.gateway.core.audit.stats();
+        stats.backlog == 0 && stats.journal_records == 0
     })
     .await;
     assert!(
@@ -596,5 +627,136 @@ async fn no_audit_record_is_lost_when_the_database_goes_away_during_activity() {
             .any(|r| r.action == "login" && r.reason.as_deref() == Some("store unavailable")),
         "the refused sign-ins during the outage are in the log too"
     );
+    db.drop().await;
+}
+
+/// Upload records (`create`, ok) per path, as stored.
+async fn upload_records(db: &TestDb) -> HashMap<String, usize> {
+    let records = db
+        .store
+        .read_audit(&filegate::store::AuditQuery {
+            limit: 100_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut per_path = HashMap::new();
+    for r in records {
+        if r.action == "create" && r.result == "ok" {
+            *per_path.entry(r.path.unwrap_or_default()).or_insert(0) += 1;
+        }
+    }
+    per_path
+}
+
+fn journal_records(data_dir: &Path) -> usize {
+    filegate::audit::Journal::open(&data_dir.join("audit-journal"))
+        .unwrap()
+        .records() as usize
+}
+
+/// Issue 12: `kill -9` during a store outage, then restart with the store back: every
+/// upload acknowledged to the client has exactly one audit record. Then SIGTERM with the
+/// store down: the server ends (its audit log within its grace period), the rest is left
+/// in the journal and written at the next start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_or_sigterm_during_a_store_outage_loses_no_acknowledged_upload() {
+    let Some(db) =
+        postgres_or_note("kill_9_or_sigterm_during_a_store_outage_loses_no_acknowledged_upload")
+            .await
+    else {
+        return;
+    };
+    let (upstream, _) = through(&db.url, "127.0.0.1:1".parse().unwrap());
+    let proxy = TcpProxy::start(upstream).await;
+    let (_, proxied_url) = through(&db.url, proxy.addr);
+    let dir = TempDir::new("outage");
+    let storage = dir.path().join("files");
+    std::fs::create_dir_all(storage.join("olga")).unwrap();
+    let config = Replica::configure(dir.path(), "node-k", &proxied_url, &storage, "42000-42499");
+    let data_dir = dir.path().join("node-k");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("\n[audit]\nstore_timeout_ms = 1000\nshutdown_grace_ms = 3000\n");
+    std::fs::write(&config, text).unwrap();
+    Replica::cli(
+        &config,
+        &["user", "add", "olga", "--password-stdin"],
+        Some("olga-password-1\n"),
+    );
+    Replica::cli(&config, &["user", "grant", "olga", "/olga", "full"], None);
+    let ok = russh_sftp::protocol::StatusCode::Ok;
+    let mut acknowledged = Vec::new();
+
+    // 1. Uploads before and during an outage, then kill -9.
+    let server = Replica::start("node-k", config.clone());
+    let sftp = sftp_client::login(server.addr("sftp"), "olga", "olga-password-1")
+        .await
+        .unwrap();
+    for n in 0..3 {
+        let path = format!("/olga/before-{n}.txt");
+        assert_eq!(sftp.put(&path, b"before").await, ok);
+        acknowledged.push(path);
+    }
+    proxy.cut();
+    for n in 0..15 {
+        let path = format!("/olga/outage-{n}.txt");
+        assert_eq!(sftp.put(&path, b"during").await, ok, "{path}");
+        acknowledged.push(path);
+    }
+    drop(sftp);
+    server.kill9();
+    assert!(
+        journal_records(&data_dir) >= 15,
+        "acknowledged records are in the journal on disk"
+    );
+
+    // 2. Store back, restart: the journal is replayed, one row per event.
+    proxy.restore();
+    let server = Replica::start("node-k", config.clone());
+    let replayed = eventually(Duration::from_secs(60), async || {
+        let stored = upload_records(&db).await;
+        acknowledged.iter().all(|p| stored.contains_key(p))
+    })
+    .await;
+    assert!(replayed.is_some(), "{:?}", upload_records(&db).await);
+    let emptied = eventually(Duration::from_secs(60), async || {
+        journal_records(&data_dir) == 0
+    })
+    .await;
+    assert!(emptied.is_some(), "journal emptied after replay");
+
+    // 3. Another outage, then SIGTERM: the server ends; the rest stays in the journal.
+    let sftp = sftp_client::login(server.addr("sftp"), "olga", "olga-password-1")
+        .await
+        .unwrap();
+    proxy.cut();
+    for n in 0..10 {
+        let path = format!("/olga/sigterm-{n}.txt");
+        assert_eq!(sftp.put(&path, b"term").await, ok, "{path}");
+        acknowledged.push(path);
+    }
+    drop(sftp);
+    server.terminate_within(Duration::from_secs(120));
+    assert!(journal_records(&data_dir) >= 10, "left in the journal");
+
+    // 4. Next start with the store back: everything is there, exactly once.
+    proxy.restore();
+    let server = Replica::start("node-k", config.clone());
+    let replayed = eventually(Duration::from_secs(60), async || {
+        let stored = upload_records(&db).await;
+        acknowledged.iter().all(|p| stored.contains_key(p))
+    })
+    .await;
+    assert!(replayed.is_some(), "{:?}", upload_records(&db).await);
+    let emptied = eventually(Duration::from_secs(60), async || {
+        journal_records(&data_dir) == 0
+    })
+    .await;
+    assert!(emptied.is_some(), "journal emptied after replay");
+    server.stop();
+    let stored = upload_records(&db).await;
+    for path in &acknowledged {
+        assert_eq!(stored.get(path), Some(&1), "exactly one record for {path}");
+    }
     db.drop().await;
 }

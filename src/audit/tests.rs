@@ -1,108 +1,110 @@
 use super::*;
+use crate::test_support::{TempDir, TestDb};
 use std::sync::Mutex;
 
+/// An audit store that can be taken down and brought back; keeps one row per `event_key`,
+/// as the real store's unique index does.
 #[derive(Default)]
-struct Memory {
-    rows: Mutex<Vec<AuditEvent>>,
-    fail_first: AtomicU64,
+struct Switchable {
+    rows: Mutex<std::collections::BTreeMap<String, AuditEvent>>,
+    down: AtomicBool,
+    /// Inserts done (a replayed duplicate counts, and is not a second row).
+    inserts: AtomicU64,
 }
 
 #[async_trait::async_trait]
-impl AuditPersist for Memory {
+impl AuditPersist for Switchable {
     async fn persist(&self, _node: &str, events: &[AuditEvent]) -> Result<(), PersistError> {
-        if self.fail_first.load(Ordering::Relaxed) > 0 {
-            self.fail_first.fetch_sub(1, Ordering::Relaxed);
+        if self.down.load(Ordering::Relaxed) {
             return Err(PersistError("down".into()));
         }
-        self.rows.lock().unwrap().extend_from_slice(events);
+        let mut rows = self.rows.lock().unwrap();
+        for e in events {
+            self.inserts.fetch_add(1, Ordering::Relaxed);
+            rows.entry(e.event_key.clone()).or_insert_with(|| e.clone());
+        }
         Ok(())
+    }
+}
+
+impl Switchable {
+    fn bytes_seen(&self) -> Vec<i64> {
+        let mut seen: Vec<i64> = self
+            .rows
+            .lock()
+            .unwrap()
+            .values()
+            .map(|e| e.bytes.unwrap())
+            .collect();
+        seen.sort();
+        seen
     }
 }
 
 fn event(n: u64) -> AuditEvent {
-    AuditEvent::by(&Principal::cli(), Action::List, Outcome::Ok).bytes(n)
+    AuditEvent::by(&Principal::cli(), Action::Upload, Outcome::Ok)
+        .path(format!("/f/{n}"))
+        .bytes(n)
 }
 
-fn settings(queue: usize) -> AuditSettings {
+fn settings(dir: &TempDir, queue: usize) -> AuditSettings {
     AuditSettings {
         node: "test".into(),
         queue,
         batch: 7,
+        journal_dir: dir.path().join("audit-journal"),
+        store_timeout: Duration::from_secs(2),
+        durable_wait: Duration::from_secs(30),
     }
 }
 
-#[tokio::test]
-async fn shutdown_writes_every_queued_event_even_past_the_queue_bound() {
-    let memory = Arc::new(Memory::default());
-    let log = AuditLog::start(memory.clone(), settings(4));
-    // Queue (4) plus overflow buffer (4) at once, with no chance for the writer to run.
-    for n in 0..8 {
-        log.record(event(n));
-    }
-    assert_eq!(log.stats().overflow, 4);
-    log.shutdown().await;
-    assert_eq!(log.dropped(), 0);
-    let rows = memory.rows.lock().unwrap();
-    let mut seen: Vec<i64> = rows.iter().map(|e| e.bytes.unwrap()).collect();
-    seen.sort();
-    assert_eq!(seen, (0..8).collect::<Vec<i64>>());
-}
-
-#[tokio::test]
-async fn a_writer_that_keeps_up_loses_nothing_past_the_queue_bound() {
-    let memory = Arc::new(Memory::default());
-    let log = AuditLog::start(memory.clone(), settings(4));
-    for n in 0..1000 {
-        log.record(event(n));
-        if n % 8 == 7 {
-            // Give the writer its turn, as a server's other tasks do.
-            for _ in 0..4 {
-                tokio::task::yield_now().await;
-            }
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..1000 {
+        if done() {
+            return;
         }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    log.shutdown().await;
+    panic!("never happened: {what}");
+}
+
+#[tokio::test]
+async fn shutdown_writes_every_queued_event_when_the_store_answers() {
+    let dir = TempDir::new("audit");
+    let store = Arc::new(Switchable::default());
+    let log = AuditLog::start(store.clone(), settings(&dir, 4)).unwrap();
+    // Past the queue (4) with no chance for the writer to run: the rest goes to the journal.
+    for n in 0..12 {
+        log.record(event(n));
+    }
+    assert!(log.stats().spilled >= 8, "{:?}", log.stats());
+    log.shutdown(Duration::from_secs(30)).await;
     assert_eq!(log.dropped(), 0);
-    let rows = memory.rows.lock().unwrap();
-    let mut seen: Vec<i64> = rows.iter().map(|e| e.bytes.unwrap()).collect();
-    seen.sort();
-    assert_eq!(seen, (0..1000).collect::<Vec<i64>>());
-}
-
-/// A store that never answers until released.
-struct Stalled {
-    release: Notify,
-    rows: Mutex<usize>,
-}
-
-#[async_trait::async_trait]
-impl AuditPersist for Stalled {
-    async fn persist(&self, _node: &str, events: &[AuditEvent]) -> Result<(), PersistError> {
-        self.release.notified().await;
-        self.release.notify_one(); // stay open for the next batch
-        *self.rows.lock().unwrap() += events.len();
-        Ok(())
-    }
+    // What was spilled to the journal is written at the next start.
+    let log = AuditLog::start(store.clone(), settings(&dir, 4)).unwrap();
+    until("journal replayed", || log.journal.is_empty()).await;
+    log.shutdown(Duration::from_secs(30)).await;
+    assert_eq!(store.bytes_seen(), (0..12).collect::<Vec<i64>>());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stalled_store_keeps_the_backlog_bounded_and_counts_what_it_drops() {
-    let store = Arc::new(Stalled {
-        release: Notify::new(),
-        rows: Mutex::new(0),
-    });
-    let log = AuditLog::start(store.clone(), settings(100));
+async fn a_flood_with_the_store_down_keeps_memory_bounded_and_loses_nothing() {
+    let dir = TempDir::new("audit");
+    let store = Arc::new(Switchable::default());
+    store.down.store(true, Ordering::Relaxed);
+    let log = AuditLog::start(store.clone(), settings(&dir, 16)).unwrap();
     let tasks_before = tokio::runtime::Handle::current()
         .metrics()
         .num_alive_tasks();
-    for n in 0..100_000 {
+    let mut max_backlog = 0;
+    for n in 0..20_000 {
         log.record(event(n));
+        max_backlog = max_backlog.max(log.backlog());
     }
-    let stats = log.stats();
-    // Queue (100, less what the writer holds in its stalled batch) plus overflow (100).
-    assert!(stats.backlog <= 200, "{stats:?}");
-    assert_eq!(stats.overflow, 100, "{stats:?}");
-    assert!(stats.dropped >= 100_000 - 200 - 7, "{stats:?}");
+    assert!(
+        max_backlog <= 16,
+        "the queue is the only memory: {max_backlog}"
+    );
     assert_eq!(
         tokio::runtime::Handle::current()
             .metrics()
@@ -110,12 +112,102 @@ async fn a_stalled_store_keeps_the_backlog_bounded_and_counts_what_it_drops() {
         tasks_before,
         "no task per waiting event"
     );
-    // Once the store answers, everything accepted is written.
-    store.release.notify_one();
-    log.shutdown().await;
-    let accepted = 100_000 - stats.dropped;
-    assert_eq!(*store.rows.lock().unwrap() as u64, accepted);
-    assert_eq!(log.written(), accepted);
+    until("everything durable in the journal", || {
+        log.journal.records() == 20_000
+    })
+    .await;
+    let stats = log.stats();
+    assert_eq!(stats.dropped, 0, "{stats:?}");
+    assert_eq!(stats.journaled, 20_000, "{stats:?}");
+    assert!(stats.journal_bytes > 0, "{stats:?}");
+    assert!(store.rows.lock().unwrap().is_empty());
+    // The store comes back: the journal is replayed, one row per event.
+    store.down.store(false, Ordering::Relaxed);
+    until("journal replayed", || log.journal.is_empty()).await;
+    let stats = log.stats();
+    assert_eq!(stats.replayed, 20_000, "{stats:?}");
+    assert_eq!(stats.journal_records, 0, "{stats:?}");
+    assert_eq!(store.bytes_seen(), (0..20_000).collect::<Vec<i64>>());
+    // The store is used directly again.
+    log.record(event(20_000));
+    until("written directly", || {
+        store.rows.lock().unwrap().len() == 20_001
+    })
+    .await;
+    log.shutdown(Duration::from_secs(30)).await;
+}
+
+#[tokio::test]
+async fn a_durable_record_is_acknowledged_once_journaled_while_the_store_is_down() {
+    let dir = TempDir::new("audit");
+    let store = Arc::new(Switchable::default());
+    store.down.store(true, Ordering::Relaxed);
+    let log = AuditLog::start(store.clone(), settings(&dir, 4)).unwrap();
+    for n in 0..10 {
+        log.record_durable(event(n)).await.unwrap();
+        // Acknowledged means on disk: a fresh reader of the folder sees it.
+        let on_disk = Journal::open(&dir.path().join("audit-journal")).unwrap();
+        assert_eq!(on_disk.records(), n + 1);
+    }
+    assert!(store.rows.lock().unwrap().is_empty());
+    store.down.store(false, Ordering::Relaxed);
+    until("journal replayed", || log.journal.is_empty()).await;
+    log.shutdown(Duration::from_secs(30)).await;
+    assert_eq!(store.bytes_seen(), (0..10).collect::<Vec<i64>>());
+}
+
+/// A store that never answers.
+struct Hung;
+
+#[async_trait::async_trait]
+impl AuditPersist for Hung {
+    async fn persist(&self, _node: &str, _events: &[AuditEvent]) -> Result<(), PersistError> {
+        std::future::pending().await
+    }
+}
+
+#[tokio::test]
+async fn shutdown_with_a_hung_store_ends_and_leaves_the_rest_in_the_journal() {
+    let dir = TempDir::new("audit");
+    let mut cfg = settings(&dir, 1000);
+    cfg.store_timeout = Duration::from_secs(3600);
+    let log = AuditLog::start(Arc::new(Hung), cfg.clone()).unwrap();
+    for n in 0..50 {
+        log.record(event(n));
+    }
+    // Ends: the store is given part of the grace, then the journal takes the rest.
+    log.shutdown(Duration::from_millis(400)).await;
+    assert_eq!(log.dropped(), 0);
+    assert_eq!(log.journal.records(), 50, "{:?}", log.stats());
+    // Next start, store up: replayed.
+    let store = Arc::new(Switchable::default());
+    let log = AuditLog::start(store.clone(), cfg).unwrap();
+    until("journal replayed", || log.journal.is_empty()).await;
+    log.shutdown(Duration::from_secs(30)).await;
+    assert_eq!(store.bytes_seen(), (0..50).collect::<Vec<i64>>());
+}
+
+#[tokio::test]
+async fn replay_into_a_real_store_keeps_one_row_per_event_after_a_crash_mid_replay() {
+    let db = TestDb::sqlite().await;
+    let dir = TempDir::new("audit");
+    let cfg = settings(&dir, 100);
+    let events: Vec<AuditEvent> = (0..30).map(event).collect();
+    {
+        let journal = Journal::open(&cfg.journal_dir).unwrap();
+        journal.append(&events[..20]).unwrap();
+        journal.append(&events[20..]).unwrap();
+        // The same event journaled twice (a batch retried after a lost acknowledgement).
+        journal.append(&events[..1]).unwrap();
+    }
+    // A crash after these rows were inserted but before their segment was deleted.
+    db.store.append_audit("test", &events[..12]).await.unwrap();
+    let log = AuditLog::start(Arc::new(db.store.clone()), cfg).unwrap();
+    until("journal replayed", || log.journal.is_empty()).await;
+    log.shutdown(Duration::from_secs(30)).await;
+    assert_eq!(db.store.count_audit().await.unwrap(), 30);
+    assert_eq!(log.stats().replayed, 31);
+    db.drop().await;
 }
 
 #[test]
@@ -133,20 +225,18 @@ fn a_long_path_is_cut_in_the_record() {
 }
 
 #[tokio::test]
-async fn a_batch_the_store_refuses_is_retried_until_written() {
-    let memory = Arc::new(Memory::default());
-    memory.fail_first.store(3, Ordering::Relaxed);
-    let log = AuditLog::start(memory.clone(), settings(100));
+async fn a_batch_the_store_refuses_is_journaled_then_replayed() {
+    let dir = TempDir::new("audit");
+    let store = Arc::new(Switchable::default());
+    store.down.store(true, Ordering::Relaxed);
+    let log = AuditLog::start(store.clone(), settings(&dir, 100)).unwrap();
     for n in 0..20 {
         log.record(event(n));
     }
-    for _ in 0..100 {
-        if log.written() == 20 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(log.written(), 20);
-    log.shutdown().await;
-    assert_eq!(memory.rows.lock().unwrap().len(), 20);
+    until("journaled", || log.stats().journaled == 20).await;
+    assert!(log.stats().write_failures >= 1);
+    store.down.store(false, Ordering::Relaxed);
+    until("replayed", || log.written() == 20).await;
+    log.shutdown(Duration::from_secs(30)).await;
+    assert_eq!(store.bytes_seen(), (0..20).collect::<Vec<i64>>());
 }

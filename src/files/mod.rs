@@ -239,22 +239,22 @@ impl Files {
     pub async fn remove_file(&self, who: &Principal, path: &SitePath) -> Result<(), FsError> {
         self.check_destructive(who, Action::Delete, path)?;
         let result = self.storage.remove_file(path).await.map_err(FsError::from);
-        self.done(who, Action::Delete, path, None, &result);
-        result
+        self.done_durable(who, Action::Delete, path, None, result)
+            .await
     }
 
     pub async fn make_dir(&self, who: &Principal, path: &SitePath) -> Result<(), FsError> {
         self.check(who, Action::Mkdir, path, Access::MKDIR)?;
         let result = self.storage.create_dir(path).await.map_err(FsError::from);
-        self.done(who, Action::Mkdir, path, None, &result);
-        result
+        self.done_durable(who, Action::Mkdir, path, None, result)
+            .await
     }
 
     pub async fn remove_dir(&self, who: &Principal, path: &SitePath) -> Result<(), FsError> {
         self.check_destructive(who, Action::Rmdir, path)?;
         let result = self.storage.remove_dir(path).await.map_err(FsError::from);
-        self.done(who, Action::Rmdir, path, None, &result);
-        result
+        self.done_durable(who, Action::Rmdir, path, None, result)
+            .await
     }
 
     /// Moves `from` to `to`: delete rights at the source, write rights (and mkdir for a
@@ -297,8 +297,8 @@ impl Files {
             .rename(from, to, Overwrite::from_right(may_replace))
             .await
             .map_err(FsError::from);
-        self.done(who, Action::Rename, from, Some(to), &result);
-        result
+        self.done_durable(who, Action::Rename, from, Some(to), result)
+            .await
     }
 
     /// Copies a file: read rights at the source, write rights at the destination (and delete
@@ -358,8 +358,7 @@ impl Files {
             Ok(bytes) => event = event.bytes(*bytes),
             Err(err) => event = event.reason(err.reason()),
         }
-        self.audit.record(event);
-        result
+        self.record_outcome(event, result).await
     }
 
     /// Checks that `who` may perform `need` at `path` (for metadata a front-end keeps beside
@@ -383,8 +382,8 @@ impl Files {
             .set_times(path, accessed, modified)
             .await
             .map_err(FsError::from);
-        self.done(who, Action::SetAttributes, path, None, &result);
-        result
+        self.done_durable(who, Action::SetAttributes, path, None, result)
+            .await
     }
 
     /// Truncates an existing file: that changes its bytes, so it needs `WRITE|DELETE` (a
@@ -410,8 +409,8 @@ impl Files {
             return self.refuse(who, Action::SetAttributes, path, FsError::LeavesHole);
         }
         let result = self.storage.set_len(path, len).await.map_err(FsError::from);
-        self.done(who, Action::SetAttributes, path, None, &result);
-        result
+        self.done_durable(who, Action::SetAttributes, path, None, result)
+            .await
     }
 
     /// The policy check: hidden → `NotFound`, visible without `need` → `PermissionDenied`;
@@ -523,6 +522,35 @@ impl Files {
         result
     }
 
+    /// Writes the audit record of a finished change and returns its result; a change that
+    /// succeeded is answered only once its record is durable (see
+    /// [`AuditSink::record_durable`]), else it is reported as failed.
+    async fn done_durable<T>(
+        &self,
+        who: &Principal,
+        action: Action,
+        path: &SitePath,
+        destination: Option<&SitePath>,
+        result: Result<T, FsError>,
+    ) -> Result<T, FsError> {
+        let event = self.outcome_event(who, action, path, destination, &result);
+        self.record_outcome(event, result).await
+    }
+
+    /// Records `event`, the record of `result`: durably when the change succeeded.
+    async fn record_outcome<T>(
+        &self,
+        event: AuditEvent,
+        result: Result<T, FsError>,
+    ) -> Result<T, FsError> {
+        if result.is_err() {
+            self.audit.record(event);
+            return result;
+        }
+        durable(&*self.audit, event).await?;
+        result
+    }
+
     /// Writes the audit record of a finished operation.
     fn done<T>(
         &self,
@@ -532,6 +560,19 @@ impl Files {
         destination: Option<&SitePath>,
         result: &Result<T, FsError>,
     ) {
+        let event = self.outcome_event(who, action, path, destination, result);
+        self.audit.record(event);
+    }
+
+    /// The audit record of a finished operation.
+    fn outcome_event<T>(
+        &self,
+        who: &Principal,
+        action: Action,
+        path: &SitePath,
+        destination: Option<&SitePath>,
+        result: &Result<T, FsError>,
+    ) -> AuditEvent {
         let outcome = if result.is_ok() {
             Outcome::Ok
         } else {
@@ -547,8 +588,18 @@ impl Files {
             }
             event = event.reason(err.reason());
         }
-        self.audit.record(event);
+        event
     }
+}
+
+/// Records `event` and waits until it is durable; when it is not, the operation it records
+/// is reported as failed (its client must not be told it succeeded).
+pub(crate) async fn durable(audit: &dyn AuditSink, event: AuditEvent) -> Result<(), FsError> {
+    let op = event.action.as_str();
+    audit.record_durable(event).await.map_err(|err| {
+        tracing::error!(op, error = %err, "operation reported as failed: its audit record is not durable");
+        FsError::Failed(format!("audit record not durable: {err}"))
+    })
 }
 
 #[cfg(test)]

@@ -188,8 +188,11 @@ impl Upload {
             if let Err(err) = &result {
                 event.outcome = Outcome::Failed;
                 event = event.reason(err.reason());
+                self.audit.record(event);
+            } else {
+                // The client hears of the upload only once its record is durable.
+                super::durable(&*self.audit, event).await?;
             }
-            self.audit.record(event);
         }
         result.map(|()| self.bytes)
     }

@@ -294,3 +294,125 @@ async fn connections_beyond_the_per_address_cap_are_refused_on_every_protocol() 
         "the client from 127.0.0.2: {failures:?}"
     );
 }
+
+/// Issue 12: a flood of audited operations while the database is unreachable. The audit
+/// queue (8 here) is the only memory records take — past it, records go to the local journal
+/// — nothing is dropped, every acknowledged upload has exactly one record once the database
+/// is back, and the flooding client is not refused for the outage. Needs PostgreSQL (to cut
+/// it); without `FILEGATE_TEST_POSTGRES_URL` it says so and does nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_audit_flood_during_a_store_outage_stays_bounded_and_loses_nothing() {
+    let Some(db) = filegate::test_support::TestDb::postgres().await else {
+        eprintln!(
+            "note: FILEGATE_TEST_POSTGRES_URL unset: an_audit_flood_during_a_store_outage_stays_bounded_and_loses_nothing not run"
+        );
+        return;
+    };
+    let url = db.url.clone();
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let (auth, rest) = rest.split_once('@').unwrap();
+    let (host, database) = rest.split_once('/').unwrap();
+    let upstream = std::net::ToSocketAddrs::to_socket_addrs(host)
+        .unwrap()
+        .next()
+        .unwrap();
+    let proxy = crate::support::tcp_proxy::TcpProxy::start(upstream).await;
+    let proxied = format!("{scheme}://{auth}@{}/{database}", proxy.addr);
+    let gw = TestGateway::start_with(move |c| {
+        c.server.database_url = proxied;
+        c.audit.queue = 8;
+        c.audit.batch = 4;
+        c.audit.store_timeout_ms = 1000;
+    })
+    .await;
+    gw.user("flood", "flood-password", &[("/flood", Full)])
+        .await;
+    let mut sessions = Vec::new();
+    for _ in 0..6 {
+        sessions.push(
+            sftp_client::login(gw.addr("sftp"), "flood", "flood-password")
+                .await
+                .unwrap(),
+        );
+    }
+    proxy.cut();
+    let audit = gw.gateway.core.audit.clone();
+    let max_backlog = Arc::new(AtomicUsize::new(0));
+    let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = tokio::spawn({
+        let (audit, max_backlog, sampling) = (audit.clone(), max_backlog.clone(), sampling.clone());
+        async move {
+            while sampling.load(Ordering::Relaxed) {
+                max_backlog.fetch_max(audit.backlog(), Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    });
+    let mut flood = Vec::new();
+    for (s, sftp) in sessions.into_iter().enumerate() {
+        flood.push(tokio::spawn(async move {
+            let ok = russh_sftp::protocol::StatusCode::Ok;
+            let mut uploaded = Vec::new();
+            for n in 0..40 {
+                sftp.list("/flood").await.unwrap();
+                if n % 8 == 0 {
+                    let path = format!("/flood/s{s}-{n}.txt");
+                    assert_eq!(sftp.put(&path, b"x").await, ok, "{path}");
+                    uploaded.push(path);
+                }
+            }
+            uploaded
+        }));
+    }
+    let mut uploaded = Vec::new();
+    for task in flood {
+        uploaded.extend(task.await.unwrap());
+    }
+    sampling.store(false, Ordering::Relaxed);
+    sampler.await.unwrap();
+    let stats = audit.stats();
+    assert!(
+        max_backlog.load(Ordering::Relaxed) <= 8,
+        "only the queue holds records in memory: {stats:?}"
+    );
+    assert_eq!(stats.dropped, 0, "{stats:?}");
+    assert!(stats.journal_records >= 6 * 40, "{stats:?}");
+
+    proxy.restore();
+    let mut replayed = false;
+    for _ in 0..600 {
+        let stats = audit.stats();
+        if stats.journal_records == 0 && stats.backlog == 0 {
+            replayed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        replayed,
+        "journal replayed once the store is back: {:?}",
+        audit.stats()
+    );
+    gw.stop().await;
+    let records = db
+        .store
+        .read_audit(&filegate::store::AuditQuery {
+            limit: 100_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let listings = records
+        .iter()
+        .filter(|r| r.action == "list" && r.username.as_deref() == Some("flood"))
+        .count();
+    assert_eq!(listings, 6 * 40, "every listing recorded once");
+    for path in &uploaded {
+        let n = records
+            .iter()
+            .filter(|r| r.action == "create" && r.result == "ok" && r.path.as_deref() == Some(path))
+            .count();
+        assert_eq!(n, 1, "one record for {path}");
+    }
+    db.drop().await;
+}
