@@ -116,7 +116,8 @@ impl Core {
         let limits = crate::limits::Limits::from_config(&config.limits);
         let files = Arc::new(
             Files::new(Arc::new(storage), sink.clone(), limits.max_open_files)
-                .with_open_files_per_owner(limits.max_open_files_per_user),
+                .with_open_files_per_owner(limits.max_open_files_per_user)
+                .with_props(Arc::new(store.clone())),
         );
         let accounts = Accounts::new(store.clone(), auth.passwords().clone(), sink.clone())
             .with_folders(files.clone());
@@ -251,7 +252,7 @@ impl Gateway {
                 core.config.webdav.clone(),
                 core.auth.clone(),
                 core.files.clone(),
-                core.store.clone(),
+                Arc::new(core.store.clone()),
                 core.gate.clone(),
             )
             .await?;

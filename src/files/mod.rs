@@ -22,6 +22,7 @@ pub mod denials;
 mod error;
 mod local;
 pub mod policy;
+pub mod props;
 mod storage;
 mod transfer;
 
@@ -32,6 +33,7 @@ pub use error::FsError;
 pub use local::LocalStorage;
 pub use local::Symlinks;
 pub use policy::{Scope, Visibility};
+pub use props::{DeadProp, PropChange, PropStore, PropStoreError};
 pub use storage::{
     DirEntry, EntryChunks, EntryKind, FileReader, FileWriter, Metadata, Overwrite, ReadEntries,
     StagedWrite, Storage, StorageError, StorageErrorKind, WriteMode,
@@ -54,6 +56,35 @@ pub struct Files {
     open_files: OpenFiles,
     /// Per-session limit on refusals recorded individually.
     denials: denials::Denials,
+    /// Dead properties of entries (see [`props`]).
+    props: props::Props,
+}
+
+/// Whether `who` may see `path` (no audit record: asked per listed entry).
+fn sees(who: &Principal, path: &SitePath) -> bool {
+    match Scope::of(who).visibility(path) {
+        Visibility::Granted(access) => access.contains(Access::LIST),
+        Visibility::Traverse => true,
+        Visibility::Hidden => false,
+    }
+}
+
+/// What happened to an entry whose dead properties must follow.
+#[derive(Debug, Clone, Copy)]
+enum PropsFollow<'a> {
+    Remove {
+        path: &'a SitePath,
+        below: bool,
+    },
+    Rename {
+        from: &'a SitePath,
+        to: &'a SitePath,
+        below: bool,
+    },
+    Copy {
+        from: &'a SitePath,
+        to: &'a SitePath,
+    },
 }
 
 /// A folder being listed (see [`Files::list_chunks`]).
@@ -87,7 +118,15 @@ impl Files {
             audit,
             open_files: OpenFiles::new(max_open_files, OpenFiles::default_share(max_open_files)),
             denials: denials::Denials::default(),
+            props: props::Props::new(None),
         }
+    }
+
+    /// Keeps dead properties in `store` (without one, entries have none and setting one
+    /// fails).
+    pub fn with_props(mut self, store: Arc<dyn PropStore>) -> Files {
+        self.props = props::Props::new(Some(store));
+        self
     }
 
     /// Sets the share of the open-file budget that one owner — a user with all their keys
@@ -239,6 +278,10 @@ impl Files {
     pub async fn remove_file(&self, who: &Principal, path: &SitePath) -> Result<(), FsError> {
         self.check_destructive(who, Action::Delete, path)?;
         let result = self.storage.remove_file(path).await.map_err(FsError::from);
+        if result.is_ok() {
+            self.props_follow(PropsFollow::Remove { path, below: false })
+                .await;
+        }
         self.done_durable(who, Action::Delete, path, None, result)
             .await
     }
@@ -253,6 +296,10 @@ impl Files {
     pub async fn remove_dir(&self, who: &Principal, path: &SitePath) -> Result<(), FsError> {
         self.check_destructive(who, Action::Rmdir, path)?;
         let result = self.storage.remove_dir(path).await.map_err(FsError::from);
+        if result.is_ok() {
+            self.props_follow(PropsFollow::Remove { path, below: true })
+                .await;
+        }
         self.done_durable(who, Action::Rmdir, path, None, result)
             .await
     }
@@ -297,6 +344,14 @@ impl Files {
             .rename(from, to, Overwrite::from_right(may_replace))
             .await
             .map_err(FsError::from);
+        if result.is_ok() {
+            self.props_follow(PropsFollow::Rename {
+                from,
+                to,
+                below: source.is_dir(),
+            })
+            .await;
+        }
         self.done_durable(who, Action::Rename, from, Some(to), result)
             .await
     }
@@ -343,6 +398,9 @@ impl Files {
         }
         .await
         .map_err(FsError::from);
+        if result.is_ok() {
+            self.props_follow(PropsFollow::Copy { from, to }).await;
+        }
         let mut event = AuditEvent::by(
             who,
             Action::Copy,
@@ -361,11 +419,90 @@ impl Files {
         self.record_outcome(event, result).await
     }
 
-    /// Checks that `who` may perform `need` at `path` (for metadata a front-end keeps beside
-    /// files, such as WebDAV properties). Refusals are audited like any other.
+    /// Checks that `who` may perform `need` at `path` (for state a front-end keeps about
+    /// files, such as WebDAV locks). Refusals are audited like any other.
     pub fn authorize(&self, who: &Principal, path: &SitePath, need: Access) -> Result<(), FsError> {
         self.check(who, Action::SetAttributes, path, need)
             .map(|_| ())
+    }
+
+    /// The dead properties of `path` (needs LIST; not audited when it succeeds, as `stat`).
+    pub async fn props(&self, who: &Principal, path: &SitePath) -> Result<Vec<DeadProp>, FsError> {
+        self.check(who, Action::Stat, path, Access::LIST)?;
+        let Some(store) = self.props.store() else {
+            return Ok(Vec::new());
+        };
+        store.props_of(path.as_str()).await.map_err(|e| {
+            tracing::warn!(path = %path, error = %e, "cannot read dead properties");
+            FsError::Failed(e.to_string())
+        })
+    }
+
+    /// Whether `path` may have dead properties `who` can see, from the index alone while
+    /// it is fresh (`None`: stale, ask [`Files::may_have_props`]). For listings, asked once
+    /// per entry.
+    pub fn may_have_props_now(&self, who: &Principal, path: &SitePath) -> Option<bool> {
+        if !self.props.fresh() {
+            return None;
+        }
+        Some(self.props.indexed(path.as_str()) && sees(who, path))
+    }
+
+    /// [`Files::may_have_props_now`] after bringing the index up to date.
+    pub async fn may_have_props(&self, who: &Principal, path: &SitePath) -> bool {
+        self.props.refresh(false).await;
+        self.props.indexed(path.as_str()) && sees(who, path)
+    }
+
+    /// Sets and removes dead properties of `path` (a WebDAV PROPPATCH): needs WRITE, is
+    /// all or nothing, and is one audit record. More than [`props::MAX_PROPS`] properties
+    /// on the entry, or one larger than [`props::MAX_PROP_BYTES`], is `NoSpace` and
+    /// changes nothing.
+    pub async fn patch_props(
+        &self,
+        who: &Principal,
+        path: &SitePath,
+        changes: &[PropChange],
+    ) -> Result<(), FsError> {
+        let action = Action::SetAttributes;
+        self.check(who, action, path, Access::WRITE)?;
+        if !props::within_size(changes) || props::distinct_sets(changes) > props::MAX_PROPS {
+            return self.refuse(who, action, path, FsError::NoSpace);
+        }
+        if let Err(e) = self.storage.metadata(path).await {
+            return self.refuse(who, action, path, e.into());
+        }
+        let Some(store) = self.props.store() else {
+            let err = FsError::Failed("no property store".into());
+            return self.refuse(who, action, path, err);
+        };
+        let result = match store.apply(path.as_str(), changes, props::MAX_PROPS).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(FsError::NoSpace),
+            Err(e) => Err(FsError::Failed(e.to_string())),
+        };
+        self.props.refresh(true).await;
+        self.done(who, action, path, None, &result);
+        result
+    }
+
+    /// Makes properties follow a rename, delete or copy that succeeded. The file operation
+    /// is done whatever happens here; a failure is logged.
+    async fn props_follow(&self, change: PropsFollow<'_>) {
+        let Some(store) = self.props.store() else {
+            return;
+        };
+        let result = match change {
+            PropsFollow::Remove { path, below } => store.remove(path.as_str(), below).await,
+            PropsFollow::Rename { from, to, below } => {
+                store.rename(from.as_str(), to.as_str(), below).await
+            }
+            PropsFollow::Copy { from, to } => store.copy(from.as_str(), to.as_str()).await,
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, ?change, "dead properties did not follow a file operation");
+        }
+        self.props.refresh(true).await;
     }
 
     /// Sets access and modification times.

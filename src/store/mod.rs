@@ -8,6 +8,7 @@
 mod audit;
 mod auth_impl;
 mod keys;
+mod locks;
 mod props;
 mod sessions;
 mod shared;
@@ -15,7 +16,6 @@ mod users;
 
 pub use audit::{AuditQuery, AuditSearch};
 pub use keys::{KeyChanges, KeyOwnerFilter, NewKey};
-pub use props::PropRecord;
 pub use users::{NewUser, UserChanges};
 
 use std::str::FromStr;

@@ -1,13 +1,13 @@
 //! dav-server's `GuardedFileSystem` over the file layer: every WebDAV request is checked and
 //! audited in `files::Files` with the caller's principal (the `C` of `GuardedFileSystem<C>`).
-//! Dead properties live in the store, at most [`MAX_PROPS`] per resource of at most
-//! [`MAX_PROP_BYTES`] each; a PROPPATCH that would go beyond is answered 507 and stores
-//! nothing. dav-server's `LocalFs` is never used (it follows symlinks out of its root).
+//! Dead properties are the file layer's (`Files::props`, `Files::patch_props`: checked,
+//! audited, capped, and following renames and deletes by any protocol); a PROPPATCH beyond
+//! the caps is answered 507 and stores nothing. dav-server's `LocalFs` is never used (it
+//! follows symlinks out of its root).
 
-use std::collections::HashSet;
 use std::io::SeekFrom;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use axum::http::StatusCode;
 use bytes::{Buf, Bytes};
@@ -20,10 +20,11 @@ use futures_util::{FutureExt, StreamExt};
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
 use super::status::dav_error;
-use crate::files::{Download, EntryKind, Files, FsError, Metadata, Upload, WriteMode};
-use crate::identity::{Access, Principal};
+use crate::files::{
+    DeadProp, Download, EntryKind, Files, FsError, Metadata, PropChange, Upload, WriteMode,
+};
+use crate::identity::Principal;
 use crate::path::SitePath;
-use crate::store::{PropRecord, Store};
 
 /// The caller, as dav-server hands it back on every call.
 pub type Caller = Arc<Principal>;
@@ -32,98 +33,11 @@ pub type Caller = Arc<Principal>;
 #[derive(Clone)]
 pub struct FilesDav {
     pub files: Arc<Files>,
-    pub store: Store,
-    /// Which paths have dead properties, so that a PROPFIND over 10 000 entries does not
-    /// ask the store 10 000 times (the store stays the durable truth).
-    props: Arc<PropIndex>,
 }
-
-/// Paths with dead properties, as of the store's `dav_props` change counter. Another
-/// replica's change moves the counter; it is read at most once per `RECHECK`.
-struct PropIndex {
-    /// The counter the paths were read at; held while the index is re-read.
-    version: tokio::sync::Mutex<Option<i64>>,
-    /// When the counter was last read.
-    checked: Mutex<Option<Instant>>,
-    paths: std::sync::RwLock<HashSet<String>>,
-}
-
-// Only reads and assignments happen under these locks (nothing that panics); a poisoned
-// lock is taken back all the same, so that one panicking request cannot fail the others.
-impl PropIndex {
-    fn fresh(&self) -> bool {
-        self.checked
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_some_and(|t| t.elapsed() < RECHECK)
-    }
-
-    fn contains(&self, path: &str) -> bool {
-        self.paths
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .contains(path)
-    }
-
-    fn is_empty(&self) -> bool {
-        self.paths
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_empty()
-    }
-}
-
-/// How stale a replica's index may be when another replica changes properties.
-const RECHECK: Duration = Duration::from_secs(1);
 
 impl FilesDav {
-    pub fn new(files: Arc<Files>, store: Store) -> FilesDav {
-        FilesDav {
-            files,
-            store,
-            props: Arc::new(PropIndex {
-                version: tokio::sync::Mutex::default(),
-                checked: Mutex::default(),
-                paths: std::sync::RwLock::default(),
-            }),
-        }
-    }
-
-    /// Re-reads the index if the store's counter moved (`force`: whatever the time since
-    /// the last check; after this process's own changes).
-    async fn refresh_index(&self, force: bool) {
-        let mut version = self.props.version.lock().await;
-        if !force && self.props.fresh() {
-            return;
-        }
-        let Ok(current) = self.store.counter(Store::PROPS_COUNTER).await else {
-            return; // keep the last index; values are always read from the store
-        };
-        *self
-            .props
-            .checked
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
-        if *version == Some(current) {
-            return;
-        }
-        if let Ok(paths) = self.store.prop_paths().await {
-            *self
-                .props
-                .paths
-                .write()
-                .unwrap_or_else(PoisonError::into_inner) = paths.into_iter().collect();
-            *version = Some(current);
-        }
-    }
-
-    /// Whether `who` may see properties of `path` and it has some.
-    fn may_have_props(&self, path: &DavPath, who: &Caller) -> bool {
-        if self.props.is_empty() {
-            return false; // the common case, asked once per listed entry
-        }
-        let Ok(path) = site(path) else { return false };
-        self.props.contains(path.as_str()) && self.files.authorize(who, &path, Access::LIST).is_ok()
+    pub fn new(files: Arc<Files>) -> FilesDav {
+        FilesDav { files }
     }
 }
 
@@ -284,18 +198,6 @@ impl DavFile for DavHandle {
     }
 }
 
-/// Dead properties one resource may have.
-pub const MAX_PROPS: usize = 64;
-/// Largest dead property: its value, name, namespace and prefix together, in bytes.
-pub const MAX_PROP_BYTES: usize = 4096;
-
-fn prop_bytes(p: &DavProp) -> usize {
-    p.xml.as_ref().map_or(0, Vec::len)
-        + p.name.len()
-        + p.namespace.as_ref().map_or(0, String::len)
-        + p.prefix.as_ref().map_or(0, String::len)
-}
-
 fn prop_key(p: &DavProp) -> (String, String) {
     (p.namespace.clone().unwrap_or_default(), p.name.clone())
 }
@@ -392,10 +294,7 @@ impl GuardedFileSystem<Caller> for FilesDav {
     fn remove_dir<'a>(&'a self, path: &'a DavPath, who: &'a Caller) -> FsFuture<'a, ()> {
         async move {
             let path = site(path)?;
-            self.files.remove_dir(who, &path).await.map_err(fail)?;
-            let _ = self.store.remove_props_under(path.as_str()).await;
-            self.refresh_index(true).await;
-            Ok(())
+            self.files.remove_dir(who, &path).await.map_err(fail)
         }
         .boxed()
     }
@@ -403,10 +302,7 @@ impl GuardedFileSystem<Caller> for FilesDav {
     fn remove_file<'a>(&'a self, path: &'a DavPath, who: &'a Caller) -> FsFuture<'a, ()> {
         async move {
             let path = site(path)?;
-            self.files.remove_file(who, &path).await.map_err(fail)?;
-            let _ = self.store.remove_props_under(path.as_str()).await;
-            self.refresh_index(true).await;
-            Ok(())
+            self.files.remove_file(who, &path).await.map_err(fail)
         }
         .boxed()
     }
@@ -419,16 +315,7 @@ impl GuardedFileSystem<Caller> for FilesDav {
     ) -> FsFuture<'a, ()> {
         async move {
             let (from, to) = (site(from)?, site(to)?);
-            self.files
-                .rename(who, &from, &to, true)
-                .await
-                .map_err(fail)?;
-            self.store
-                .move_props(from.as_str(), to.as_str())
-                .await
-                .map_err(|_| DavError::GeneralFailure)?;
-            self.refresh_index(true).await;
-            Ok(())
+            self.files.rename(who, &from, &to, true).await.map_err(fail)
         }
         .boxed()
     }
@@ -437,11 +324,6 @@ impl GuardedFileSystem<Caller> for FilesDav {
         async move {
             let (from, to) = (site(from)?, site(to)?);
             self.files.copy(who, &from, &to, true).await.map_err(fail)?;
-            self.store
-                .copy_props(from.as_str(), to.as_str())
-                .await
-                .map_err(|_| DavError::GeneralFailure)?;
-            self.refresh_index(true).await;
             Ok(())
         }
         .boxed()
@@ -452,16 +334,15 @@ impl GuardedFileSystem<Caller> for FilesDav {
         path: &'a DavPath,
         who: &'a Caller,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + 'a>> {
-        // Asked for every entry of a listing: answered at once while the index is fresh
-        // (a large future per entry would cost more than the answer).
-        if self.props.fresh() {
-            return Box::pin(std::future::ready(self.may_have_props(path, who)));
+        // Asked for every entry of a listing: answered at once while the file layer's index
+        // is fresh (a large future per entry would cost more than the answer).
+        let Ok(site) = site(path) else {
+            return Box::pin(std::future::ready(false));
+        };
+        if let Some(answer) = self.files.may_have_props_now(who, &site) {
+            return Box::pin(std::future::ready(answer));
         }
-        async move {
-            self.refresh_index(false).await;
-            self.may_have_props(path, who)
-        }
-        .boxed()
+        async move { self.files.may_have_props(who, &site).await }.boxed()
     }
 
     fn patch_props<'a>(
@@ -472,60 +353,30 @@ impl GuardedFileSystem<Caller> for FilesDav {
     ) -> FsFuture<'a, Vec<(StatusCode, DavProp)>> {
         async move {
             let path = site(path)?;
-            self.files
-                .authorize(who, &path, Access::WRITE)
-                .map_err(fail)?;
-            // The caps, checked before anything is stored.
-            if patch
+            let changes: Vec<PropChange> = patch
                 .iter()
-                .any(|(set, prop)| *set && prop_bytes(prop) > MAX_PROP_BYTES)
-            {
-                return Err(DavError::InsufficientStorage);
-            }
-            let existing = self
-                .store
-                .props_of(path.as_str())
-                .await
-                .map_err(|_| DavError::GeneralFailure)?;
-            let mut names: HashSet<(String, String)> = existing
-                .into_iter()
-                .map(|p| (p.namespace, p.name))
+                .map(|(set, prop)| {
+                    let (namespace, name) = prop_key(prop);
+                    if *set {
+                        PropChange::Set(DeadProp {
+                            namespace,
+                            name,
+                            prefix: prop.prefix.clone(),
+                            xml: prop.xml.clone(),
+                        })
+                    } else {
+                        PropChange::Remove { namespace, name }
+                    }
+                })
                 .collect();
-            for (set, prop) in &patch {
-                if *set {
-                    names.insert(prop_key(prop));
-                } else {
-                    names.remove(&prop_key(prop));
-                }
-            }
-            if names.len() > MAX_PROPS {
-                return Err(DavError::InsufficientStorage);
-            }
-            let mut out = Vec::with_capacity(patch.len());
-            for (set, prop) in patch {
-                let (namespace, name) = prop_key(&prop);
-                let saved = if set {
-                    let record = PropRecord {
-                        namespace,
-                        name,
-                        prefix: prop.prefix.clone(),
-                        xml: prop.xml.clone(),
-                    };
-                    self.store.set_prop(path.as_str(), &record).await
-                } else {
-                    self.store
-                        .remove_prop(path.as_str(), &namespace, &name)
-                        .await
-                };
-                let status = if saved.is_ok() {
-                    StatusCode::OK
-                } else {
-                    StatusCode::INTERNAL_SERVER_ERROR
-                };
-                out.push((status, DavProp { xml: None, ..prop }));
-            }
-            self.refresh_index(true).await;
-            Ok(out)
+            self.files
+                .patch_props(who, &path, &changes)
+                .await
+                .map_err(fail)?;
+            Ok(patch
+                .into_iter()
+                .map(|(_, prop)| (StatusCode::OK, DavProp { xml: None, ..prop }))
+                .collect())
         }
         .boxed()
     }
@@ -538,14 +389,7 @@ impl GuardedFileSystem<Caller> for FilesDav {
     ) -> FsFuture<'a, Vec<DavProp>> {
         async move {
             let path = site(path)?;
-            self.files
-                .authorize(who, &path, Access::LIST)
-                .map_err(fail)?;
-            let props = self
-                .store
-                .props_of(path.as_str())
-                .await
-                .map_err(|_| DavError::GeneralFailure)?;
+            let props = self.files.props(who, &path).await.map_err(fail)?;
             Ok(props
                 .into_iter()
                 .map(|p| DavProp {
@@ -567,15 +411,8 @@ impl GuardedFileSystem<Caller> for FilesDav {
     ) -> FsFuture<'a, Vec<u8>> {
         async move {
             let path = site(path)?;
-            self.files
-                .authorize(who, &path, Access::LIST)
-                .map_err(fail)?;
             let (namespace, name) = prop_key(&prop);
-            let props = self
-                .store
-                .props_of(path.as_str())
-                .await
-                .map_err(|_| DavError::GeneralFailure)?;
+            let props = self.files.props(who, &path).await.map_err(fail)?;
             props
                 .into_iter()
                 .find(|p| p.namespace == namespace && p.name == name)

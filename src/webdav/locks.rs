@@ -1,36 +1,45 @@
-//! WebDAV locks (RFC 4918 write locks), in memory: who holds which lock, until when.
+//! WebDAV locks (RFC 4918 write locks), kept in the store so that every replica honours
+//! them: a lock taken on one replica blocks a write on another at once.
 //!
-//! [`LockTable`] is shared by every request; [`CallerLocks`] is the per-request view that
-//! dav-server calls (its `DavLockSystem`), and knows who is calling, so that only a lock's
-//! owner — or a site admin with write rights there — can unlock or refresh it, and a token
-//! read from `lockdiscovery` is of no use to anyone else. Timeouts are capped (no lock
-//! outlives `max_lock`; `Infinite` and a missing `Timeout` get the cap), expired locks are
-//! ignored and swept, and the number of locks is capped per owner and in total.
+//! [`LockTable`] holds the rules and the [`LockStore`] seam (implemented by `store`; no lock
+//! lives in one replica's memory); [`CallerLocks`] is the per-request view that dav-server
+//! calls (its `DavLockSystem`), and knows who is calling, so that only a lock's owner — or a
+//! site admin with write rights there — can unlock or refresh it, and a token read from
+//! `lockdiscovery` is of no use to anyone else. Timeouts are capped (no lock outlives
+//! `max_lock`; `Infinite` and a missing `Timeout` get the cap), expired locks are ignored
+//! and swept (whenever a lock is taken), and the number of live locks is capped per owner
+//! and in total, across replicas. Every question is asked of the store: nothing is trusted
+//! from one request to the next.
 //!
 //! Conflicts follow dav-server's `MemLs`: a lock on a path conflicts with exclusive locks on
 //! the path, depth-infinity locks above it and (for a depth-infinity request) any lock below
-//! it. Paths are compared as [`SitePath`]s, the one normaliser the file layer uses.
+//! it. Paths are compared as [`SitePath`]s, the one normaliser the file layer uses. A lock
+//! is granted in one store transaction serialised against every other lock change, so two
+//! replicas cannot both grant conflicting locks.
 //!
 //! Whether the caller may lock at all (write rights at the path) is the file layer's answer,
-//! asked by the front-end before dav-server sees the request. The table's mutex guards only
-//! map operations and comparisons (nothing that panics), and a poisoned mutex is taken back.
+//! asked by the front-end before dav-server sees the request.
 //!
-//! A lock keeps the principal that took it. When a lock stands in someone's way (a LOCK or
-//! a write that conflicts with it), the authenticator is asked whether that principal could
-//! still sign in (`Authenticator::still_valid`); if not (user disabled or deleted, key
-//! revoked or expired, rights changed), the lock is dropped and the check runs again. This
-//! costs nothing unless there is a conflict.
+//! A lock keeps who took it (user and key ids and revisions, admin flag, address). When a
+//! lock stands in someone's way (a LOCK or a write that conflicts with it), the
+//! authenticator is asked whether that principal could still sign in
+//! (`Authenticator::still_valid`); if not (user disabled or deleted, key revoked or expired,
+//! rights changed), the lock is dropped and the check runs again. This costs nothing unless
+//! there is a conflict.
+//!
+//! Locks bind WebDAV clients only (RFC 4918): SFTP, FTP and the REST API do not see them,
+//! as in SFTPGo. With the store unreachable, writes that must check locks are refused (423).
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant, SystemTime};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dav_server::davpath::DavPath;
 use dav_server::ls::{DavLock, DavLockSystem, Element, LsFuture};
 use futures_util::FutureExt;
 
 use crate::auth::Authenticator;
-use crate::identity::Principal;
+use crate::identity::{ClientInfo, KeyIdentity, PermissionSet, Principal, Protocol, UserIdentity};
 use crate::path::SitePath;
 
 /// Caps on locks.
@@ -43,6 +52,9 @@ pub struct LockLimits {
     /// Locks held at once, all owners together.
     pub total: usize,
 }
+
+/// Largest `<owner>` element a lock keeps, serialised, in bytes (a larger one is refused).
+pub const MAX_OWNER_XML: usize = 4096;
 
 /// Who owns a lock: the user (whichever of their keys or passwords took it), or the
 /// site-wide key. Built by [`owner_of`] only.
@@ -71,150 +83,152 @@ pub enum LockRefusal {
     OwnerFull,
     /// The server holds all the locks it keeps.
     TableFull,
+    /// The store could not be asked.
+    Unavailable,
 }
 
-/// A lock and when it ends.
-#[derive(Debug, Clone)]
-struct Held {
-    lock: DavLock,
-    /// The normalised path it is on (its key in `Table::by_path`).
-    key: String,
-    /// The owner, as recorded in `lock.principal` too.
-    owner: Owner,
-    /// Who took the lock (the lock is void once they can no longer sign in).
-    principal: Arc<Principal>,
-    expires: Instant,
+/// A lock as the store keeps it. Times are milliseconds since the Unix epoch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockRecord {
+    pub token: String,
+    /// The normalised site path it is on.
+    pub path: String,
+    /// The URL path the client locked (the `lockroot` it is shown with).
+    pub dav_path: String,
+    pub deep: bool,
+    pub shared: bool,
+    /// [`Owner`] as text.
+    pub owner: String,
+    /// Who took it: what `Authenticator::still_valid` needs to know.
+    pub user_id: Option<i64>,
+    pub user_revision: Option<i64>,
+    pub key_id: Option<i64>,
+    pub key_revision: Option<i64>,
+    pub site_admin: bool,
+    pub client_ip: Option<String>,
+    /// The client's `<owner>` element, serialised (at most [`MAX_OWNER_XML`] bytes).
+    pub owner_xml: Option<Vec<u8>>,
+    pub timeout_ms: i64,
+    pub expires_ms: i64,
 }
 
-impl Held {
-    fn live(&self, now: Instant) -> bool {
-        self.expires > now
-    }
+/// The lock store could not be used.
+#[derive(Debug, thiserror::Error)]
+#[error("lock store: {0}")]
+pub struct LockStoreError(pub String);
+
+/// Live locks in total and of one owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockCounts {
+    pub total: u64,
+    pub owner: u64,
 }
 
-#[derive(Debug, Default)]
-struct Table {
-    /// Locks by the normalised path they are on.
-    by_path: BTreeMap<String, Vec<Held>>,
-    /// Locks held per owner (expired ones until they are swept).
-    per_owner: HashMap<Owner, usize>,
-    total: usize,
+/// Decides, inside the store's transaction, whether a new lock may be added given the live
+/// locks along and below its path and the counts: `Err(Some(lock))` for a conflicting lock,
+/// `Err(None)` for a cap.
+pub type Decide<'a> =
+    &'a (dyn Fn(&[LockRecord], LockCounts) -> Result<(), Option<LockRecord>> + Send + Sync);
+
+/// Where locks are kept (implemented by `store`). "Live" means `expires_ms > now_ms`.
+#[async_trait::async_trait]
+pub trait LockStore: Send + Sync {
+    /// Live locks on any of `paths`, and with `below`, on any path under `below`.
+    async fn live_locks(
+        &self,
+        paths: &[String],
+        below: Option<&str>,
+        now_ms: i64,
+    ) -> Result<Vec<LockRecord>, LockStoreError>;
+    /// The live lock `token`.
+    async fn live_lock(
+        &self,
+        token: &str,
+        now_ms: i64,
+    ) -> Result<Option<LockRecord>, LockStoreError>;
+    /// Live locks in total and of `owner`.
+    async fn lock_counts(&self, owner: &str, now_ms: i64) -> Result<LockCounts, LockStoreError>;
+    /// In one transaction serialised against every other lock change: drops expired locks,
+    /// reads the live locks on `along` (the new lock's path and the folders above it) and
+    /// below the new lock's path, and the counts for its owner, asks `decide`, and adds
+    /// `new` if it agrees.
+    async fn insert_lock(
+        &self,
+        new: &LockRecord,
+        along: &[String],
+        now_ms: i64,
+        decide: Decide<'_>,
+    ) -> Result<Result<(), Option<LockRecord>>, LockStoreError>;
+    /// Removes the lock `token`; whether there was one.
+    async fn remove_lock(&self, token: &str) -> Result<bool, LockStoreError>;
+    /// Gives the live lock `token` a new timeout; whether there was one.
+    async fn refresh_lock(
+        &self,
+        token: &str,
+        timeout_ms: i64,
+        expires_ms: i64,
+        now_ms: i64,
+    ) -> Result<bool, LockStoreError>;
+    /// Removes the locks on `path` and below it.
+    async fn remove_locks_under(&self, path: &str) -> Result<(), LockStoreError>;
 }
 
-impl Table {
-    fn forget(&mut self, owner: &Owner) {
-        self.total = self.total.saturating_sub(1);
-        if let Some(n) = self.per_owner.get_mut(owner) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                self.per_owner.remove(owner);
-            }
-        }
-    }
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
 
-    /// Removes expired locks.
-    fn sweep(&mut self, now: Instant) {
-        let mut gone = Vec::new();
-        self.by_path.retain(|_, locks| {
-            locks.retain(|held| {
-                let live = held.live(now);
-                if !live {
-                    gone.push(held.owner.clone());
-                }
-                live
-            });
-            !locks.is_empty()
-        });
-        for owner in gone {
-            self.forget(&owner);
-        }
-    }
-
-    fn room_for(&self, owner: &Owner, limits: &LockLimits) -> Result<(), LockRefusal> {
-        if self.total >= limits.total {
-            return Err(LockRefusal::TableFull);
-        }
-        if self.per_owner.get(owner).copied().unwrap_or(0) >= limits.per_owner {
-            return Err(LockRefusal::OwnerFull);
-        }
-        Ok(())
-    }
-
-    /// Live locks on `path` and every folder above it, root first, with whether each is
-    /// on `path` itself.
-    fn along<'a>(
-        &'a self,
-        path: &'a SitePath,
-        now: Instant,
-    ) -> impl Iterator<Item = (&'a Held, bool)> + 'a {
-        ancestors_and_self(path).flat_map(move |key| {
-            let on_path = key == path.as_str();
-            self.by_path
-                .get(&key)
-                .into_iter()
-                .flatten()
-                .filter(move |held| held.live(now))
-                .map(move |held| (held, on_path))
-        })
-    }
-
-    /// Live locks on `path` and below it.
-    fn below<'a>(&'a self, path: &'a SitePath, now: Instant) -> impl Iterator<Item = &'a Held> {
-        let prefix = if path.is_root() {
-            "/".to_owned()
-        } else {
-            format!("{}/", path.as_str())
-        };
-        let at = self.by_path.get(path.as_str()).into_iter().flatten();
-        let under = self
-            .by_path
-            .range(prefix.clone()..)
-            .take_while(move |(key, _)| key.starts_with(&prefix))
-            .filter(|(key, _)| key.as_str() != "/")
-            .flat_map(|(_, locks)| locks.iter());
-        at.chain(under).filter(move |held| held.live(now))
-    }
-
-    /// Removes the lock `token` held on `key`.
-    fn remove(&mut self, key: &str, token: &str) {
-        let Some(locks) = self.by_path.get_mut(key) else {
-            return;
-        };
-        let owners: Vec<Owner> = locks
-            .iter()
-            .filter(|h| h.lock.token == token)
-            .map(|h| h.owner.clone())
-            .collect();
-        locks.retain(|h| h.lock.token != token);
-        if locks.is_empty() {
-            self.by_path.remove(key);
-        }
-        for owner in owners {
-            self.forget(&owner);
-        }
-    }
-
-    fn find_along<'a>(&'a self, path: &'a SitePath, token: &str, now: Instant) -> Option<&'a Held> {
-        self.along(path, now)
-            .map(|(held, _)| held)
-            .find(|held| held.lock.token == token)
-    }
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// `/`, `/a`, `/a/b` for `/a/b`.
-fn ancestors_and_self(path: &SitePath) -> impl Iterator<Item = String> + '_ {
+fn ancestors_and_self(path: &SitePath) -> Vec<String> {
     let mut key = String::new();
-    std::iter::once("/".to_owned()).chain(path.segments().map(move |segment| {
-        key.push('/');
-        key.push_str(segment);
-        key.clone()
-    }))
+    std::iter::once("/".to_owned())
+        .chain(path.segments().map(move |segment| {
+            key.push('/');
+            key.push_str(segment);
+            key.clone()
+        }))
+        .collect()
 }
 
-/// Every lock this process holds.
+/// Whether the lock on `lock_path` is on `path` or a folder above it.
+fn is_along(lock_path: &str, path: &SitePath) -> bool {
+    let path = path.as_str();
+    lock_path == path
+        || lock_path == "/"
+        || (path.starts_with(lock_path) && path.as_bytes().get(lock_path.len()) == Some(&b'/'))
+}
+
+/// The identity parts of the principal who took `lock` that `still_valid` reads.
+fn signer(lock: &LockRecord) -> Principal {
+    Principal {
+        user: lock.user_id.map(|id| UserIdentity {
+            id,
+            username: String::new(),
+            revision: lock.user_revision.unwrap_or(-1),
+        }),
+        key: lock.key_id.map(|id| KeyIdentity {
+            id,
+            name: String::new(),
+            permission_set: PermissionSet::Full,
+            path: None,
+            revision: lock.key_revision.unwrap_or(-1),
+        }),
+        site_admin: lock.site_admin,
+        grants: Vec::new(),
+        protocol: Protocol::WebDav,
+        client: ClientInfo::new(lock.client_ip.as_deref().and_then(|ip| ip.parse().ok())),
+    }
+}
+
+/// The rules over the locks in the store.
 pub struct LockTable {
     limits: LockLimits,
-    table: Mutex<Table>,
+    store: Arc<dyn LockStore>,
     /// Asked whether a conflicting lock's principal may still sign in (`None` in unit
     /// tests: every lock stays valid).
     auth: Option<Arc<Authenticator>>,
@@ -231,9 +245,21 @@ impl std::fmt::Debug for LockTable {
 /// How many void locks one request drops before it answers with the conflict it found.
 const MAX_VOID_DROPS: usize = 16;
 
+/// What stopped a lock or a write.
+enum Blocked {
+    /// A conflicting lock.
+    By(Box<LockRecord>),
+    /// Refused for another reason (a cap, the store unreachable).
+    Refused,
+}
+
 impl LockTable {
-    pub fn new(limits: LockLimits, auth: Option<Arc<Authenticator>>) -> Arc<LockTable> {
-        // Keeps `Instant + timeout` far from overflowing, whatever the configuration says.
+    pub fn new(
+        limits: LockLimits,
+        store: Arc<dyn LockStore>,
+        auth: Option<Arc<Authenticator>>,
+    ) -> Arc<LockTable> {
+        // Keeps `now + timeout` far from overflowing, whatever the configuration says.
         const LONGEST: Duration = Duration::from_secs(366 * 24 * 3600);
         let limits = LockLimits {
             max_lock: limits.max_lock.min(LONGEST),
@@ -241,41 +267,54 @@ impl LockTable {
         };
         Arc::new(LockTable {
             limits,
-            table: Mutex::default(),
+            store,
             auth,
         })
     }
 
-    fn table(&self) -> MutexGuard<'_, Table> {
-        self.table.lock().unwrap_or_else(PoisonError::into_inner)
+    /// Whether `owner` may take one more lock now.
+    pub async fn room_for(&self, owner: &Owner) -> Result<(), LockRefusal> {
+        let counts = self
+            .store
+            .lock_counts(owner.as_str(), now_ms())
+            .await
+            .map_err(|_| LockRefusal::Unavailable)?;
+        self.room_in(counts)
     }
 
-    /// Whether `owner` may take one more lock now.
-    pub fn room_for(&self, owner: &Owner) -> Result<(), LockRefusal> {
-        let mut table = self.table();
-        table.sweep(Instant::now());
-        table.room_for(owner, &self.limits)
+    fn room_in(&self, counts: LockCounts) -> Result<(), LockRefusal> {
+        if counts.total >= self.limits.total as u64 {
+            return Err(LockRefusal::TableFull);
+        }
+        if counts.owner >= self.limits.per_owner as u64 {
+            return Err(LockRefusal::OwnerFull);
+        }
+        Ok(())
+    }
+
+    /// The live lock `token` if it is on `path` or a folder above it.
+    async fn find_along(&self, path: &SitePath, token: &str) -> Option<LockRecord> {
+        let lock = self.store.live_lock(token, now_ms()).await.ok()??;
+        is_along(&lock.path, path).then_some(lock)
     }
 
     /// The owner of the live lock `token` found on `path` or above it.
-    pub fn owner_of_token(&self, path: &SitePath, token: &str) -> Option<Owner> {
-        let table = self.table();
-        table
-            .find_along(path, token, Instant::now())
-            .map(|held| held.owner.clone())
+    pub async fn owner_of_token(&self, path: &SitePath, token: &str) -> Option<Owner> {
+        self.find_along(path, token).await.map(|l| Owner(l.owner))
     }
 
-    /// Locks held now (live or not yet swept), in total and by `owner`.
+    /// Live locks (all owners) as the store counts them.
     #[cfg(test)]
-    pub fn count(&self, owner: &Owner) -> (usize, usize) {
-        let table = self.table();
-        (
-            table.total,
-            table.per_owner.get(owner).copied().unwrap_or(0),
-        )
+    pub async fn count(&self, owner: &Owner) -> (u64, u64) {
+        let c = self
+            .store
+            .lock_counts(owner.as_str(), now_ms())
+            .await
+            .unwrap();
+        (c.total, c.owner)
     }
 
-    /// The view of the table dav-server uses for one request by `owner`. `may_override`:
+    /// The view of the locks dav-server uses for one request by `owner`. `may_override`:
     /// the caller may unlock and refresh other owners' locks (a site admin with write rights
     /// at the request's path).
     pub fn for_caller(
@@ -292,40 +331,37 @@ impl LockTable {
         }
     }
 
-    /// Runs `attempt` on the table until it succeeds, is refused, or meets a conflicting
-    /// lock whose principal may still sign in; conflicting locks of principals who can no
-    /// longer sign in are dropped on the way. The authenticator is asked without the
-    /// table's mutex held.
-    async fn without_void_locks<R>(
-        &self,
-        mut attempt: impl FnMut(&mut Table, Instant) -> Result<R, Blocked>,
-    ) -> Result<R, DavLock> {
+    /// Runs `attempt` until it succeeds, is refused, or meets a conflicting lock whose
+    /// principal may still sign in; conflicting locks of principals who can no longer sign
+    /// in are dropped on the way.
+    async fn without_void_locks<R, F, Fut>(&self, attempt: F) -> Result<R, Blocked>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<R, Blocked>>,
+    {
         for _ in 0..MAX_VOID_DROPS {
-            let outcome = attempt(&mut self.table(), Instant::now());
-            let held = match outcome {
+            let held = match attempt().await {
                 Ok(done) => return Ok(done),
-                Err(Blocked::Refused(lock)) => return Err(lock),
+                Err(Blocked::Refused) => return Err(Blocked::Refused),
                 Err(Blocked::By(held)) => held,
             };
             let void = match &self.auth {
-                Some(auth) => matches!(auth.still_valid(&held.principal).await, Ok(false)),
+                Some(auth) => matches!(auth.still_valid(&signer(&held)).await, Ok(false)),
                 None => false,
             };
             if !void {
-                return Err(held.lock);
+                return Err(Blocked::By(held));
             }
             tracing::info!(
                 owner = held.owner.as_str(),
-                path = held.key.as_str(),
+                path = held.path.as_str(),
                 "webdav lock dropped: its owner can no longer sign in"
             );
-            self.table().remove(&held.key, &held.lock.token);
+            if self.store.remove_lock(&held.token).await.is_err() {
+                return Err(Blocked::Refused);
+            }
         }
-        match attempt(&mut self.table(), Instant::now()) {
-            Ok(done) => Ok(done),
-            Err(Blocked::Refused(lock)) => Err(lock),
-            Err(Blocked::By(held)) => Err(held.lock),
-        }
+        attempt().await
     }
 
     fn cap(&self, asked: Option<Duration>) -> Duration {
@@ -333,15 +369,7 @@ impl LockTable {
     }
 }
 
-/// What stopped a lock or a write.
-enum Blocked {
-    /// A conflicting lock.
-    By(Box<Held>),
-    /// Refused for another reason (no room, a path the file layer cannot name).
-    Refused(DavLock),
-}
-
-/// One request's lock system: the shared table plus who is asking.
+/// One request's lock system: the locks plus who is asking.
 #[derive(Debug, Clone)]
 pub struct CallerLocks {
     table: Arc<LockTable>,
@@ -351,8 +379,38 @@ pub struct CallerLocks {
 }
 
 impl CallerLocks {
-    fn may_manage(&self, held: &Held) -> bool {
-        held.owner == self.owner || self.may_override
+    fn may_manage(&self, lock: &LockRecord) -> bool {
+        lock.owner == self.owner.as_str() || self.may_override
+    }
+
+    fn new_record(
+        &self,
+        site: &SitePath,
+        path: &DavPath,
+        owner_xml: Option<Vec<u8>>,
+        timeout: Duration,
+        shared: bool,
+        deep: bool,
+    ) -> LockRecord {
+        let who = &self.principal;
+        let now = now_ms();
+        LockRecord {
+            token: new_token(),
+            path: site.as_str().to_owned(),
+            dav_path: path.as_url_string(),
+            deep,
+            shared,
+            owner: self.owner.as_str().to_owned(),
+            user_id: who.user.as_ref().map(|u| u.id),
+            user_revision: who.user.as_ref().map(|u| u.revision),
+            key_id: who.key.as_ref().map(|k| k.id),
+            key_revision: who.key.as_ref().map(|k| k.revision),
+            site_admin: who.site_admin,
+            client_ip: who.client.ip.map(|ip| ip.to_string()),
+            owner_xml,
+            timeout_ms: millis(timeout),
+            expires_ms: now.saturating_add(millis(timeout)),
+        }
     }
 }
 
@@ -376,55 +434,95 @@ fn new_token() -> String {
     )
 }
 
-/// Whether a submitted token lets the caller through `held`.
-fn holds(held: &Held, principal: Option<&str>, ignore_principal: bool, tokens: &[String]) -> bool {
-    tokens.contains(&held.lock.token)
-        && (ignore_principal || principal == Some(held.owner.as_str()))
+/// The lock as dav-server shows it.
+fn dav_lock(lock: &LockRecord) -> DavLock {
+    let path = DavPath::new(&lock.dav_path)
+        .or_else(|_| DavPath::new(&lock.path))
+        .unwrap_or_else(|_| DavPath::new("/").expect("the root is a path"));
+    let timeout = Duration::from_millis(u64::try_from(lock.timeout_ms).unwrap_or(0));
+    let expires = Duration::from_millis(u64::try_from(lock.expires_ms).unwrap_or(0));
+    DavLock {
+        token: lock.token.clone(),
+        path: Box::new(path),
+        principal: Some(lock.owner.clone()),
+        owner: lock
+            .owner_xml
+            .as_deref()
+            .and_then(|xml| Element::parse(xml).ok())
+            .map(Box::new),
+        timeout_at: Some(UNIX_EPOCH + expires),
+        timeout: Some(timeout),
+        shared: lock.shared,
+        deep: lock.deep,
+    }
 }
 
-/// Conflicts on `path` and above (dav-server's `check_locks_to_path`).
-fn check_along(
-    table: &Table,
-    path: &SitePath,
+/// Whether a submitted token lets the caller through `lock`.
+fn holds(
+    lock: &LockRecord,
     principal: Option<&str>,
     ignore_principal: bool,
     tokens: &[String],
+) -> bool {
+    tokens.contains(&lock.token) && (ignore_principal || principal == Some(lock.owner.as_str()))
+}
+
+/// What a check looks at: the caller's identity and tokens, and the kind of access.
+struct Asking<'a> {
+    principal: Option<&'a str>,
+    ignore_principal: bool,
+    tokens: &'a [String],
+    /// A shared lock does not stand in the way (a new shared lock).
     shared_ok: bool,
-    now: Instant,
-) -> Result<(), Blocked> {
+}
+
+/// Conflicts on `path` and above (dav-server's `check_locks_to_path`).
+fn check_along(locks: &[LockRecord], path: &SitePath, asking: &Asking) -> Result<(), Blocked> {
     let mut holds_lock = false;
-    let mut first_shared: Option<&Held> = None;
-    for (held, on_path) in table.along(path, now) {
-        if !on_path && !held.lock.deep {
+    let mut first_shared: Option<&LockRecord> = None;
+    for lock in locks.iter().filter(|l| is_along(&l.path, path)) {
+        if lock.path != path.as_str() && !lock.deep {
             continue;
         }
-        if holds(held, principal, ignore_principal, tokens) {
+        if holds(
+            lock,
+            asking.principal,
+            asking.ignore_principal,
+            asking.tokens,
+        ) {
             holds_lock = true;
-        } else if !held.lock.shared {
-            return Err(Blocked::By(Box::new(held.clone())));
-        } else if !shared_ok {
-            first_shared.get_or_insert(held);
+        } else if !lock.shared {
+            return Err(Blocked::By(Box::new(lock.clone())));
+        } else if !asking.shared_ok {
+            first_shared.get_or_insert(lock);
         }
     }
     match first_shared {
-        Some(held) if !holds_lock => Err(Blocked::By(Box::new(held.clone()))),
+        Some(lock) if !holds_lock => Err(Blocked::By(Box::new(lock.clone()))),
         _ => Ok(()),
     }
 }
 
+/// Whether `lock_path` is `path` or below it.
+fn is_below(lock_path: &str, path: &SitePath) -> bool {
+    let path = path.as_str();
+    lock_path == path
+        || path == "/"
+        || (lock_path.starts_with(path) && lock_path.as_bytes().get(path.len()) == Some(&b'/'))
+}
+
 /// Conflicts on `path` and below (dav-server's `check_locks_from_path`).
-fn check_below(
-    table: &Table,
-    path: &SitePath,
-    principal: Option<&str>,
-    ignore_principal: bool,
-    tokens: &[String],
-    shared_ok: bool,
-    now: Instant,
-) -> Result<(), Blocked> {
-    for held in table.below(path, now) {
-        if (!held.lock.shared || !shared_ok) && !holds(held, principal, ignore_principal, tokens) {
-            return Err(Blocked::By(Box::new(held.clone())));
+fn check_below(locks: &[LockRecord], path: &SitePath, asking: &Asking) -> Result<(), Blocked> {
+    for lock in locks.iter().filter(|l| is_below(&l.path, path)) {
+        if (!lock.shared || !asking.shared_ok)
+            && !holds(
+                lock,
+                asking.principal,
+                asking.ignore_principal,
+                asking.tokens,
+            )
+        {
+            return Err(Blocked::By(Box::new(lock.clone())));
         }
     }
     Ok(())
@@ -445,6 +543,13 @@ fn refusal(path: &DavPath) -> DavLock {
     }
 }
 
+fn blocked(path: &DavPath, blocked: Blocked) -> DavLock {
+    match blocked {
+        Blocked::By(lock) => dav_lock(&lock),
+        Blocked::Refused => refusal(path),
+    }
+}
+
 impl DavLockSystem for CallerLocks {
     fn lock(
         &'_ self,
@@ -455,67 +560,80 @@ impl DavLockSystem for CallerLocks {
         shared: bool,
         deep: bool,
     ) -> LsFuture<'_, Result<DavLock, DavLock>> {
-        let token = new_token(); // before taking the mutex
         let (path, owner) = (path.clone(), owner.cloned());
         async move {
             let path = &path;
             let site = site(path).ok_or_else(|| refusal(path))?;
-            let timeout = self.table.cap(timeout);
-            let limits = self.table.limits;
-            self.table
-                .without_void_locks(|table, now| {
-                    table.sweep(now);
-                    check_along(table, &site, None, true, &[], shared, now)?;
-                    if deep {
-                        check_below(table, &site, None, true, &[], shared, now)?;
+            let owner_xml = match owner {
+                None => None,
+                Some(element) => {
+                    let mut xml = Vec::new();
+                    if element.write(&mut xml).is_err() || xml.len() > MAX_OWNER_XML {
+                        return Err(refusal(path));
                     }
-                    table
-                        .room_for(&self.owner, &limits)
-                        .map_err(|_| Blocked::Refused(refusal(path)))?;
-                    let lock = DavLock {
-                        token: token.clone(),
-                        path: Box::new(path.clone()),
-                        principal: Some(self.owner.as_str().to_owned()),
-                        owner: owner.clone().map(Box::new),
-                        timeout_at: Some(SystemTime::now() + timeout),
-                        timeout: Some(timeout),
-                        shared,
-                        deep,
-                    };
-                    table
-                        .by_path
-                        .entry(site.as_str().to_owned())
-                        .or_default()
-                        .push(Held {
-                            lock: lock.clone(),
-                            key: site.as_str().to_owned(),
-                            owner: self.owner.clone(),
-                            principal: self.principal.clone(),
-                            expires: now + timeout,
-                        });
-                    *table.per_owner.entry(self.owner.clone()).or_insert(0) += 1;
-                    table.total += 1;
-                    Ok(lock)
+                    Some(xml)
+                }
+            };
+            let timeout = self.table.cap(timeout);
+            let record = self.new_record(&site, path, owner_xml, timeout, shared, deep);
+            let along = ancestors_and_self(&site);
+            let table = &self.table;
+            let decide = |locks: &[LockRecord], counts: LockCounts| {
+                let asking = Asking {
+                    principal: None,
+                    ignore_principal: true,
+                    tokens: &[],
+                    shared_ok: shared,
+                };
+                let conflict = |b: Blocked| match b {
+                    Blocked::By(lock) => Some(*lock),
+                    Blocked::Refused => None,
+                };
+                check_along(locks, &site, &asking).map_err(conflict)?;
+                if deep {
+                    check_below(locks, &site, &asking).map_err(conflict)?;
+                }
+                table.room_in(counts).map_err(|_| None)
+            };
+            let result = table
+                .without_void_locks(|| async {
+                    match table
+                        .store
+                        .insert_lock(&record, &along, now_ms(), &decide)
+                        .await
+                    {
+                        Ok(Ok(())) => Ok(()),
+                        Ok(Err(Some(lock))) => Err(Blocked::By(Box::new(lock))),
+                        Ok(Err(None)) => Err(Blocked::Refused),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot take a webdav lock");
+                            Err(Blocked::Refused)
+                        }
+                    }
                 })
-                .await
+                .await;
+            match result {
+                Ok(()) => Ok(dav_lock(&record)),
+                Err(b) => Err(blocked(path, b)),
+            }
         }
         .boxed()
     }
 
     fn unlock(&'_ self, path: &DavPath, token: &str) -> LsFuture<'_, Result<(), ()>> {
-        let result = (|| {
-            let site = site(path).ok_or(())?;
-            let now = Instant::now();
-            let mut table = self.table.table();
-            let held = table.find_along(&site, token, now).ok_or(())?;
-            if !self.may_manage(held) {
+        let (path, token) = (path.clone(), token.to_owned());
+        async move {
+            let site = site(&path).ok_or(())?;
+            let lock = self.table.find_along(&site, &token).await.ok_or(())?;
+            if !self.may_manage(&lock) {
                 return Err(());
             }
-            let key = held.key.clone();
-            table.remove(&key, token);
-            Ok(())
-        })();
-        futures_util::future::ready(result).boxed()
+            match self.table.store.remove_lock(&token).await {
+                Ok(true) => Ok(()),
+                _ => Err(()),
+            }
+        }
+        .boxed()
     }
 
     fn refresh(
@@ -524,27 +642,28 @@ impl DavLockSystem for CallerLocks {
         token: &str,
         timeout: Option<Duration>,
     ) -> LsFuture<'_, Result<DavLock, ()>> {
-        let result = (|| {
-            let site = site(path).ok_or(())?;
+        let (path, token) = (path.clone(), token.to_owned());
+        async move {
+            let site = site(&path).ok_or(())?;
             let timeout = self.table.cap(timeout);
-            let now = Instant::now();
-            let mut table = self.table.table();
-            let held = table.find_along(&site, token, now).ok_or(())?;
-            if !self.may_manage(held) {
+            let mut lock = self.table.find_along(&site, &token).await.ok_or(())?;
+            if !self.may_manage(&lock) {
                 return Err(());
             }
-            let key = held.key.clone();
-            let held = table
-                .by_path
-                .get_mut(&key)
-                .and_then(|locks| locks.iter_mut().find(|h| h.lock.token == token))
-                .ok_or(())?;
-            held.expires = now + timeout;
-            held.lock.timeout = Some(timeout);
-            held.lock.timeout_at = Some(SystemTime::now() + timeout);
-            Ok(held.lock.clone())
-        })();
-        futures_util::future::ready(result).boxed()
+            let now = now_ms();
+            lock.timeout_ms = millis(timeout);
+            lock.expires_ms = now.saturating_add(lock.timeout_ms);
+            match self
+                .table
+                .store
+                .refresh_lock(&token, lock.timeout_ms, lock.expires_ms, now)
+                .await
+            {
+                Ok(true) => Ok(dav_lock(&lock)),
+                _ => Err(()),
+            }
+        }
+        .boxed()
     }
 
     fn check(
@@ -556,83 +675,72 @@ impl DavLockSystem for CallerLocks {
         submitted_tokens: &[String],
     ) -> LsFuture<'_, Result<(), DavLock>> {
         let principal = principal.map(str::to_owned);
-        let submitted_tokens = submitted_tokens.to_vec();
-        let site = site(path);
+        let tokens = submitted_tokens.to_vec();
+        let path = path.clone();
         async move {
-            let principal = principal.as_deref();
-            let submitted_tokens = submitted_tokens.as_slice();
             // A path the file layer cannot name is refused there; no lock is on it.
-            let Some(site) = site else {
+            let Some(site) = site(&path) else {
                 return Ok(());
             };
-            // A site admin with write rights here may use (refresh) other owners' locks.
-            let ignore_principal = ignore_principal || self.may_override;
+            let along = ancestors_and_self(&site);
+            let asking = Asking {
+                principal: principal.as_deref(),
+                // A site admin with write rights here may use (refresh) other owners' locks.
+                ignore_principal: ignore_principal || self.may_override,
+                tokens: &tokens,
+                shared_ok: false,
+            };
+            let store = &self.table.store;
             self.table
-                .without_void_locks(|table, now| {
-                    check_along(
-                        table,
-                        &site,
-                        principal,
-                        ignore_principal,
-                        submitted_tokens,
-                        false,
-                        now,
-                    )?;
+                .without_void_locks(|| async {
+                    let below = deep.then_some(site.as_str());
+                    let locks = match store.live_locks(&along, below, now_ms()).await {
+                        Ok(locks) => locks,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot read webdav locks: write refused");
+                            return Err(Blocked::Refused);
+                        }
+                    };
+                    check_along(&locks, &site, &asking)?;
                     if deep {
-                        check_below(
-                            table,
-                            &site,
-                            principal,
-                            ignore_principal,
-                            submitted_tokens,
-                            false,
-                            now,
-                        )?;
+                        check_below(&locks, &site, &asking)?;
                     }
                     Ok(())
                 })
                 .await
+                .map_err(|b| blocked(&path, b))
         }
         .boxed()
     }
 
     fn discover(&'_ self, path: &DavPath) -> LsFuture<'_, Vec<DavLock>> {
-        let locks = match site(path) {
-            None => Vec::new(),
-            Some(site) => {
-                let table = self.table.table();
-                table
-                    .along(&site, Instant::now())
-                    .map(|(held, _)| held.lock.clone())
-                    .collect()
+        let path = path.clone();
+        async move {
+            let Some(site) = site(&path) else {
+                return Vec::new();
+            };
+            let along = ancestors_and_self(&site);
+            match self.table.store.live_locks(&along, None, now_ms()).await {
+                Ok(locks) => locks.iter().map(dav_lock).collect(),
+                Err(_) => Vec::new(),
             }
-        };
-        futures_util::future::ready(locks).boxed()
+        }
+        .boxed()
     }
 
     fn delete(&'_ self, path: &DavPath) -> LsFuture<'_, Result<(), ()>> {
-        if let Some(site) = site(path) {
-            let mut table = self.table.table();
-            let prefix = if site.is_root() {
-                "/".to_owned()
-            } else {
-                format!("{}/", site.as_str())
-            };
-            let keys: Vec<String> = table
-                .by_path
-                .keys()
-                .filter(|key| key.as_str() == site.as_str() || key.starts_with(&prefix))
-                .cloned()
-                .collect();
-            for key in keys {
-                if let Some(locks) = table.by_path.remove(&key) {
-                    for held in locks {
-                        table.forget(&held.owner);
-                    }
-                }
+        let path = path.clone();
+        async move {
+            if let Some(site) = site(&path) {
+                self.table
+                    .store
+                    .remove_locks_under(site.as_str())
+                    .await
+                    .map_err(|_| ())?;
             }
+            Ok(())
         }
-        futures_util::future::ready(Ok(())).boxed()
+        .boxed()
     }
 }
 
@@ -652,6 +760,11 @@ mod tests {
         DavPath::new(path).unwrap()
     }
 
+    async fn table(limits: LockLimits) -> (Arc<LockTable>, crate::test_support::TestDb) {
+        let db = crate::test_support::TestDb::sqlite().await;
+        (LockTable::new(limits, Arc::new(db.store.clone()), None), db)
+    }
+
     fn owner(name: &str) -> Owner {
         Owner(name.to_owned())
     }
@@ -662,7 +775,7 @@ mod tests {
 
     #[tokio::test]
     async fn only_the_owner_or_an_override_unlocks_and_refreshes() {
-        let table = LockTable::new(limits(), None);
+        let (table, _db) = table(limits()).await;
         let alice = table.for_caller(owner("user:1"), Arc::new(Principal::cli()), false);
         let bob = table.for_caller(owner("user:2"), Arc::new(Principal::cli()), false);
         let admin = table.for_caller(owner("user:3"), Arc::new(Principal::cli()), true);
@@ -689,7 +802,7 @@ mod tests {
         );
         assert!(admin.refresh(&dav("/"), &lock.token, None).await.is_ok());
         assert!(alice.unlock(&dav("/"), &lock.token).await.is_ok());
-        assert_eq!(table.count(&owner("user:1")), (0, 0));
+        assert_eq!(table.count(&owner("user:1")).await, (0, 0));
         let again = self::lock(&alice, "/", true).await.unwrap();
         assert!(admin.unlock(&dav("/a/b"), &again.token).await.is_ok());
         assert!(lock_is_gone(&table).await);
@@ -702,13 +815,11 @@ mod tests {
 
     #[tokio::test]
     async fn timeouts_are_capped_and_expired_locks_stop_counting() {
-        let table = LockTable::new(
-            LockLimits {
-                max_lock: Duration::from_millis(50),
-                ..limits()
-            },
-            None,
-        );
+        let (table, _db) = table(LockLimits {
+            max_lock: Duration::from_millis(50),
+            ..limits()
+        })
+        .await;
         let alice = table.for_caller(owner("user:1"), Arc::new(Principal::cli()), false);
         let lock = alice
             .lock(
@@ -726,18 +837,22 @@ mod tests {
         assert!(self::lock(&bob, "/f", false).await.is_err(), "locked");
         tokio::time::sleep(Duration::from_millis(80)).await;
         assert!(self::lock(&bob, "/f", false).await.is_ok(), "expired");
-        assert_eq!(table.count(&owner("user:1")), (1, 0), "swept");
+        assert_eq!(
+            table.count(&owner("user:1")).await,
+            (1, 0),
+            "only bob's lock is live"
+        );
     }
 
     #[tokio::test]
     async fn locks_are_capped_per_owner_and_in_total() {
-        let table = LockTable::new(limits(), None);
+        let (table, _db) = table(limits()).await;
         let alice = table.for_caller(owner("user:1"), Arc::new(Principal::cli()), false);
         for i in 0..3 {
             lock(&alice, &format!("/a{i}"), false).await.unwrap();
         }
         assert_eq!(
-            table.room_for(&owner("user:1")),
+            table.room_for(&owner("user:1")).await,
             Err(LockRefusal::OwnerFull)
         );
         assert!(lock(&alice, "/a9", false).await.is_err());
@@ -745,16 +860,20 @@ mod tests {
         lock(&bob, "/b0", false).await.unwrap();
         lock(&bob, "/b1", false).await.unwrap();
         assert_eq!(
-            table.room_for(&owner("user:3")),
+            table.room_for(&owner("user:3")).await,
             Err(LockRefusal::TableFull)
         );
         bob.delete(&dav("/")).await.unwrap();
-        assert_eq!(table.count(&owner("user:1")), (0, 0), "delete / clears all");
+        assert_eq!(
+            table.count(&owner("user:1")).await,
+            (0, 0),
+            "delete / clears all"
+        );
     }
 
     #[tokio::test]
     async fn deep_locks_cover_what_is_below_and_conflict_with_locks_below() {
-        let table = LockTable::new(limits(), None);
+        let (table, _db) = table(limits()).await;
         let alice = table.for_caller(owner("user:1"), Arc::new(Principal::cli()), false);
         let bob = table.for_caller(owner("user:2"), Arc::new(Principal::cli()), false);
         let shallow = lock(&alice, "/d", false).await.unwrap();

@@ -2,8 +2,10 @@
 //! (`http_serve`), with HTTP Basic authentication through the one authenticator on every
 //! request.
 //!
-//! - `fs`: dav-server's `GuardedFileSystem` over `files::Files`; dead properties in the store.
-//! - `locks`: the lock system (in memory; owners, capped timeouts and counts).
+//! - `fs`: dav-server's `GuardedFileSystem` over `files::Files` (dead properties included:
+//!   they are the file layer's).
+//! - `locks`: the lock system over the [`LockStore`] seam (in the store, shared by
+//!   replicas; owners, capped timeouts and counts).
 //! - `status`: file errors → dav-server result codes.
 //!
 //! WebDAV clients send credentials with every request; the authenticator's password cache
@@ -11,7 +13,8 @@
 //! LOCK of a new name needs WRITE at the path; LOCK of an existing file or folder changes
 //! what others may do with it, so it needs WRITE|DELETE, and so do UNLOCK and lock refreshes
 //! (the file layer's answer; hidden paths are 404), which are moreover for the lock's owner
-//! or a site admin. A COPY or MOVE whose `Destination` names another host is answered
+//! or a site admin. Locks bind WebDAV clients only (RFC 4918); SFTP, FTP and the API do
+//! not see them. A COPY or MOVE whose `Destination` names another host is answered
 //! 502 Bad Gateway (RFC 4918 §9.8.5, §9.9.4), not carried out here.
 
 mod fs;
@@ -42,8 +45,8 @@ use crate::http_serve::{HttpServer, ServeOptions};
 use crate::identity::{Access, ClientInfo, Principal, Protocol};
 use crate::limits::ConnectionGate;
 use crate::path::SitePath;
-use crate::store::Store;
 use fs::{Caller, FilesDav};
+pub use locks::{Decide, LockCounts, LockRecord, LockStore, LockStoreError};
 use locks::{LockLimits, LockRefusal, LockTable, Owner};
 
 /// Why the WebDAV front-end could not start.
@@ -99,11 +102,11 @@ impl Drop for InFlight<'_> {
 pub fn router(
     auth: Arc<Authenticator>,
     files: Arc<Files>,
-    store: Store,
+    lock_store: Arc<dyn LockStore>,
     limits: WebDavConfig,
 ) -> Router {
     let dav = DavConfig::new()
-        .filesystem(Box::new(FilesDav::new(files.clone(), store)))
+        .filesystem(Box::new(FilesDav::new(files.clone())))
         .read_buf_size(1024 * 1024); // GET chunks: fewer hops to the blocking pool
     let locks = LockTable::new(
         LockLimits {
@@ -111,6 +114,7 @@ pub fn router(
             per_owner: limits.max_locks_per_principal.max(1),
             total: limits.max_locks.max(1),
         },
+        lock_store,
         Some(auth.clone()),
     );
     let state = Arc::new(DavState {
@@ -439,14 +443,22 @@ async fn lock_rules(
             .headers
             .get(header::CONTENT_LENGTH)
             .is_none_or(|v| v.as_bytes() == b"0");
-        if !refresh && let Err(refusal) = state.locks.room_for(owner) {
-            let message = match refusal {
-                LockRefusal::OwnerFull => "you hold as many locks as allowed",
-                LockRefusal::TableFull => "the server holds as many locks as it keeps",
+        if !refresh && let Err(refusal) = state.locks.room_for(owner).await {
+            let (status, message) = match refusal {
+                LockRefusal::OwnerFull => (
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "you hold as many locks as allowed",
+                ),
+                LockRefusal::TableFull => (
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "the server holds as many locks as it keeps",
+                ),
+                LockRefusal::Unavailable => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "locks are temporarily unavailable",
+                ),
             };
-            return Err(Box::new(
-                (StatusCode::INSUFFICIENT_STORAGE, message).into_response(),
-            ));
+            return Err(Box::new((status, message).into_response()));
         }
         return Ok(admin_here());
     }
@@ -456,7 +468,7 @@ async fn lock_rules(
         .and_then(|v| v.to_str().ok())
         .map(|v| v.trim().trim_matches(|c| c == '<' || c == '>'));
     let Some(token) = token else { return Ok(false) };
-    match state.locks.owner_of_token(&path, token) {
+    match state.locks.owner_of_token(&path, token).await {
         Some(holder) if holder != *owner => {
             if admin_here() {
                 Ok(true)
@@ -481,7 +493,7 @@ impl WebDavServer {
         config: WebDavConfig,
         auth: Arc<Authenticator>,
         files: Arc<Files>,
-        store: Store,
+        lock_store: Arc<dyn LockStore>,
         gate: Arc<ConnectionGate>,
     ) -> Result<WebDavServer, WebDavError> {
         let listen = config.addr();
@@ -497,7 +509,7 @@ impl WebDavServer {
                 source,
             })?;
         let https = tls.is_some();
-        let app = router(auth, files, store, config);
+        let app = router(auth, files, lock_store, config);
         let mut options = ServeOptions::new("webdav", gate);
         options.tls = tls;
         let server =

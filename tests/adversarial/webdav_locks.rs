@@ -244,3 +244,197 @@ async fn only_the_lock_owner_or_an_admin_can_unlock() {
     );
     gw.stop().await;
 }
+
+/// Two gateways (replicas) on one database (PostgreSQL when configured, else one SQLite
+/// file) and one storage folder, with `tune` applied to both.
+async fn replicas(
+    db: &filegate::test_support::TestDb,
+    tune: impl Fn(&mut filegate::config::Config) + Copy,
+) -> (TestGateway, TestGateway, filegate::test_support::TempDir) {
+    let storage = filegate::test_support::TempDir::new("shared-files");
+    std::fs::create_dir_all(storage.path()).unwrap();
+    let both = |config: &mut filegate::config::Config| {
+        config.server.database_url = db.url.clone();
+        config.server.storage_dir = storage.path().to_owned();
+        tune(config);
+    };
+    let a = TestGateway::start_with(both).await;
+    let b = TestGateway::start_with(both).await;
+    (a, b, storage)
+}
+
+async fn shared_db() -> filegate::test_support::TestDb {
+    match filegate::test_support::TestDb::postgres().await {
+        Some(db) => db,
+        None => {
+            eprintln!(
+                "note: FILEGATE_TEST_POSTGRES_URL unset: replicas share one SQLite file instead"
+            );
+            filegate::test_support::TestDb::sqlite().await
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_lock_token_stolen_on_one_replica_is_of_no_use_on_another_and_caps_span_replicas() {
+    let _shared = crate::clients::shared().await;
+    let db = shared_db().await;
+    let (a, b, _storage) = replicas(&db, |c| c.webdav.max_locks_per_principal = 2).await;
+    a.user("ann", "ann-password", &[("/shared", Full)]).await;
+    a.user("ben", "ben-password", &[("/shared", Full)]).await;
+    a.put("shared/doc.txt", b"doc");
+    a.put("shared/two.txt", b"two");
+    a.put("shared/three.txt", b"three");
+    let ann_a = Dav::new(&a, "ann", "ann-password");
+    let ann_b = Dav::new(&b, "ann", "ann-password");
+    let ben_b = Dav::new(&b, "ben", "ben-password");
+
+    let lock = ann_a
+        .call(
+            "LOCK",
+            "/shared/doc.txt",
+            &[("Timeout", "Second-600")],
+            LOCK_EXCLUSIVE,
+        )
+        .await;
+    assert_eq!(lock.status, StatusCode::OK, "{}", lock.body);
+    let stolen = token(&lock).expect("a lock token");
+    let if_header = format!("({stolen})");
+
+    // Ben learns the token (lockdiscovery on B shows it) and tries every use of it on B.
+    assert_eq!(
+        ben_b
+            .status(
+                "PUT",
+                "/shared/doc.txt",
+                &[("If", &if_header)],
+                "ben was here"
+            )
+            .await,
+        StatusCode::LOCKED,
+        "a PUT on B with another principal's token"
+    );
+    assert_eq!(
+        ben_b
+            .status("DELETE", "/shared/doc.txt", &[("If", &if_header)], "")
+            .await,
+        StatusCode::LOCKED
+    );
+    let unlock = ben_b
+        .call("UNLOCK", "/shared/doc.txt", &[("Lock-Token", &stolen)], "")
+        .await;
+    assert!(
+        !unlock.status.is_success(),
+        "UNLOCK on B with a stolen token: {}",
+        unlock.status
+    );
+    let refresh = ben_b
+        .call(
+            "LOCK",
+            "/shared/doc.txt",
+            &[("If", &if_header), ("Timeout", "Second-600")],
+            "",
+        )
+        .await;
+    assert!(
+        !refresh.status.is_success(),
+        "a refresh on B with a stolen token: {}",
+        refresh.status
+    );
+    assert_eq!(
+        ben_b
+            .status("LOCK", "/shared/doc.txt", &[], LOCK_EXCLUSIVE)
+            .await,
+        StatusCode::LOCKED,
+        "a lock of his own on B"
+    );
+    assert_eq!(
+        std::fs::read(a.root().join("shared/doc.txt")).unwrap(),
+        b"doc",
+        "nothing Ben did on B touched the file"
+    );
+
+    // The per-owner cap counts the locks of every replica.
+    assert_eq!(
+        ann_b
+            .status("LOCK", "/shared/two.txt", &[], LOCK_EXCLUSIVE)
+            .await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        ann_a
+            .status("LOCK", "/shared/three.txt", &[], LOCK_EXCLUSIVE)
+            .await,
+        StatusCode::INSUFFICIENT_STORAGE,
+        "a third lock, on A, with two held across A and B"
+    );
+    assert_eq!(
+        ann_b
+            .status("UNLOCK", "/shared/doc.txt", &[("Lock-Token", &stolen)], "")
+            .await,
+        StatusCode::NO_CONTENT,
+        "the owner unlocks on B what she locked on A"
+    );
+    assert_eq!(
+        ben_b.status("PUT", "/shared/doc.txt", &[], "ben now").await,
+        StatusCode::NO_CONTENT
+    );
+    a.stop().await;
+    b.stop().await;
+    db.drop().await;
+}
+
+fn patch_many(names: std::ops::Range<usize>, tag: &str) -> String {
+    let props: String = names
+        .map(|i| format!("<Z:p{tag}{i}>{tag}</Z:p{tag}{i}>"))
+        .collect();
+    format!(
+        r#"<?xml version="1.0"?><D:propertyupdate xmlns:D="DAV:" xmlns:Z="urn:flood"><D:set><D:prop>{props}</D:prop></D:set></D:propertyupdate>"#
+    )
+}
+
+#[tokio::test]
+async fn a_property_flood_sent_to_two_replicas_at_once_stays_within_the_cap() {
+    let _shared = crate::clients::shared().await;
+    let db = shared_db().await;
+    let (a, b, _storage) = replicas(&db, |_| {}).await;
+    a.user("ann", "ann-password", &[("/", Full)]).await;
+    a.put("f.txt", b"f");
+    let on_a = Dav::new(&a, "ann", "ann-password");
+    let on_b = Dav::new(&b, "ann", "ann-password");
+    let (to_a, to_b) = (patch_many(0..40, "a"), patch_many(0..40, "b"));
+    for round in 0..5 {
+        let (ra, rb) = tokio::join!(
+            on_a.call("PROPPATCH", "/f.txt", &[], &to_a),
+            on_b.call("PROPPATCH", "/f.txt", &[], &to_b),
+        );
+        let stored = a.gateway.core.store.props_of("/f.txt").await.unwrap().len();
+        assert!(
+            stored <= 64,
+            "round {round}: {stored} properties stored (A: {}, B: {})",
+            ra.status,
+            rb.status
+        );
+        let refused = [ra.status, rb.status]
+            .iter()
+            .filter(|s| **s == StatusCode::INSUFFICIENT_STORAGE)
+            .count();
+        assert!(
+            refused == 1,
+            "round {round}: 40 + 40 properties: one of the two is refused (A: {}, B: {})",
+            ra.status,
+            rb.status
+        );
+    }
+    // Each replica still answers and the one that won keeps its properties.
+    let stored = a.gateway.core.store.props_of("/f.txt").await.unwrap();
+    assert_eq!(stored.len(), 40);
+    assert!(
+        on_b.status("PUT", "/f.txt", &[], "still works")
+            .await
+            .is_success()
+    );
+    a.stop().await;
+    b.stop().await;
+    db.drop().await;
+}
