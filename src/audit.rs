@@ -74,6 +74,10 @@ pub enum Action {
     Rename,
     Copy,
     SetAttributes,
+    /// Making an upload durable before it is closed (SFTP `fsync@openssh.com`).
+    Fsync,
+    /// Asking for the storage's free space (SFTP `statvfs@openssh.com`).
+    Statvfs,
     UserCreate,
     UserUpdate,
     UserDelete,
@@ -126,6 +130,8 @@ impl Action {
             Action::Rename => "move",
             Action::Copy => "copy",
             Action::SetAttributes => "update",
+            Action::Fsync => "fsync",
+            Action::Statvfs => "statvfs",
             Action::UserCreate => "user_create",
             Action::UserUpdate => "user_update",
             Action::UserDelete => "user_delete",

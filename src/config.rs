@@ -239,6 +239,20 @@ pub struct SftpConfig {
     pub max_packet_bytes: u32,
     /// Seconds between checks that a session's key or user is still valid (revocation).
     pub revocation_check_seconds: u64,
+    /// What SETSTAT does with a mode (chmod) or owner (chown) change, which filegate does
+    /// not keep, from a principal with write rights on the entry (others are refused):
+    /// `ignore` answers OK and records it (clients such as WinSCP chmod after every
+    /// upload), `refuse` answers `SSH_FX_OP_UNSUPPORTED`.
+    pub setstat_mode: SetstatMode,
+}
+
+/// See [`SftpConfig::setstat_mode`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SetstatMode {
+    #[default]
+    Ignore,
+    Refuse,
 }
 
 impl Default for SftpConfig {
@@ -255,6 +269,7 @@ impl Default for SftpConfig {
             max_in_flight_bytes_per_connection: 8 * 1024 * 1024,
             max_packet_bytes: 256 * 1024 + 1024,
             revocation_check_seconds: 2,
+            setstat_mode: SetstatMode::Ignore,
         }
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! - `matrix`: (a) every principal kind × every operation × every protocol, expected
 //!   outcomes from one table, checked against the disk.
-//! - `webdav_locks`, `sessions`, `exhaustion`, `ftp_data`, `api_keys`: (b) and (d),
+//! - `webdav_locks`, `sessions`, `exhaustion`, `ftp_data`, `api_keys`, `sftp_extensions`: (b) and (d),
 //!   one named test per reproduction of the classes.
 //!
 //! (c), the fuzz targets, live in `fuzz/` (run by `.ci/run`).
@@ -22,5 +22,7 @@ mod ftp_data;
 mod matrix;
 #[path = "adversarial/sessions.rs"]
 mod sessions;
+#[path = "adversarial/sftp_extensions.rs"]
+mod sftp_extensions;
 #[path = "adversarial/webdav_locks.rs"]
 mod webdav_locks;

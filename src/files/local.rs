@@ -30,8 +30,8 @@ use reader::LocalReader;
 use upload::{LocalStaged, LocalUpload, move_into_place};
 
 use super::storage::{
-    DirEntry, EntryChunks, EntryKind, FileReader, Metadata, Overwrite, ReadEntries, StagedWrite,
-    Storage, StorageError, StorageErrorKind, WriteMode,
+    DirEntry, EntryChunks, EntryKind, FileReader, Metadata, Overwrite, ReadEntries, SpaceInfo,
+    StagedWrite, Storage, StorageError, StorageErrorKind, WriteMode,
 };
 use crate::path::SitePath;
 
@@ -424,6 +424,30 @@ impl Storage for LocalStorage {
         blocking(move || {
             let file = open_regular(&beneath, &*root, &p, OFlags::WRONLY, 0)?;
             Ok(file.set_len(len)?)
+        })
+        .await
+    }
+
+    async fn space(&self, path: &SitePath) -> Result<SpaceInfo, StorageError> {
+        let (root, beneath, p) = self.parts(path);
+        blocking(move || {
+            // Resolved beneath the root like every other path, then asked through its
+            // descriptor (a path string would be resolved by the kernel from `/`).
+            let fd = beneath.open(&*root, &p, OFlags::PATH, 0)?;
+            let vfs = rustix::fs::fstatvfs(&fd).map_err(os)?;
+            Ok(SpaceInfo {
+                block_size: vfs.f_bsize,
+                fragment_size: vfs.f_frsize,
+                blocks: vfs.f_blocks,
+                blocks_free: vfs.f_bfree,
+                blocks_available: vfs.f_bavail,
+                files: vfs.f_files,
+                files_free: vfs.f_ffree,
+                files_available: vfs.f_favail,
+                fs_id: vfs.f_fsid,
+                read_only: vfs.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY),
+                name_max: vfs.f_namemax,
+            })
         })
         .await
     }

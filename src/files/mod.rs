@@ -36,7 +36,7 @@ pub use policy::{Scope, Visibility};
 pub use props::{DeadProp, PropChange, PropStore, PropStoreError};
 pub use storage::{
     DirEntry, EntryChunks, EntryKind, FileReader, FileWriter, Metadata, Overwrite, ReadEntries,
-    StagedWrite, Storage, StorageError, StorageErrorKind, WriteMode,
+    SpaceInfo, StagedWrite, Storage, StorageError, StorageErrorKind, WriteMode,
 };
 pub use transfer::{Download, Upload};
 
@@ -46,6 +46,9 @@ use transfer::TruncateRight;
 use crate::audit::{Action, AuditEvent, AuditSink, Outcome};
 use crate::identity::{Access, Principal};
 use crate::path::SitePath;
+
+/// Bytes moved per step of a server-side copy between open files.
+const COPY_BUFFER: usize = 256 * 1024;
 
 /// The file layer. Cheap to share (`Arc`).
 pub struct Files {
@@ -548,6 +551,131 @@ impl Files {
         let result = self.storage.set_len(path, len).await.map_err(FsError::from);
         self.done_durable(who, Action::SetAttributes, path, None, result)
             .await
+    }
+
+    /// The scope of `who`: what a front-end shows as the entries' permission bits (a
+    /// question, nothing is decided or audited with it).
+    pub fn scope(&self, who: &Principal) -> Scope {
+        Scope::of(who)
+    }
+
+    /// The space of the storage holding `path` (SFTP `statvfs@openssh.com`): visible to
+    /// whoever may list there; hidden paths are `NotFound` like `stat`. Audited.
+    pub async fn space(&self, who: &Principal, path: &SitePath) -> Result<SpaceInfo, FsError> {
+        self.check(who, Action::Statvfs, path, Access::LIST)?;
+        let result = self.storage.space(path).await.map_err(FsError::from);
+        self.done(who, Action::Statvfs, path, None, &result);
+        result
+    }
+
+    /// Makes an upload in progress durable before it is closed (flushes it to the storage;
+    /// a staged upload's staging file). Audited.
+    pub async fn sync(
+        &self,
+        who: &Principal,
+        path: &SitePath,
+        upload: &mut Upload,
+    ) -> Result<(), FsError> {
+        self.check(who, Action::Fsync, path, Access::WRITE)?;
+        let result = upload.sync().await;
+        self.done(who, Action::Fsync, path, None, &result);
+        result
+    }
+
+    /// A change of mode or owner, which this server does not keep (files belong to the
+    /// service, not to Unix accounts). It needs write rights on the entry (hidden →
+    /// `NotFound`, else `PermissionDenied`) and the entry must exist; then it is recorded:
+    /// as done-but-ignored (`refused == false`, the answer clients such as WinSCP need after
+    /// every upload) or as refused. Either way nothing changes on disk.
+    pub async fn unkept_attributes(
+        &self,
+        who: &Principal,
+        path: &SitePath,
+        refused: bool,
+    ) -> Result<(), FsError> {
+        self.check(who, Action::SetAttributes, path, Access::WRITE)?;
+        if let Err(e) = self.storage.metadata(path).await {
+            return self.refuse(who, Action::SetAttributes, path, e.into());
+        }
+        let (outcome, reason) = if refused {
+            (Outcome::Failed, "mode and owner changes are refused")
+        } else {
+            (Outcome::Ok, "mode and owner changes are ignored")
+        };
+        self.audit.record(
+            AuditEvent::by(who, Action::SetAttributes, outcome)
+                .path(path.as_str())
+                .reason(reason.to_owned()),
+        );
+        Ok(())
+    }
+
+    /// Copies `len` bytes (0: up to the end) from `reader` at `read_offset` into `writer`
+    /// at `write_offset`, between two open transfers (SFTP `copy-data`): the reader was
+    /// opened with read rights on `from`, the writer with the rights to write `to`; both are
+    /// checked again here. Bytes go through a bounded buffer; the copy stops at the end of
+    /// the source. Audited as a copy with the bytes copied.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn copy_range<R, W>(
+        &self,
+        who: &Principal,
+        from: &SitePath,
+        reader: &mut R,
+        read_offset: u64,
+        len: u64,
+        to: &SitePath,
+        writer: &mut W,
+        write_offset: u64,
+    ) -> Result<u64, FsError>
+    where
+        R: tokio::io::AsyncRead + tokio::io::AsyncSeek + Unpin,
+        W: tokio::io::AsyncWrite + tokio::io::AsyncSeek + Unpin,
+    {
+        use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+        let scope = self.check(who, Action::Copy, from, Access::READ)?;
+        self.require(&scope, who, Action::Copy, to, Access::WRITE)?;
+        let mut copied = 0u64;
+        let result = async {
+            reader.seek(std::io::SeekFrom::Start(read_offset)).await?;
+            writer.seek(std::io::SeekFrom::Start(write_offset)).await?;
+            let mut buf = vec![0u8; COPY_BUFFER];
+            loop {
+                let want = if len == 0 {
+                    COPY_BUFFER
+                } else {
+                    usize::try_from(len - copied).map_or(COPY_BUFFER, |left| left.min(COPY_BUFFER))
+                };
+                if want == 0 {
+                    break;
+                }
+                let n = reader.read(&mut buf[..want]).await?;
+                if n == 0 {
+                    break;
+                }
+                writer.write_all(&buf[..n]).await?;
+                copied += n as u64;
+            }
+            writer.flush().await
+        }
+        .await
+        .map_err(FsError::from);
+        let mut event = AuditEvent::by(
+            who,
+            Action::Copy,
+            if result.is_ok() {
+                Outcome::Ok
+            } else {
+                Outcome::Failed
+            },
+        )
+        .path(from.as_str())
+        .destination(to.as_str())
+        .bytes(copied);
+        if let Err(err) = &result {
+            event = event.reason(err.reason());
+        }
+        self.audit.record(event);
+        result.map(|()| copied)
     }
 
     /// The policy check: hidden → `NotFound`, visible without `need` → `PermissionDenied`;

@@ -175,6 +175,9 @@ pub trait StagedWrite: Send {
     /// upload. With [`Overwrite::Refuse`], a file that appeared under the name meanwhile
     /// makes it fail with `AlreadyExists` and stay untouched.
     async fn commit(self: Box<Self>) -> Result<(), StorageError>;
+    /// Flushes what was written and makes it durable where it is now (for a `Replace`
+    /// upload: its staging file), before the caller moves on (SFTP `fsync@openssh.com`).
+    async fn sync(&mut self) -> Result<(), StorageError>;
 }
 
 /// What a storage reads a folder with: the next few entries at each call.
@@ -209,6 +212,23 @@ impl EntryChunks {
             }
         }
     }
+}
+
+/// Space on the storage holding a path, as `statvfs(3)` reports it (counts in fragments
+/// of `fragment_size` bytes; inodes as files).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SpaceInfo {
+    pub block_size: u64,
+    pub fragment_size: u64,
+    pub blocks: u64,
+    pub blocks_free: u64,
+    pub blocks_available: u64,
+    pub files: u64,
+    pub files_free: u64,
+    pub files_available: u64,
+    pub fs_id: u64,
+    pub read_only: bool,
+    pub name_max: u64,
 }
 
 /// A place that keeps files.
@@ -246,4 +266,13 @@ pub trait Storage: Send + Sync {
         modified: Option<SystemTime>,
     ) -> Result<(), StorageError>;
     async fn set_len(&self, path: &SitePath, len: u64) -> Result<(), StorageError>;
+    /// The space of the storage that holds `path` (which must exist). A storage without
+    /// such a notion says so (the default); one with quotas may answer with the quota.
+    async fn space(&self, path: &SitePath) -> Result<SpaceInfo, StorageError> {
+        let _ = path;
+        Err(StorageError::new(
+            StorageErrorKind::Other,
+            "this storage does not report its space",
+        ))
+    }
 }

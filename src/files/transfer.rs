@@ -175,6 +175,15 @@ impl Upload {
         }
     }
 
+    /// Makes what was written so far durable (pending writes must be flushed first): for a
+    /// `Replace` upload that is its staging file, which commit then moves into place.
+    pub(super) async fn sync(&mut self) -> Result<(), FsError> {
+        match self.staged.as_mut() {
+            Some(staged) => Ok(staged.sync().await?),
+            None => Err(FsError::Failed("upload already finished".into())),
+        }
+    }
+
     /// Completes the upload: the file takes its real name.
     pub async fn commit(mut self) -> Result<u64, FsError> {
         let staged = self

@@ -16,11 +16,12 @@ use std::time::SystemTime;
 
 use russh_sftp::protocol::{Attrs, Data, FileAttributes, Packet, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufReader, BufWriter};
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 
-use super::attrs::{attrs_of, requested_times};
+use super::attrs::{attrs_of, requested_times, requests_unkept, rights};
 use super::conn::Shared;
 use super::session::{Replies, Ticket, status, status_err};
+use crate::config::SetstatMode;
 use crate::files::{Download, EntryKind, Files, FsError, Metadata, Upload};
 use crate::identity::Principal;
 use crate::path::SitePath;
@@ -34,11 +35,66 @@ const IO_BUFFER: usize = 256 * 1024;
 
 /// A request for an open file.
 pub enum Job {
-    Read { id: u32, offset: u64, len: u32 },
-    Write { id: u32, offset: u64, data: Vec<u8> },
-    Stat { id: u32 },
-    SetStat { id: u32, attrs: FileAttributes },
-    Close { id: u32 },
+    Read {
+        id: u32,
+        offset: u64,
+        len: u32,
+    },
+    Write {
+        id: u32,
+        offset: u64,
+        data: Vec<u8>,
+    },
+    Stat {
+        id: u32,
+    },
+    SetStat {
+        id: u32,
+        attrs: FileAttributes,
+    },
+    /// `fsync@openssh.com`.
+    Fsync {
+        id: u32,
+    },
+    /// `copy-data`, sent to the source handle: it lends its file to `dest`'s worker (as a
+    /// [`Job::CopyIn`]) and waits for it back, so its own requests stay in order.
+    CopyTo {
+        id: u32,
+        copy: CopyRange,
+        dest: mpsc::Sender<Queued>,
+    },
+    /// `copy-data`, at the destination handle, with the source's file lent to it.
+    CopyIn {
+        id: u32,
+        copy: CopyRange,
+        source: Lent,
+    },
+    Close {
+        id: u32,
+    },
+}
+
+/// The offsets and length of a `copy-data` request (length 0: to the end of the source).
+#[derive(Debug, Clone, Copy)]
+pub struct CopyRange {
+    pub read_offset: u64,
+    pub len: u64,
+    pub write_offset: u64,
+}
+
+/// A reading handle's file lent for a copy; given back to its worker when dropped.
+pub struct Lent {
+    file: Option<BufReader<Download>>,
+    path: SitePath,
+    back: Option<oneshot::Sender<BufReader<Download>>>,
+}
+
+impl Drop for Lent {
+    fn drop(&mut self) {
+        if let (Some(file), Some(back)) = (self.file.take(), self.back.take()) {
+            let _ = back.send(file);
+        }
+    }
 }
 
 /// A job and the ticket it holds while in flight.
@@ -56,6 +112,8 @@ pub struct Worker {
     pub who: Arc<Principal>,
     pub path: SitePath,
     pub replies: Replies,
+    /// What SETSTAT does with modes and owners.
+    pub setstat_mode: SetstatMode,
     /// The connection's caps and stop signal.
     pub shared: Arc<Shared>,
     /// This handle's slot in the connection's handle cap.
@@ -116,13 +174,39 @@ impl Worker {
                         Err(e) => status(id, StatusCode::Failure, &format!("read failed: {e}")),
                     }
                 }
-                Job::Write { id, .. } => status(
+                Job::Write { id, .. } | Job::CopyIn { id, .. } => status(
                     id,
                     StatusCode::PermissionDenied,
                     "handle is open for reading",
                 ),
                 Job::Stat { id } => self.stat(id).await,
                 Job::SetStat { id, attrs } => self.set_stat(id, attrs).await,
+                // Nothing written through this handle, so nothing to make durable.
+                Job::Fsync { id } => status(id, StatusCode::Ok, "ok"),
+                Job::CopyTo { id, copy, dest } => {
+                    let (back, returned) = oneshot::channel();
+                    let source = Lent {
+                        file: Some(file),
+                        path: self.path.clone(),
+                        back: Some(back),
+                    };
+                    if let Err(mpsc::error::SendError((_, ticket))) =
+                        dest.send((Job::CopyIn { id, copy, source }, ticket)).await
+                    {
+                        // The lent file came back with the refused job.
+                        self.replies
+                            .send(status(id, StatusCode::Failure, "handle is closed"), ticket)
+                            .await;
+                    }
+                    // The copy (its reply sent by the destination) is over when the file is
+                    // back; the position is unknown, so the next read seeks.
+                    match returned.await {
+                        Ok(lent) => file = lent,
+                        Err(_) => return,
+                    }
+                    pos = u64::MAX;
+                    continue;
+                }
                 Job::Close { id } => {
                     drop(file);
                     self.replies
@@ -161,7 +245,7 @@ impl Worker {
                         }
                     }
                 }
-                Job::Read { id, .. } => status(
+                Job::Read { id, .. } | Job::CopyTo { id, .. } => status(
                     id,
                     StatusCode::PermissionDenied,
                     "handle is open for writing",
@@ -173,13 +257,82 @@ impl Worker {
                         modified: Some(SystemTime::now()),
                         accessed: None,
                     };
+                    let access = rights(&self.files.scope(&self.who), &self.path);
                     Packet::Attrs(Attrs {
                         id,
-                        attrs: attrs_of(&meta),
+                        attrs: attrs_of(&meta, access),
                     })
                 }
+                Job::Fsync { id } => {
+                    let synced = match file.flush().await {
+                        Ok(()) => self.files.sync(&self.who, &self.path, file.get_mut()).await,
+                        Err(e) => Err(e.into()),
+                    };
+                    match synced {
+                        Ok(()) => status(id, StatusCode::Ok, "ok"),
+                        Err(err) => status_err(id, &err),
+                    }
+                }
+                Job::CopyIn {
+                    id,
+                    copy,
+                    mut source,
+                } => {
+                    if !buffered {
+                        file = BufWriter::with_capacity(IO_BUFFER, file.into_inner());
+                        buffered = true;
+                    }
+                    let reply = match source.file.as_mut() {
+                        Some(reader) => {
+                            let copied = self
+                                .files
+                                .copy_range(
+                                    &self.who,
+                                    &source.path,
+                                    reader,
+                                    copy.read_offset,
+                                    copy.len,
+                                    &self.path,
+                                    &mut file,
+                                    copy.write_offset,
+                                )
+                                .await;
+                            match copied {
+                                Ok(n) => {
+                                    pos = copy.write_offset + n;
+                                    end = end.max(pos);
+                                    status(id, StatusCode::Ok, "ok")
+                                }
+                                Err(err) => {
+                                    pos = u64::MAX; // unknown: the next write seeks
+                                    status_err(id, &err)
+                                }
+                            }
+                        }
+                        None => status(id, StatusCode::Failure, "source handle is closed"),
+                    };
+                    drop(source); // back to its worker
+                    reply
+                }
                 Job::SetStat { id, attrs } => {
-                    // Times apply once the file is in place; modes and owners are ignored.
+                    if requests_unkept(&attrs) {
+                        let refused = self.setstat_mode == SetstatMode::Refuse;
+                        // The handle proves the file may be written; it may not exist under
+                        // its name yet (a new upload), so nothing is looked up.
+                        if let Err(err) = self
+                            .files
+                            .unkept_attributes(&self.who, &self.path, refused)
+                            .await
+                        {
+                            self.replies.send(status_err(id, &err), ticket).await;
+                            continue;
+                        }
+                        if refused {
+                            self.replies.send(unkept_refused(id), ticket).await;
+                            continue;
+                        }
+                    }
+                    // Times apply once the file is in place.
                     if let Some(requested) = requested_times(&attrs) {
                         times = Some(requested);
                     }
@@ -240,13 +393,26 @@ impl Worker {
         match self.files.stat(&self.who, &self.path).await {
             Ok(meta) => Packet::Attrs(Attrs {
                 id,
-                attrs: attrs_of(&meta),
+                attrs: attrs_of(&meta, rights(&self.files.scope(&self.who), &self.path)),
             }),
             Err(err) => status_err(id, &err),
         }
     }
 
     async fn set_stat(&self, id: u32, attrs: FileAttributes) -> Packet {
+        if requests_unkept(&attrs) {
+            let refused = self.setstat_mode == SetstatMode::Refuse;
+            if let Err(err) = self
+                .files
+                .unkept_attributes(&self.who, &self.path, refused)
+                .await
+            {
+                return status_err(id, &err);
+            }
+            if refused {
+                return unkept_refused(id);
+            }
+        }
         let result: Result<(), FsError> = async {
             if let Some(size) = attrs.size {
                 self.files.set_len(&self.who, &self.path, size).await?;
@@ -264,6 +430,15 @@ impl Worker {
             Err(err) => status_err(id, &err),
         }
     }
+}
+
+/// The reply to a mode or owner change under `sftp.setstat_mode = "refuse"`.
+pub fn unkept_refused(id: u32) -> Packet {
+    status(
+        id,
+        StatusCode::OpUnsupported,
+        "this server does not keep file modes or owners",
+    )
 }
 
 async fn read_at(

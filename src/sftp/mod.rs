@@ -7,6 +7,7 @@
 //! - `session`: the SFTP request loop, with concurrent dispatch.
 //! - `handles`: per-handle workers for reads and writes.
 //! - `attrs`, `status`: wire attributes and the error → status-code mapping.
+//! - `wire`: payloads of extension requests and replies (`limits`, `statvfs`, …).
 //!
 //! No permission decision is made here: every file request goes to `files::Files` with the
 //! session's principal.
@@ -17,6 +18,7 @@ mod handles;
 mod session;
 mod ssh;
 mod status;
+mod wire;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

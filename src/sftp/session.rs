@@ -25,16 +25,19 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
 use russh_sftp::protocol::{
-    Attrs, File, FileAttributes, Handle, Name, OpenFlags, Packet, Status, StatusCode, Version,
+    Attrs, ExtendedReply, File, FileAttributes, Handle, Name, OpenFlags, Packet, Status,
+    StatusCode, Version,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
-use super::attrs::{attrs_of, entry, requested_times};
+use super::attrs::{Owner, attrs_of, entry, requested_times, requests_unkept, rights};
 use super::conn::{Shared, Signal};
-use super::handles::{self, Job, OpenFile, Queued};
+use super::handles::{self, CopyRange, Job, OpenFile, Queued, unkept_refused};
 use super::status::{message_of, status_of};
-use crate::files::{DirEntry, Files, FsError, Listing, WriteMode};
+use super::wire::{self, Reader};
+use crate::config::SetstatMode;
+use crate::files::{DirEntry, Files, FsError, Listing, Scope, WriteMode};
 use crate::identity::Principal;
 use crate::path::SitePath;
 
@@ -45,11 +48,52 @@ const DIR_CHUNK: usize = 128;
 /// Bytes of entries (names and long names, estimated) per `NAME` reply to `READDIR`.
 const DIR_CHUNK_BYTES: usize = 16 * 1024;
 
-/// Limits of one session (the connection-wide ones are in [`Shared`]).
+/// Largest data length advertised in `limits@openssh.com` for reads and writes: OpenSSH's
+/// client refuses messages over 256 KiB, so a reply must fit in that with its header.
+const MAX_ADVERTISED_DATA: u32 = 256 * 1024 - 1024;
+
+/// Limits and settings of one session (the connection-wide caps are in [`Shared`]).
 #[derive(Debug, Clone, Copy)]
 pub struct SessionLimits {
     pub max_packet: u32,
+    /// Open handles per connection (advertised in `limits@openssh.com`).
+    pub max_handles: usize,
+    /// What SETSTAT does with modes and owners.
+    pub setstat_mode: SetstatMode,
 }
+
+impl SessionLimits {
+    /// The `limits@openssh.com` figures: packet, read and write lengths, open handles.
+    /// Every request a client sizes by them is accepted (see `read_packet`, the handle
+    /// workers' `MAX_READ` and the in-flight caps, which charge one request at most the
+    /// whole budget).
+    fn advertised(&self) -> (u64, u64, u64, u64) {
+        let write = self
+            .max_packet
+            .saturating_sub(1024)
+            .min(MAX_ADVERTISED_DATA);
+        let read = handles::MAX_READ.min(MAX_ADVERTISED_DATA);
+        (
+            u64::from(self.max_packet),
+            u64::from(read),
+            u64::from(write),
+            self.max_handles as u64,
+        )
+    }
+}
+
+/// Extensions announced in the VERSION reply, with the versions OpenSSH's client checks.
+const EXTENSIONS: &[(&str, &str)] = &[
+    ("posix-rename@openssh.com", "1"),
+    ("statvfs@openssh.com", "2"),
+    ("fstatvfs@openssh.com", "2"),
+    ("fsync@openssh.com", "1"),
+    ("limits@openssh.com", "1"),
+    ("expand-path@openssh.com", "1"),
+    ("copy-data", "1"),
+    ("home-directory", "1"),
+    ("users-groups-by-id@openssh.com", "1"),
+];
 
 /// One request's share of the in-flight bounds, given back when its reply has been written
 /// to the channel (or dropped).
@@ -109,7 +153,7 @@ pub fn status_err(id: u32, err: &FsError) -> Packet {
 }
 
 enum HandleEntry {
-    File(mpsc::Sender<Queued>),
+    File(mpsc::Sender<Queued>, SitePath),
     /// Locked (asynchronously) while a READDIR reads on; the handle table's lock is not.
     Dir(Arc<tokio::sync::Mutex<Folder>>),
 }
@@ -119,6 +163,9 @@ enum HandleEntry {
 /// its slots in the connection's caps.
 struct Folder {
     listing: Listing,
+    path: SitePath,
+    scope: Scope,
+    owner: Owner,
     entries: VecDeque<DirEntry>,
     ended: bool,
     _handle: OwnedSemaphorePermit,
@@ -156,7 +203,13 @@ impl Folder {
             files: self
                 .entries
                 .drain(..n)
-                .map(|e| entry(&e.name, &e.metadata))
+                .map(|e| {
+                    let access = match self.path.join(&e.name) {
+                        Ok(child) => rights(&self.scope, &child),
+                        Err(_) => crate::identity::Access::NONE,
+                    };
+                    entry(&e.name, &e.metadata, access, &self.owner)
+                })
                 .collect(),
         })
     }
@@ -174,6 +227,9 @@ struct Session {
     files: Arc<Files>,
     who: Arc<Principal>,
     home: SitePath,
+    scope: Scope,
+    owner: Owner,
+    limits: SessionLimits,
     shared: Arc<Shared>,
     handles: HandleMap,
     next_handle: AtomicU64,
@@ -198,10 +254,17 @@ pub async fn serve<R, W>(
     let (tx, rx) = mpsc::channel(MAX_IN_FLIGHT);
     let writing = tokio::spawn(write_replies(writer, rx, stop.clone()));
     let home = files.start_dir(&who);
+    let scope = files.scope(&who);
+    let owner = Owner {
+        user: who.display_name(),
+    };
     let session = Session {
         files,
         who,
         home,
+        scope,
+        owner,
+        limits,
         shared,
         handles: Arc::default(),
         next_handle: AtomicU64::new(1),
@@ -319,6 +382,23 @@ impl Session {
     async fn dispatch(&self, packet: Packet, ticket: Ticket) {
         let id = packet.get_request_id();
         let job = match packet {
+            Packet::Extended(e) if e.request == "fsync@openssh.com" => {
+                match Reader::new(&e.data).string() {
+                    Some(handle) => Some((handle, Job::Fsync { id })),
+                    None => {
+                        let reply = status(id, StatusCode::BadMessage, "malformed fsync request");
+                        self.replies.send(reply, ticket).await;
+                        return;
+                    }
+                }
+            }
+            Packet::Extended(e) if e.request == "copy-data" => match self.copy_job(id, &e.data) {
+                Ok(job) => Some(job),
+                Err(reply) => {
+                    self.replies.send(reply, ticket).await;
+                    return;
+                }
+            },
             Packet::Read(r) => Some((
                 r.handle,
                 Job::Read {
@@ -346,7 +426,7 @@ impl Session {
         };
         let Some((handle, job)) = job else { return };
         let target = match lock(&self.handles).get_mut(&handle) {
-            Some(HandleEntry::File(tx)) => Ok(tx.clone()),
+            Some(HandleEntry::File(tx, _)) => Ok(tx.clone()),
             Some(HandleEntry::Dir(_)) => Err(matches!(job, Job::Close { .. })),
             None => Err(false),
         };
@@ -378,16 +458,15 @@ impl Session {
         match packet {
             Packet::Init(_) => {
                 let mut version = Version::new();
-                version
-                    .extensions
-                    .insert("posix-rename@openssh.com".into(), "1".into());
+                for (name, revision) in EXTENSIONS {
+                    version
+                        .extensions
+                        .insert((*name).into(), (*revision).into());
+                }
                 Packet::Version(version)
             }
             Packet::RealPath(p) => match self.resolve(&p.path) {
-                Ok(path) => Packet::Name(Name {
-                    id,
-                    files: vec![File::dummy(path.as_str())],
-                }),
+                Ok(path) => one_name(id, &path),
                 Err(err) => status_err(id, &err),
             },
             Packet::Stat(p) => self.stat(id, &p.path).await,
@@ -415,22 +494,12 @@ impl Session {
                 .await
             }
             Packet::Rename(r) => self.rename(id, &r.oldpath, &r.newpath, false).await,
-            Packet::Extended(e) if e.request == "posix-rename@openssh.com" => {
-                match two_strings(&e.data) {
-                    Some((from, to)) => self.rename(id, &from, &to, true).await,
-                    None => status(id, StatusCode::BadMessage, "malformed posix-rename request"),
-                }
-            }
             Packet::ReadLink(_) | Packet::Symlink(_) => status(
                 id,
                 StatusCode::OpUnsupported,
-                "symbolic links are not supported on this server",
+                "links are not supported on this server: a link could lead out of a folder scope",
             ),
-            Packet::Extended(e) => status(
-                id,
-                StatusCode::OpUnsupported,
-                &format!("extension {:?} is not supported", truncate(&e.request)),
-            ),
+            Packet::Extended(e) => self.extension(id, &e.request, &e.data).await,
             _ => status(id, StatusCode::BadMessage, "unexpected packet"),
         }
     }
@@ -439,12 +508,155 @@ impl Session {
         Ok(SitePath::resolve(&self.home, input)?)
     }
 
-    async fn stat(&self, id: u32, input: &str) -> Packet {
-        let result = async { self.files.stat(&self.who, &self.resolve(input)?).await }.await;
-        match result {
-            Ok(meta) => Packet::Attrs(Attrs {
+    /// Extension requests not bound to one open file's order.
+    async fn extension(&self, id: u32, request: &str, data: &[u8]) -> Packet {
+        let malformed = || status(id, StatusCode::BadMessage, "malformed extension request");
+        match request {
+            "posix-rename@openssh.com" => match two_strings(data) {
+                Some((from, to)) => self.rename(id, &from, &to, true).await,
+                None => malformed(),
+            },
+            "limits@openssh.com" => {
+                let (packet, read, write, handles) = self.limits.advertised();
+                let data = wire::Writer::default()
+                    .u64(packet)
+                    .u64(read)
+                    .u64(write)
+                    .u64(handles)
+                    .into_inner();
+                Packet::ExtendedReply(ExtendedReply { id, data })
+            }
+            "statvfs@openssh.com" => match Reader::new(data).string() {
+                Some(input) => self.statvfs(id, self.resolve(&input)).await,
+                None => malformed(),
+            },
+            "fstatvfs@openssh.com" => match Reader::new(data).string() {
+                Some(handle) => {
+                    let path = match lock(&self.handles).get(&handle) {
+                        Some(HandleEntry::File(_, path)) => Some(path.clone()),
+                        Some(HandleEntry::Dir(_)) | None => None,
+                    };
+                    match path {
+                        Some(path) => self.statvfs(id, Ok(path)).await,
+                        None => status(id, StatusCode::Failure, "invalid handle"),
+                    }
+                }
+                None => malformed(),
+            },
+            "home-directory" => match Reader::new(data).string() {
+                Some(user) if user.is_empty() || user == self.owner.user => {
+                    one_name(id, &self.home)
+                }
+                Some(_) => status(id, StatusCode::NoSuchFile, "no such user"),
+                None => malformed(),
+            },
+            "expand-path@openssh.com" => match Reader::new(data).string() {
+                Some(input) => match self.expand(&input) {
+                    Ok(path) => one_name(id, &path),
+                    Err(err) => status_err(id, &err),
+                },
+                None => malformed(),
+            },
+            "users-groups-by-id@openssh.com" => match wire::id_lists(data) {
+                Some((uids, gids)) => {
+                    let users = uids.iter().map(|&u| self.owner.user_name(u).unwrap_or(""));
+                    let groups = gids.iter().map(|&g| self.owner.group_name(g).unwrap_or(""));
+                    Packet::ExtendedReply(ExtendedReply {
+                        id,
+                        data: wire::names_reply(users, groups),
+                    })
+                }
+                None => malformed(),
+            },
+            "hardlink@openssh.com" => status(
                 id,
-                attrs: attrs_of(&meta),
+                StatusCode::OpUnsupported,
+                "links are not supported on this server: a link could lead out of a folder scope",
+            ),
+            other => status(
+                id,
+                StatusCode::OpUnsupported,
+                &format!("extension {:?} is not supported", truncate(other)),
+            ),
+        }
+    }
+
+    async fn statvfs(&self, id: u32, path: Result<SitePath, FsError>) -> Packet {
+        let result = async { self.files.space(&self.who, &path?).await }.await;
+        match result {
+            Ok(space) => Packet::ExtendedReply(ExtendedReply {
+                id,
+                data: wire::statvfs_reply(&space),
+            }),
+            Err(err) => status_err(id, &err),
+        }
+    }
+
+    /// `expand-path@openssh.com`: `~` and `~/…` (and `~name/…` for one's own name) start at
+    /// the principal's start folder, like relative paths; then the path is normalised.
+    fn expand(&self, input: &str) -> Result<SitePath, FsError> {
+        let Some(rest) = input.strip_prefix('~') else {
+            return self.resolve(input);
+        };
+        let (user, rest) = rest.split_once('/').unwrap_or((rest, ""));
+        if !user.is_empty() && user != self.owner.user {
+            return Err(FsError::NotFound);
+        }
+        self.resolve(if rest.is_empty() { "." } else { rest })
+    }
+
+    /// The job of a `copy-data` request, for its source handle's worker (which lends its
+    /// file to the destination's), or the reply refusing it.
+    fn copy_job(&self, id: u32, data: &[u8]) -> Result<(String, Job), Packet> {
+        let mut r = Reader::new(data);
+        let parsed = (|| {
+            let from = r.string()?;
+            let read_offset = r.u64()?;
+            let len = r.u64()?;
+            let to = r.string()?;
+            let write_offset = r.u64()?;
+            Some((
+                from,
+                to,
+                CopyRange {
+                    read_offset,
+                    len,
+                    write_offset,
+                },
+            ))
+        })();
+        let Some((from, to, copy)) = parsed else {
+            return Err(status(
+                id,
+                StatusCode::BadMessage,
+                "malformed copy-data request",
+            ));
+        };
+        if from == to {
+            return Err(status(
+                id,
+                StatusCode::Failure,
+                "copy-data needs two different handles",
+            ));
+        }
+        let dest = match lock(&self.handles).get(&to) {
+            Some(HandleEntry::File(tx, _)) => tx.clone(),
+            _ => return Err(status(id, StatusCode::Failure, "invalid handle")),
+        };
+        Ok((from, Job::CopyTo { id, copy, dest }))
+    }
+
+    async fn stat(&self, id: u32, input: &str) -> Packet {
+        let result = async {
+            let path = self.resolve(input)?;
+            let meta = self.files.stat(&self.who, &path).await?;
+            Ok::<_, FsError>((meta, rights(&self.scope, &path)))
+        }
+        .await;
+        match result {
+            Ok((meta, access)) => Packet::Attrs(Attrs {
+                id,
+                attrs: attrs_of(&meta, access),
             }),
             Err(err) => status_err(id, &err),
         }
@@ -483,8 +695,19 @@ impl Session {
     }
 
     async fn set_stat(&self, id: u32, input: &str, attrs: FileAttributes) -> Packet {
+        let refused = self.limits.setstat_mode == SetstatMode::Refuse;
         let result = async {
             let path = self.resolve(input)?;
+            if requests_unkept(&attrs) {
+                // Missing and hidden entries answer as `stat` does, before anything else.
+                self.files.stat(&self.who, &path).await?;
+                self.files
+                    .unkept_attributes(&self.who, &path, refused)
+                    .await?;
+                if refused {
+                    return Ok(false);
+                }
+            }
             if let Some(size) = attrs.size {
                 self.files.set_len(&self.who, &path, size).await?;
             }
@@ -493,11 +716,12 @@ impl Session {
                     .set_times(&self.who, &path, accessed, modified)
                     .await?;
             }
-            Ok::<(), FsError>(())
+            Ok::<bool, FsError>(true)
         }
         .await;
         match result {
-            Ok(()) => status(id, StatusCode::Ok, "ok"),
+            Ok(true) => status(id, StatusCode::Ok, "ok"),
+            Ok(false) => unkept_refused(id),
             Err(err) => status_err(id, &err),
         }
     }
@@ -542,8 +766,9 @@ impl Session {
             handles::Worker {
                 files: self.files.clone(),
                 who: self.who.clone(),
-                path,
+                path: path.clone(),
                 replies: self.replies.clone(),
+                setstat_mode: self.limits.setstat_mode,
                 shared: self.shared.clone(),
                 _slot: slot,
             },
@@ -552,7 +777,7 @@ impl Session {
                 lock(&handles).remove(&name);
             },
         );
-        lock(&self.handles).insert(handle.clone(), HandleEntry::File(tx));
+        lock(&self.handles).insert(handle.clone(), HandleEntry::File(tx, path));
         Packet::Handle(Handle { id, handle })
     }
 
@@ -590,13 +815,17 @@ impl Session {
         };
         let result = async {
             let path = self.resolve(input)?;
-            self.files.list_chunks(&self.who, &path).await
+            let listing = self.files.list_chunks(&self.who, &path).await?;
+            Ok::<_, FsError>((listing, path))
         }
         .await;
         match result {
-            Ok(listing) => {
+            Ok((listing, path)) => {
                 let folder = Folder {
                     listing,
+                    path,
+                    scope: self.scope.clone(),
+                    owner: self.owner.clone(),
                     entries: VecDeque::new(),
                     ended: false,
                     _handle: handle_slot,
@@ -617,6 +846,14 @@ impl Session {
         let mut folder = folder.lock().await;
         folder.next_reply(id).await
     }
+}
+
+/// A NAME reply with one path (REALPATH, `expand-path@openssh.com`, `home-directory`).
+fn one_name(id: u32, path: &SitePath) -> Packet {
+    Packet::Name(Name {
+        id,
+        files: vec![File::dummy(path.as_str())],
+    })
 }
 
 fn too_many_handles(id: u32) -> Packet {

@@ -220,6 +220,8 @@ impl russh::server::Handler for Connection {
         let files = self.ctx.files.clone();
         let limits = SessionLimits {
             max_packet: self.ctx.config.max_packet_bytes,
+            max_handles: self.ctx.config.max_handles_per_connection,
+            setstat_mode: self.ctx.config.setstat_mode,
         };
         let shared = self.shared.clone();
         tokio::spawn(async move {

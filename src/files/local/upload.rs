@@ -89,6 +89,12 @@ impl StagedWrite for LocalUpload {
         Ok(self.writer.set_len(len).await?)
     }
 
+    async fn sync(&mut self) -> Result<(), StorageError> {
+        use tokio::io::AsyncWriteExt;
+        self.writer.flush().await?;
+        Ok(self.writer.sync_all().await?)
+    }
+
     async fn commit(mut self: Box<Self>) -> Result<(), StorageError> {
         use tokio::io::AsyncWriteExt;
         self.writer.flush().await?;
