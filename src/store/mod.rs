@@ -8,6 +8,7 @@
 mod audit;
 mod auth_impl;
 mod keys;
+mod live;
 mod props;
 mod sessions;
 mod shared;
@@ -15,6 +16,7 @@ mod users;
 
 pub use audit::{AuditQuery, AuditSearch};
 pub use keys::{KeyChanges, KeyOwnerFilter, NewKey};
+pub use live::{Change, ChangeListener, LiveRow};
 pub use props::PropRecord;
 pub use users::{NewUser, UserChanges};
 

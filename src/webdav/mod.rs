@@ -42,6 +42,7 @@ use crate::http_serve::{HttpServer, ServeOptions};
 use crate::identity::{Access, ClientInfo, Principal, Protocol};
 use crate::limits::ConnectionGate;
 use crate::path::SitePath;
+use crate::serve::Tasks;
 use crate::store::Store;
 use fs::{Caller, FilesDav};
 use locks::{LockLimits, LockRefusal, LockTable, Owner};
@@ -470,10 +471,9 @@ async fn lock_rules(
     }
 }
 
-/// A running WebDAV listener.
+/// A running WebDAV listener (its connections are tracked by the [`Tasks`] it was given).
 pub struct WebDavServer {
     pub addr: SocketAddr,
-    server: HttpServer,
 }
 
 impl WebDavServer {
@@ -483,6 +483,7 @@ impl WebDavServer {
         files: Arc<Files>,
         store: Store,
         gate: Arc<ConnectionGate>,
+        tasks: Tasks,
     ) -> Result<WebDavServer, WebDavError> {
         let listen = config.addr();
         let tls = if config.tls_cert.as_os_str().is_empty() {
@@ -500,6 +501,7 @@ impl WebDavServer {
         let app = router(auth, files, store, config);
         let mut options = ServeOptions::new("webdav", gate);
         options.tls = tls;
+        options.tasks = tasks;
         let server =
             HttpServer::spawn(listener, app, options).map_err(|source| WebDavError::Bind {
                 addr: listen,
@@ -512,12 +514,7 @@ impl WebDavServer {
             );
         }
         tracing::info!(https, "webdav listening on {addr}");
-        Ok(WebDavServer { addr, server })
-    }
-
-    /// Stops accepting; requests in progress get a grace time to finish.
-    pub async fn stop(self) {
-        self.server.stop().await;
+        Ok(WebDavServer { addr })
     }
 }
 
