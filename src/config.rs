@@ -60,6 +60,12 @@ pub struct ServerConfig {
     /// default: a symlink in any component of a path makes it unreachable, so no link can
     /// lead one user's folder into another's.
     pub follow_symlinks: bool,
+    /// Seconds connections get to finish when the server stops (SIGTERM, Ctrl-C) before they
+    /// are cut; the audit log is closed after that.
+    pub shutdown_grace_seconds: u64,
+    /// Seconds between this replica's heartbeats in the live-session table (one statement per
+    /// heartbeat, whatever the number of sessions); a replica silent for three is dead.
+    pub session_heartbeat_seconds: u64,
 }
 
 impl Default for ServerConfig {
@@ -71,6 +77,8 @@ impl Default for ServerConfig {
             storage_dir: PathBuf::new(),
             log_format: "text".into(),
             follow_symlinks: false,
+            shutdown_grace_seconds: 30,
+            session_heartbeat_seconds: 10,
         }
     }
 }
@@ -577,6 +585,9 @@ impl Config {
             || self.server.node_name.chars().any(char::is_control)
         {
             return invalid("server.node_name must be at most 64 printable characters".into());
+        }
+        if self.server.session_heartbeat_seconds == 0 {
+            return invalid("server.session_heartbeat_seconds must be at least 1".into());
         }
         let lockout = &self.auth.lockout;
         if lockout.max_failures_per_login == 0 || lockout.max_failures_per_address == 0 {

@@ -3,11 +3,14 @@
 //!
 //! [`Core::open`] builds everything from a validated [`Config`] without binding a port;
 //! [`Gateway::start`] binds the listeners that exist and returns their addresses, so tests
-//! can ask for port 0 and learn what they got. [`Gateway::stop`] stops listeners, then
-//! flushes the audit log.
+//! can ask for port 0 and learn what they got. [`Gateway::stop`] drains every front-end
+//! (grace time, then abort), stops the session registry, then flushes the audit log.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
 
 use crate::accounts::{AccountError, Accounts, UserSpec};
 use crate::api::{ApiBindError, ApiServer, ApiState};
@@ -18,6 +21,8 @@ use crate::files::{Files, LocalStorage, Symlinks};
 use crate::ftp::{FtpError, FtpServer};
 use crate::identity::Principal;
 use crate::metrics::{MeteredSink, Metrics};
+use crate::serve::Tasks;
+use crate::sessions::Registry;
 use crate::sftp::{SftpError, SftpServer};
 use crate::store::{Store, StoreError};
 use crate::webdav::{WebDavError, WebDavServer};
@@ -64,6 +69,8 @@ pub struct Core {
     pub metrics: Arc<Metrics>,
     /// Connection caps shared by every listener.
     pub gate: Arc<crate::limits::ConnectionGate>,
+    /// Live sessions of every protocol on this replica (listing, ending, revocation).
+    pub sessions: Arc<Registry>,
     /// Brings in failed-login counters and bans from other replicas (see `sync_lockout`).
     lockout_sync: tokio::task::JoinHandle<()>,
 }
@@ -122,7 +129,14 @@ impl Core {
         let accounts = Accounts::new(store.clone(), auth.passwords().clone(), sink.clone())
             .with_folders(files.clone());
         let gate = crate::limits::ConnectionGate::new(limits);
+        let sessions = Registry::new(
+            store.clone(),
+            auth.clone(),
+            &config.server.node_name,
+            Duration::from_secs(config.server.session_heartbeat_seconds.max(1)),
+        );
         Ok(Core {
+            sessions,
             gate,
             config,
             store,
@@ -205,79 +219,104 @@ pub struct Gateway {
     pub core: Arc<Core>,
     /// `(protocol, bound address)` of every listener started.
     pub listening: Vec<(&'static str, SocketAddr)>,
-    sftp: Option<SftpServer>,
-    ftp: Option<FtpServer>,
-    webdav: Option<WebDavServer>,
-    api: Option<ApiServer>,
+    /// Every accept loop and connection task of every front-end.
+    tasks: Tasks,
+    /// The session registry's heartbeat and revocation watcher, stopped after the front-ends.
+    registry_stop: CancellationToken,
+    registry_task: tokio::task::JoinHandle<()>,
 }
 
 impl Gateway {
-    /// Starts every enabled front-end that filegate has. Front-ends not built yet are not
+    /// Starts every enabled front-end that filegate has, each on the one serve loop with the
+    /// same [`Tasks`]. If one cannot start (e.g. its port is taken), those already started are
+    /// stopped, the core is closed and the error returned. Front-ends not built yet are not
     /// started (and never faked).
     pub async fn start(core: Core) -> Result<Gateway, GatewayError> {
         let core = Arc::new(core);
-        let mut listening = Vec::new();
-        let sftp = if core.config.sftp.enabled {
+        let tasks = Tasks::new();
+        let registry_stop = CancellationToken::new();
+        let registry_task = tokio::spawn(core.sessions.clone().run(registry_stop.clone()));
+        let mut gateway = Gateway {
+            core,
+            listening: Vec::new(),
+            tasks,
+            registry_stop,
+            registry_task,
+        };
+        match gateway.start_front_ends().await {
+            Ok(()) => Ok(gateway),
+            Err(err) => {
+                tracing::error!(error = %err, "a front-end could not start; stopping the others");
+                gateway.stop().await;
+                Err(err)
+            }
+        }
+    }
+
+    async fn start_front_ends(&mut self) -> Result<(), GatewayError> {
+        let core = self.core.clone();
+        let tasks = &self.tasks;
+        if core.config.sftp.enabled {
             let server = SftpServer::start(
                 core.config.sftp.clone(),
                 core.auth.clone(),
                 core.files.clone(),
                 core.metrics.clone(),
                 core.gate.clone(),
+                core.sessions.clone(),
+                tasks.clone(),
             )
             .await?;
-            listening.push(("sftp", server.addr));
-            Some(server)
-        } else {
-            None
-        };
-        let ftp = if core.config.ftp.enabled {
-            let config = core.config.ftp.clone();
-            let data_dir = core.config.server.data_dir.clone();
+            self.listening.push(("sftp", server.addr));
+        }
+        if core.config.ftp.enabled {
             let server = FtpServer::start(
-                config,
-                &data_dir,
+                core.config.ftp.clone(),
+                &core.config.server.data_dir,
                 core.auth.clone(),
                 core.files.clone(),
                 core.gate.clone(),
+                core.sessions.clone(),
+                tasks.clone(),
             )
             .await?;
-            listening.push(("ftp", server.addr));
-            Some(server)
-        } else {
-            None
-        };
-        let webdav = if core.config.webdav.enabled {
+            self.listening.push(("ftp", server.addr));
+        }
+        if core.config.webdav.enabled {
             let server = WebDavServer::start(
                 core.config.webdav.clone(),
                 core.auth.clone(),
                 core.files.clone(),
                 Arc::new(core.store.clone()),
                 core.gate.clone(),
+                tasks.clone(),
             )
             .await?;
-            listening.push(("webdav", server.addr));
-            Some(server)
-        } else {
-            None
-        };
-        let api = if core.config.api.enabled {
+            self.listening.push(("webdav", server.addr));
+        }
+        if core.config.api.enabled {
             let cursor_key = core.store.shared_secret("api_cursor_key").await?;
-            let state = Arc::new(ApiState::new(
-                core.auth.clone(),
-                core.accounts.clone(),
-                core.store.clone(),
-                core.sink.clone(),
-                core.audit.clone(),
-                core.metrics.clone(),
-                &cursor_key,
-            ));
-            let server = ApiServer::start(core.config.api.addr(), state, core.gate.clone()).await?;
-            listening.push(("api", server.addr));
-            Some(server)
-        } else {
-            None
-        };
+            let state = Arc::new(
+                ApiState::new(
+                    core.auth.clone(),
+                    core.accounts.clone(),
+                    core.store.clone(),
+                    core.sink.clone(),
+                    core.audit.clone(),
+                    core.metrics.clone(),
+                    &cursor_key,
+                )
+                .with_sessions(core.sessions.clone()),
+            );
+            let server = ApiServer::start(
+                core.config.api.addr(),
+                state,
+                core.gate.clone(),
+                tasks.clone(),
+            )
+            .await?;
+            self.listening.push(("api", server.addr));
+        }
         for (name, enabled, _) in core.config.listeners() {
             if enabled && !matches!(name, "sftp" | "api" | "ftp" | "webdav") {
                 tracing::warn!(
@@ -286,14 +325,7 @@ impl Gateway {
                 );
             }
         }
-        Ok(Gateway {
-            core,
-            listening,
-            sftp,
-            api,
-            ftp,
-            webdav,
-        })
+        Ok(())
     }
 
     /// The bound address of `protocol`, if it is running.
@@ -304,20 +336,16 @@ impl Gateway {
             .map(|(_, a)| *a)
     }
 
-    /// Stops the listeners, then flushes the audit log and closes the store.
+    /// Stops every front-end at once (no new connections; every connection told to end),
+    /// waits up to `server.shutdown_grace_seconds` for their tasks, aborts what is left, then
+    /// stops the session registry and, last, flushes the audit log and closes the store: no
+    /// task that can write an audit record outlives the audit log.
     pub async fn stop(self) {
-        if let Some(api) = self.api {
-            api.stop().await;
-        }
-        if let Some(webdav) = self.webdav {
-            webdav.stop().await;
-        }
-        if let Some(ftp) = self.ftp {
-            ftp.stop().await;
-        }
-        if let Some(sftp) = self.sftp {
-            sftp.stop().await;
-        }
+        let grace = Duration::from_secs(self.core.config.server.shutdown_grace_seconds);
+        let drained = self.tasks.shutdown(grace).await;
+        tracing::info!(aborted = drained.aborted, "front-ends stopped");
+        self.registry_stop.cancel();
+        let _ = self.registry_task.await;
         self.core.close().await;
     }
 }

@@ -1,9 +1,9 @@
-//! The one HTTP serve loop, shared by the WebDAV front-end and the REST API (plain HTTP or
-//! TLS), so that every HTTP listener holds the same line against slow and greedy clients:
+//! HTTP over the one serve loop ([`crate::serve`]), shared by the WebDAV front-end and the REST
+//! API (plain HTTP or TLS), so that every HTTP listener holds the same line against slow and
+//! greedy clients:
 //!
-//! - each accepted connection is admitted by the process-wide [`ConnectionGate`] (total and
-//!   per-address caps, all protocols together) or closed at once; the permit lives as long
-//!   as the connection;
+//! - accepting, admission by the process-wide [`ConnectionGate`], the per-connection span and
+//!   task tracking are the serve loop's; this module is the per-connection handler;
 //! - a TLS handshake must end within the handshake timeout, and so must the first request
 //!   head after the connection opens (HTTP/1 and HTTP/2 alike); between requests, HTTP/1
 //!   gives the next head the same time (hyper's `header_read_timeout`);
@@ -13,9 +13,8 @@
 //!   tolerates poisoning);
 //! - `TCP_NODELAY`; the peer address is in each request's extensions as
 //!   `ConnectInfo<SocketAddr>`;
-//! - accept errors (EMFILE: out of descriptors) are backed off instead of spinning;
-//! - [`HttpServer::stop`] stops accepting, lets requests in progress finish within a grace
-//!   time, then drops what is left.
+//! - at shutdown ([`Tasks::draining`]) connections stop taking requests and let those in
+//!   progress finish within the grace time; the serve loop's [`Tasks`] drop what is left.
 //!
 //! This module decides nothing about identities: it admits connections and times them out.
 
@@ -36,11 +35,12 @@ use futures_util::FutureExt;
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, watch};
-use tokio::task::JoinSet;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
-use crate::limits::{ConnectionGate, ConnectionPermit};
+use crate::limits::ConnectionGate;
+use crate::serve::{Accepted, Handler, Listen, Tasks};
 
 /// How a listener serves.
 #[derive(Clone)]
@@ -57,6 +57,8 @@ pub struct ServeOptions {
     pub idle_timeout: Duration,
     /// Time requests in progress get to finish when the server stops.
     pub grace: Duration,
+    /// Tracks the listener's connections (the gateway passes the one every front-end shares).
+    pub tasks: Tasks,
 }
 
 impl ServeOptions {
@@ -71,6 +73,7 @@ impl ServeOptions {
             handshake_timeout,
             idle_timeout: IDLE_TIMEOUT,
             grace: GRACE,
+            tasks: Tasks::new(),
         }
     }
 }
@@ -88,128 +91,56 @@ const MAX_H2_HEADER_LIST: u32 = 64 * 1024;
 /// A running HTTP listener.
 pub struct HttpServer {
     pub addr: SocketAddr,
-    stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
+    tasks: Tasks,
+    grace: Duration,
 }
 
 impl HttpServer {
-    /// Serves `app` on `listener` until [`HttpServer::stop`].
+    /// Serves `app` on `listener` through the one serve loop ([`crate::serve`]), its
+    /// connections tracked by `options.tasks`, until those tasks shut down.
     pub fn spawn(
         listener: TcpListener,
         app: Router,
         options: ServeOptions,
     ) -> std::io::Result<HttpServer> {
-        let addr = listener.local_addr()?;
-        let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(accept_loop(listener, app, Arc::new(options), stopped));
-        Ok(HttpServer { addr, stop, task })
+        let tasks = options.tasks.clone();
+        let grace = options.grace;
+        let listen = Listen {
+            protocol: options.name,
+            listener,
+            gate: options.gate.clone(),
+            tasks: tasks.clone(),
+            on_refused: None,
+        };
+        let options = Arc::new(options);
+        let handler: Handler = Arc::new(move |accepted: Accepted| {
+            Box::pin(serve_connection(accepted, app.clone(), options.clone()))
+        });
+        let listening = crate::serve::serve(listen, handler)?;
+        Ok(HttpServer {
+            addr: listening.addr,
+            tasks,
+            grace,
+        })
     }
 
     /// Stops accepting, waits up to the grace time for requests in progress, then closes
-    /// every connection.
+    /// every connection: shuts down the listener's [`Tasks`] (all of the gateway's when it
+    /// passed its own; the gateway shuts them down itself instead).
     pub async fn stop(self) {
-        let _ = self.stop.send(true);
-        let _ = self.task.await;
+        self.tasks.shutdown(self.grace).await;
     }
 }
 
-/// Accept errors that concern one connection only (retry at once).
-fn is_connection_error(e: &std::io::Error) -> bool {
-    use std::io::ErrorKind::*;
-    matches!(
-        e.kind(),
-        ConnectionAborted | ConnectionRefused | ConnectionReset | Interrupted
-    )
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    app: Router,
-    options: Arc<ServeOptions>,
-    mut stopped: watch::Receiver<bool>,
-) {
-    let mut connections = JoinSet::new();
-    let mut backoff = Duration::ZERO;
-    loop {
-        let accepted = tokio::select! {
-            _ = stopped.wait_for(|stop| *stop) => break,
-            accepted = listener.accept() => accepted,
-        };
-        while let Some(done) = connections.try_join_next() {
-            log_end(options.name, done);
-        }
-        match accepted {
-            Ok((tcp, peer)) => {
-                backoff = Duration::ZERO;
-                let permit = match options.gate.admit(peer.ip()) {
-                    Ok(permit) => permit,
-                    Err(refusal) => {
-                        tracing::debug!(listener = options.name, %peer, %refusal, "connection refused");
-                        drop(tcp);
-                        continue;
-                    }
-                };
-                let _ = tcp.set_nodelay(true);
-                connections.spawn(serve_connection(
-                    tcp,
-                    peer,
-                    permit,
-                    app.clone(),
-                    options.clone(),
-                    stopped.clone(),
-                ));
-            }
-            Err(e) if is_connection_error(&e) => {}
-            Err(e) => {
-                // Typically EMFILE/ENFILE: wait for descriptors to come back.
-                backoff = (backoff * 2).clamp(Duration::from_millis(10), Duration::from_secs(1));
-                tracing::warn!(listener = options.name, error = %e, ?backoff, "accept failed; backing off");
-                tokio::select! {
-                    _ = stopped.wait_for(|stop| *stop) => break,
-                    _ = tokio::time::sleep(backoff) => {}
-                }
-            }
-        }
-    }
-    drop(listener);
-    // Every connection saw the stop and is shutting down gracefully.
-    let deadline = tokio::time::sleep(options.grace);
-    tokio::pin!(deadline);
-    loop {
-        tokio::select! {
-            done = connections.join_next() => match done {
-                Some(done) => log_end(options.name, done),
-                None => return,
-            },
-            _ = &mut deadline => {
-                tracing::info!(listener = options.name, left = connections.len(), "grace time over; closing connections");
-                connections.shutdown().await;
-                return;
-            }
-        }
-    }
-}
-
-fn log_end(name: &'static str, done: Result<(), tokio::task::JoinError>) {
-    if let Err(e) = done
-        && e.is_panic()
-    {
-        tracing::error!(
-            listener = name,
-            "an HTTP connection panicked; it was closed alone"
-        );
-    }
-}
-
-async fn serve_connection(
-    tcp: TcpStream,
-    peer: SocketAddr,
-    permit: ConnectionPermit,
-    app: Router,
-    options: Arc<ServeOptions>,
-    stopped: watch::Receiver<bool>,
-) {
+async fn serve_connection(accepted: Accepted, app: Router, options: Arc<ServeOptions>) {
+    let Accepted {
+        socket: tcp,
+        peer,
+        permit,
+        tasks,
+    } = accepted;
     let _permit = permit;
+    let stopped = tasks.draining();
     match &options.tls {
         None => serve_io(tcp, peer, app, &options, stopped).await,
         Some(acceptor) => {
@@ -323,7 +254,7 @@ async fn serve_io<I>(
     peer: SocketAddr,
     app: Router,
     options: &ServeOptions,
-    mut stopped: watch::Receiver<bool>,
+    stopped: CancellationToken,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -390,7 +321,7 @@ async fn serve_io<I>(
                 }
                 return;
             }
-            _ = stopped.wait_for(|stop| *stop), if closing.is_none() => {
+            () = stopped.cancelled(), if closing.is_none() => {
                 connection.as_mut().graceful_shutdown();
                 closing = Some(Instant::now());
             }

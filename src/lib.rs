@@ -32,6 +32,8 @@ pub mod metrics;
 pub mod model;
 pub mod path;
 pub mod secret;
+pub mod serve;
+pub mod sessions;
 pub mod sftp;
 pub mod store;
 #[doc(hidden)]

@@ -4,10 +4,12 @@
 //!
 //! - `caller`: authentication (`X-FilesAPI-Key` / `X-FilesAPI-Auth`) and rights checks.
 //! - `params`, `pagination`, `error`: the wire conventions.
-//! - `keys`, `users`, `grants`, `sessions`, `history`: one module per resource.
+//! - `keys`, `users`, `grants`, `sessions`, `active` (live SFTP/FTP sessions), `history`: one
+//!   module per resource.
 //!
 //! Every call is an audit record (`interface: restapi`), written by [`audit_calls`].
 
+mod active;
 mod caller;
 mod error;
 mod grants;
@@ -39,6 +41,7 @@ use crate::auth::Authenticator;
 use crate::http_serve::{HttpServer, ServeOptions};
 use crate::limits::ConnectionGate;
 use crate::metrics::Metrics;
+use crate::serve::Tasks;
 use crate::store::Store;
 
 /// What every handler shares.
@@ -49,6 +52,8 @@ pub struct ApiState {
     pub audit: Arc<dyn AuditSink>,
     pub audit_log: Arc<AuditLog>,
     pub metrics: Arc<Metrics>,
+    /// Live SFTP/FTP sessions across replicas (`/sessions/active`); `None`: not served.
+    pub sessions: Option<Arc<crate::sessions::Registry>>,
     cursors: pagination::Cursors,
 }
 
@@ -69,8 +74,15 @@ impl ApiState {
             audit,
             audit_log,
             metrics,
+            sessions: None,
             cursors: pagination::Cursors::new(cursor_key.as_bytes()),
         }
+    }
+
+    /// Serves `/sessions/active` from `registry`.
+    pub fn with_sessions(mut self, registry: Arc<crate::sessions::Registry>) -> ApiState {
+        self.sessions = Some(registry);
+        self
     }
 }
 
@@ -104,6 +116,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
             axum::routing::delete(grants::delete_public_key),
         )
         .route("/sessions", post(sessions::create).delete(sessions::delete))
+        .route("/sessions/active", get(active::list))
+        .route("/sessions/active/{id}", axum::routing::delete(active::end))
         .route("/history", get(history::all))
         .route("/history/login", get(history::logins))
         .route("/history/users/{id}", get(history::user))
@@ -200,10 +214,9 @@ pub struct ApiBindError {
     source: std::io::Error,
 }
 
-/// A running API listener.
+/// A running API listener (its connections are tracked by the [`Tasks`] it was given).
 pub struct ApiServer {
     pub addr: SocketAddr,
-    server: HttpServer,
 }
 
 impl ApiServer {
@@ -213,22 +226,19 @@ impl ApiServer {
         listen: SocketAddr,
         state: Arc<ApiState>,
         gate: Arc<ConnectionGate>,
+        tasks: Tasks,
     ) -> Result<ApiServer, ApiBindError> {
         let bind_error = |source| ApiBindError {
             addr: listen,
             source,
         };
         let listener = TcpListener::bind(listen).await.map_err(bind_error)?;
-        let server = HttpServer::spawn(listener, router(state), ServeOptions::new("api", gate))
-            .map_err(bind_error)?;
+        let mut options = ServeOptions::new("api", gate);
+        options.tasks = tasks;
+        let server = HttpServer::spawn(listener, router(state), options).map_err(bind_error)?;
         let addr = server.addr;
         tracing::info!("api listening on {addr}");
-        Ok(ApiServer { addr, server })
-    }
-
-    /// Stops accepting; requests in progress get a grace time to finish.
-    pub async fn stop(self) {
-        self.server.stop().await;
+        Ok(ApiServer { addr })
     }
 }
 

@@ -64,7 +64,8 @@ impl storage::Metadata for FtpMeta {
 
 /// The storage backend: the file layer.
 #[derive(Clone)]
-pub struct FilesBackend(pub Arc<Files>);
+/// The file layer, and the connection's byte counters (shown in the session registry).
+pub struct FilesBackend(pub Arc<Files>, pub Arc<crate::sessions::Bytes>);
 
 impl fmt::Debug for FilesBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -141,6 +142,7 @@ impl StorageBackend<FtpUser> for FilesBackend {
             }
             output.write_all(chunk).await.map_err(Error::from)?;
             let n = chunk.len();
+            self.1.sent(n as u64);
             reader.consume(n);
             sent += n as u64;
         }
@@ -200,6 +202,7 @@ impl StorageBackend<FtpUser> for FilesBackend {
                 break;
             }
             upload.write_all(&buf[..n]).await.map_err(Error::from)?;
+            self.1.received(n as u64);
         }
         let written = upload.commit().await.map_err(ftp_error)?;
         Ok(written)

@@ -1,8 +1,8 @@
 //! libunftp's authentication seam over the one authenticator.
 //!
 //! Each FTP connection gets its own [`FtpLogin`] holding a slot: the login puts the
-//! principal there, the user-detail provider hands it to libunftp, and the revocation
-//! watcher reads it. libunftp only ever sees a display name.
+//! principal there (and registers the session), the user-detail provider hands it to
+//! libunftp, and the login-timeout watcher reads it. libunftp only ever sees a display name.
 
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -31,6 +31,8 @@ pub struct FtpLogin {
     pub slot: Slot,
     /// Refuse logins on a plaintext control channel.
     pub require_tls: bool,
+    /// Registers the signed-in session in the session registry.
+    pub register: Box<dyn Fn(Arc<Principal>) + Send + Sync>,
 }
 
 impl fmt::Debug for FtpLogin {
@@ -60,8 +62,9 @@ impl FtpAuthenticator for FtpLogin {
         {
             Ok(principal) => {
                 let name = principal.display_name();
-                *self.slot.lock().unwrap_or_else(PoisonError::into_inner) =
-                    Some(Arc::new(principal));
+                let principal = Arc::new(principal);
+                *self.slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(principal.clone());
+                (self.register)(principal);
                 Ok(FtpPrincipal { username: name })
             }
             Err(AuthError::Refused | AuthError::LockedOut) => Err(AuthenticationError::BadPassword),

@@ -6,11 +6,12 @@
 //! - `status`: file errors → FTP replies. `tls`: the FTPS certificate.
 //! - `passive`: the cap on passive listeners per client address.
 //!
-//! We accept connections ourselves, admit each through the process-wide connection gate
-//! (`421` and closed when over a cap) and hand it to a libunftp `Server` built for it, keeping
-//! a duplicate of the control socket: a watcher shuts that socket when nobody signed in within
-//! the login timeout, or when the principal's key is revoked or its user disabled, and the
-//! session ends, data transfers included. Explicit FTPS only (`AUTH TLS`); libunftp has no
+//! Connections come from the one serve loop (`crate::serve`: admission through the
+//! process-wide gate, `421` and closed when over a cap); each is handed to a libunftp `Server`
+//! built for it, keeping a duplicate of the control socket, which is shut (and the session
+//! ends, data transfers included) when nobody signed in within the login timeout, when the
+//! server shuts down, or when the session registry ends the session (revocation, an
+//! administrator's DELETE). Explicit FTPS only (`AUTH TLS`); libunftp has no
 //! implicit FTPS.
 
 mod backend;
@@ -21,17 +22,19 @@ mod tls;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use libunftp::options::{FtpsRequired, PassiveHost, SessionLimits};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::auth::Authenticator;
 use crate::config::FtpConfig;
 use crate::files::Files;
-use crate::limits::{ConnectionGate, ConnectionPermit, Limits};
+use crate::limits::{ConnectionGate, Limits, Refusal};
+use crate::serve::{Accepted, Handler, Listen, Tasks, serve};
+use crate::sessions::{Bytes, Registration, Registry};
 use backend::FilesBackend;
 use login::{FtpLogin, Slot, SlotUsers, signed_in};
 use passive::PassiveQuota;
@@ -56,25 +59,29 @@ struct Shared {
     key: PathBuf,
     require_tls: bool,
     passive: std::ops::RangeInclusive<u16>,
-    gate: Arc<ConnectionGate>,
     limits: Limits,
     passive_quota: Arc<PassiveQuota>,
+    registry: Arc<Registry>,
 }
 
-/// A running FTP listener.
+/// The registration of the session signed in on a connection (replaced by a new login).
+type RegistrationSlot = Arc<Mutex<Option<Registration>>>;
+
+/// A running FTP listener (its connections are tracked by the [`Tasks`] it was given).
 pub struct FtpServer {
     pub addr: SocketAddr,
-    stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
 }
 
 impl FtpServer {
+    #[allow(clippy::too_many_arguments)]
     pub async fn start(
         config: FtpConfig,
         data_dir: &Path,
         auth: Arc<Authenticator>,
         files: Arc<Files>,
         gate: Arc<ConnectionGate>,
+        registry: Arc<Registry>,
+        tasks: Tasks,
     ) -> Result<FtpServer, FtpError> {
         let addr = config.addr();
         let host = addr.ip().to_string();
@@ -82,9 +89,6 @@ impl FtpServer {
             tls::ensure_certificate(&config.tls_cert, &config.tls_key, data_dir, &host)?;
         let listener = TcpListener::bind(addr)
             .await
-            .map_err(|source| FtpError::Bind { addr, source })?;
-        let addr = listener
-            .local_addr()
             .map_err(|source| FtpError::Bind { addr, source })?;
         let require_tls = config.tls_required();
         let passive = config.passive_range();
@@ -98,77 +102,80 @@ impl FtpServer {
             key,
             require_tls,
             passive,
-            gate,
             limits,
             passive_quota,
+            registry,
         });
-        let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(accept_loop(listener, shared, stopped));
+        let handler: Handler =
+            Arc::new(move |accepted| Box::pin(serve_connection(shared.clone(), accepted)));
+        let listen = Listen {
+            protocol: "ftp",
+            listener,
+            gate,
+            tasks,
+            on_refused: Some(refused),
+        };
+        let listening = serve(listen, handler).map_err(|source| FtpError::Bind { addr, source })?;
+        let addr = listening.addr;
         tracing::info!(require_tls, "ftp listening on {addr}");
-        Ok(FtpServer { addr, stop, task })
-    }
-
-    pub async fn stop(self) {
-        let _ = self.stop.send(true);
-        let _ = self.task.await;
+        Ok(FtpServer { addr })
     }
 }
 
-async fn accept_loop(
-    listener: TcpListener,
-    shared: Arc<Shared>,
-    mut stopped: watch::Receiver<bool>,
-) {
-    let mut sessions = tokio::task::JoinSet::new();
-    loop {
-        let (socket, peer) = tokio::select! {
-            _ = stopped.changed() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    tracing::warn!(error = %e, "ftp accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let permit = match shared.gate.admit(peer.ip()) {
-            Ok(permit) => permit,
-            Err(refusal) => {
-                // A fresh socket's send buffer is empty: the reply goes out without waiting.
-                let reply = format!("421 {refusal}, try again later\r\n");
-                let _ = socket.try_write(reply.as_bytes());
-                tracing::debug!(client.ip = %peer.ip(), %refusal, "ftp connection refused");
-                continue;
-            }
-        };
-        let _ = socket.set_nodelay(true);
-        let shared = shared.clone();
-        sessions.spawn(async move {
-            if let Err(e) = serve(socket, peer, shared, permit).await {
-                tracing::debug!(error = %e, "ftp session ended with an error");
-            }
-        });
-        while sessions.try_join_next().is_some() {}
-    }
-    sessions.shutdown().await;
+/// Tells a client turned away by the gate why, before its socket is closed.
+fn refused(socket: &tokio::net::TcpStream, refusal: Refusal) {
+    // A fresh socket's send buffer is empty: the reply goes out without waiting.
+    let reply = format!("421 {refusal}, try again later\r\n");
+    let _ = socket.try_write(reply.as_bytes());
 }
 
-async fn serve(
-    socket: tokio::net::TcpStream,
-    peer: SocketAddr,
-    shared: Arc<Shared>,
-    _permit: ConnectionPermit,
-) -> std::io::Result<()> {
+/// Serves one admitted FTP control connection (any listener: plain/explicit FTPS, or an
+/// implicit-FTPS listener once its TLS is set up by libunftp) until it ends.
+async fn serve_connection(shared: Arc<Shared>, accepted: Accepted) {
+    if let Err(e) = run_session(accepted, shared).await {
+        tracing::debug!(error = %e, "ftp session ended with an error");
+    }
+}
+
+async fn run_session(accepted: Accepted, shared: Arc<Shared>) -> std::io::Result<()> {
+    let Accepted {
+        socket,
+        peer,
+        permit: _permit,
+        tasks,
+    } = accepted;
     let std_socket = socket.into_std()?;
-    let control = std_socket.try_clone()?;
+    let control = Arc::new(std_socket.try_clone()?);
     let socket = tokio::net::TcpStream::from_std(std_socket)?;
     let slot: Slot = Arc::default();
+    let bytes: Arc<Bytes> = Arc::default();
     let files = shared.files.clone();
+    let registration: RegistrationSlot = Arc::default();
     let login = Arc::new(FtpLogin {
         auth: shared.auth.clone(),
         slot: slot.clone(),
         require_tls: shared.require_tls,
+        register: {
+            let (registry, bytes, control, registration) = (
+                shared.registry.clone(),
+                bytes.clone(),
+                control.clone(),
+                registration.clone(),
+            );
+            Box::new(move |principal| {
+                let control = control.clone();
+                let registered = registry.register(
+                    principal,
+                    Some(peer.ip()),
+                    bytes.clone(),
+                    Box::new(move |_reason| {
+                        // libunftp then ends the session, data transfers included.
+                        let _ = control.shutdown(std::net::Shutdown::Both);
+                    }),
+                );
+                *registration.lock().unwrap_or_else(PoisonError::into_inner) = Some(registered);
+            })
+        },
     });
     let required = if shared.require_tls {
         FtpsRequired::All
@@ -177,7 +184,7 @@ async fn serve(
     };
     let users: Arc<SlotUsers> = Arc::new(SlotUsers(slot.clone()));
     let mut builder = libunftp::ServerBuilder::with_user_detail_provider(
-        Box::new(move || FilesBackend(files.clone())),
+        Box::new(move || FilesBackend(files.clone(), bytes.clone())),
         users,
     )
     .authenticator(login)
@@ -198,48 +205,51 @@ async fn serve(
     let server = builder
         .build()
         .map_err(|e| std::io::Error::other(e.to_string()))?;
-    let (done, watching) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(watch_session(shared.clone(), slot, control, watching));
-    tracing::debug!(client.ip = %peer.ip(), "ftp connection");
+    let ended = CancellationToken::new();
+    let watching = ended.clone();
+    tasks.spawn(watch_session(
+        shared.limits.login_timeout,
+        slot,
+        control.clone(),
+        tasks.draining(),
+        watching,
+    ));
+    tracing::debug!("ftp connection");
     let result = server.service(socket).await;
-    drop(done);
+    ended.cancel();
+    drop(registration);
     result.map_err(|e| std::io::Error::other(e.to_string()))
 }
 
-/// Closes the control connection when nobody signed in within the login timeout, or once the
-/// signed-in principal may no longer act. libunftp then ends the session and its transfers.
+/// Closes the control connection when nobody signed in within the login timeout, or when the
+/// server shuts down; libunftp then ends the session and its transfers. Revocation is the
+/// session registry's (`crate::sessions`).
 async fn watch_session(
-    shared: Arc<Shared>,
+    login_timeout: Duration,
     slot: Slot,
-    control: std::net::TcpStream,
-    mut done: tokio::sync::oneshot::Receiver<()>,
+    control: Arc<std::net::TcpStream>,
+    draining: CancellationToken,
+    ended: CancellationToken,
 ) {
-    let every = Duration::from_secs(shared.config.revocation_check_seconds.max(1));
-    let login_deadline = tokio::time::Instant::now() + shared.limits.login_timeout;
-    loop {
-        let principal = signed_in(&slot);
-        let next = match principal {
-            None => (tokio::time::Instant::now() + every).min(login_deadline),
-            Some(_) => tokio::time::Instant::now() + every,
-        };
-        tokio::select! {
-            _ = &mut done => return,
-            _ = tokio::time::sleep_until(next) => {}
+    tokio::select! {
+        () = ended.cancelled() => return,
+        () = tokio::time::sleep(login_timeout) => {}
+        () = draining.cancelled() => {
+            tracing::debug!("closing FTP connection: server shutting down");
+            let _ = control.shutdown(std::net::Shutdown::Both);
+            return;
         }
-        match signed_in(&slot) {
-            None if tokio::time::Instant::now() >= login_deadline => {
-                tracing::debug!("closing FTP connection: no login within the login timeout");
-                let _ = control.shutdown(std::net::Shutdown::Both);
-                return;
-            }
-            None => {}
-            Some(principal) => {
-                if let Ok(false) = shared.auth.still_valid(&principal).await {
-                    tracing::info!(user = %principal.display_name(), key_id = principal.key.as_ref().map(|k| k.id), "ending FTP session: access revoked");
-                    let _ = control.shutdown(std::net::Shutdown::Both);
-                    return;
-                }
-            }
+    }
+    if signed_in(&slot).is_none() {
+        tracing::debug!("closing FTP connection: no login within the login timeout");
+        let _ = control.shutdown(std::net::Shutdown::Both);
+        return;
+    }
+    tokio::select! {
+        () = ended.cancelled() => {}
+        () = draining.cancelled() => {
+            tracing::debug!("closing FTP connection: server shutting down");
+            let _ = control.shutdown(std::net::Shutdown::Both);
         }
     }
 }

@@ -11,7 +11,6 @@
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context as TaskContext, Poll};
@@ -19,12 +18,13 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::{Instant, sleep_until, timeout, timeout_at};
 
 use super::Context;
 use super::ssh;
-use crate::limits::ConnectionPermit;
+use crate::serve::{Accepted, Tasks};
+use crate::sessions::Bytes;
 
 /// Time a client gets to leave after being told to (revocation, shutdown) before its socket
 /// is cut.
@@ -89,10 +89,15 @@ pub struct Shared {
     pub reply_bytes: Arc<Semaphore>,
     /// The size of each: no single request or reply is charged more.
     pub byte_limit: u32,
+    /// Tracks every task of the connection (sessions, handle workers, writers), so that
+    /// shutdown waits for them before the audit log closes.
+    pub tasks: Tasks,
+    /// Bytes moved by the connection's transfers (shown in the session registry).
+    pub bytes: Arc<Bytes>,
 }
 
 impl Shared {
-    pub fn new(config: &crate::config::SftpConfig) -> Arc<Shared> {
+    pub fn new(config: &crate::config::SftpConfig, tasks: Tasks) -> Arc<Shared> {
         let byte_limit =
             u32::try_from(config.max_in_flight_bytes_per_connection).unwrap_or(u32::MAX);
         Arc::new(Shared {
@@ -106,6 +111,8 @@ impl Shared {
             request_bytes: Arc::new(Semaphore::new(byte_limit as usize)),
             reply_bytes: Arc::new(Semaphore::new(byte_limit as usize)),
             byte_limit,
+            tasks,
+            bytes: Arc::default(),
         })
     }
 
@@ -221,19 +228,19 @@ impl AsyncWrite for CutStream {
 
 /// Runs one admitted connection until it ends; `_permit` (its slot at the gate) is held
 /// until then.
-pub async fn serve(
-    ctx: Arc<Context>,
-    ssh: Arc<russh::server::Config>,
-    socket: TcpStream,
-    peer: SocketAddr,
-    _permit: ConnectionPermit,
-    mut shutdown: broadcast::Receiver<()>,
-) {
+pub async fn serve(ctx: Arc<Context>, ssh: Arc<russh::server::Config>, accepted: Accepted) {
+    let Accepted {
+        socket,
+        peer,
+        permit: _permit,
+        tasks,
+    } = accepted;
+    let shutdown = tasks.draining();
     let limits = *ctx.gate.limits();
     let started = Instant::now();
     let handshake_deadline = started + limits.handshake_timeout;
     let login_deadline = started + limits.login_timeout;
-    let shared = Shared::new(&ctx.config);
+    let shared = Shared::new(&ctx.config, tasks);
     let stream = CutStream::new(socket, &shared.cut);
     let handler = ssh::Connection::new(ctx, Some(peer), shared.clone());
     // run_stream exchanges version lines before it returns.
@@ -277,7 +284,7 @@ pub async fn serve(
                 let _ = timeout(GOODBYE, &mut running).await;
                 return;
             }
-            _ = shutdown.recv() => break "server shutting down",
+            () = shutdown.cancelled() => break "server shutting down",
             () = &mut stop => break shared.stop_reason.get().copied().unwrap_or("session ended"),
         }
     };

@@ -129,7 +129,8 @@ pub fn spawn(
 ) -> mpsc::Sender<Queued> {
     let (tx, rx) = mpsc::channel(64);
     let stop = worker.shared.stop.clone();
-    tokio::spawn(async move {
+    let tasks = worker.shared.tasks.clone();
+    tasks.spawn(async move {
         tokio::select! {
             () = stop.raised() => {}
             () = async {
@@ -170,7 +171,10 @@ impl Worker {
                         Ok(data) if data.is_empty() && len > 0 => {
                             status(id, StatusCode::Eof, "end of file")
                         }
-                        Ok(data) => Packet::Data(Data { id, data }),
+                        Ok(data) => {
+                            self.shared.bytes.sent(data.len() as u64);
+                            Packet::Data(Data { id, data })
+                        }
                         Err(e) => status(id, StatusCode::Failure, &format!("read failed: {e}")),
                     }
                 }
@@ -236,6 +240,7 @@ impl Worker {
                     }
                     match write_at(&mut file, &mut pos, offset, &data).await {
                         Ok(()) => {
+                            self.shared.bytes.received(data.len() as u64);
                             end = end.max(pos);
                             status(id, StatusCode::Ok, "ok")
                         }

@@ -29,7 +29,6 @@ use std::time::Duration;
 use russh::keys::ssh_key::private::Ed25519Keypair;
 use russh::keys::{PrivateKey, ssh_key::LineEnding};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 use crate::auth::Authenticator;
 use crate::config::SftpConfig;
@@ -37,6 +36,8 @@ use crate::files::Files;
 use crate::identity::{Principal, Protocol};
 use crate::limits::ConnectionGate;
 use crate::metrics::{Metrics, SessionGauge};
+use crate::serve::{Handler, Listen, Tasks, serve};
+use crate::sessions::Registry;
 
 /// Why the SFTP front-end could not start.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +62,8 @@ pub(crate) struct Context {
     config: SftpConfig,
     /// Admission of connections (all protocols) and the handshake/login timeouts.
     gate: Arc<ConnectionGate>,
+    /// Where signed-in sessions are registered (listing, ending, revocation).
+    registry: Arc<Registry>,
     per_login: Mutex<HashMap<LoginKey, usize>>,
 }
 
@@ -110,30 +113,28 @@ impl Context {
     }
 }
 
-/// A running SFTP listener.
+/// A running SFTP listener (its connections are tracked by the [`Tasks`] it was given).
 pub struct SftpServer {
     pub addr: SocketAddr,
-    stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
 }
 
 impl SftpServer {
-    /// Loads (or creates) the host key, binds, and starts accepting connections, each
-    /// admitted through `gate`.
+    /// Loads (or creates) the host key, binds, and starts accepting connections on the one
+    /// serve loop, each admitted through `gate` and tracked by `tasks`.
+    #[allow(clippy::too_many_arguments)]
     pub async fn start(
         config: SftpConfig,
         auth: Arc<Authenticator>,
         files: Arc<Files>,
         metrics: Arc<Metrics>,
         gate: Arc<ConnectionGate>,
+        registry: Arc<Registry>,
+        tasks: Tasks,
     ) -> Result<SftpServer, SftpError> {
         let key = load_or_create_host_key(&config.host_key)?;
         let addr: SocketAddr = config.listen.parse().expect("validated listen address");
         let listener = TcpListener::bind(addr)
             .await
-            .map_err(|source| SftpError::Bind { addr, source })?;
-        let addr = listener
-            .local_addr()
             .map_err(|source| SftpError::Bind { addr, source })?;
         let ssh = Arc::new(ssh_config(&config, key));
         let ctx = Arc::new(Context {
@@ -141,19 +142,24 @@ impl SftpServer {
             metrics,
             files,
             config,
-            gate,
+            gate: gate.clone(),
+            registry,
             per_login: Mutex::default(),
         });
-        let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(accept_loop(listener, ssh, ctx, stopped));
+        let handler: Handler =
+            Arc::new(move |accepted| Box::pin(conn::serve(ctx.clone(), ssh.clone(), accepted)));
+        let listen = Listen {
+            protocol: "sftp",
+            listener,
+            gate,
+            tasks,
+            on_refused: None,
+        };
+        let listening =
+            serve(listen, handler).map_err(|source| SftpError::Bind { addr, source })?;
+        let addr = listening.addr;
         tracing::info!("sftp listening on {addr}");
-        Ok(SftpServer { addr, stop, task })
-    }
-
-    /// Stops accepting and disconnects every session.
-    pub async fn stop(self) {
-        let _ = self.stop.send(true);
-        let _ = self.task.await;
+        Ok(SftpServer { addr })
     }
 }
 
@@ -196,45 +202,6 @@ fn ssh_config(config: &SftpConfig, key: PrivateKey) -> russh::server::Config {
         nodelay: true,
         ..Default::default()
     }
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    ssh: Arc<russh::server::Config>,
-    ctx: Arc<Context>,
-    mut stopped: watch::Receiver<bool>,
-) {
-    let (disconnect_all, _) = tokio::sync::broadcast::channel::<()>(1);
-    loop {
-        let (socket, peer) = tokio::select! {
-            _ = stopped.changed() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    tracing::warn!(error = %e, "sftp accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let permit = match ctx.gate.admit(peer.ip()) {
-            Ok(permit) => permit,
-            Err(refusal) => {
-                tracing::info!(client.ip = %peer.ip(), protocol = "sftp", %refusal, "connection refused");
-                continue; // dropping the socket closes it
-            }
-        };
-        let _ = socket.set_nodelay(true);
-        tokio::spawn(conn::serve(
-            ctx.clone(),
-            ssh.clone(),
-            socket,
-            peer,
-            permit,
-            disconnect_all.subscribe(),
-        ));
-    }
-    let _ = disconnect_all.send(());
 }
 
 /// Reads the host key, or makes a new ed25519 key there (mode 0600) on first start.

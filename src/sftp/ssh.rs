@@ -4,13 +4,13 @@
 //! Every request russh lets us refuse is refused by default (password and public key are
 //! the only methods; shells, commands, forwarding and agents get a clear "no"). Channels
 //! are capped per connection (`sftp.max_channels_per_connection`): more are refused. After
-//! login a watcher re-checks the principal every few seconds and ends the connection (every
-//! session, handle and pending reply of it) when its key, user or grants no longer allow it.
+//! login the connection is registered in the session registry (`crate::sessions`), whose
+//! one watcher per replica ends it (every session, handle and pending reply of it) when its
+//! key, user or grants no longer allow it, or when an administrator ends it.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId, ChannelOpenFailure, MethodKind, MethodSet};
@@ -21,6 +21,7 @@ use super::session::{self, SessionLimits};
 use super::{Context, LoginSlot};
 use crate::auth::{AuthError, LoginName, Proof};
 use crate::identity::{ClientInfo, Principal, Protocol};
+use crate::sessions::Registration;
 
 /// Per-connection state.
 pub struct Connection {
@@ -40,6 +41,8 @@ enum State {
     Authenticated {
         principal: Arc<Principal>,
         _slot: LoginSlot,
+        /// In the session registry while signed in (listing, ending, revocation).
+        _registration: Registration,
     },
 }
 
@@ -72,9 +75,18 @@ impl Connection {
         {
             Ok(principal) => match self.ctx.claim_login_slot(&principal) {
                 Some(slot) => {
+                    let principal = Arc::new(principal);
+                    let shared = self.shared.clone();
+                    let registration = self.ctx.registry.register(
+                        principal.clone(),
+                        self.peer.map(|p| p.ip()),
+                        self.shared.bytes.clone(),
+                        Box::new(move |reason| shared.end(reason)),
+                    );
                     self.state = State::Authenticated {
-                        principal: Arc::new(principal),
+                        principal,
                         _slot: slot,
+                        _registration: registration,
                     };
                     Auth::Accept
                 }
@@ -155,13 +167,8 @@ impl russh::server::Handler for Connection {
     }
 
     async fn auth_succeeded(&mut self, _session: &mut Session) -> Result<(), Self::Error> {
-        if let State::Authenticated { principal, .. } = &self.state {
+        if let State::Authenticated { .. } = &self.state {
             self.shared.reached(Phase::SignedIn);
-            tokio::spawn(watch_revocation(
-                self.ctx.clone(),
-                principal.clone(),
-                self.shared.clone(),
-            ));
         }
         Ok(())
     }
@@ -224,7 +231,7 @@ impl russh::server::Handler for Connection {
             setstat_mode: self.ctx.config.setstat_mode,
         };
         let shared = self.shared.clone();
-        tokio::spawn(async move {
+        self.shared.tasks.spawn(async move {
             let _slot = slot;
             let (mut read_half, write_half) = open.split();
             session::serve(
@@ -272,27 +279,5 @@ impl russh::server::Handler for Connection {
             session.close(channel)?;
         }
         Ok(())
-    }
-}
-
-/// Ends the connection once its principal may no longer act (the connection task then
-/// disconnects the client); stops when the connection ends.
-async fn watch_revocation(ctx: Arc<Context>, principal: Arc<Principal>, shared: Arc<Shared>) {
-    let every = Duration::from_secs(ctx.config.revocation_check_seconds);
-    let ended = shared.stop.raised();
-    tokio::pin!(ended);
-    loop {
-        tokio::select! {
-            () = &mut ended => return,
-            () = tokio::time::sleep(every) => {}
-        }
-        match ctx.auth.still_valid(&principal).await {
-            Ok(true) | Err(_) => continue,
-            Ok(false) => {
-                tracing::info!(user = %principal.display_name(), key_id = principal.key.as_ref().map(|k| k.id), "ending SFTP session: access revoked or narrowed");
-                shared.end("access revoked");
-                return;
-            }
-        }
     }
 }

@@ -8,6 +8,7 @@
 mod audit;
 mod auth_impl;
 mod keys;
+mod live;
 mod locks;
 mod props;
 mod sessions;
@@ -16,6 +17,7 @@ mod users;
 
 pub use audit::{AuditQuery, AuditSearch};
 pub use keys::{KeyChanges, KeyOwnerFilter, NewKey};
+pub use live::{Change, ChangeListener, LiveRow};
 pub use users::{NewUser, UserChanges};
 
 use std::str::FromStr;

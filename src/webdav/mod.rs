@@ -45,6 +45,7 @@ use crate::http_serve::{HttpServer, ServeOptions};
 use crate::identity::{Access, ClientInfo, Principal, Protocol};
 use crate::limits::ConnectionGate;
 use crate::path::SitePath;
+use crate::serve::Tasks;
 use fs::{Caller, FilesDav};
 pub use locks::{Decide, LockCounts, LockRecord, LockStore, LockStoreError};
 use locks::{LockLimits, LockRefusal, LockTable, Owner};
@@ -482,10 +483,9 @@ async fn lock_rules(
     }
 }
 
-/// A running WebDAV listener.
+/// A running WebDAV listener (its connections are tracked by the [`Tasks`] it was given).
 pub struct WebDavServer {
     pub addr: SocketAddr,
-    server: HttpServer,
 }
 
 impl WebDavServer {
@@ -495,6 +495,7 @@ impl WebDavServer {
         files: Arc<Files>,
         lock_store: Arc<dyn LockStore>,
         gate: Arc<ConnectionGate>,
+        tasks: Tasks,
     ) -> Result<WebDavServer, WebDavError> {
         let listen = config.addr();
         let tls = if config.tls_cert.as_os_str().is_empty() {
@@ -512,6 +513,7 @@ impl WebDavServer {
         let app = router(auth, files, lock_store, config);
         let mut options = ServeOptions::new("webdav", gate);
         options.tls = tls;
+        options.tasks = tasks;
         let server =
             HttpServer::spawn(listener, app, options).map_err(|source| WebDavError::Bind {
                 addr: listen,
@@ -524,12 +526,7 @@ impl WebDavServer {
             );
         }
         tracing::info!(https, "webdav listening on {addr}");
-        Ok(WebDavServer { addr, server })
-    }
-
-    /// Stops accepting; requests in progress get a grace time to finish.
-    pub async fn stop(self) {
-        self.server.stop().await;
+        Ok(WebDavServer { addr })
     }
 }
 
