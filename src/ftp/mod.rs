@@ -19,7 +19,7 @@ mod passive;
 mod status;
 mod tls;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -192,7 +192,7 @@ async fn serve(
         passive_quota: Some(shared.passive_quota.clone()),
         ..SessionLimits::default()
     });
-    if let Ok(IpAddr::V4(ip)) = shared.config.passive_host.parse::<IpAddr>() {
+    if let Some(ip) = shared.config.passive_host {
         builder = builder.passive_host(PassiveHost::Ip(ip));
     }
     let server = builder
