@@ -4,11 +4,14 @@
 //! is an error rather than a silently ignored setting. [`Config::validate`] checks everything
 //! before any port is bound; a bad config stops the process with a one-line reason.
 
-use std::net::SocketAddr;
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 use crate::auth::{AuthSettings, LockoutPolicy};
 
@@ -55,7 +58,7 @@ pub struct ServerConfig {
     /// Folder served as the site root; empty means `<data_dir>/files`.
     pub storage_dir: PathBuf,
     /// `text` or `json` log lines.
-    pub log_format: String,
+    pub log_format: LogFormat,
     /// Follow symlinks inside the storage folder (only while they stay beneath it). Off by
     /// default: a symlink in any component of a path makes it unreachable, so no link can
     /// lead one user's folder into another's.
@@ -75,12 +78,23 @@ impl Default for ServerConfig {
             database_url: String::new(),
             node_name: String::new(),
             storage_dir: PathBuf::new(),
-            log_format: "text".into(),
+            log_format: LogFormat::Text,
             follow_symlinks: false,
             shutdown_grace_seconds: 30,
             session_heartbeat_seconds: 10,
         }
     }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// Login checks.
@@ -223,7 +237,7 @@ pub struct SftpConfig {
     /// Serve SFTP.
     pub enabled: bool,
     /// Address to listen on; port 0 picks a free port.
-    pub listen: String,
+    pub listen: SocketAddr,
     /// Host key (OpenSSH private key file); empty: `<data_dir>/ssh_host_ed25519_key`,
     /// generated on first start and kept.
     pub host_key: PathBuf,
@@ -267,7 +281,7 @@ impl Default for SftpConfig {
     fn default() -> Self {
         SftpConfig {
             enabled: true,
-            listen: String::new(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 2222)),
             host_key: PathBuf::new(),
             idle_timeout_seconds: 600,
             max_sessions_per_login: 32,
@@ -288,12 +302,17 @@ impl Default for SftpConfig {
 pub struct FtpConfig {
     /// Serve FTP.
     pub enabled: bool,
-    /// Address to listen on; port 0 picks a free port.
-    pub listen: String,
+    /// Address to listen on (explicit FTPS: `AUTH TLS`); port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Address of a second listener speaking implicit FTPS (TLS from the first byte, as
+    /// `ftps://` URLs expect); absent or empty: none.
+    #[serde(deserialize_with = "empty_is_none")]
+    pub implicit_listen: Option<SocketAddr>,
     /// Passive-mode data ports, "first-last".
-    pub passive_ports: String,
+    pub passive_ports: PortRange,
     /// IPv4 address announced for passive connections; empty: the control connection's.
-    pub passive_host: String,
+    #[serde(deserialize_with = "empty_is_none")]
+    pub passive_host: Option<Ipv4Addr>,
     /// PEM certificate chain for FTPS; empty (with `tls_key`): a self-signed certificate is
     /// made in the data folder on first start.
     pub tls_cert: PathBuf,
@@ -301,7 +320,7 @@ pub struct FtpConfig {
     pub tls_key: PathBuf,
     /// "always": TLS (AUTH TLS) before USER/PASS and for data; "never"; "auto": required
     /// unless the listener is on a loopback address.
-    pub require_tls: String,
+    pub require_tls: RequireTls,
     /// Seconds without a command before a session is closed.
     pub idle_timeout_seconds: u64,
     /// Seconds between checks that a session's key or user is still valid.
@@ -315,12 +334,16 @@ impl Default for FtpConfig {
     fn default() -> Self {
         FtpConfig {
             enabled: true,
-            listen: String::new(),
-            passive_ports: "50000-50099".into(),
-            passive_host: String::new(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 2121)),
+            implicit_listen: None,
+            passive_ports: PortRange {
+                first: 50000,
+                last: 50099,
+            },
+            passive_host: None,
             tls_cert: PathBuf::new(),
             tls_key: PathBuf::new(),
-            require_tls: "auto".into(),
+            require_tls: RequireTls::Auto,
             idle_timeout_seconds: 600,
             revocation_check_seconds: 2,
             max_passive_per_address: 10,
@@ -329,30 +352,97 @@ impl Default for FtpConfig {
 }
 
 impl FtpConfig {
-    /// The parsed listen address (valid after [`Config::validate`]).
+    /// The listen address.
     pub fn addr(&self) -> SocketAddr {
-        self.listen.parse().expect("validated listen address")
+        self.listen
     }
 
     /// Whether logins need TLS first.
     pub fn tls_required(&self) -> bool {
-        match self.require_tls.as_str() {
-            "always" => true,
-            "never" => false,
-            _ => !self.addr().ip().is_loopback(),
+        match self.require_tls {
+            RequireTls::Always => true,
+            RequireTls::Never => false,
+            RequireTls::Auto => !self.listen.ip().is_loopback(),
         }
     }
 
-    /// The passive port range (valid after [`Config::validate`]).
-    pub fn passive_range(&self) -> std::ops::RangeInclusive<u16> {
-        parse_range(&self.passive_ports).expect("validated passive ports")
+    /// The passive port range.
+    pub fn passive_range(&self) -> RangeInclusive<u16> {
+        self.passive_ports.range()
     }
 }
 
-fn parse_range(text: &str) -> Option<std::ops::RangeInclusive<u16>> {
-    let (a, b) = text.split_once('-')?;
-    let (a, b): (u16, u16) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
-    (a > 0 && a <= b).then_some(a..=b)
+/// When FTP logins need TLS first (`ftp.require_tls`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RequireTls {
+    /// Required unless the listener is on a loopback address.
+    #[default]
+    Auto,
+    /// TLS before `USER`/`PASS` and on every data connection.
+    Always,
+    /// Plain FTP allowed.
+    Never,
+}
+
+/// An inclusive range of TCP ports, written "first-last" (`1 <= first <= last`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    pub first: u16,
+    pub last: u16,
+}
+
+impl PortRange {
+    pub fn range(&self) -> RangeInclusive<u16> {
+        self.first..=self.last
+    }
+}
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.first, self.last)
+    }
+}
+
+impl FromStr for PortRange {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let bad = || format!("{text:?} is not a port range like 50000-50099");
+        let (a, b) = text.split_once('-').ok_or_else(bad)?;
+        let first: u16 = a.trim().parse().map_err(|_| bad())?;
+        let last: u16 = b.trim().parse().map_err(|_| bad())?;
+        if first == 0 || first > last {
+            return Err(bad());
+        }
+        Ok(PortRange { first, last })
+    }
+}
+
+impl<'de> Deserialize<'de> for PortRange {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// An optional value written as a string, where `""` means absent (so the shipped config
+/// can show every key).
+fn empty_is_none<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: FromStr,
+    T::Err: fmt::Display,
+{
+    let text = String::deserialize(d)?;
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    text.trim()
+        .parse()
+        .map(Some)
+        .map_err(|e| serde::de::Error::custom(format!("{text:?}: {e}")))
 }
 
 /// The WebDAV front-end.
@@ -362,7 +452,7 @@ pub struct WebDavConfig {
     /// Serve WebDAV.
     pub enabled: bool,
     /// Address to listen on; port 0 picks a free port.
-    pub listen: String,
+    pub listen: SocketAddr,
     /// PEM certificate chain and key: serve HTTPS. Empty: plain HTTP (with a warning when
     /// the listener is not on loopback).
     pub tls_cert: PathBuf,
@@ -390,7 +480,7 @@ impl Default for WebDavConfig {
     fn default() -> Self {
         WebDavConfig {
             enabled: true,
-            listen: String::new(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             tls_cert: PathBuf::new(),
             tls_key: PathBuf::new(),
             max_body_bytes: 0,
@@ -405,44 +495,37 @@ impl Default for WebDavConfig {
 }
 
 impl WebDavConfig {
-    /// The parsed listen address (valid after [`Config::validate`]).
+    /// The listen address.
     pub fn addr(&self) -> SocketAddr {
-        self.listen.parse().expect("validated listen address")
+        self.listen
     }
 }
 
-/// One protocol listener.
+/// One protocol listener (the REST API).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ListenerConfig {
     /// Serve this protocol (when filegate has its front-end).
     pub enabled: bool,
     /// Address to listen on; port 0 picks a free port (the bound address is logged).
-    pub listen: String,
+    pub listen: SocketAddr,
 }
 
 impl Default for ListenerConfig {
     fn default() -> Self {
         ListenerConfig {
             enabled: true,
-            listen: String::new(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
         }
     }
 }
 
 impl ListenerConfig {
-    /// The parsed listen address (valid after [`Config::validate`]).
+    /// The listen address.
     pub fn addr(&self) -> SocketAddr {
-        self.listen.parse().expect("validated listen address")
+        self.listen
     }
 }
-
-const DEFAULT_LISTEN: [(&str, &str); 4] = [
-    ("sftp", "127.0.0.1:2222"),
-    ("ftp", "127.0.0.1:2121"),
-    ("webdav", "127.0.0.1:8080"),
-    ("api", "127.0.0.1:8081"),
-];
 
 impl Config {
     /// Reads `path` (if given; a missing default file is fine), applies the environment and
@@ -476,9 +559,16 @@ impl Config {
         })
     }
 
-    /// Parses TOML text (no environment, no validation).
+    /// Parses TOML text (no environment, no validation). A bad value's error names its key
+    /// (`ftp.listen: invalid socket address syntax`), on one line.
     pub fn from_toml(text: &str) -> Result<Config, String> {
-        toml::from_str(text).map_err(|e| e.message().to_owned())
+        toml::from_str(text).map_err(|e| {
+            let message = e.message().trim().replace('\n', " ");
+            match e.span().and_then(|span| key_at(text, span.start)) {
+                Some(key) => format!("{key}: {message}"),
+                None => message,
+            }
+        })
     }
 
     /// Applies `FILEGATE_*` overrides read through `get`.
@@ -494,10 +584,20 @@ impl Config {
         }
         // Per replica in a container stack: each replica needs its own published range.
         if let Some(v) = get("FILEGATE_FTP_PASSIVE_PORTS") {
-            self.ftp.passive_ports = v; // checked by validate()
+            let name = "FILEGATE_FTP_PASSIVE_PORTS";
+            self.ftp.passive_ports = v
+                .parse()
+                .map_err(|message| ConfigError::Env { name, message })?;
         }
         if let Some(v) = get("FILEGATE_FTP_PASSIVE_HOST") {
-            self.ftp.passive_host = v;
+            self.ftp.passive_host = if v.trim().is_empty() {
+                None
+            } else {
+                Some(v.trim().parse().map_err(|_| ConfigError::Env {
+                    name: "FILEGATE_FTP_PASSIVE_HOST",
+                    message: format!("{v:?} is not an IPv4 address"),
+                })?)
+            };
         }
         for (name, protocol) in [
             ("FILEGATE_SFTP_LISTEN", "sftp"),
@@ -506,11 +606,11 @@ impl Config {
             ("FILEGATE_API_LISTEN", "api"),
         ] {
             if let Some(v) = get(name) {
-                if v.parse::<SocketAddr>().is_err() {
+                let Ok(addr) = v.parse::<SocketAddr>() else {
                     let message = format!("{v:?} is not an address like 127.0.0.1:2222");
                     return Err(ConfigError::Env { name, message });
-                }
-                *self.listen_mut(protocol) = v;
+                };
+                *self.listen_mut(protocol) = addr;
             }
         }
         Ok(())
@@ -532,18 +632,12 @@ impl Config {
                 .filter(|s| !s.is_empty())
                 .unwrap_or_else(|| "filegate".into());
         }
-        for (name, default) in DEFAULT_LISTEN {
-            let listen = self.listen_mut(name);
-            if listen.is_empty() {
-                *listen = default.to_owned();
-            }
-        }
         if self.sftp.host_key.as_os_str().is_empty() {
             self.sftp.host_key = self.server.data_dir.join("ssh_host_ed25519_key");
         }
     }
 
-    fn listen_mut(&mut self, name: &str) -> &mut String {
+    fn listen_mut(&mut self, name: &str) -> &mut SocketAddr {
         match name {
             "sftp" => &mut self.sftp.listen,
             "ftp" => &mut self.ftp.listen,
@@ -552,13 +646,13 @@ impl Config {
         }
     }
 
-    /// `(name, enabled, listen)` of every front-end.
-    pub fn listeners(&self) -> [(&'static str, bool, &str); 4] {
+    /// `(name, enabled, listen)` of every listener.
+    pub fn listeners(&self) -> [(&'static str, bool, SocketAddr); 4] {
         [
-            ("sftp", self.sftp.enabled, self.sftp.listen.as_str()),
-            ("ftp", self.ftp.enabled, self.ftp.listen.as_str()),
-            ("webdav", self.webdav.enabled, self.webdav.listen.as_str()),
-            ("api", self.api.enabled, self.api.listen.as_str()),
+            ("sftp", self.sftp.enabled, self.sftp.listen),
+            ("ftp", self.ftp.enabled, self.ftp.listen),
+            ("webdav", self.webdav.enabled, self.webdav.listen),
+            ("api", self.api.enabled, self.api.listen),
         ]
     }
 
@@ -574,12 +668,6 @@ impl Config {
             || url.starts_with("postgresql:"))
         {
             return invalid("server.database_url must start with sqlite: or postgres://".into());
-        }
-        if !matches!(self.server.log_format.as_str(), "text" | "json") {
-            return invalid(format!(
-                "server.log_format must be \"text\" or \"json\", not {:?}",
-                self.server.log_format
-            ));
         }
         if self.server.node_name.chars().count() > 64
             || self.server.node_name.chars().any(char::is_control)
@@ -611,16 +699,20 @@ impl Config {
             );
         }
         let mut seen = Vec::new();
-        for (name, enabled, listen) in self.listeners() {
-            let Ok(addr) = listen.parse::<SocketAddr>() else {
-                return invalid(format!(
-                    "{name}.listen {listen:?} is not an address like 127.0.0.1:2222"
-                ));
-            };
+        for (name, enabled, addr) in self.listeners() {
             if enabled && addr.port() != 0 && seen.contains(&addr) {
                 return invalid(format!("{name}.listen {addr} is used by another listener"));
             }
             seen.push(addr);
+        }
+        if let Some(addr) = self.ftp.implicit_listen
+            && self.ftp.enabled
+            && addr.port() != 0
+            && seen.contains(&addr)
+        {
+            return invalid(format!(
+                "ftp.implicit_listen {addr} is used by another listener"
+            ));
         }
         let sftp = &self.sftp;
         if sftp.max_sessions_per_login == 0
@@ -645,18 +737,6 @@ impl Config {
             );
         }
         let ftp = &self.ftp;
-        if parse_range(&ftp.passive_ports).is_none() {
-            return invalid(format!(
-                "ftp.passive_ports {:?} must look like 50000-50099",
-                ftp.passive_ports
-            ));
-        }
-        if !matches!(ftp.require_tls.as_str(), "auto" | "always" | "never") {
-            return invalid("ftp.require_tls must be \"auto\", \"always\" or \"never\"".into());
-        }
-        if !ftp.passive_host.is_empty() && ftp.passive_host.parse::<std::net::Ipv4Addr>().is_err() {
-            return invalid("ftp.passive_host must be an IPv4 address".into());
-        }
         if ftp.tls_cert.as_os_str().is_empty() != ftp.tls_key.as_os_str().is_empty() {
             return invalid("ftp.tls_cert and ftp.tls_key go together".into());
         }
@@ -707,6 +787,28 @@ impl Config {
             argon2_concurrency: self.auth.argon2_concurrency,
         }
     }
+}
+
+/// The dotted key (`ftp.listen`) whose value sits at byte `at` of TOML `text`: the last
+/// `[table]` header above it plus the key on its line. `None` when the line has no key.
+fn key_at(text: &str, at: usize) -> Option<String> {
+    let at = at.min(text.len());
+    let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next().unwrap_or("");
+    let key = line.split_once('=')?.0.trim().trim_matches('"');
+    if key.is_empty() || key.starts_with('[') {
+        return None;
+    }
+    let table = text[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('[') && !l.starts_with("[["))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim());
+    Some(match table {
+        Some(table) if !table.is_empty() => format!("{table}.{key}"),
+        _ => key.to_owned(),
+    })
 }
 
 #[cfg(test)]

@@ -51,7 +51,7 @@ fn init_logging(config: &Config, serving: bool) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(ansi);
-    if config.server.log_format == "json" {
+    if config.server.log_format == filegate::config::LogFormat::Json {
         builder.json().init();
     } else {
         builder.init();

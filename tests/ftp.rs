@@ -186,7 +186,8 @@ async fn api_keys_sign_in_by_id_and_name_and_are_held_to_their_rights() {
 
 #[tokio::test]
 async fn explicit_ftps_works_and_tls_can_be_required_before_login() {
-    let gw = TestGateway::start_with(|c| c.ftp.require_tls = "always".into()).await;
+    let gw =
+        TestGateway::start_with(|c| c.ftp.require_tls = filegate::config::RequireTls::Always).await;
     gw.user("carol", "carol-password", &[("/carol", ReadOnly)])
         .await;
     gw.put("carol/doc.txt", b"over tls");
@@ -484,7 +485,8 @@ fn drain(s: &mut impl Read) -> (usize, bool) {
 
 #[tokio::test]
 async fn with_tls_required_prot_c_is_refused_and_no_data_command_runs_before_prot_p() {
-    let gw = TestGateway::start_with(|c| c.ftp.require_tls = "always".into()).await;
+    let gw =
+        TestGateway::start_with(|c| c.ftp.require_tls = filegate::config::RequireTls::Always).await;
     gw.user("frank", "frank-password", &[("/frank", Full)])
         .await;
     gw.put("frank/secret.txt", b"never in clear");
@@ -572,7 +574,7 @@ async fn a_passive_port_serves_only_the_control_connections_address() {
 #[tokio::test]
 async fn passive_ports_cannot_be_hoarded_by_one_session_or_one_address() {
     let gw = TestGateway::start_with(|c| {
-        c.ftp.passive_ports = "41000-41019".into();
+        c.ftp.passive_ports = "41000-41019".parse().unwrap();
         c.ftp.max_passive_per_address = 4;
     })
     .await;

@@ -1,5 +1,9 @@
 use super::*;
 
+fn addr(text: &str) -> SocketAddr {
+    text.parse().unwrap()
+}
+
 fn loaded(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
     let mut config = Config::from_toml(text).map_err(ConfigError::Invalid)?;
     config.apply_env(|name| {
@@ -15,8 +19,15 @@ fn loaded(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
 #[test]
 fn an_empty_config_gets_safe_loopback_defaults() {
     let config = loaded("", &[]).unwrap();
-    assert_eq!(config.sftp.listen, "127.0.0.1:2222");
-    assert_eq!(config.api.listen, "127.0.0.1:8081");
+    assert_eq!(config.sftp.listen, addr("127.0.0.1:2222"));
+    assert_eq!(config.ftp.listen, addr("127.0.0.1:2121"));
+    assert_eq!(config.webdav.listen, addr("127.0.0.1:8080"));
+    assert_eq!(config.api.listen, addr("127.0.0.1:8081"));
+    assert_eq!(config.ftp.implicit_listen, None);
+    assert_eq!(config.ftp.passive_range(), 50000..=50099);
+    assert_eq!(config.ftp.require_tls, RequireTls::Auto);
+    assert!(!config.ftp.tls_required(), "auto on loopback");
+    assert_eq!(config.server.log_format, LogFormat::Text);
     assert_eq!(config.server.database_url, "sqlite://data/filegate.db");
     assert_eq!(config.server.storage_dir, PathBuf::from("data/files"));
     assert!(config.auth.lockout.enabled);
@@ -28,8 +39,13 @@ fn the_shipped_config_file_is_valid() {
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/filegate.toml"))
             .unwrap();
     let config = loaded(&text, &[]).unwrap();
-    assert_eq!(config.ftp.listen, "127.0.0.1:2121");
-    assert_eq!(config.webdav.listen, "127.0.0.1:8080");
+    assert_eq!(config.ftp.listen, addr("127.0.0.1:2121"));
+    assert_eq!(config.webdav.listen, addr("127.0.0.1:8080"));
+    assert_eq!(
+        config.ftp.passive_host, None,
+        "an empty string is no address"
+    );
+    assert_eq!(config.ftp.implicit_listen, None);
 }
 
 #[test]
@@ -44,7 +60,7 @@ fn environment_overrides_win_over_the_file() {
     )
     .unwrap();
     assert_eq!(config.server.data_dir, PathBuf::from("/y"));
-    assert_eq!(config.sftp.listen, "127.0.0.1:0");
+    assert_eq!(config.sftp.listen, addr("127.0.0.1:0"));
     assert_eq!(config.server.database_url, "postgres://h/db");
 }
 
@@ -78,7 +94,52 @@ fn bad_values_are_refused_with_a_one_line_reason() {
             vec![],
             "max_failures",
         ),
-        ("[server]\nlog_format = \"xml\"", vec![], "log_format"),
+        (
+            "[server]\nlog_format = \"xml\"",
+            vec![],
+            "server.log_format",
+        ),
+        (
+            "[ftp]\nrequire_tls = \"sometimes\"",
+            vec![],
+            "ftp.require_tls",
+        ),
+        (
+            "[ftp]\npassive_ports = \"9-1\"",
+            vec![],
+            "ftp.passive_ports",
+        ),
+        (
+            "[ftp]\npassive_ports = \"50000\"",
+            vec![],
+            "ftp.passive_ports",
+        ),
+        ("[ftp]\npassive_host = \"::1\"", vec![], "ftp.passive_host"),
+        (
+            "[ftp]\nimplicit_listen = \"990\"",
+            vec![],
+            "ftp.implicit_listen",
+        ),
+        (
+            "[ftp]\nlisten = \"127.0.0.1:990\"\nimplicit_listen = \"127.0.0.1:990\"",
+            vec![],
+            "ftp.implicit_listen",
+        ),
+        (
+            "[server]\ndata_dir = \"d\"\n\n[webdav]\n# a comment\nlisten = \"127.0.0.1\"",
+            vec![],
+            "webdav.listen",
+        ),
+        (
+            "",
+            vec![("FILEGATE_FTP_PASSIVE_PORTS", "70000-70001")],
+            "FILEGATE_FTP_PASSIVE_PORTS",
+        ),
+        (
+            "",
+            vec![("FILEGATE_FTP_PASSIVE_HOST", "example.com")],
+            "FILEGATE_FTP_PASSIVE_HOST",
+        ),
     ] {
         let err = loaded(text, &env).unwrap_err().to_string();
         assert!(err.contains(needle), "{err}");
@@ -101,7 +162,9 @@ fn the_container_config_is_valid_with_the_stacks_environment() {
     ];
     let config = loaded(&text, &env).unwrap();
     assert_eq!(config.server.node_name, "filegate-2");
-    assert_eq!(config.ftp.passive_ports, "50020-50039");
+    assert_eq!(config.ftp.passive_range(), 50020..=50039);
+    assert_eq!(config.ftp.passive_host, Some(std::net::Ipv4Addr::LOCALHOST));
+    assert!(config.ftp.tls_required(), "auto on 0.0.0.0");
     assert_eq!(
         config.sftp.host_key,
         PathBuf::from("/srv/filegate/ssh_host_ed25519_key")
@@ -115,4 +178,44 @@ fn the_container_config_is_valid_with_the_stacks_environment() {
         bad.is_err(),
         "a reversed passive range from the environment is refused"
     );
+}
+
+#[test]
+fn typed_values_parse_once() {
+    let config = loaded(
+        "[server]\nlog_format = \"json\"\n[ftp]\nlisten = \"[::1]:2121\"\nimplicit_listen = \"127.0.0.1:990\"\npassive_ports = \" 41000 - 41009 \"\npassive_host = \"10.0.0.5\"\nrequire_tls = \"always\"",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(config.server.log_format, LogFormat::Json);
+    assert_eq!(config.ftp.listen, addr("[::1]:2121"));
+    assert_eq!(config.ftp.implicit_listen, Some(addr("127.0.0.1:990")));
+    assert_eq!(config.ftp.passive_range(), 41000..=41009);
+    assert_eq!(config.ftp.passive_ports.to_string(), "41000-41009");
+    assert_eq!(
+        config.ftp.passive_host,
+        Some(std::net::Ipv4Addr::new(10, 0, 0, 5))
+    );
+    assert!(config.ftp.tls_required());
+    let never = loaded(
+        "[ftp]\nlisten = \"0.0.0.0:21\"\nrequire_tls = \"never\"",
+        &[],
+    )
+    .unwrap();
+    assert!(!never.ftp.tls_required());
+}
+
+#[test]
+fn the_key_of_a_bad_value_is_found_in_the_text() {
+    let text = "a = 1\n[ftp]\nlisten = \"x\"\n[auth.lockout]\n  enabled = \"no\"\n";
+    assert_eq!(
+        key_at(text, text.find("\"x\"").unwrap()).as_deref(),
+        Some("ftp.listen")
+    );
+    assert_eq!(
+        key_at(text, text.find("\"no\"").unwrap()).as_deref(),
+        Some("auth.lockout.enabled")
+    );
+    assert_eq!(key_at(text, 4).as_deref(), Some("a"));
+    assert_eq!(key_at(text, text.find("[ftp]").unwrap()), None);
 }

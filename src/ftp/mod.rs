@@ -20,7 +20,7 @@ mod passive;
 mod status;
 mod tls;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -199,7 +199,7 @@ async fn run_session(accepted: Accepted, shared: Arc<Shared>) -> std::io::Result
         passive_quota: Some(shared.passive_quota.clone()),
         ..SessionLimits::default()
     });
-    if let Ok(IpAddr::V4(ip)) = shared.config.passive_host.parse::<IpAddr>() {
+    if let Some(ip) = shared.config.passive_host {
         builder = builder.passive_host(PassiveHost::Ip(ip));
     }
     let server = builder

@@ -132,7 +132,7 @@ impl SftpServer {
         tasks: Tasks,
     ) -> Result<SftpServer, SftpError> {
         let key = load_or_create_host_key(&config.host_key)?;
-        let addr: SocketAddr = config.listen.parse().expect("validated listen address");
+        let addr: SocketAddr = config.listen;
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| SftpError::Bind { addr, source })?;

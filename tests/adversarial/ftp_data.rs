@@ -37,7 +37,8 @@ fn drain(mut stream: TcpStream, limit: Duration) -> Vec<u8> {
 #[tokio::test]
 async fn require_tls_always_sends_no_file_in_clear_after_prot_c_and_epsv() {
     let _shared = shared().await;
-    let gw = TestGateway::start_with(|c| c.ftp.require_tls = "always".into()).await;
+    let gw =
+        TestGateway::start_with(|c| c.ftp.require_tls = filegate::config::RequireTls::Always).await;
     gw.user("carol", "carol-password", &[("/carol", Full)])
         .await;
     gw.put("carol/doc.txt", SECRET);
@@ -136,7 +137,8 @@ async fn a_passive_data_connection_from_another_address_neither_gets_the_file_no
 #[tokio::test]
 async fn one_list_only_user_cannot_hold_the_whole_passive_port_range() {
     let _shared = shared().await;
-    let gw = TestGateway::start_with(|c| c.ftp.passive_ports = "41000-41019".into()).await;
+    let gw =
+        TestGateway::start_with(|c| c.ftp.passive_ports = "41000-41019".parse().unwrap()).await;
     gw.user("hog", "hog-password", &[("/", List)]).await;
     gw.user("bea", "bea-password", &[("/bea", Full)]).await;
     let addr = gw.addr("ftp");

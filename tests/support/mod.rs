@@ -37,14 +37,14 @@ impl TestGateway {
             &mut config.webdav.listen,
             &mut config.api.listen,
         ] {
-            *listen = "127.0.0.1:0".into();
+            *listen = "127.0.0.1:0".parse().unwrap();
         }
         config.auth.lockout.max_failures_per_login = 1000;
         config.auth.lockout.max_failures_per_address = 10_000;
         config.auth.lockout.delay_step_ms = 0;
         config.sftp.revocation_check_seconds = 1;
         config.ftp.revocation_check_seconds = 1;
-        config.ftp.passive_ports = "40000-40999".into();
+        config.ftp.passive_ports = "40000-40999".parse().unwrap();
         tune(&mut config);
         config.fill_defaults();
         config.validate().expect("valid test config");
