@@ -532,8 +532,12 @@ impl Session {
             },
             "fstatvfs@openssh.com" => match Reader::new(data).string() {
                 Some(handle) => {
+                    // The folder holding the handle's file: a new upload is not under its
+                    // name until closed, and the folder is on the same storage.
                     let path = match lock(&self.handles).get(&handle) {
-                        Some(HandleEntry::File(_, path)) => Some(path.clone()),
+                        Some(HandleEntry::File(_, path)) => {
+                            Some(path.parent().unwrap_or_else(|| path.clone()))
+                        }
                         Some(HandleEntry::Dir(_)) | None => None,
                     };
                     match path {

@@ -31,6 +31,32 @@ cmp small.txt copy.down || fail "nested copy differs"
 cmp big.bin "$FILEGATE_DATA_DIR/files/alice/big.bin" || fail "stored file differs"
 [ -f "$FILEGATE_DATA_DIR/files/alice/nested/renamed.txt" ] || fail "rename did not land"
 
+# 1b. What OpenSSH clients expect (issue 18): chmod answered (and changing nothing), df
+# through statvfs@openssh.com, cp through copy-data, links refused, ls -l with link count 1
+# and the principal's name, resumed put/get.
+head -c 1000000 big.bin > partial.bin
+head -c 2000000 big.bin > resume.down
+SSHPASS="$ALICE_PASSWORD" sshpass -e sftp "${ssh_opts[@]}" -P "$port" -b - "alice@$host" > prep.out 2>&1 <<'B' || { cat prep.out; fail "preparing resume failed"; }
+put partial.bin resume.bin
+B
+cat > batch2 <<'B'
+chmod 0600 big.bin
+df .
+cp big.bin big.copy
+-ln big.bin big.hard
+-ln -s big.bin big.sym
+put -a big.bin resume.bin
+get -a big.bin resume.down
+ls -l
+B
+SSHPASS="$ALICE_PASSWORD" sshpass -e sftp "${ssh_opts[@]}" -P "$port" -b batch2 "alice@$host" > sftp2.out 2>&1 || { cat sftp2.out; fail "openssh conformance batch failed"; }
+grep -q "Avail" sftp2.out || { cat sftp2.out; fail "df did not print the storage's space"; }
+cmp big.bin "$FILEGATE_DATA_DIR/files/alice/big.copy" || fail "server-side cp differs"
+cmp big.bin "$FILEGATE_DATA_DIR/files/alice/resume.bin" || fail "put -a did not resume"
+cmp big.bin resume.down || fail "get -a did not resume"
+[ ! -e "$FILEGATE_DATA_DIR/files/alice/big.hard" ] && [ ! -e "$FILEGATE_DATA_DIR/files/alice/big.sym" ] || fail "a link was made"
+grep -Eq '^-rw-rw-rw- +[0-9]+ alice +filegate .* big\.copy$' sftp2.out || { cat sftp2.out; fail "ls -l does not show the principal's rights and names"; }
+
 # 2. A refused command in batch mode makes sftp fail (no hang, a clear error).
 printf 'get /etc/passwd pw\n' > bad
 if SSHPASS="$ALICE_PASSWORD" sshpass -e sftp "${ssh_opts[@]}" -P "$port" -b bad "alice@$host" > bad.out 2>&1; then
