@@ -259,7 +259,8 @@ pub struct SftpConfig {
     pub max_in_flight_bytes_per_connection: usize,
     /// Largest SFTP packet a client may send, in bytes.
     pub max_packet_bytes: u32,
-    /// Seconds between checks that a session's key or user is still valid (revocation).
+    /// Kept for old config files; ignored: revocation is the session registry's one watcher
+    /// per replica (`crate::sessions`), which acts within about a second of a change.
     pub revocation_check_seconds: u64,
     /// What SETSTAT does with a mode (chmod) or owner (chown) change, which filegate does
     /// not keep, from a principal with write rights on the entry (others are refused):
@@ -323,7 +324,8 @@ pub struct FtpConfig {
     pub require_tls: RequireTls,
     /// Seconds without a command before a session is closed.
     pub idle_timeout_seconds: u64,
-    /// Seconds between checks that a session's key or user is still valid.
+    /// Kept for old config files; ignored: revocation is the session registry's one watcher
+    /// per replica (`crate::sessions`), which acts within about a second of a change.
     pub revocation_check_seconds: u64,
     /// Passive data ports one client address may hold open (waiting for its connection) at
     /// once, all its sessions together; each session holds at most one.
