@@ -1618,4 +1618,5 @@ async fn copy_or_move_to_another_host_is_502_and_touches_nothing() {
     gw.stop().await;
 }
 
+#[path = "webdav/state.rs"]
 mod state;

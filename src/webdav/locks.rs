@@ -449,7 +449,10 @@ fn dav_lock(lock: &LockRecord) -> DavLock {
             .owner_xml
             .as_deref()
             .and_then(|xml| Element::parse(xml).ok())
-            .map(Box::new),
+            .map(|mut element| {
+                element.prefix = Some("D".to_owned()); // as dav-server names it
+                Box::new(element)
+            }),
         timeout_at: Some(UNIX_EPOCH + expires),
         timeout: Some(timeout),
         shared: lock.shared,
@@ -566,7 +569,10 @@ impl DavLockSystem for CallerLocks {
             let site = site(path).ok_or_else(|| refusal(path))?;
             let owner_xml = match owner {
                 None => None,
-                Some(element) => {
+                Some(mut element) => {
+                    // dav-server names it `D:owner` whatever prefix (if any) the client
+                    // bound; written without it, it needs no declaration of `D`.
+                    element.prefix = None;
                     let mut xml = Vec::new();
                     if element.write(&mut xml).is_err() || xml.len() > MAX_OWNER_XML {
                         return Err(refusal(path));

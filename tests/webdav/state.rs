@@ -173,11 +173,12 @@ async fn dead_properties_follow_sftp_renames_and_go_with_an_ftp_delete() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let patches: Vec<_> = records
+    let mut patches: Vec<_> = records
         .iter()
         .filter(|r| r.action == "update" && r.path.as_deref() == Some("/dir/f.txt"))
         .map(|r| (r.username.clone(), r.result.clone()))
         .collect();
+    patches.sort();
     assert_eq!(
         patches,
         vec![
