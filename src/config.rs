@@ -38,7 +38,7 @@ pub struct Config {
     pub sftp: SftpConfig,
     pub ftp: FtpConfig,
     pub webdav: WebDavConfig,
-    pub api: ListenerConfig,
+    pub api: ApiConfig,
     pub limits: LimitsConfig,
 }
 
@@ -389,6 +389,44 @@ impl ListenerConfig {
     }
 }
 
+/// The REST API listener, which also serves the web console at `/`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Serve the REST API (and the console).
+    pub enabled: bool,
+    /// Address to listen on; port 0 picks a free port (the bound address is logged).
+    pub listen: String,
+    /// PEM certificate chain and key: serve HTTPS (the console's cookie is then `Secure`).
+    /// Empty: plain HTTP.
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
+    /// Serve the web console at `/` on this listener.
+    pub console: bool,
+    /// Largest console upload request (all files of one form), in bytes; 0: no limit.
+    pub max_upload_bytes: u64,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            enabled: true,
+            listen: String::new(),
+            tls_cert: PathBuf::new(),
+            tls_key: PathBuf::new(),
+            console: true,
+            max_upload_bytes: 0,
+        }
+    }
+}
+
+impl ApiConfig {
+    /// The parsed listen address (valid after [`Config::validate`]).
+    pub fn addr(&self) -> SocketAddr {
+        self.listen.parse().expect("validated listen address")
+    }
+}
+
 const DEFAULT_LISTEN: [(&str, &str); 4] = [
     ("sftp", "127.0.0.1:2222"),
     ("ftp", "127.0.0.1:2121"),
@@ -599,6 +637,15 @@ impl Config {
         }
         if ftp.tls_cert.as_os_str().is_empty() != ftp.tls_key.as_os_str().is_empty() {
             return invalid("ftp.tls_cert and ftp.tls_key go together".into());
+        }
+        let api = &self.api;
+        if api.tls_cert.as_os_str().is_empty() != api.tls_key.as_os_str().is_empty() {
+            return invalid("api.tls_cert and api.tls_key go together".into());
+        }
+        for file in [&api.tls_cert, &api.tls_key] {
+            if !file.as_os_str().is_empty() && !file.is_file() {
+                return invalid(format!("api TLS file {} does not exist", file.display()));
+            }
         }
         let dav = &self.webdav;
         if dav.tls_cert.as_os_str().is_empty() != dav.tls_key.as_os_str().is_empty() {

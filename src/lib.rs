@@ -31,9 +31,11 @@ pub mod limits;
 pub mod metrics;
 pub mod model;
 pub mod path;
+pub mod rights;
 pub mod secret;
 pub mod sftp;
 pub mod store;
 #[doc(hidden)]
 pub mod test_support;
+pub mod web;
 pub mod webdav;

@@ -30,6 +30,7 @@ use axum::routing::{get, post};
 use tokio::net::TcpListener;
 
 pub use error::ApiError;
+pub use pagination::{Cursors, Position};
 /// Exported for the fuzz targets (`fuzz/`), which feed it arbitrary query strings and bodies.
 pub use params::{MAX_BODY, Params};
 
@@ -192,12 +193,33 @@ pub(crate) fn time_json(t: Option<i64>) -> serde_json::Value {
         .unwrap_or(serde_json::Value::Null)
 }
 
+/// The API with the web console at `/` (console routes answer everything outside
+/// `/api/rest/v1`, `/healthz` and `/metrics`).
+pub fn router_with_console(state: Arc<ApiState>, web: Arc<crate::web::WebState>) -> Router {
+    let api = router(state);
+    // The API's own fallback answers JSON 404s for unknown API paths; the console's
+    // answers the rest.
+    Router::new()
+        .route("/api/rest/v1", axum::routing::any_service(api.clone()))
+        .route(
+            "/api/rest/v1/{*rest}",
+            axum::routing::any_service(api.clone()),
+        )
+        .route("/healthz", axum::routing::any_service(api.clone()))
+        .route("/metrics", axum::routing::any_service(api))
+        .merge(crate::web::router(web))
+}
+
 /// Why the API could not start.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot bind the API listener on {addr}: {source}")]
-pub struct ApiBindError {
-    addr: SocketAddr,
-    source: std::io::Error,
+pub enum ApiBindError {
+    #[error("cannot bind the API listener on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("api TLS: {0}")]
+    Tls(String),
 }
 
 /// A running API listener.
@@ -207,22 +229,39 @@ pub struct ApiServer {
 }
 
 impl ApiServer {
-    /// Serves the API on `listen` through the shared HTTP loop (connection caps from `gate`,
+    /// Serves the API (and the console, when `web` is given) on `config.listen` through the
+    /// shared HTTP loop (connection caps from `gate`, TLS when `config` names a certificate,
     /// header and idle timeouts, graceful stop).
     pub async fn start(
-        listen: SocketAddr,
+        config: &crate::config::ApiConfig,
         state: Arc<ApiState>,
+        web: Option<Arc<crate::web::WebState>>,
         gate: Arc<ConnectionGate>,
     ) -> Result<ApiServer, ApiBindError> {
-        let bind_error = |source| ApiBindError {
+        let listen = config.addr();
+        let bind_error = |source| ApiBindError::Bind {
             addr: listen,
             source,
         };
+        let tls = if config.tls_cert.as_os_str().is_empty() {
+            None
+        } else {
+            Some(
+                crate::http_serve::tls_acceptor(&config.tls_cert, &config.tls_key)
+                    .map_err(ApiBindError::Tls)?,
+            )
+        };
+        let https = tls.is_some();
+        let app = match web {
+            Some(web) => router_with_console(state, web),
+            None => router(state),
+        };
         let listener = TcpListener::bind(listen).await.map_err(bind_error)?;
-        let server = HttpServer::spawn(listener, router(state), ServeOptions::new("api", gate))
-            .map_err(bind_error)?;
+        let mut options = ServeOptions::new("api", gate);
+        options.tls = tls;
+        let server = HttpServer::spawn(listener, app, options).map_err(bind_error)?;
         let addr = server.addr;
-        tracing::info!("api listening on {addr}");
+        tracing::info!(https, "api listening on {addr}");
         Ok(ApiServer { addr, server })
     }
 
