@@ -108,20 +108,25 @@ pub fn client_ip(parts: &Parts) -> Option<std::net::IpAddr> {
 }
 
 /// Defence in depth against cross-site requests, besides `SameSite=Strict` and the CSRF
-/// token: an `Origin` must name this host, and a `Sec-Fetch-Site` must say the request came
-/// from this origin (or from the user typing the address).
+/// token: a `Sec-Fetch-Site` must say the request came from this origin (or from the user
+/// typing the address), and an `Origin` must name this host. Browsers send `Origin: null`
+/// on form posts from a `Referrer-Policy: no-referrer` page; that passes only when
+/// `Sec-Fetch-Site` vouches for the request.
 pub fn same_origin(headers: &HeaderMap) -> bool {
-    if let Some(site) = headers.get("sec-fetch-site") {
-        if !matches!(site.to_str(), Ok("same-origin" | "none")) {
-            return false;
-        }
-    }
+    let fetch_site = match headers.get("sec-fetch-site").map(|v| v.to_str()) {
+        None => None,
+        Some(Ok(site @ ("same-origin" | "none"))) => Some(site),
+        Some(_) => return false,
+    };
     match headers.get(header::ORIGIN) {
         None => true,
         Some(origin) => {
             let Ok(origin) = origin.to_str() else {
                 return false;
             };
+            if origin == "null" {
+                return fetch_site == Some("same-origin");
+            }
             let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
                 return false;
             };

@@ -453,6 +453,60 @@ async fn csrf_and_cross_site_posts_are_refused_and_change_nothing() {
             .unwrap();
         assert_eq!(c.send(req).await.status, StatusCode::FORBIDDEN, "{name}");
     }
+    // What chromium sends from a no-referrer page: `Origin: null`, vouched for by
+    // `Sec-Fetch-Site` only when it says same-origin.
+    for (site, expected) in [
+        ("cross-site", StatusCode::FORBIDDEN),
+        ("same-site", StatusCode::FORBIDDEN),
+        ("same-origin", StatusCode::OK),
+    ] {
+        let mut body = form_urlencoded::Serializer::new(String::new());
+        body.append_pair("csrf", &session::csrf_of(&token))
+            .append_pair("name", &format!("k-{site}"));
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri("/account/keys")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::COOKIE, format!("{}={token}", session::COOKIE))
+            .header("origin", "null")
+            .header("sec-fetch-site", site)
+            .body(Body::from(body.finish()))
+            .unwrap();
+        assert_eq!(
+            c.send(req).await.status,
+            expected,
+            "Origin: null, Sec-Fetch-Site: {site}"
+        );
+    }
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri("/account/keys")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(header::COOKIE, format!("{}={token}", session::COOKIE))
+        .header("origin", "null")
+        .body(Body::from(format!(
+            "csrf={}&name=k-null",
+            session::csrf_of(&token)
+        )))
+        .unwrap();
+    assert_eq!(
+        c.send(req).await.status,
+        StatusCode::FORBIDDEN,
+        "Origin: null alone"
+    );
+    assert_eq!(keys().await, 1);
+    c.core
+        .store
+        .delete_key(
+            c.core
+                .store
+                .all_keys(KeyOwnerFilter::User(carol))
+                .await
+                .unwrap()[0]
+                .id,
+        )
+        .await
+        .unwrap();
     // A multipart upload without the token writes nothing.
     let (ctype, mut bytes) = multipart(&other, &[("planted.txt", b"x")]);
     bytes = String::from_utf8(bytes)

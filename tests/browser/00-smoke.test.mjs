@@ -1,9 +1,10 @@
 // Smoke: the console answers at `/` with the sign-in form (Username, Password, Sign in), with
-// the security headers the console promises, and a wrong password is refused with the form
-// shown again.
+// the security headers the console promises; a wrong password, an unknown user and an API
+// key all get the same refusal with the form shown again; the right password signs in with
+// an HttpOnly, SameSite=Strict session cookie.
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { BASE, launch, newSession, assertSignInPage, assertSignedIn, signIn, ADMIN_USER, ADMIN_PASSWORD, visit, bodyText } from './lib.mjs';
+import { BASE, launch, newSession, assertSignInPage, assertSignedIn, signIn, ADMIN_USER, ADMIN_PASSWORD, visit, bodyText, api } from './lib.mjs';
 
 let browser;
 before(async () => { browser = await launch(); });
@@ -42,6 +43,14 @@ test('a wrong password is refused and the form comes back; the right one signs i
   await s.page.waitForLoadState('load');
   await assertSignInPage(s.page);
   assert.equal(await bodyText(s.page), refused, 'unknown user and wrong password must read the same');
+  // An API key (login @api-<id>, the secret as password) does not sign in to the console.
+  const key = await api('GET', '/api_key');
+  await s.page.getByLabel('Username', { exact: true }).fill(`@api-${key.id}`);
+  await s.page.getByLabel('Password', { exact: true }).fill(process.env.ADMIN_KEY_SECRET);
+  await s.page.getByRole('button', { name: 'Sign in', exact: true }).click();
+  await s.page.waitForLoadState('load');
+  await assertSignInPage(s.page);
+  assert.equal(await bodyText(s.page), refused, 'an API key login must get the same refusal');
   await visit(s, 'sign-in-refused');
   await signIn(s.page, ADMIN_USER, ADMIN_PASSWORD);
   await assertSignedIn(s.page);

@@ -24,6 +24,7 @@ test('admin: create a user, grant a folder, make a key for them, use it over SFT
   const folder = `/${username}-share`;
   const keyName = uniq('bob-sync');
   let secret;
+  let userPage;
 
   await t.test('sign in and see the admin menu', async () => {
     await signIn(page, ADMIN_USER, ADMIN_PASSWORD);
@@ -48,6 +49,7 @@ test('admin: create a user, grant a folder, make a key for them, use it over SFT
     }
     assert.match(new URL(page.url()).pathname, /^\/users\/\d+/, `not on a user page: ${await bodyText(page)}`);
     await page.getByText(username).first().waitFor();
+    userPage = page.url();
     const users = await api('GET', '/users');
     const made = users.find((u) => u.username === username);
     assert.ok(made, 'the user exists in the store (REST)');
@@ -73,8 +75,7 @@ test('admin: create a user, grant a folder, make a key for them, use it over SFT
     await visit(s, 'key-show-once');
     assert.equal(await copySecret(page), secret, 'the clipboard holds the secret after Copy');
     // The secret is shown once: the user's page no longer has it.
-    await page.goBack();
-    await page.reload();
+    await page.goto(userPage);
     assert.ok(!(await page.content()).includes(secret), 'the secret is on a later page');
     await rowWith(page, keyName).first().waitFor();
   });

@@ -23,7 +23,7 @@ test('a non-admin: 403 on /keys and /users, menu links hidden', async () => {
   await signIn(page, username, password);
   assert.equal(await page.getByRole('link', { name: 'API keys', exact: true }).count(), 0);
   assert.equal(await page.getByRole('link', { name: 'Users', exact: true }).count(), 0);
-  for (const path of ['/keys', '/users', `/users/${admin.id}`, `/users/${admin.id}?tab=folders`]) {
+  for (const path of ['/keys', '/users', `/users/${admin.id}`, `/users/${admin.id}/folders`]) {
     const res = await page.goto(`${BASE}${path}`);
     assert.equal(res.status(), 403, `GET ${path} as a non-admin answered ${res.status()}`);
   }

@@ -32,7 +32,7 @@ test('API keys: list with owners, filter, site-wide key, delete any key, key his
   await visit(s, 'api-keys');
 
   // Filter by owner (GET form): only that owner's keys.
-  const ownerFilter = page.getByLabel(/owner|user/i).first();
+  const ownerFilter = page.getByLabel('Owner', { exact: true });
   await ownerFilter.fill(owner);
   await clickAndLoad(page, page.locator('form').filter({ has: ownerFilter }).getByRole('button').first());
   assert.ok(page.url().includes(encodeURIComponent(owner)) || page.url().includes(owner), 'the filter is a GET form');
@@ -41,7 +41,7 @@ test('API keys: list with owners, filter, site-wide key, delete any key, key his
 
   // Filter by name.
   await page.goto(`${BASE}/keys`);
-  const nameFilter = page.locator('form[method="get" i]').getByLabel(/name/i).first();
+  const nameFilter = page.getByLabel('Key name', { exact: true });
   await nameFilter.fill(userKeyName);
   await clickAndLoad(page, page.locator('form[method="get" i]').filter({ has: nameFilter }).getByRole('button').first());
   const byName = await page.locator('tbody tr').allInnerTexts();

@@ -312,5 +312,5 @@ export function rowWith(page, text) {
 
 /** A navigation link in the console's menu. */
 export function menuLink(page, name) {
-  return page.getByRole('navigation').getByRole('link', { name, exact: true });
+  return page.getByRole('navigation', { name: 'Main', exact: true }).getByRole('link', { name, exact: true });
 }
