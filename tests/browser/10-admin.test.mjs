@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import {
   ADMIN_PASSWORD, ADMIN_USER, BASE, addKey, api, bodyText, clickAndLoad, copySecret, davCurl,
   launch, menuLink, newSession, rowWith, scratch, sftpBatch, sha256, signIn, uniq, visit, WEBDAV,
+  flow,
 } from './lib.mjs';
 
 let browser;
@@ -18,6 +19,7 @@ after(async () => { await browser?.close(); });
 
 test('admin: create a user, grant a folder, make a key for them, use it over SFTP and WebDAV', async (t) => {
   const s = await newSession(browser);
+  const step = flow(t);
   const { page } = s;
   const username = uniq('bob');
   const password = 'bob-browser-password-1';
@@ -26,14 +28,14 @@ test('admin: create a user, grant a folder, make a key for them, use it over SFT
   let secret;
   let userPage;
 
-  await t.test('sign in and see the admin menu', async () => {
+  await step('sign in and see the admin menu', async () => {
     await signIn(page, ADMIN_USER, ADMIN_PASSWORD);
     for (const name of ['My account', 'API keys', 'Users', 'History', 'Files']) {
       assert.equal(await menuLink(page, name).count(), 1, `menu link ${name} for an admin`);
     }
   });
 
-  await t.test('create the user on Users', async () => {
+  await step('create the user on Users', async () => {
     await clickAndLoad(page, menuLink(page, 'Users'));
     assert.match(new URL(page.url()).pathname, /^\/users\/?$/);
     await visit(s, 'users');
@@ -56,7 +58,7 @@ test('admin: create a user, grant a folder, make a key for them, use it over SFT
     assert.equal(made.site_admin, false);
   });
 
-  await t.test('grant a folder on the Folders tab', async () => {
+  await step('grant a folder on the Folders tab', async () => {
     await clickAndLoad(page, page.getByRole('link', { name: 'Folders', exact: true }));
     const form = page.locator('form').filter({ has: page.getByLabel('Level', { exact: true }) });
     assert.equal(await form.count(), 1, 'one grant form (Folder + Level)');
@@ -67,7 +69,7 @@ test('admin: create a user, grant a folder, make a key for them, use it over SFT
     await visit(s, 'user-folders');
   });
 
-  await t.test('add a key for the user on the Authentication tab; Copy puts it on the clipboard', async () => {
+  await step('add a key for the user on the Authentication tab; Copy puts it on the clipboard', async () => {
     await clickAndLoad(page, page.getByRole('link', { name: 'Authentication', exact: true }));
     await page.getByRole('heading', { name: 'API Keys' }).first().waitFor();
     await visit(s, 'user-authentication');
@@ -83,7 +85,7 @@ test('admin: create a user, grant a folder, make a key for them, use it over SFT
   const dir = scratch(username);
   const keys = () => api('GET', `/api_keys`).then((all) => all.filter((k) => k.name === keyName));
 
-  await t.test('the key signs in over SFTP (OpenSSH sftp) into the granted folder', async () => {
+  await step('the key signs in over SFTP (OpenSSH sftp) into the granted folder', async () => {
     const [key] = await keys();
     assert.ok(key, 'the key exists (REST)');
     const local = join(dir, 'sftp-up.bin');
@@ -99,7 +101,7 @@ test('admin: create a user, grant a folder, make a key for them, use it over SFT
     assert.throws(() => sftpBatch(`@api-${key.id}`, 'not-the-secret-at-all', ['ls'], dir), 'a wrong secret is refused');
   });
 
-  await t.test('the key signs in over WebDAV (curl) into the granted folder', async () => {
+  await step('the key signs in over WebDAV (curl) into the granted folder', async () => {
     const [key] = await keys();
     const login = `@api-${key.id}:${secret}`;
     writeFileSync(join(dir, 'dav-up.txt'), `written over WebDAV by ${username}\n`);

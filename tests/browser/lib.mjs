@@ -314,3 +314,23 @@ export function rowWith(page, text) {
 export function menuLink(page, name) {
   return page.getByRole('navigation', { name: 'Main', exact: true }).getByRole('link', { name, exact: true });
 }
+
+/**
+ * Ordered steps of one flow as subtests: once a step fails, the later ones are skipped
+ * (they depend on it) instead of each waiting out its own timeout.
+ */
+export function flow(t) {
+  let broken = null;
+  return (name, fn) => t.test(name, async (st) => {
+    if (broken) {
+      st.skip(`skipped: the step "${broken}" failed`);
+      return;
+    }
+    try {
+      await fn(st);
+    } catch (e) {
+      broken = name;
+      throw e;
+    }
+  });
+}
