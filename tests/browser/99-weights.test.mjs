@@ -11,7 +11,8 @@ import { ARTIFACTS, SHOTS, WEIGHTS_FILE, WEIGHT_LIMIT } from './lib.mjs';
 const EVERY_PAGE = [
   'sign-in', 'my-account', 'my-account-with-keys', 'key-show-once', 'key-delete-confirm',
   'api-keys', 'api-keys-show-once', 'users', 'user-authentication', 'user-folders', 'files',
-  'files-after-upload', 'files-folder', 'history', 'history-by-key', 'forbidden',
+  'files-after-upload', 'files-folder', 'files-rename', 'files-delete-confirm', 'history',
+  'history-by-key', 'forbidden', 'sign-in-refused', 'password-changed',
 ];
 
 test('page weights (HTML+CSS+JS) < 100 KB, every page screenshotted', () => {
