@@ -75,8 +75,18 @@ impl ApiState {
     }
 }
 
-/// The whole HTTP surface.
+/// The whole HTTP surface of the API (unknown paths: JSON 404).
 pub fn router(state: Arc<ApiState>) -> Router {
+    routes(state).fallback(|| async { ApiError::NotFound })
+}
+
+/// The API with the web console answering every path the API does not have (its own
+/// unknown `/api/rest/v1/…` paths still get the API's JSON 404).
+pub fn router_with_console(state: Arc<ApiState>, web: Arc<crate::web::WebState>) -> Router {
+    routes(state).fallback_service(crate::web::router(web))
+}
+
+fn routes(state: Arc<ApiState>) -> Router {
     let v1 = Router::new()
         .route("/api_keys", get(keys::list).post(keys::create))
         .route(
@@ -116,7 +126,6 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .nest("/api/rest/v1", v1)
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .fallback(|| async { ApiError::NotFound })
         .with_state(state)
 }
 
@@ -191,23 +200,6 @@ pub(crate) fn parse_id(text: &str) -> Result<i64, ApiError> {
 pub(crate) fn time_json(t: Option<i64>) -> serde_json::Value {
     t.map(|t| serde_json::Value::String(crate::model::format_time(t)))
         .unwrap_or(serde_json::Value::Null)
-}
-
-/// The API with the web console at `/` (console routes answer everything outside
-/// `/api/rest/v1`, `/healthz` and `/metrics`).
-pub fn router_with_console(state: Arc<ApiState>, web: Arc<crate::web::WebState>) -> Router {
-    let api = router(state);
-    // The API's own fallback answers JSON 404s for unknown API paths; the console's
-    // answers the rest.
-    Router::new()
-        .route("/api/rest/v1", axum::routing::any_service(api.clone()))
-        .route(
-            "/api/rest/v1/{*rest}",
-            axum::routing::any_service(api.clone()),
-        )
-        .route("/healthz", axum::routing::any_service(api.clone()))
-        .route("/metrics", axum::routing::any_service(api))
-        .merge(crate::web::router(web))
 }
 
 /// Why the API could not start.

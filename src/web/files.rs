@@ -307,7 +307,12 @@ async fn upload_into(
             // An empty file input still sends one nameless part.
             continue;
         }
-        // Browsers send base names; strip any folder part an odd client adds.
+        // Browsers send base names, with `"`, CR and LF escaped as `%22`, `%0D`, `%0A`
+        // (WHATWG multipart encoding); strip any folder part an odd client adds.
+        let name = name
+            .replace("%22", "\"")
+            .replace("%0D", "\r")
+            .replace("%0A", "\n");
         let base = name.rsplit(['/', '\\']).next().unwrap_or("");
         let target = join(&dir, base)?;
         let mut upload = state

@@ -100,6 +100,11 @@ pub async fn sign_in(
     };
     let token = session::new_token();
     let at = now();
+    // Expired and abandoned sessions go when someone signs in (one DELETE).
+    state
+        .store
+        .purge_web_sessions(at, at - super::IDLE_SECONDS)
+        .await?;
     state
         .store
         .insert_web_session(

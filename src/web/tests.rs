@@ -449,7 +449,7 @@ async fn csrf_and_cross_site_posts_are_refused_and_change_nothing() {
             .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
             .header(header::COOKIE, format!("{}={token}", session::COOKIE))
             .header(name, value)
-            .body(Body::from(body.finish()))
+            .body(Body::from(body.clone()))
             .unwrap();
         assert_eq!(c.send(req).await.status, StatusCode::FORBIDDEN, "{name}");
     }
@@ -993,4 +993,50 @@ async fn traversal_and_bad_names_touch_nothing() {
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     let listing = c.get("/files/", Some(&token)).await.body;
     assert!(listing.contains("This folder is empty."));
+}
+
+#[tokio::test]
+async fn the_api_keeps_its_routes_next_to_the_console() {
+    let c = Console::new().await;
+    let ivy = c.user("ivy", "ivy-password-1", false).await;
+    let key = c
+        .core
+        .accounts
+        .create_key(
+            &Principal::cli(),
+            crate::accounts::KeySpec {
+                owner: crate::accounts::KeyOwner::SiteWide,
+                name: "site".into(),
+                description: None,
+                path: None,
+                permission_set: crate::identity::PermissionSet::Full,
+                expires_at: None,
+                platform: None,
+                created_by: None,
+            },
+        )
+        .await
+        .unwrap();
+    let call = |uri: String| {
+        Request::builder()
+            .uri(uri)
+            .header("X-FilesAPI-Key", key.secret.clone())
+            .body(Body::empty())
+            .unwrap()
+    };
+    // A route with a path parameter, and one without.
+    let r = c.send(call(format!("/api/rest/v1/users/{ivy}"))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(r.body.contains("\"username\":\"ivy\""));
+    let r = c.send(call("/api/rest/v1/users".into())).await;
+    assert_eq!(r.status, StatusCode::OK);
+    // Unknown API paths keep the API's JSON 404; others get the console's page.
+    let r = c.send(call("/api/rest/v1/nothing/here".into())).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(r.body.starts_with('{'), "{}", r.body);
+    let r = c.get("/nothing/here", None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(r.body.contains("<!DOCTYPE html>"));
+    assert_headers(&r, "console 404");
+    assert_eq!(c.get("/healthz", None).await.status, StatusCode::OK);
 }
