@@ -41,7 +41,7 @@ pub struct Config {
     pub sftp: SftpConfig,
     pub ftp: FtpConfig,
     pub webdav: WebDavConfig,
-    pub api: ListenerConfig,
+    pub api: ApiConfig,
     pub limits: LimitsConfig,
 }
 
@@ -503,26 +503,38 @@ impl WebDavConfig {
     }
 }
 
-/// One protocol listener (the REST API).
+/// The REST API listener, which also serves the web console at `/`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct ListenerConfig {
-    /// Serve this protocol (when filegate has its front-end).
+pub struct ApiConfig {
+    /// Serve the REST API (and the console).
     pub enabled: bool,
     /// Address to listen on; port 0 picks a free port (the bound address is logged).
     pub listen: SocketAddr,
+    /// PEM certificate chain and key: serve HTTPS (the console's cookie is then `Secure`).
+    /// Empty: plain HTTP.
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
+    /// Serve the web console at `/` on this listener.
+    pub console: bool,
+    /// Largest console upload request (all files of one form), in bytes; 0: no limit.
+    pub max_upload_bytes: u64,
 }
 
-impl Default for ListenerConfig {
+impl Default for ApiConfig {
     fn default() -> Self {
-        ListenerConfig {
+        ApiConfig {
             enabled: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            tls_cert: PathBuf::new(),
+            tls_key: PathBuf::new(),
+            console: true,
+            max_upload_bytes: 0,
         }
     }
 }
 
-impl ListenerConfig {
+impl ApiConfig {
     /// The listen address.
     pub fn addr(&self) -> SocketAddr {
         self.listen
@@ -741,6 +753,15 @@ impl Config {
         let ftp = &self.ftp;
         if ftp.tls_cert.as_os_str().is_empty() != ftp.tls_key.as_os_str().is_empty() {
             return invalid("ftp.tls_cert and ftp.tls_key go together".into());
+        }
+        let api = &self.api;
+        if api.tls_cert.as_os_str().is_empty() != api.tls_key.as_os_str().is_empty() {
+            return invalid("api.tls_cert and api.tls_key go together".into());
+        }
+        for file in [&api.tls_cert, &api.tls_key] {
+            if !file.as_os_str().is_empty() && !file.is_file() {
+                return invalid(format!("api TLS file {} does not exist", file.display()));
+            }
         }
         let dav = &self.webdav;
         if dav.tls_cert.as_os_str().is_empty() != dav.tls_key.as_os_str().is_empty() {

@@ -308,9 +308,21 @@ impl Gateway {
                 )
                 .with_sessions(core.sessions.clone()),
             );
+            let web = core.config.api.console.then(|| {
+                Arc::new(crate::web::WebState {
+                    auth: core.auth.clone(),
+                    accounts: core.accounts.clone(),
+                    store: core.store.clone(),
+                    files: core.files.clone(),
+                    cursors: Arc::new(crate::api::Cursors::new(cursor_key.as_bytes())),
+                    https: !core.config.api.tls_cert.as_os_str().is_empty(),
+                    max_upload: core.config.api.max_upload_bytes,
+                })
+            });
             let server = ApiServer::start(
-                core.config.api.addr(),
+                &core.config.api,
                 state,
+                web,
                 core.gate.clone(),
                 tasks.clone(),
             )

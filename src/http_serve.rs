@@ -352,3 +352,27 @@ async fn serve_io<I>(
         }
     }
 }
+
+/// A TLS acceptor for a PEM certificate chain and key (WebDAV and the API listener); the
+/// error is a message for the operator.
+pub fn tls_acceptor(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<tokio_rustls::TlsAcceptor, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let fail = |e: &dyn std::fmt::Display| e.to_string();
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| fail(&e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| fail(&e))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| fail(&e))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| fail(&e))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| fail(&e))?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(server)))
+}

@@ -18,6 +18,8 @@ pub enum Protocol {
     Ftp,
     WebDav,
     Api,
+    /// The web console (`web`).
+    Web,
     /// The `filegate` command line, acting on the store directly.
     Cli,
 }
@@ -30,6 +32,7 @@ impl Protocol {
             Protocol::Ftp => "ftp",
             Protocol::WebDav => "webdav",
             Protocol::Api => "restapi",
+            Protocol::Web => "web",
             Protocol::Cli => "cli",
         }
     }

@@ -31,6 +31,7 @@ pub mod limits;
 pub mod metrics;
 pub mod model;
 pub mod path;
+pub mod rights;
 pub mod secret;
 pub mod serve;
 pub mod sessions;
@@ -38,4 +39,5 @@ pub mod sftp;
 pub mod store;
 #[doc(hidden)]
 pub mod test_support;
+pub mod web;
 pub mod webdav;

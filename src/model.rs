@@ -42,7 +42,9 @@ impl UserRecord {
             Protocol::Ftp => self.ftp_permission,
             Protocol::WebDav => self.dav_permission,
             Protocol::Api => self.restapi_permission,
-            Protocol::Cli => true,
+            // The console is where a user manages their own account: it has no switch of its
+            // own (disabled users and allowed_ips still apply).
+            Protocol::Web | Protocol::Cli => true,
         }
     }
 
@@ -147,6 +149,19 @@ pub struct SessionRecord {
     pub token_digest: String,
     pub user_id: i64,
     pub created_at: i64,
+    pub expires_at: i64,
+}
+
+/// A web console session (`web_sessions`): the digest of the cookie's id, the user and the
+/// user's revision at sign-in, and when it was made, last used and ends at the latest.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct WebSessionRecord {
+    pub id: i64,
+    pub token_digest: String,
+    pub user_id: i64,
+    pub user_revision: i64,
+    pub created_at: i64,
+    pub last_seen_at: i64,
     pub expires_at: i64,
 }
 

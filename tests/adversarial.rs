@@ -5,6 +5,7 @@
 //!   outcomes from one table, checked against the disk.
 //! - `webdav_locks`, `sessions`, `exhaustion`, `ftp_data`, `api_keys`, `sftp_extensions`: (b) and (d),
 //!   one named test per reproduction of the classes.
+//! - `console`: the web console's CSRF, rights, key-id and traversal defences.
 //!
 //! (c), the fuzz targets, live in `fuzz/` (run by `.ci/run`).
 
@@ -14,6 +15,8 @@ mod support;
 mod api_keys;
 #[path = "adversarial/clients.rs"]
 mod clients;
+#[path = "adversarial/console.rs"]
+mod console;
 #[path = "adversarial/exhaustion.rs"]
 mod exhaustion;
 #[path = "adversarial/ftp_data.rs"]

@@ -2,7 +2,8 @@
 //!
 //! `X-FilesAPI-Key` (an API key's secret) wins over `X-FilesAPI-Auth` (a session from
 //! `POST /sessions`). Both go through the one authenticator. The rights rules for the
-//! management endpoints — admin or not, permission sets, path restrictions — live here.
+//! management endpoints — admin or not, permission sets, path restrictions — live in
+//! `crate::rights` (shared with the web console); `Authed` asks them.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -13,8 +14,9 @@ use axum::http::HeaderMap;
 use super::ApiState;
 use super::error::ApiError;
 use super::params::{MAX_BODY, Params};
-use crate::identity::{ClientInfo, PermissionSet, Principal, Protocol};
+use crate::identity::{ClientInfo, Principal, Protocol};
 use crate::model::now;
+use crate::rights;
 use crate::secret;
 
 /// How the caller proved who they are.
@@ -128,60 +130,35 @@ pub fn session_digest(token: &str) -> Option<String> {
     ok.then(|| secret::digest_hex(token))
 }
 
+/// The rights questions, answered by the rules the console shares (`crate::rights`).
 impl Authed {
     /// The calling user's id (`None` for a site-wide key).
     pub fn user_id(&self) -> Option<i64> {
-        self.principal.user.as_ref().map(|u| u.id)
-    }
-
-    fn key_set(&self) -> Option<PermissionSet> {
-        self.principal.key.as_ref().map(|k| k.permission_set)
+        rights::user_id(&self.principal)
     }
 
     /// Management endpoints need a session or a `full` key without a path restriction.
     pub fn require_management(&self) -> Result<(), ApiError> {
-        match self.key_set() {
-            None | Some(PermissionSet::Full) => {}
-            Some(PermissionSet::DesktopApp) => return Err(ApiError::OnlyForDesktopApp),
-            Some(PermissionSet::FilesOnly | PermissionSet::ReadOnly | PermissionSet::WriteOnly) => {
-                return Err(ApiError::OnlyForFileOperations);
-            }
-        }
-        if self
-            .principal
-            .key
-            .as_ref()
-            .is_some_and(|k| k.path.is_some())
-        {
-            return Err(ApiError::PathRestricted);
-        }
-        Ok(())
+        Ok(rights::require_management(&self.principal)?)
     }
 
     /// A site admin's session or full key, or a site-wide full key.
     pub fn is_admin(&self) -> bool {
-        self.principal.site_admin
+        rights::is_admin(&self.principal)
     }
 
     pub fn require_admin(&self) -> Result<(), ApiError> {
-        self.require_management()?;
-        if self.is_admin() {
-            Ok(())
-        } else {
-            Err(ApiError::SiteAdminRequired)
-        }
+        Ok(rights::require_admin(&self.principal)?)
     }
 
     /// The user a `user_id` parameter designates: `0` means the caller; another user is
     /// for admins only.
     pub fn acting_for(&self, user_id: i64) -> Result<Option<i64>, ApiError> {
-        if user_id == 0 || Some(user_id) == self.user_id() {
-            return Ok(self.user_id());
-        }
-        if self.is_admin() {
-            Ok(Some(user_id))
-        } else {
-            Err(ApiError::CantActForOtherUser)
-        }
+        Ok(rights::acting_for(&self.principal, user_id)?)
+    }
+
+    /// Whether the caller may see and manage `key` (others' keys look absent).
+    pub fn may_manage_key(&self, key: &crate::model::KeyRecord) -> bool {
+        rights::may_manage_key(&self.principal, key)
     }
 }

@@ -348,3 +348,16 @@ mod tests {
         }
     }
 }
+
+impl From<crate::rights::Refusal> for ApiError {
+    fn from(r: crate::rights::Refusal) -> Self {
+        use crate::rights::Refusal;
+        match r {
+            Refusal::OnlyForDesktopApp => ApiError::OnlyForDesktopApp,
+            Refusal::OnlyForFileOperations => ApiError::OnlyForFileOperations,
+            Refusal::PathRestricted => ApiError::PathRestricted,
+            Refusal::SiteAdminRequired => ApiError::SiteAdminRequired,
+            Refusal::CantActForOtherUser => ApiError::CantActForOtherUser,
+        }
+    }
+}

@@ -191,7 +191,7 @@ async fn visible_key(state: &ApiState, call: &Authed, id: i64) -> Result<KeyReco
         .key_by_id(id)
         .await?
         .ok_or(ApiError::ApiKeyNotFound)?;
-    if call.is_admin() || (key.user_id.is_some() && key.user_id == call.user_id()) {
+    if call.may_manage_key(&key) {
         Ok(key)
     } else {
         Err(ApiError::ApiKeyNotFound)

@@ -32,6 +32,7 @@ use axum::routing::{get, post};
 use tokio::net::TcpListener;
 
 pub use error::ApiError;
+pub use pagination::{Cursors, Position};
 /// Exported for the fuzz targets (`fuzz/`), which feed it arbitrary query strings and bodies.
 pub use params::{MAX_BODY, Params};
 
@@ -86,8 +87,18 @@ impl ApiState {
     }
 }
 
-/// The whole HTTP surface.
+/// The whole HTTP surface of the API (unknown paths: JSON 404).
 pub fn router(state: Arc<ApiState>) -> Router {
+    routes(state).fallback(|| async { ApiError::NotFound })
+}
+
+/// The API with the web console answering every path the API does not have (its own
+/// unknown `/api/rest/v1/…` paths still get the API's JSON 404).
+pub fn router_with_console(state: Arc<ApiState>, web: Arc<crate::web::WebState>) -> Router {
+    routes(state).fallback_service(crate::web::router(web))
+}
+
+fn routes(state: Arc<ApiState>) -> Router {
     let v1 = Router::new()
         .route("/api_keys", get(keys::list).post(keys::create))
         .route(
@@ -129,7 +140,6 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .nest("/api/rest/v1", v1)
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .fallback(|| async { ApiError::NotFound })
         .with_state(state)
 }
 
@@ -208,10 +218,14 @@ pub(crate) fn time_json(t: Option<i64>) -> serde_json::Value {
 
 /// Why the API could not start.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot bind the API listener on {addr}: {source}")]
-pub struct ApiBindError {
-    addr: SocketAddr,
-    source: std::io::Error,
+pub enum ApiBindError {
+    #[error("cannot bind the API listener on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("api TLS: {0}")]
+    Tls(String),
 }
 
 /// A running API listener (its connections are tracked by the [`Tasks`] it was given).
@@ -220,24 +234,41 @@ pub struct ApiServer {
 }
 
 impl ApiServer {
-    /// Serves the API on `listen` through the shared HTTP loop (connection caps from `gate`,
+    /// Serves the API (and the console, when `web` is given) on `config.listen` through the
+    /// shared HTTP loop (connection caps from `gate`, TLS when `config` names a certificate,
     /// header and idle timeouts, graceful stop).
     pub async fn start(
-        listen: SocketAddr,
+        config: &crate::config::ApiConfig,
         state: Arc<ApiState>,
+        web: Option<Arc<crate::web::WebState>>,
         gate: Arc<ConnectionGate>,
         tasks: Tasks,
     ) -> Result<ApiServer, ApiBindError> {
-        let bind_error = |source| ApiBindError {
+        let listen = config.addr();
+        let bind_error = |source| ApiBindError::Bind {
             addr: listen,
             source,
         };
+        let tls = if config.tls_cert.as_os_str().is_empty() {
+            None
+        } else {
+            Some(
+                crate::http_serve::tls_acceptor(&config.tls_cert, &config.tls_key)
+                    .map_err(ApiBindError::Tls)?,
+            )
+        };
+        let https = tls.is_some();
+        let app = match web {
+            Some(web) => router_with_console(state, web),
+            None => router(state),
+        };
         let listener = TcpListener::bind(listen).await.map_err(bind_error)?;
         let mut options = ServeOptions::new("api", gate);
+        options.tls = tls;
         options.tasks = tasks;
-        let server = HttpServer::spawn(listener, router(state), options).map_err(bind_error)?;
+        let server = HttpServer::spawn(listener, app, options).map_err(bind_error)?;
         let addr = server.addr;
-        tracing::info!("api listening on {addr}");
+        tracing::info!(https, "api listening on {addr}");
         Ok(ApiServer { addr })
     }
 }

@@ -27,6 +27,13 @@ pub struct AuditSearch {
     pub path: Option<String>,
     /// Path prefix (`/history/folders/{path}`, `filter_prefix[path]`).
     pub path_prefix: Option<String>,
+    /// Only records made with this API key.
+    pub key_id: Option<i64>,
+    /// Only records of this protocol (`sftp`, `web`, …), action (`create`, `read`, …) and
+    /// result (`ok`, `denied`, `failed`).
+    pub protocol: Option<String>,
+    pub action: Option<String>,
+    pub result: Option<String>,
     /// Unix milliseconds, inclusive.
     pub start_ms: Option<i64>,
     pub end_ms: Option<i64>,
@@ -59,12 +66,15 @@ impl Store {
              AND ($2 IS NULL OR user_id = $2) AND ($3 = FALSE OR action = 'login') \
              AND ($4 IS NULL OR path = $4) AND ($5 IS NULL OR path LIKE $5 ESCAPE '\\') \
              AND ($6 IS NULL OR at_ms >= $6) AND ($7 IS NULL OR at_ms <= $7) \
+             AND ($9 IS NULL OR key_id = $9) AND ($10 IS NULL OR protocol = $10) \
+             AND ($11 IS NULL OR action = $11) AND ($12 IS NULL OR result = $12) \
              ORDER BY id {order} LIMIT $8"
         ));
         Ok(
             on_pool!(self, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql.0.clone()))
             .bind(after).bind(q.user_id).bind(q.logins_only).bind(&q.path).bind(&prefix)
             .bind(q.start_ms).bind(q.end_ms).bind(q.limit)
+            .bind(q.key_id).bind(&q.protocol).bind(&q.action).bind(&q.result)
             .fetch_all(pool).await)?,
         )
     }

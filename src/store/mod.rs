@@ -14,6 +14,7 @@ mod props;
 mod sessions;
 mod shared;
 mod users;
+mod web_sessions;
 
 pub use audit::{AuditQuery, AuditSearch};
 pub use keys::{KeyChanges, KeyOwnerFilter, NewKey};

@@ -531,20 +531,5 @@ impl WebDavServer {
 }
 
 fn tls_acceptor(config: &WebDavConfig) -> Result<tokio_rustls::TlsAcceptor, WebDavError> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let fail = |e: &dyn std::fmt::Display| WebDavError::Tls(e.to_string());
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&config.tls_cert)
-        .map_err(|e| fail(&e))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| fail(&e))?;
-    let key = PrivateKeyDer::from_pem_file(&config.tls_key).map_err(|e| fail(&e))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let server = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| fail(&e))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| fail(&e))?;
-    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(server)))
+    crate::http_serve::tls_acceptor(&config.tls_cert, &config.tls_key).map_err(WebDavError::Tls)
 }
