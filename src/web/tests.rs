@@ -435,9 +435,10 @@ async fn csrf_and_cross_site_posts_are_refused_and_change_nothing() {
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     // The right token from another site.
-    let mut body = form_urlencoded::Serializer::new(String::new());
-    body.append_pair("csrf", &session::csrf_of(&token))
-        .append_pair("name", "k1");
+    let body = form_urlencoded::Serializer::new(String::new())
+        .append_pair("csrf", &session::csrf_of(&token))
+        .append_pair("name", "k1")
+        .finish();
     for (name, value) in [
         ("origin", "http://evil.example"),
         ("sec-fetch-site", "cross-site"),

@@ -55,6 +55,7 @@ done
 export FILEGATE_BIN="$bin" WORK="$work" SERVER_LOG="$work/server.log"
 export SFTP_ADDR="$(addr sftp)" WEBDAV_ADDR="$(addr webdav)" API_ADDR="$(addr api)"
 [ -n "$API_ADDR" ] || { cat "$work/server.log"; echo "browser: the api listener did not start"; exit 1; }
+export BROWSER_PLAIN_NAMES=1
 export ARTIFACTS="${ARTIFACTS:-$here/artifacts}"
 rm -rf "$ARTIFACTS"; mkdir -p "$ARTIFACTS/screenshots"
 echo "browser: filegate at http://$API_ADDR (sftp $SFTP_ADDR, webdav $WEBDAV_ADDR), artifacts in $ARTIFACTS"
