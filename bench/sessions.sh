@@ -122,7 +122,9 @@ if [[ " $SERVERS " == *" filegate "* ]]; then
     for _ in $(seq 1 100); do grep -q "ftp listening" "$work/fg.log" && break; sleep 0.2; done
     for n in $LEVELS; do
         R["filegate sftp $n"]=$(measure "$fg_pid" sftp "$sftp_port" "@api-$key_id" "$key_secret" "$n" filegate)
+        echo "measured filegate sftp $n: ${R["filegate sftp $n"]}" >&2
         R["filegate ftp $n"]=$(measure "$fg_pid" ftp "$ftp_port" bench bench-password-1 "$n" filegate)
+        echo "measured filegate ftp $n: ${R["filegate ftp $n"]}" >&2
     done
 fi
 
@@ -150,6 +152,7 @@ CFG
     for n in $LEVELS; do
         if [ "$n" -gt 1000 ]; then R["openssh sftp $n"]="skipped (a process per session)"; continue; fi
         R["openssh sftp $n"]=$(measure "$sshd_pid" sftp "$sshd_port" fgbench bench-password-1 "$n" openssh)
+        echo "measured openssh sftp $n: ${R["openssh sftp $n"]}" >&2
     done
 fi
 
@@ -180,6 +183,7 @@ CFG
     for n in $LEVELS; do
         if [ "$n" -gt 1000 ]; then R["vsftpd ftp $n"]="skipped (processes per session)"; continue; fi
         R["vsftpd ftp $n"]=$(measure "$vs_pid" ftp "$vs_port" fgbench bench-password-1 "$n" vsftpd || echo "failed")
+        echo "measured vsftpd ftp $n: ${R["vsftpd ftp $n"]}" >&2
     done
 fi
 
