@@ -233,6 +233,9 @@ impl Gateway {
             )
             .await?;
             listening.push(("ftp", server.addr));
+            if let Some(addr) = server.implicit_addr {
+                listening.push(("ftps-implicit", addr));
+            }
             Some(server)
         } else {
             None

@@ -22,6 +22,7 @@ pub mod denials;
 mod error;
 mod local;
 pub mod policy;
+mod roots;
 mod storage;
 mod transfer;
 

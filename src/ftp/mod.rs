@@ -1,17 +1,21 @@
 //! The FTP/FTPS front-end: libunftp speaking the protocol, with its authenticator and
 //! storage seams adapted to the one authenticator and the file layer.
 //!
-//! - `login`: `USER`/`PASS` → `auth::Authenticator` (per-connection slot for the principal).
+//! - `login`: `USER`/`PASS` → `auth::Authenticator` (per-connection slot for the principal);
+//!   the session starts in the principal's folder (`Files::start_dir`, libunftp patched to
+//!   start in `UserDetail::home`), its scope roots made if missing.
 //! - `backend`: libunftp's `StorageBackend` → `files::Files`, with large-chunk transfers.
-//! - `status`: file errors → FTP replies. `tls`: the FTPS certificate.
+//! - `status`: file errors → FTP replies. `tls`: the FTPS certificate and TLS configuration
+//!   (TLS 1.2 and 1.3), built once at start.
 //! - `passive`: the cap on passive listeners per client address.
 //!
 //! We accept connections ourselves, admit each through the process-wide connection gate
-//! (`421` and closed when over a cap) and hand it to a libunftp `Server` built for it, keeping
-//! a duplicate of the control socket: a watcher shuts that socket when nobody signed in within
-//! the login timeout, or when the principal's key is revoked or its user disabled, and the
-//! session ends, data transfers included. Explicit FTPS only (`AUTH TLS`); libunftp has no
-//! implicit FTPS.
+//! (`421` and closed when over a cap) and hand it to [`serve_connection`] (an accepted,
+//! admitted TCP stream), which builds a libunftp `Server` for it, keeping a duplicate of the
+//! control socket: a watcher shuts that socket when nobody signed in within the login
+//! timeout, or when the principal's key is revoked or its user disabled, and the session
+//! ends, data transfers included. Explicit FTPS (`AUTH TLS`) on `ftp.listen`; implicit FTPS
+//! (TLS from the first byte, libunftp patched) on `ftp.implicit_listen` when set.
 
 mod backend;
 mod login;
@@ -48,12 +52,12 @@ pub enum FtpError {
     Tls(String),
 }
 
-struct Shared {
+/// What every FTP connection of this server shares.
+pub struct Shared {
     auth: Arc<Authenticator>,
     files: Arc<Files>,
     config: FtpConfig,
-    cert: PathBuf,
-    key: PathBuf,
+    tls: Arc<rustls::ServerConfig>,
     require_tls: bool,
     passive: std::ops::RangeInclusive<u16>,
     gate: Arc<ConnectionGate>,
@@ -61,11 +65,34 @@ struct Shared {
     passive_quota: Arc<PassiveQuota>,
 }
 
-/// A running FTP listener.
+/// How a connection speaks FTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FtpMode {
+    /// Plain FTP, upgraded with `AUTH TLS` (required when `ftp.require_tls` says so).
+    Explicit,
+    /// TLS from the first byte (`ftps://`); data connections protected from the start.
+    Implicit,
+}
+
+/// A running FTP listener (and the implicit FTPS one, when configured).
 pub struct FtpServer {
     pub addr: SocketAddr,
+    /// The bound implicit FTPS address.
+    pub implicit_addr: Option<SocketAddr>,
+    /// For a caller that accepts connections itself ([`serve_connection`]).
+    pub shared: Arc<Shared>,
     stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), FtpError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| FtpError::Bind { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| FtpError::Bind { addr, source })?;
+    Ok((listener, bound))
 }
 
 impl FtpServer {
@@ -80,12 +107,12 @@ impl FtpServer {
         let host = addr.ip().to_string();
         let (cert, key) =
             tls::ensure_certificate(&config.tls_cert, &config.tls_key, data_dir, &host)?;
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| FtpError::Bind { addr, source })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|source| FtpError::Bind { addr, source })?;
+        let tls = tls::server_config(&cert, &key)?;
+        let (listener, addr) = bind(addr).await?;
+        let implicit = match config.implicit_listen {
+            Some(at) => Some(bind(at).await?),
+            None => None,
+        };
         let require_tls = config.tls_required();
         let passive = config.passive_range();
         let limits = *gate.limits();
@@ -94,8 +121,7 @@ impl FtpServer {
             auth,
             files,
             config,
-            cert,
-            key,
+            tls,
             require_tls,
             passive,
             gate,
@@ -103,14 +129,37 @@ impl FtpServer {
             passive_quota,
         });
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(accept_loop(listener, shared, stopped));
+        let mut tasks = vec![tokio::spawn(accept_loop(
+            listener,
+            shared.clone(),
+            stopped.clone(),
+            FtpMode::Explicit,
+        ))];
         tracing::info!(require_tls, "ftp listening on {addr}");
-        Ok(FtpServer { addr, stop, task })
+        let implicit_addr = implicit.map(|(listener, at)| {
+            tasks.push(tokio::spawn(accept_loop(
+                listener,
+                shared.clone(),
+                stopped,
+                FtpMode::Implicit,
+            )));
+            tracing::info!("ftps (implicit TLS) listening on {at}");
+            at
+        });
+        Ok(FtpServer {
+            addr,
+            implicit_addr,
+            shared,
+            stop,
+            tasks,
+        })
     }
 
     pub async fn stop(self) {
         let _ = self.stop.send(true);
-        let _ = self.task.await;
+        for task in self.tasks {
+            let _ = task.await;
+        }
     }
 }
 
@@ -118,6 +167,7 @@ async fn accept_loop(
     listener: TcpListener,
     shared: Arc<Shared>,
     mut stopped: watch::Receiver<bool>,
+    mode: FtpMode,
 ) {
     let mut sessions = tokio::task::JoinSet::new();
     loop {
@@ -136,16 +186,18 @@ async fn accept_loop(
             Ok(permit) => permit,
             Err(refusal) => {
                 // A fresh socket's send buffer is empty: the reply goes out without waiting.
-                let reply = format!("421 {refusal}, try again later\r\n");
-                let _ = socket.try_write(reply.as_bytes());
+                // (An implicit FTPS client expects a TLS handshake, not a reply: just closed.)
+                if mode == FtpMode::Explicit {
+                    let reply = format!("421 {refusal}, try again later\r\n");
+                    let _ = socket.try_write(reply.as_bytes());
+                }
                 tracing::debug!(client.ip = %peer.ip(), %refusal, "ftp connection refused");
                 continue;
             }
         };
-        let _ = socket.set_nodelay(true);
         let shared = shared.clone();
         sessions.spawn(async move {
-            if let Err(e) = serve(socket, peer, shared, permit).await {
+            if let Err(e) = serve_connection(socket, peer, shared, permit, mode).await {
                 tracing::debug!(error = %e, "ftp session ended with an error");
             }
         });
@@ -154,12 +206,16 @@ async fn accept_loop(
     sessions.shutdown().await;
 }
 
-async fn serve(
+/// Serves one accepted connection, already admitted by the connection gate (`_permit` is
+/// held until the session ends), in `mode`.
+pub async fn serve_connection(
     socket: tokio::net::TcpStream,
     peer: SocketAddr,
     shared: Arc<Shared>,
     _permit: ConnectionPermit,
+    mode: FtpMode,
 ) -> std::io::Result<()> {
+    let _ = socket.set_nodelay(true);
     let std_socket = socket.into_std()?;
     let control = std_socket.try_clone()?;
     let socket = tokio::net::TcpStream::from_std(std_socket)?;
@@ -170,19 +226,23 @@ async fn serve(
         slot: slot.clone(),
         require_tls: shared.require_tls,
     });
-    let required = if shared.require_tls {
+    // Implicit FTPS: TLS on both channels is the point, so `PROT C` is refused there too.
+    let required = if shared.require_tls || mode == FtpMode::Implicit {
         FtpsRequired::All
     } else {
         FtpsRequired::None
     };
-    let users: Arc<SlotUsers> = Arc::new(SlotUsers(slot.clone()));
+    let users: Arc<SlotUsers> = Arc::new(SlotUsers {
+        slot: slot.clone(),
+        files: shared.files.clone(),
+    });
     let mut builder = libunftp::ServerBuilder::with_user_detail_provider(
         Box::new(move || FilesBackend(files.clone())),
         users,
     )
     .authenticator(login)
     .greeting("filegate FTP server ready")
-    .ftps(shared.cert.clone(), shared.key.clone())
+    .ftps_manual::<PathBuf>(shared.tls.clone())
     .ftps_required(required, required)
     .passive_ports(shared.passive.clone())
     .idle_session_timeout(shared.config.idle_timeout_seconds)
@@ -201,7 +261,10 @@ async fn serve(
     let (done, watching) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(watch_session(shared.clone(), slot, control, watching));
     tracing::debug!(client.ip = %peer.ip(), "ftp connection");
-    let result = server.service(socket).await;
+    let result = match mode {
+        FtpMode::Explicit => server.service(socket).await,
+        FtpMode::Implicit => server.service_implicit_tls(socket).await,
+    };
     drop(done);
     result.map_err(|e| std::io::Error::other(e.to_string()))
 }
