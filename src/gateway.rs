@@ -281,6 +281,9 @@ impl Gateway {
             )
             .await?;
             self.listening.push(("ftp", server.addr));
+            if let Some(addr) = server.implicit_addr {
+                self.listening.push(("ftps-implicit", addr));
+            }
         }
         if core.config.webdav.enabled {
             let server = WebDavServer::start(

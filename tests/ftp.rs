@@ -49,6 +49,12 @@ async fn a_user_signs_in_and_every_common_command_works() {
     let root = gw.root();
     client(move || {
         let mut ftp = login(addr, "alice", "alice-password").unwrap();
+        assert_eq!(
+            ftp.pwd().unwrap(),
+            "/alice",
+            "the session starts in her folder"
+        );
+        ftp.cwd("/").unwrap();
         assert_eq!(ftp.pwd().unwrap(), "/");
         ftp.cwd("alice").unwrap();
         assert_eq!(ftp.pwd().unwrap(), "/alice");
@@ -656,6 +662,54 @@ async fn connections_over_the_per_address_cap_get_421_while_another_address_gets
         assert_eq!(ok.code("USER jo"), 331);
         assert_eq!(ok.code("PASS jo-password"), 230);
         assert_eq!(ok.code("NOOP"), 200);
+        drop(flood);
+    })
+    .await;
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_flood_past_the_per_address_cap_is_refused_while_a_signed_in_session_transfers() {
+    let gw = TestGateway::start_with(|c| c.limits.max_connections_per_address = 4).await;
+    gw.user("flo", "flo-password", &[("/flo", Full)]).await;
+    let addr = gw.addr("ftp");
+    let root = gw.root();
+    let mut session = client(move || login(addr, "flo", "flo-password").unwrap()).await;
+    let mut flood = Vec::new();
+    for _ in 0..30 {
+        flood.push(connect_from("127.0.0.1", addr).await.unwrap());
+    }
+    client(move || {
+        let mut admitted = 0;
+        let mut refused = 0;
+        for s in flood.iter_mut() {
+            match (Ctl { s }).reply().unwrap().0 {
+                220 => admitted += 1,
+                421 => refused += 1,
+                other => panic!("reply {other} to a flooding connection"),
+            }
+        }
+        assert_eq!(admitted, 3, "the cap counts the signed-in session");
+        assert_eq!(refused, 27);
+        // The session started before the flood goes on: a 4 MB upload and download, while
+        // the admitted flood connections stay open.
+        let data: Vec<u8> = (0..4_000_000u32).map(|i| (i % 251) as u8).collect();
+        assert_eq!(session.pwd().unwrap(), "/flo");
+        session
+            .put_file("during-flood.bin", &mut Cursor::new(data.clone()))
+            .unwrap();
+        assert!(same(
+            &session
+                .retr_as_buffer("during-flood.bin")
+                .unwrap()
+                .into_inner(),
+            &data
+        ));
+        assert!(same(
+            &std::fs::read(root.join("flo/during-flood.bin")).unwrap(),
+            &data
+        ));
+        session.quit().unwrap();
         drop(flood);
     })
     .await;

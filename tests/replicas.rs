@@ -336,7 +336,7 @@ async fn two_replicas_share_keys_revocations_bans_and_one_audit_log() {
         ftp.login(&ftp_login, &ftp_secret).unwrap();
         ftp.transfer_type(suppaftp::types::FileType::Binary)
             .unwrap();
-        ftp.cwd("alice").unwrap();
+        ftp.cwd("/alice").unwrap();
         ftp.put_file("via-b-ftp.txt", &mut Cursor::new(b"ftp on b".to_vec()))
             .unwrap();
         let names = ftp.nlst(None).unwrap();

@@ -23,6 +23,7 @@ mod error;
 mod local;
 pub mod policy;
 pub mod props;
+mod roots;
 mod storage;
 mod transfer;
 

@@ -103,6 +103,11 @@ impl Scope {
         path.is_root() || self.roots.iter().any(|(root, _)| root == path)
     }
 
+    /// The folders this scope is made of.
+    pub fn roots(&self) -> impl Iterator<Item = &SitePath> {
+        self.roots.iter().map(|(root, _)| root)
+    }
+
     /// The folder a session starts in: the deepest folder containing every root.
     pub fn start_dir(&self) -> SitePath {
         SitePath::common_ancestor(self.roots.iter().map(|(root, _)| root))

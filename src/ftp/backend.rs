@@ -20,9 +20,9 @@ use crate::path::SitePath;
 /// Bytes moved per read or write on the data connection.
 const CHUNK: usize = 1024 * 1024;
 
-/// The signed-in user of an FTP session.
+/// The signed-in user of an FTP session, and the folder its session starts in.
 #[derive(Debug, Clone)]
-pub struct FtpUser(pub Arc<Principal>);
+pub struct FtpUser(pub Arc<Principal>, pub PathBuf);
 
 impl fmt::Display for FtpUser {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -30,7 +30,13 @@ impl fmt::Display for FtpUser {
     }
 }
 
-impl UserDetail for FtpUser {}
+impl UserDetail for FtpUser {
+    /// Where the session starts (libunftp, patched, sets the working folder to it at login).
+    /// Not a jail: paths are checked by the file layer, `CWD /` still works.
+    fn home(&self) -> Option<&Path> {
+        Some(&self.1)
+    }
+}
 
 /// Attributes in libunftp's terms.
 #[derive(Debug, Clone)]

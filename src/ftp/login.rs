@@ -5,6 +5,7 @@
 //! libunftp, and the login-timeout watcher reads it. libunftp only ever sees a display name.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use unftp_core::auth::{
@@ -14,6 +15,7 @@ use unftp_core::auth::{
 
 use super::backend::FtpUser;
 use crate::auth::{AuthError, Authenticator, Proof};
+use crate::files::Files;
 use crate::identity::{ClientInfo, Principal, Protocol};
 
 /// The principal signed in on one connection, once there is one.
@@ -75,8 +77,12 @@ impl FtpAuthenticator for FtpLogin {
     }
 }
 
-/// Hands libunftp the principal the login found.
-pub struct SlotUsers(pub Slot);
+/// Hands libunftp the principal the login found, with its start folder as home (its scope
+/// roots made first when missing).
+pub struct SlotUsers {
+    pub slot: Slot,
+    pub files: Arc<Files>,
+}
 
 impl fmt::Debug for SlotUsers {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -92,8 +98,12 @@ impl UserDetailProvider for SlotUsers {
         &self,
         principal: &FtpPrincipal,
     ) -> Result<FtpUser, UserDetailError> {
-        match signed_in(&self.0) {
-            Some(p) => Ok(FtpUser(p)),
+        match signed_in(&self.slot) {
+            Some(p) => {
+                self.files.ensure_roots(&p).await;
+                let home = PathBuf::from(self.files.start_dir(&p).as_str());
+                Ok(FtpUser(p, home))
+            }
             None => Err(UserDetailError::UserNotFound {
                 username: principal.username.clone(),
             }),

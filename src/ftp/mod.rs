@@ -1,9 +1,12 @@
 //! The FTP/FTPS front-end: libunftp speaking the protocol, with its authenticator and
 //! storage seams adapted to the one authenticator and the file layer.
 //!
-//! - `login`: `USER`/`PASS` → `auth::Authenticator` (per-connection slot for the principal).
+//! - `login`: `USER`/`PASS` → `auth::Authenticator` (per-connection slot for the principal);
+//!   the session starts in the principal's folder (`Files::start_dir`, libunftp patched to
+//!   start in `UserDetail::home`), its scope roots made if missing.
 //! - `backend`: libunftp's `StorageBackend` → `files::Files`, with large-chunk transfers.
-//! - `status`: file errors → FTP replies. `tls`: the FTPS certificate.
+//! - `status`: file errors → FTP replies. `tls`: the FTPS certificate and TLS configuration
+//!   (TLS 1.2 and 1.3), built once at start.
 //! - `passive`: the cap on passive listeners per client address.
 //!
 //! Connections come from the one serve loop (`crate::serve`: admission through the
@@ -11,8 +14,8 @@
 //! built for it, keeping a duplicate of the control socket, which is shut (and the session
 //! ends, data transfers included) when nobody signed in within the login timeout, when the
 //! server shuts down, or when the session registry ends the session (revocation, an
-//! administrator's DELETE). Explicit FTPS only (`AUTH TLS`); libunftp has no
-//! implicit FTPS.
+//! administrator's DELETE). Explicit FTPS (`AUTH TLS`) on `ftp.listen`; implicit FTPS
+//! (TLS from the first byte, libunftp patched) on `ftp.implicit_listen` when set.
 
 mod backend;
 mod login;
@@ -55,8 +58,7 @@ struct Shared {
     auth: Arc<Authenticator>,
     files: Arc<Files>,
     config: FtpConfig,
-    cert: PathBuf,
-    key: PathBuf,
+    tls: Arc<rustls::ServerConfig>,
     require_tls: bool,
     passive: std::ops::RangeInclusive<u16>,
     limits: Limits,
@@ -67,9 +69,27 @@ struct Shared {
 /// The registration of the session signed in on a connection (replaced by a new login).
 type RegistrationSlot = Arc<Mutex<Option<Registration>>>;
 
-/// A running FTP listener (its connections are tracked by the [`Tasks`] it was given).
+/// How a connection speaks FTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FtpMode {
+    /// Plain FTP, upgraded with `AUTH TLS` (required when `ftp.require_tls` says so).
+    Explicit,
+    /// TLS from the first byte (`ftps://`); data connections protected from the start.
+    Implicit,
+}
+
+/// A running FTP listener and the implicit FTPS one, when configured (their connections are
+/// tracked by the [`Tasks`] they were given).
 pub struct FtpServer {
     pub addr: SocketAddr,
+    /// The bound implicit FTPS address.
+    pub implicit_addr: Option<SocketAddr>,
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, FtpError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| FtpError::Bind { addr, source })
 }
 
 impl FtpServer {
@@ -87,9 +107,12 @@ impl FtpServer {
         let host = addr.ip().to_string();
         let (cert, key) =
             tls::ensure_certificate(&config.tls_cert, &config.tls_key, data_dir, &host)?;
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| FtpError::Bind { addr, source })?;
+        let tls = tls::server_config(&cert, &key)?;
+        let listener = bind(addr).await?;
+        let implicit = match config.implicit_listen {
+            Some(at) => Some((bind(at).await?, at)),
+            None => None,
+        };
         let require_tls = config.tls_required();
         let passive = config.passive_range();
         let limits = *gate.limits();
@@ -98,27 +121,49 @@ impl FtpServer {
             auth,
             files,
             config,
-            cert,
-            key,
+            tls,
             require_tls,
             passive,
             limits,
             passive_quota,
             registry,
         });
-        let handler: Handler =
-            Arc::new(move |accepted| Box::pin(serve_connection(shared.clone(), accepted)));
+        let handler = |shared: Arc<Shared>, mode: FtpMode| -> Handler {
+            Arc::new(move |accepted| Box::pin(serve_connection(shared.clone(), accepted, mode)))
+        };
         let listen = Listen {
             protocol: "ftp",
             listener,
-            gate,
-            tasks,
+            gate: gate.clone(),
+            tasks: tasks.clone(),
             on_refused: Some(refused),
         };
-        let listening = serve(listen, handler).map_err(|source| FtpError::Bind { addr, source })?;
+        let listening = serve(listen, handler(shared.clone(), FtpMode::Explicit))
+            .map_err(|source| FtpError::Bind { addr, source })?;
         let addr = listening.addr;
         tracing::info!(require_tls, "ftp listening on {addr}");
-        Ok(FtpServer { addr })
+        let implicit_addr = match implicit {
+            Some((listener, at)) => {
+                // An implicit FTPS client expects a TLS handshake, not a reply: a refused
+                // connection is just closed.
+                let listen = Listen {
+                    protocol: "ftps-implicit",
+                    listener,
+                    gate,
+                    tasks,
+                    on_refused: None,
+                };
+                let listening = serve(listen, handler(shared, FtpMode::Implicit))
+                    .map_err(|source| FtpError::Bind { addr: at, source })?;
+                tracing::info!("ftps (implicit TLS) listening on {}", listening.addr);
+                Some(listening.addr)
+            }
+            None => None,
+        };
+        Ok(FtpServer {
+            addr,
+            implicit_addr,
+        })
     }
 }
 
@@ -131,19 +176,24 @@ fn refused(socket: &tokio::net::TcpStream, refusal: Refusal) {
 
 /// Serves one admitted FTP control connection (any listener: plain/explicit FTPS, or an
 /// implicit-FTPS listener once its TLS is set up by libunftp) until it ends.
-async fn serve_connection(shared: Arc<Shared>, accepted: Accepted) {
-    if let Err(e) = run_session(accepted, shared).await {
+async fn serve_connection(shared: Arc<Shared>, accepted: Accepted, mode: FtpMode) {
+    if let Err(e) = run_session(accepted, shared, mode).await {
         tracing::debug!(error = %e, "ftp session ended with an error");
     }
 }
 
-async fn run_session(accepted: Accepted, shared: Arc<Shared>) -> std::io::Result<()> {
+async fn run_session(
+    accepted: Accepted,
+    shared: Arc<Shared>,
+    mode: FtpMode,
+) -> std::io::Result<()> {
     let Accepted {
         socket,
         peer,
         permit: _permit,
         tasks,
     } = accepted;
+    let _ = socket.set_nodelay(true);
     let std_socket = socket.into_std()?;
     let control = Arc::new(std_socket.try_clone()?);
     let socket = tokio::net::TcpStream::from_std(std_socket)?;
@@ -177,19 +227,23 @@ async fn run_session(accepted: Accepted, shared: Arc<Shared>) -> std::io::Result
             })
         },
     });
-    let required = if shared.require_tls {
+    // Implicit FTPS: TLS on both channels is the point, so `PROT C` is refused there too.
+    let required = if shared.require_tls || mode == FtpMode::Implicit {
         FtpsRequired::All
     } else {
         FtpsRequired::None
     };
-    let users: Arc<SlotUsers> = Arc::new(SlotUsers(slot.clone()));
+    let users: Arc<SlotUsers> = Arc::new(SlotUsers {
+        slot: slot.clone(),
+        files: shared.files.clone(),
+    });
     let mut builder = libunftp::ServerBuilder::with_user_detail_provider(
         Box::new(move || FilesBackend(files.clone(), bytes.clone())),
         users,
     )
     .authenticator(login)
     .greeting("filegate FTP server ready")
-    .ftps(shared.cert.clone(), shared.key.clone())
+    .ftps_manual::<PathBuf>(shared.tls.clone())
     .ftps_required(required, required)
     .passive_ports(shared.passive.clone())
     .idle_session_timeout(shared.config.idle_timeout_seconds)
@@ -215,7 +269,10 @@ async fn run_session(accepted: Accepted, shared: Arc<Shared>) -> std::io::Result
         watching,
     ));
     tracing::debug!("ftp connection");
-    let result = server.service(socket).await;
+    let result = match mode {
+        FtpMode::Explicit => server.service(socket).await,
+        FtpMode::Implicit => server.service_implicit_tls(socket).await,
+    };
     ended.cancel();
     drop(registration);
     result.map_err(|e| std::io::Error::other(e.to_string()))

@@ -253,6 +253,7 @@ pub async fn serve<R, W>(
     let stop = shared.stop.clone();
     let (tx, rx) = mpsc::channel(MAX_IN_FLIGHT);
     let writing = shared.tasks.spawn(write_replies(writer, rx, stop.clone()));
+    files.ensure_roots(&who).await;
     let home = files.start_dir(&who);
     let scope = files.scope(&who);
     let owner = Owner {

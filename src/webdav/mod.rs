@@ -238,6 +238,7 @@ async fn serve_dav(State(state): State<Arc<DavState>>, req: Request) -> Response
     if let Some(refusal) = foreign_destination(&req) {
         return refusal;
     }
+    state.files.ensure_roots(&principal).await;
     let owner = locks::owner_of(&principal);
     // Only the head is borrowed across the file layer's await (a body is not `Sync`).
     let (head, body) = req.into_parts();

@@ -1027,12 +1027,25 @@ where
     /// Use this method instead of [`listen`](Server::listen) if you want to listen for and accept
     /// new connections yourself, instead of using libunftp to do it.
     pub async fn service(self, tcp_stream: tokio::net::TcpStream) -> std::result::Result<(), crate::server::ControlChanError> {
+        self.service_with(tcp_stream, false).await
+    }
+
+    /// filegate patch: services one accepted connection as implicit FTPS: a TLS handshake
+    /// (with the configuration given to [`ServerBuilder::ftps`] or `ftps_manual`) before the
+    /// greeting, then a session whose control and data channels are protected from the start.
+    pub async fn service_implicit_tls(self, tcp_stream: tokio::net::TcpStream) -> std::result::Result<(), crate::server::ControlChanError> {
+        self.service_with(tcp_stream, true).await
+    }
+
+    async fn service_with(self, tcp_stream: tokio::net::TcpStream, implicit_tls: bool) -> std::result::Result<(), crate::server::ControlChanError> {
         let failed_logins = self.failed_logins_policy.as_ref().map(|policy| FailedLoginsCache::new(policy.clone()));
         let options: chosen::OptionsHolder<Storage, User> = (&self).into();
         let shutdown_notifier = Arc::new(shutdown::Notifier::new());
         let shutdown_listener = shutdown_notifier.subscribe().await;
         slog::debug!(self.logger, "Servicing control connection from");
-        let result = controlchan::spawn_loop::<Storage, User>((&options).into(), tcp_stream, None, None, shutdown_listener, failed_logins.clone()).await;
+        let mut loop_config: controlchan::LoopConfig<Storage, User> = (&options).into();
+        loop_config.implicit_tls = implicit_tls; // filegate patch
+        let result = controlchan::spawn_loop::<Storage, User>(loop_config, tcp_stream, None, None, shutdown_listener, failed_logins.clone()).await;
         match result {
             Err(err) => {
                 slog::error!(self.logger, "Could not spawn control channel loop: {:?}", err);

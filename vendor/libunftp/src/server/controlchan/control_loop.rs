@@ -74,6 +74,8 @@ where
     pub binder: Arc<std::sync::Mutex<Option<Box<dyn crate::options::Binder>>>>,
     // filegate patch: see options::SessionLimits.
     pub session_limits: crate::options::SessionLimits,
+    // filegate patch: implicit FTPS — TLS from the first byte (see `Server::service_implicit_tls`).
+    pub implicit_tls: bool,
 }
 
 /// Does TCP processing when an FTP client connects
@@ -109,6 +111,7 @@ where
         active_passive_mode,
         binder,
         session_limits,
+        implicit_tls,
         ..
     } = config;
     let tls_handshake_timeout = session_limits.tls_handshake_timeout;
@@ -127,6 +130,33 @@ where
     if let Some(b) = binder.lock().unwrap().take() {
         session = session.binder(b);
     }
+
+    // filegate patch: implicit FTPS. The TLS handshake comes before the greeting, bounded by
+    // the handshake timeout; the control channel is then secure, and data connections are
+    // protected as if `PROT P` had been sent (`PROT C` stays refused when TLS is required).
+    let control_stream: Box<dyn AsyncReadAsyncWriteSendUnpin> = if implicit_tls {
+        let acceptor: tokio_rustls::TlsAcceptor = match &ftps_config {
+            FtpsConfig::On { tls_config } => tls_config.clone().into(),
+            _ => return Err(std::io::Error::other("implicit FTPS without a TLS configuration").into()),
+        };
+        let stream = match tokio::time::timeout(tls_handshake_timeout, acceptor.accept(tcp_stream)).await {
+            Ok(accepted) => accepted?,
+            Err(_) => return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the TLS handshake timed out").into()),
+        };
+        let certs = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .map(|certs| certs.iter().map(|c| unftp_core::auth::ClientCert(c.as_ref().to_vec())).collect());
+        session.cmd_tls = true;
+        session.data_tls = true;
+        if certs.is_some() {
+            session.cert_chain = certs;
+        }
+        Box::new(stream)
+    } else {
+        Box::new(tcp_stream)
+    };
 
     let mut logger = logger.new(
         slog::o!("trace-id" => format!("{}", session.trace_id), "source" => format!("{}", session.control_connection.map(|p| p.source).unwrap_or(session.source))),
@@ -188,7 +218,7 @@ where
     };
 
     let codec = FtpCodec::new();
-    let cmd_and_reply_stream: Framed<Box<dyn AsyncReadAsyncWriteSendUnpin>, FtpCodec> = codec.framed(Box::new(tcp_stream));
+    let cmd_and_reply_stream: Framed<Box<dyn AsyncReadAsyncWriteSendUnpin>, FtpCodec> = codec.framed(control_stream);
     let (mut reply_sink, mut command_source) = cmd_and_reply_stream.split();
 
     reply_sink.send(Reply::new(ReplyCode::ServiceReady, config.greeting)).await?;

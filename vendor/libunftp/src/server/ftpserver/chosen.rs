@@ -73,6 +73,8 @@ where
             active_passive_mode: server.active_passive_mode,
             binder: server.binder.clone(),
             session_limits: server.session_limits.clone(),
+            // filegate patch: set by `Server::service_implicit_tls`.
+            implicit_tls: false,
         }
     }
 }

@@ -120,6 +120,12 @@ where
                                     }
                                     Some(Ok(())) => {
                                         slog::info!(logger, "PASS: User {} logged in", user);
+                                        // filegate patch: the session starts in the user's
+                                        // home folder (`PWD` answers it), so clients that work
+                                        // with relative paths land in their folder.
+                                        if let Some(home) = user.home() {
+                                            session.cwd = home.to_path_buf();
+                                        }
                                         session.user = Arc::new(Some(user));
                                         ControlChanMsg::AuthSuccess {
                                             username,
