@@ -436,14 +436,15 @@ struct Affected {
     sessions: HashSet<i64>,
 }
 
-/// A session id unique across replicas (random, positive, 63 bits).
+/// A session id unique across replicas (random, positive, 53 bits: JSON clients that read
+/// numbers as doubles — JavaScript, jq — keep it exact).
 fn new_session_id() -> i64 {
     let mut bytes = [0u8; 8];
     if getrandom::fill(&mut bytes).is_err() {
         // No randomness: fall back on the clock (ids need only be unique, not secret).
-        return now().max(1) << 20 ^ i64::from(std::process::id());
+        return (now().max(1) << 20 ^ i64::from(std::process::id())) & ((1 << 53) - 1);
     }
-    (u64::from_le_bytes(bytes) >> 1).max(1) as i64
+    (u64::from_le_bytes(bytes) >> 11).max(1) as i64
 }
 
 fn now() -> i64 {

@@ -117,8 +117,15 @@ pub async fn add_key(
 
 /// Keeps the session signed in after its own user changed something that bumps their
 /// revision (their SSH keys): the change was theirs.
+///
+/// Only the one bump this request made is followed (compare and set): if the user's revision
+/// moved further (someone else changed the user meanwhile: a password reset, a revoked grant
+/// or admin flag), the session keeps its old revision and ends at its next request.
 pub async fn follow_own_change(state: &WebState, who: &Signed) -> Result<(), WebError> {
-    if let Some(user) = state.store.user_by_id(who.user_id()).await? {
+    let before = who.principal.user.as_ref().map(|u| u.revision);
+    if let Some(user) = state.store.user_by_id(who.user_id()).await?
+        && Some(user.revision) == before.map(|r| r + 1)
+    {
         state
             .store
             .set_web_session_revision(&who.digest, user.revision)

@@ -283,9 +283,22 @@ async fn upload_into(
     // it is checked.
     let first = multipart.next_field().await.map_err(bad_multipart)?;
     let token = match first {
-        Some(field) if field.name() == Some("csrf") => {
-            let text = field.text().await.map_err(bad_multipart)?;
-            (text.len() <= 128).then_some(text)
+        Some(mut field) if field.name() == Some("csrf") => {
+            // Read at most a token's worth: a huge first field must not be buffered.
+            let mut text = Vec::new();
+            let mut too_long = false;
+            while let Some(chunk) = field.chunk().await.map_err(bad_multipart)? {
+                text.extend_from_slice(&chunk);
+                if text.len() > 128 {
+                    too_long = true;
+                    break;
+                }
+            }
+            if too_long {
+                None
+            } else {
+                String::from_utf8(text).ok()
+            }
         }
         _ => None,
     };

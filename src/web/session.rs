@@ -259,15 +259,29 @@ impl FromRequest<Arc<WebState>> for Posted {
         if !same_origin(&parts.headers) {
             return Err(WebError::Csrf);
         }
+        // The body is read (bounded in size and time) before the session is checked, so a
+        // request whose body is held back cannot act with rights its user has lost since
+        // its headers arrived (red team: a disabled admin restoring their own flag).
+        let bytes = read_form(body).await?;
         let who = Signed::from_request_parts(&mut parts, state).await?;
-        let bytes = axum::body::to_bytes(body, MAX_FORM)
-            .await
-            .map_err(|_| WebError::TooLarge)?;
         let form = Fields::parse(&bytes)?;
         if !csrf_ok(&who, form.raw("csrf")) {
             return Err(WebError::Csrf);
         }
         Ok(Posted { who, form })
+    }
+}
+
+/// How long a client gets to send a form's body once its headers have arrived.
+const FORM_BODY_SECONDS: u64 = 30;
+
+/// Reads a form body of at most [`MAX_FORM`] bytes within [`FORM_BODY_SECONDS`].
+async fn read_form(body: axum::body::Body) -> Result<axum::body::Bytes, WebError> {
+    let read = axum::body::to_bytes(body, MAX_FORM);
+    match tokio::time::timeout(std::time::Duration::from_secs(FORM_BODY_SECONDS), read).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(_)) => Err(WebError::TooLarge),
+        Err(_) => Err(WebError::BadRequest("the form was not sent in time".into())),
     }
 }
 
@@ -287,9 +301,7 @@ impl FromRequest<Arc<WebState>> for SignInForm {
             return Err(WebError::Csrf);
         }
         let ip = client_ip(&parts);
-        let bytes = axum::body::to_bytes(body, MAX_FORM)
-            .await
-            .map_err(|_| WebError::TooLarge)?;
+        let bytes = read_form(body).await?;
         Ok(SignInForm {
             form: Fields::parse(&bytes)?,
             ip,

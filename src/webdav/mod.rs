@@ -185,6 +185,92 @@ fn precheck(state: &DavState, req: &Request) -> Option<Response> {
     None
 }
 
+/// Largest XML request body (PROPFIND, PROPPATCH, LOCK...) read before dav-server parses it.
+const MAX_XML_BODY: usize = 4 << 20;
+/// Deepest element nesting accepted in an XML request body. dav-server parses with a
+/// recursive parser (`xmltree`): a body nested a few thousand levels deep overflowed the
+/// worker's stack and aborted the whole process (red team, 2026-12-01). Real clients nest
+/// fewer than ten levels; dead property values stay far below this.
+const MAX_XML_DEPTH: usize = 128;
+
+/// Reads the body of a request that carries XML (every method but PUT, GET and HEAD) into
+/// memory, bounded, and refuses it when its elements nest deeper than [`MAX_XML_DEPTH`].
+async fn bounded_xml_body(req: Request) -> Result<Request, Box<Response>> {
+    if matches!(*req.method(), Method::PUT | Method::GET | Method::HEAD) {
+        return Ok(req);
+    }
+    let (head, body) = req.into_parts();
+    let bytes = match axum::body::to_bytes(body, MAX_XML_BODY).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            return Err(Box::new(
+                (StatusCode::PAYLOAD_TOO_LARGE, "request body too large").into_response(),
+            ));
+        }
+    };
+    if xml_nesting_exceeds(&bytes, MAX_XML_DEPTH) {
+        return Err(Box::new(
+            (StatusCode::BAD_REQUEST, "XML nested too deeply").into_response(),
+        ));
+    }
+    Ok(Request::from_parts(head, axum::body::Body::from(bytes)))
+}
+
+/// Whether elements in `xml` nest deeper than `limit`. A conservative scan, not a parser:
+/// comments, CDATA, processing instructions and declarations are skipped, quoted attribute
+/// values may hold `>`, and `<x/>` opens nothing. Malformed input is left to the parser.
+fn xml_nesting_exceeds(xml: &[u8], limit: usize) -> bool {
+    let mut depth = 0usize;
+    let mut i = 0;
+    let skip_to = |from: usize, end: &[u8]| -> usize {
+        xml[from..]
+            .windows(end.len())
+            .position(|w| w == end)
+            .map_or(xml.len(), |p| from + p + end.len())
+    };
+    while i < xml.len() {
+        if xml[i] != b'<' {
+            i += 1;
+            continue;
+        }
+        let rest = &xml[i..];
+        if rest.starts_with(b"<!--") {
+            i = skip_to(i + 4, b"-->");
+        } else if rest.starts_with(b"<![CDATA[") {
+            i = skip_to(i + 9, b"]]>");
+        } else if rest.starts_with(b"<?") {
+            i = skip_to(i + 2, b"?>");
+        } else if rest.starts_with(b"<!") {
+            i = skip_to(i + 2, b">");
+        } else if rest.starts_with(b"</") {
+            depth = depth.saturating_sub(1);
+            i = skip_to(i + 2, b">");
+        } else {
+            // A start tag: find its end outside quoted attribute values.
+            let mut j = i + 1;
+            let mut quote = None;
+            while j < xml.len() {
+                match (quote, xml[j]) {
+                    (None, b'"' | b'\'') => quote = Some(xml[j]),
+                    (Some(q), c) if c == q => quote = None,
+                    (None, b'>') => break,
+                    _ => {}
+                }
+                j += 1;
+            }
+            let empty = j > i + 1 && xml.get(j - 1) == Some(&b'/');
+            if !empty {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            i = j + 1;
+        }
+    }
+    false
+}
+
 async fn serve_dav(State(state): State<Arc<DavState>>, req: Request) -> Response {
     let peer = req
         .extensions()
@@ -238,6 +324,10 @@ async fn serve_dav(State(state): State<Arc<DavState>>, req: Request) -> Response
     if let Some(refusal) = foreign_destination(&req) {
         return refusal;
     }
+    let req = match bounded_xml_body(req).await {
+        Ok(req) => req,
+        Err(refusal) => return *refusal,
+    };
     state.files.ensure_roots(&principal).await;
     let owner = locks::owner_of(&principal);
     // Only the head is borrowed across the file layer's await (a body is not `Sync`).
@@ -533,4 +623,20 @@ impl WebDavServer {
 
 fn tls_acceptor(config: &WebDavConfig) -> Result<tokio_rustls::TlsAcceptor, WebDavError> {
     crate::http_serve::tls_acceptor(&config.tls_cert, &config.tls_key).map_err(WebDavError::Tls)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::xml_nesting_exceeds;
+
+    #[test]
+    fn nesting_is_measured_past_comments_cdata_quotes_and_empty_tags() {
+        let ok = br#"<?xml version="1.0"?><!-- <a><a><a> --><D:propfind xmlns:D="DAV:"><D:prop><D:getetag/><x a="<b>"/><![CDATA[<c><c><c>]]></D:prop></D:propfind>"#;
+        assert!(!xml_nesting_exceeds(ok, 2));
+        assert!(xml_nesting_exceeds(ok, 1));
+        let deep = format!("<a>{}{}</a>", "<b>".repeat(2500), "</b>".repeat(2500));
+        assert!(xml_nesting_exceeds(deep.as_bytes(), 128));
+        let wide = "<a><b/></a>".repeat(10_000);
+        assert!(!xml_nesting_exceeds(wide.as_bytes(), 2));
+    }
 }
