@@ -122,10 +122,10 @@ async fn a_front_end_that_cannot_bind_stops_those_already_started() {
     let sftp_port = free_port();
     let mut config = filegate::config::Config::default();
     config.server.data_dir = dir.path().join("data");
-    config.sftp.listen = format!("127.0.0.1:{sftp_port}");
-    config.ftp.listen = taken.local_addr().unwrap().to_string();
-    config.webdav.listen = "127.0.0.1:0".into();
-    config.api.listen = "127.0.0.1:0".into();
+    config.sftp.listen = format!("127.0.0.1:{sftp_port}").parse().unwrap();
+    config.ftp.listen = taken.local_addr().unwrap();
+    config.webdav.listen = "127.0.0.1:0".parse().unwrap();
+    config.api.listen = "127.0.0.1:0".parse().unwrap();
     config.fill_defaults();
     config.validate().unwrap();
     let core = filegate::gateway::Core::open(config).await.unwrap();
