@@ -648,17 +648,17 @@ async fn a_new_key_secret_is_shown_once_and_never_again() {
     let admin = c.user("root", "root-password-1", true).await;
     let frank = c.user("frank", "frank-password-1", false).await;
     let token = c.sign_in("root", "root-password-1").await;
-    for (uri, owner) in [
-        ("/account/keys".to_owned(), Some(admin)),
-        (format!("/users/{frank}/keys"), Some(frank)),
-        ("/keys".to_owned(), None),
+    for (uri, owner, name) in [
+        ("/account/keys".to_owned(), Some(admin), "laptop-admin"),
+        (format!("/users/{frank}/keys"), Some(frank), "laptop-frank"),
+        ("/keys".to_owned(), None, "laptop-site"),
     ] {
         let r = c
             .post(
                 &uri,
                 Some(&token),
                 &[
-                    ("name", "laptop"),
+                    ("name", name),
                     ("expires", "2099-06-30"),
                     ("permission_set", "readonly"),
                 ],
