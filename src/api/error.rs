@@ -260,6 +260,19 @@ impl From<AuthError> for ApiError {
     }
 }
 
+impl From<crate::rights::Refusal> for ApiError {
+    fn from(r: crate::rights::Refusal) -> Self {
+        use crate::rights::Refusal;
+        match r {
+            Refusal::OnlyForDesktopApp => ApiError::OnlyForDesktopApp,
+            Refusal::OnlyForFileOperations => ApiError::OnlyForFileOperations,
+            Refusal::PathRestricted => ApiError::PathRestricted,
+            Refusal::SiteAdminRequired => ApiError::SiteAdminRequired,
+            Refusal::CantActForOtherUser => ApiError::CantActForOtherUser,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -345,19 +358,6 @@ mod tests {
         for (err, status, kind) in rows {
             assert_eq!(err.status().as_u16(), status, "{err:?}");
             assert_eq!(err.kind(), kind, "{err:?}");
-        }
-    }
-}
-
-impl From<crate::rights::Refusal> for ApiError {
-    fn from(r: crate::rights::Refusal) -> Self {
-        use crate::rights::Refusal;
-        match r {
-            Refusal::OnlyForDesktopApp => ApiError::OnlyForDesktopApp,
-            Refusal::OnlyForFileOperations => ApiError::OnlyForFileOperations,
-            Refusal::PathRestricted => ApiError::PathRestricted,
-            Refusal::SiteAdminRequired => ApiError::SiteAdminRequired,
-            Refusal::CantActForOtherUser => ApiError::CantActForOtherUser,
         }
     }
 }

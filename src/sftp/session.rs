@@ -612,6 +612,8 @@ impl Session {
 
     /// The job of a `copy-data` request, for its source handle's worker (which lends its
     /// file to the destination's), or the reply refusing it.
+    // The refusal is the reply packet itself, sent at once.
+    #[allow(clippy::result_large_err)]
     fn copy_job(&self, id: u32, data: &[u8]) -> Result<(String, Job), Packet> {
         let mut r = Reader::new(data);
         let parsed = (|| {

@@ -88,7 +88,7 @@ pub fn statvfs_reply(space: &SpaceInfo) -> Vec<u8> {
 pub fn id_lists(data: &[u8]) -> Option<(Vec<u32>, Vec<u32>)> {
     let mut r = Reader::new(data);
     let ids = |packed: &[u8]| -> Option<Vec<u32>> {
-        if packed.len() % 4 != 0 {
+        if !packed.len().is_multiple_of(4) {
             return None;
         }
         let mut r = Reader::new(packed);

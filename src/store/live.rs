@@ -41,6 +41,8 @@ pub const INSERT_CHUNK: usize = 1000;
 /// Wakes a reader of the change log early (PostgreSQL `LISTEN filegate_changes`).
 pub struct ChangeListener(sqlx::postgres::PgListener);
 
+/// A row of the `changes` log: (seq, user_id, key_id, session_id).
+type ChangeRow = (i64, Option<i64>, Option<i64>, Option<i64>);
 impl ChangeListener {
     /// Waits for the next notification.
     pub async fn next(&mut self) -> Result<(), StoreError> {
@@ -200,7 +202,7 @@ impl Store {
 
     /// Changes after `seq`, in order, at most `limit`.
     pub async fn changes_since(&self, seq: i64, limit: i64) -> Result<Vec<Change>, StoreError> {
-        let rows: Vec<(i64, Option<i64>, Option<i64>, Option<i64>)> = on_pool!(self, pool => sqlx::query_as(
+        let rows: Vec<ChangeRow> = on_pool!(self, pool => sqlx::query_as(
             "SELECT seq, user_id, key_id, session_id FROM changes WHERE seq > $1 \
              ORDER BY seq LIMIT $2")
             .bind(seq).bind(limit).fetch_all(pool).await)?;

@@ -554,6 +554,7 @@ fn blocked(path: &DavPath, blocked: Blocked) -> DavLock {
 }
 
 impl DavLockSystem for CallerLocks {
+    #[allow(clippy::result_large_err)] // the refusal closure's error is the response itself
     fn lock(
         &'_ self,
         path: &DavPath,

@@ -12,16 +12,16 @@ store="$FILEGATE_DATA_DIR/files"
 head -c 3000000 /dev/urandom > one.bin
 
 # 1. curl, plain and with TLS required (self-signed certificate: -k).
-curl -sS -T one.bin "ftp://alice:$ALICE_PASSWORD@$host:$port/alice/curl.bin" || fail "curl upload"
-curl -sS -o curl.down "ftp://alice:$ALICE_PASSWORD@$host:$port/alice/curl.bin" || fail "curl download"
+curl -sS -T one.bin "ftp://alice:$ALICE_PASSWORD@$host:$port/curl.bin" || fail "curl upload"
+curl -sS -o curl.down "ftp://alice:$ALICE_PASSWORD@$host:$port/curl.bin" || fail "curl download"
 cmp one.bin curl.down || fail "curl round trip differs"
-curl -sS --ssl-reqd -k -T one.bin "ftp://alice:$ALICE_PASSWORD@$host:$port/alice/curl-tls.bin" || fail "curl FTPS upload"
-curl -sS --ssl-reqd -k -o curl-tls.down "ftp://alice:$ALICE_PASSWORD@$host:$port/alice/curl-tls.bin" || fail "curl FTPS download"
+curl -sS --ssl-reqd -k -T one.bin "ftp://alice:$ALICE_PASSWORD@$host:$port/curl-tls.bin" || fail "curl FTPS upload"
+curl -sS --ssl-reqd -k -o curl-tls.down "ftp://alice:$ALICE_PASSWORD@$host:$port/curl-tls.bin" || fail "curl FTPS download"
 cmp one.bin curl-tls.down || fail "curl FTPS round trip differs"
-curl -sS -u "@api-$ALICE_KEY_ID:$ALICE_KEY_SECRET" -o key.down "ftp://$host:$port/alice/curl.bin" || fail "curl with an API key"
+curl -sS -u "@api-$ALICE_KEY_ID:$ALICE_KEY_SECRET" -o key.down "ftp://$host:$port/curl.bin" || fail "curl with an API key"
 cmp one.bin key.down || fail "API-key download differs"
-if curl -sS -o /dev/null "ftp://alice:wrong-password@$host:$port/alice/curl.bin" 2>/dev/null; then fail "wrong password accepted"; fi
-if curl -sS -o /dev/null "ftp://alice:$ALICE_PASSWORD@$host:$port/etc/passwd" 2>/dev/null; then fail "read outside the grant"; fi
+if curl -sS -o /dev/null "ftp://alice:wrong-password@$host:$port/curl.bin" 2>/dev/null; then fail "wrong password accepted"; fi
+if curl -sS -o /dev/null "ftp://alice:$ALICE_PASSWORD@$host:$port/%2Fetc/passwd" 2>/dev/null; then fail "read outside the grant"; fi
 
 # 2. lftp: mirror a nested tree up (plain FTP) and back down (FTPS).
 mkdir -p tree/a/b/c tree/empty tree/x
