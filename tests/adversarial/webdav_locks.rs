@@ -438,3 +438,52 @@ async fn a_property_flood_sent_to_two_replicas_at_once_stays_within_the_cap() {
     b.stop().await;
     db.drop().await;
 }
+
+/// Red team, 2026-12-01: a PROPFIND, PROPPATCH or LOCK body nested a few thousand elements
+/// deep (about 14 KB) overflowed the stack in dav-server's recursive XML parser and aborted
+/// the whole process, every protocol with it. It is refused with 400 before parsing now.
+#[tokio::test]
+async fn a_deeply_nested_xml_body_is_refused_and_takes_nothing_down() {
+    let _shared = crate::clients::shared().await;
+    let gw = TestGateway::start().await;
+    gw.user("lister", "lister-password", &[("/", List)]).await;
+    gw.user("worker", "worker-password", &[("/w", Full)]).await;
+    let lister = Dav::new(&gw, "lister", "lister-password");
+    let worker = Dav::new(&gw, "worker", "worker-password");
+    let nested = "<a>".repeat(3000) + &"</a>".repeat(3000);
+    let bodies = [
+        (
+            "PROPFIND",
+            format!(
+                r#"<?xml version="1.0"?><D:propfind xmlns:D="DAV:"><D:prop>{nested}</D:prop></D:propfind>"#
+            ),
+        ),
+        (
+            "PROPPATCH",
+            format!(
+                r#"<?xml version="1.0"?><D:propertyupdate xmlns:D="DAV:"><D:set><D:prop>{nested}</D:prop></D:set></D:propertyupdate>"#
+            ),
+        ),
+        (
+            "LOCK",
+            format!(
+                r#"<?xml version="1.0"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype><D:owner>{nested}</D:owner></D:lockinfo>"#
+            ),
+        ),
+    ];
+    for (method, body) in &bodies {
+        for (dav, path) in [(&lister, "/"), (&worker, "/w/")] {
+            let reply = dav
+                .try_call(method, path, &[("Depth", "0")], body)
+                .await
+                .unwrap_or_else(|e| panic!("{method} {path}: no answer: {e}"));
+            assert_ne!(reply.status.as_u16() / 100, 2, "{method} {path} accepted");
+            assert!(
+                matches!(reply.status.as_u16(), 400 | 403),
+                "{method} {path}: {}",
+                reply.status
+            );
+        }
+    }
+    still_works(&worker, "/w").await.expect("after the attack");
+}
