@@ -60,107 +60,47 @@ pub use journal::Journal;
 
 use crate::identity::{Principal, Protocol};
 
-/// What an audit record is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    Login,
-    List,
-    Stat,
-    Download,
-    Upload,
-    Delete,
-    Mkdir,
-    Rmdir,
-    Rename,
-    Copy,
-    SetAttributes,
-    /// Making an upload durable before it is closed (SFTP `fsync@openssh.com`).
-    Fsync,
-    /// Asking for the storage's free space (SFTP `statvfs@openssh.com`).
-    Statvfs,
-    UserCreate,
-    UserUpdate,
-    UserDelete,
-    GrantCreate,
-    GrantDelete,
-    PublicKeyCreate,
-    KeyCreate,
-    KeyUpdate,
-    KeyDelete,
-    /// A REST API call (`path` holds the method and route).
-    ApiCall,
-}
-
-impl Action {
-    /// Every action (to read journal records back by name).
-    pub const ALL: [Action; 21] = [
-        Action::Login,
-        Action::List,
-        Action::Stat,
-        Action::Download,
-        Action::Upload,
-        Action::Delete,
-        Action::Mkdir,
-        Action::Rmdir,
-        Action::Rename,
-        Action::Copy,
-        Action::SetAttributes,
-        Action::UserCreate,
-        Action::UserUpdate,
-        Action::UserDelete,
-        Action::GrantCreate,
-        Action::GrantDelete,
-        Action::PublicKeyCreate,
-        Action::KeyCreate,
-        Action::KeyUpdate,
-        Action::KeyDelete,
-        Action::ApiCall,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Login => "login",
-            Action::List => "list",
-            Action::Stat => "stat",
-            Action::Download => "read",
-            Action::Upload => "create",
-            Action::Delete => "destroy",
-            Action::Mkdir => "mkdir",
-            Action::Rmdir => "rmdir",
-            Action::Rename => "move",
-            Action::Copy => "copy",
-            Action::SetAttributes => "update",
-            Action::Fsync => "fsync",
-            Action::Statvfs => "statvfs",
-            Action::UserCreate => "user_create",
-            Action::UserUpdate => "user_update",
-            Action::UserDelete => "user_delete",
-            Action::GrantCreate => "permission_create",
-            Action::GrantDelete => "permission_delete",
-            Action::PublicKeyCreate => "public_key_create",
-            Action::KeyCreate => "api_key_create",
-            Action::KeyUpdate => "api_key_update",
-            Action::KeyDelete => "api_key_delete",
-            Action::ApiCall => "api_call",
-        }
+crate::named_enum! {
+    /// What an audit record is about.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Action {
+        Login => "login",
+        List => "list",
+        Stat => "stat",
+        Download => "read",
+        Upload => "create",
+        Delete => "destroy",
+        Mkdir => "mkdir",
+        Rmdir => "rmdir",
+        Rename => "move",
+        Copy => "copy",
+        SetAttributes => "update",
+        /// Making an upload durable before it is closed (SFTP `fsync@openssh.com`).
+        Fsync => "fsync",
+        /// Asking for the storage's free space (SFTP `statvfs@openssh.com`).
+        Statvfs => "statvfs",
+        UserCreate => "user_create",
+        UserUpdate => "user_update",
+        UserDelete => "user_delete",
+        GrantCreate => "permission_create",
+        GrantDelete => "permission_delete",
+        PublicKeyCreate => "public_key_create",
+        PublicKeyDelete => "public_key_delete",
+        KeyCreate => "api_key_create",
+        KeyUpdate => "api_key_update",
+        KeyDelete => "api_key_delete",
+        /// A REST API call (`path` holds the method and route).
+        ApiCall => "api_call",
     }
 }
 
-/// How it ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Ok,
-    Denied,
-    Failed,
-}
-
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Ok => "ok",
-            Outcome::Denied => "denied",
-            Outcome::Failed => "failed",
-        }
+crate::named_enum! {
+    /// How it ended.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Outcome {
+        Ok => "ok",
+        Denied => "denied",
+        Failed => "failed",
     }
 }
 

@@ -11,30 +11,19 @@ use std::str::FromStr;
 
 use crate::path::SitePath;
 
-/// The interface a request came through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Protocol {
-    Sftp,
-    Ftp,
-    WebDav,
-    Api,
-    /// The web console (`web`).
-    Web,
-    /// The `filegate` command line, acting on the store directly.
-    Cli,
-}
-
-impl Protocol {
-    /// The name used in audit records and the API's `interface` field.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Protocol::Sftp => "sftp",
-            Protocol::Ftp => "ftp",
-            Protocol::WebDav => "webdav",
-            Protocol::Api => "restapi",
-            Protocol::Web => "web",
-            Protocol::Cli => "cli",
-        }
+crate::named_enum! {
+    /// The interface a request came through; `as_str` is the name used in audit records and the
+    /// API's `interface` field.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum Protocol {
+        Sftp => "sftp",
+        Ftp => "ftp",
+        WebDav => "webdav",
+        Api => "restapi",
+        /// The web console (`web`).
+        Web => "web",
+        /// The `filegate` command line, acting on the store directly.
+        Cli => "cli",
     }
 }
 

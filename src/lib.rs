@@ -16,6 +16,38 @@
 //! - [`secret`]: random secrets and their digests.
 //! - [`cli`]: the `filegate` command line.
 
+/// Declares a fieldless enum whose variants each have a fixed name, with `as_str` and `ALL`
+/// generated from one list, so a variant can never be missing from `ALL` (records read back by
+/// name — the audit journal — would otherwise drop it silently).
+#[macro_export]
+macro_rules! named_enum {
+    ($(#[$meta:meta])* $vis:vis enum $name:ident {
+        $($(#[$vmeta:meta])* $variant:ident => $text:literal,)+
+    }) => {
+        $(#[$meta])*
+        $vis enum $name {
+            $($(#[$vmeta])* $variant,)+
+        }
+
+        impl $name {
+            /// Every variant, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+
+            /// The fixed name of this variant.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+
+            /// The variant with this name, if any.
+            pub fn named(text: &str) -> Option<$name> {
+                Self::ALL.iter().copied().find(|v| v.as_str() == text)
+            }
+        }
+    };
+}
+
 pub mod accounts;
 pub mod api;
 pub mod audit;

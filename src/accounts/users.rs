@@ -210,6 +210,24 @@ impl Accounts {
         Ok(())
     }
 
+    /// Removes an SSH public key. `owner` limits it to that user's keys (`None`: any user's,
+    /// for site admins); a key that does not exist or belongs to someone else is `NotFound`.
+    pub async fn delete_public_key(
+        &self,
+        actor: &Principal,
+        id: i64,
+        owner: Option<i64>,
+    ) -> Result<(), AccountError> {
+        if !self.store.delete_public_key(id, owner).await? {
+            return Err(AccountError::NotFound);
+        }
+        self.audit.record(
+            AuditEvent::by(actor, Action::PublicKeyDelete, Outcome::Ok)
+                .path(format!("public_key:{id}")),
+        );
+        Ok(())
+    }
+
     /// Adds an SSH public key for SFTP logins.
     pub async fn add_public_key(
         &self,

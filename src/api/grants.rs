@@ -205,20 +205,14 @@ pub async fn delete_public_key(
     call.require_management()?;
     let id = parse_id(&id)?;
     call.params.check_id(id)?;
-    let removed = state
-        .store
-        .delete_public_key(
-            id,
-            if call.is_admin() {
-                None
-            } else {
-                call.user_id()
-            },
-        )
-        .await?;
-    if removed {
-        Ok(StatusCode::NO_CONTENT)
+    let owner = if call.is_admin() {
+        None
     } else {
-        Err(ApiError::NotFound)
-    }
+        call.user_id()
+    };
+    state
+        .accounts
+        .delete_public_key(&call.principal, id, owner)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -809,6 +809,36 @@ async fn users_grants_ssh_keys_and_sessions_round_trip() {
         .status,
         StatusCode::NO_CONTENT
     );
+    // Gone once, audited once; a second delete finds nothing.
+    assert_eq!(
+        api.call(
+            &dave_session,
+            Method::DELETE,
+            &format!("{V1}/public_keys/{pk_id}"),
+            None
+        )
+        .await
+        .status,
+        StatusCode::NOT_FOUND
+    );
+    let search = crate::store::AuditSearch {
+        action: Some("public_key_delete".into()),
+        limit: 100,
+        ..Default::default()
+    };
+    let mut deletes = Vec::new();
+    for _ in 0..500 {
+        deletes = api.core.store.search_audit(&search).await.unwrap();
+        if !deletes.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(deletes.len(), 1, "{deletes:?}");
+    assert_eq!(
+        deletes[0].path.as_deref(),
+        Some(format!("public_key:{pk_id}").as_str())
+    );
     let grant_id = grant.body["id"].as_i64().unwrap();
     assert_eq!(
         api.call(

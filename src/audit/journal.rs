@@ -342,37 +342,15 @@ fn decode(line: &[u8]) -> Option<AuditEvent> {
         user_id: l.uid,
         username: l.user,
         key_id: l.kid,
-        protocol: protocol_named(&l.proto)?,
-        action: action_named(&l.act)?,
+        protocol: Protocol::named(&l.proto)?,
+        action: Action::named(&l.act)?,
         path: l.path,
         destination: l.dest,
         bytes: l.bytes,
-        outcome: outcome_named(&l.res)?,
+        outcome: Outcome::named(&l.res)?,
         reason: l.why,
         remote_addr: l.ip,
     })
-}
-
-fn protocol_named(name: &str) -> Option<Protocol> {
-    [
-        Protocol::Sftp,
-        Protocol::Ftp,
-        Protocol::WebDav,
-        Protocol::Api,
-        Protocol::Cli,
-    ]
-    .into_iter()
-    .find(|p| p.as_str() == name)
-}
-
-fn action_named(name: &str) -> Option<Action> {
-    Action::ALL.iter().copied().find(|a| a.as_str() == name)
-}
-
-fn outcome_named(name: &str) -> Option<Outcome> {
-    [Outcome::Ok, Outcome::Denied, Outcome::Failed]
-        .into_iter()
-        .find(|o| o.as_str() == name)
 }
 
 #[cfg(test)]

@@ -158,13 +158,10 @@ pub async fn delete_ssh_key(
 ) -> Result<Response, WebError> {
     let id: i64 = id.parse().map_err(|_| WebError::NotFound)?;
     let who = &posted.who;
-    if !state
-        .store
-        .delete_public_key(id, Some(who.user_id()))
-        .await?
-    {
-        return Err(WebError::NotFound);
-    }
+    state
+        .accounts
+        .delete_public_key(&who.principal, id, Some(who.user_id()))
+        .await?;
     follow_own_change(&state, who).await?;
     Ok(page::see_other("/account?done=ssh-deleted"))
 }

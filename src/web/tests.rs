@@ -160,15 +160,22 @@ impl Console {
 
     /// Waits for the audit writer to store records matching `q` (polling, no timing).
     async fn audit(&self, q: AuditSearch) -> Vec<AuditRecord> {
+        self.audit_at_least(q, 1).await
+    }
+
+    /// The matching records once there are at least `n` (records are written in batches), or
+    /// what there is after 10 s.
+    async fn audit_at_least(&self, q: AuditSearch, n: usize) -> Vec<AuditRecord> {
         let q = AuditSearch { limit: 1000, ..q };
+        let mut rows = Vec::new();
         for _ in 0..500 {
-            let rows = self.core.store.search_audit(&q).await.unwrap();
-            if !rows.is_empty() {
-                return rows;
+            rows = self.core.store.search_audit(&q).await.unwrap();
+            if rows.len() >= n {
+                break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
-        Vec::new()
+        rows
     }
 }
 
@@ -386,11 +393,14 @@ async fn every_refused_sign_in_looks_the_same_and_keys_cannot_sign_in() {
     }
     assert!(bodies.windows(2).all(|w| w[0] == w[1]));
     let denied = c
-        .audit(AuditSearch {
-            protocol: Some("web".into()),
-            result: Some("denied".into()),
-            ..Default::default()
-        })
+        .audit_at_least(
+            AuditSearch {
+                protocol: Some("web".into()),
+                result: Some("denied".into()),
+                ..Default::default()
+            },
+            2,
+        )
         .await;
     assert!(denied.len() >= 2, "refusals are audited: {denied:?}");
 }

@@ -295,9 +295,10 @@ pub async fn delete_ssh_key(
 ) -> Result<Response, WebError> {
     let user = target(&state, &posted.who, &id).await?;
     let key: i64 = key.parse().map_err(|_| WebError::NotFound)?;
-    if !state.store.delete_public_key(key, Some(user.id)).await? {
-        return Err(WebError::NotFound);
-    }
+    state
+        .accounts
+        .delete_public_key(&posted.who.principal, key, Some(user.id))
+        .await?;
     if user.id == posted.who.user_id() {
         follow_own_change(&state, &posted.who).await?;
     }

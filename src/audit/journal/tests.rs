@@ -123,3 +123,22 @@ async fn segments_rotate_and_replay_oldest_first() {
     assert!(segments >= 2, "{segments} segment(s)");
     assert_eq!(drain(&journal).await, all);
 }
+
+#[tokio::test]
+async fn every_action_protocol_and_outcome_survives_the_journal() {
+    // A record whose action or protocol the reader did not know was dropped at replay
+    // (console uploads and SFTP fsync were, before `named_enum!`).
+    let dir = TempDir::new("journal-names");
+    let journal = Journal::open(dir.path()).unwrap();
+    let mut events = Vec::new();
+    for (i, action) in Action::ALL.iter().enumerate() {
+        for protocol in Protocol::ALL {
+            let outcome = Outcome::ALL[i % Outcome::ALL.len()];
+            let mut e = AuditEvent::by(&Principal::cli(), *action, outcome).path(format!("/{i}"));
+            e.protocol = *protocol;
+            events.push(e);
+        }
+    }
+    journal.append(&events).unwrap();
+    assert_eq!(drain(&journal).await, events);
+}
