@@ -135,12 +135,35 @@ fn routes(state: Arc<ApiState>) -> Router {
         .route("/history/files/{*path}", get(history::file))
         .route("/history/folders/{*path}", get(history::folder))
         .fallback(|| async { ApiError::NotFound })
-        .layer(middleware::from_fn_with_state(state.clone(), audit_calls));
+        .layer(middleware::from_fn_with_state(state.clone(), audit_calls))
+        .layer(middleware::from_fn(security_headers));
     Router::new()
-        .nest("/api/rest/v1", v1)
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        // These routes only: the console (the fallback of `router_with_console`) sets its own.
+        .route_layer(middleware::from_fn(security_headers))
+        .nest("/api/rest/v1", v1)
         .with_state(state)
+}
+
+/// The headers every API response carries: never cached (key secrets are shown once), never
+/// sniffed into HTML, never framed or allowed to load anything.
+async fn security_headers(req: Request, next: Next) -> Response {
+    let mut response = next.run(req).await;
+    let h = response.headers_mut();
+    let set = |h: &mut axum::http::HeaderMap, name, value: &'static str| {
+        h.insert(name, axum::http::HeaderValue::from_static(value));
+    };
+    set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    set(h, header::CACHE_CONTROL, "no-store");
+    set(h, header::X_FRAME_OPTIONS, "DENY");
+    set(
+        h,
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'none'; frame-ancestors 'none'",
+    );
+    set(h, header::REFERRER_POLICY, "no-referrer");
+    response
 }
 
 /// Writes one audit record per API call, with the caller the extractor found.

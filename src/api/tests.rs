@@ -1742,3 +1742,28 @@ async fn a_user_cannot_mint_api_keys_without_end_but_an_admin_still_can() {
     assert_eq!(by_admin.status, StatusCode::CREATED, "{:?}", by_admin.body);
     assert_eq!(api.core.store.count_keys_of(bob).await.unwrap(), cap + 1);
 }
+
+#[tokio::test]
+async fn every_api_answer_is_never_cached_sniffed_or_framed() {
+    let api = Api::new().await;
+    for uri in [
+        format!("{V1}/api_keys"),
+        format!("{V1}/no/such/route"),
+        "/healthz".to_owned(),
+        "/metrics".to_owned(),
+    ] {
+        let req = Request::builder().uri(&uri).body(Body::empty()).unwrap();
+        let response = api.router.clone().oneshot(req).await.unwrap();
+        let h = response.headers();
+        assert_eq!(h["x-content-type-options"], "nosniff", "{uri}");
+        assert_eq!(h["cache-control"], "no-store", "{uri}");
+        assert_eq!(h["x-frame-options"], "DENY", "{uri}");
+        assert!(
+            h["content-security-policy"]
+                .to_str()
+                .unwrap()
+                .contains("frame-ancestors 'none'"),
+            "{uri}"
+        );
+    }
+}
