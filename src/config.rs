@@ -15,6 +15,9 @@ use serde::{Deserialize, Deserializer};
 
 use crate::auth::{AuthSettings, LockoutPolicy};
 
+mod ldap;
+pub use ldap::{LdapConfig, LdapGroupConfig, Redacted};
+
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -106,6 +109,8 @@ pub struct AuthConfig {
     /// argon2 verifications at once (0: one per core).
     pub argon2_concurrency: usize,
     pub lockout: LockoutConfig,
+    /// Users from an LDAP directory / Active Directory (off unless `url` is set).
+    pub ldap: LdapConfig,
 }
 
 impl Default for AuthConfig {
@@ -114,6 +119,7 @@ impl Default for AuthConfig {
             password_cache_seconds: 60,
             argon2_concurrency: 0,
             lockout: LockoutConfig::default(),
+            ldap: LdapConfig::default(),
         }
     }
 }
@@ -593,6 +599,12 @@ impl Config {
         if let Some(v) = get("FILEGATE_DATABASE_URL") {
             self.server.database_url = v;
         }
+        if let Some(v) = get("FILEGATE_LDAP_URL") {
+            self.auth.ldap.url = v;
+        }
+        if let Some(v) = get("FILEGATE_LDAP_BIND_PASSWORD") {
+            self.auth.ldap.bind_password = Redacted(v);
+        }
         if let Some(v) = get("FILEGATE_NODE_NAME") {
             self.server.node_name = v;
         }
@@ -700,6 +712,7 @@ impl Config {
                 "auth.lockout.window_seconds and ban_seconds must be at least 1".into(),
             );
         }
+        self.auth.ldap.validate().map_err(ConfigError::Invalid)?;
         if self.audit.queue == 0 || self.audit.batch == 0 {
             return invalid("audit.queue and audit.batch must be at least 1".into());
         }

@@ -54,6 +54,8 @@ pub enum GatewayError {
     WebDav(#[from] WebDavError),
     #[error(transparent)]
     Api(#[from] ApiBindError),
+    #[error("cannot set up LDAP: {0}")]
+    Ldap(#[from] crate::auth::ldap::LdapError),
 }
 
 /// The shared services every front-end uses.
@@ -73,6 +75,8 @@ pub struct Core {
     pub sessions: Arc<Registry>,
     /// Brings in failed-login counters and bans from other replicas (see `sync_lockout`).
     lockout_sync: tokio::task::JoinHandle<()>,
+    /// The periodic directory check of LDAP users, when LDAP is configured.
+    ldap_check: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Core {
@@ -111,14 +115,22 @@ impl Core {
             metrics: metrics.clone(),
             log: audit.clone(),
         });
-        let auth = Arc::new(
-            Authenticator::new(
+        let mut auth = Authenticator::new(
+            Arc::new(store.clone()),
+            sink.clone(),
+            config.auth_settings(),
+        )
+        .with_lockout_ledger(Arc::new(store.clone()));
+        let mut ldap_check = None;
+        if let Some(settings) = config.auth.ldap.settings() {
+            let ldap = Arc::new(crate::auth::ldap::Ldap::new(
+                settings,
                 Arc::new(store.clone()),
-                sink.clone(),
-                config.auth_settings(),
-            )
-            .with_lockout_ledger(Arc::new(store.clone())),
-        );
+            )?);
+            ldap_check = Some(tokio::spawn(crate::auth::ldap::run_checks(ldap.clone())));
+            auth = auth.with_ldap(ldap);
+        }
+        let auth = Arc::new(auth);
         let lockout_sync = tokio::spawn(sync_lockout(auth.lockout()));
         let limits = crate::limits::Limits::from_config(&config.limits);
         let files = Arc::new(
@@ -147,6 +159,7 @@ impl Core {
             sink,
             metrics,
             lockout_sync,
+            ldap_check,
         })
     }
 
@@ -179,6 +192,9 @@ impl Core {
     /// stays in the local journal) and the store.
     pub async fn close(&self) {
         self.lockout_sync.abort();
+        if let Some(check) = &self.ldap_check {
+            check.abort();
+        }
         self.audit
             .shutdown(self.config.audit.shutdown_grace())
             .await;

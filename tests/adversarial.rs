@@ -6,6 +6,7 @@
 //! - `webdav_locks`, `sessions`, `exhaustion`, `ftp_data`, `api_keys`, `sftp_extensions`: (b) and (d),
 //!   one named test per reproduction of the classes.
 //! - `console`: the web console's CSRF, rights, key-id and traversal defences.
+//! - `ldap`: LDAP filter injection, empty passwords, directory names shadowing local users.
 //!
 //! (c), the fuzz targets, live in `fuzz/` (run by `.ci/run`).
 
@@ -21,6 +22,8 @@ mod console;
 mod exhaustion;
 #[path = "adversarial/ftp_data.rs"]
 mod ftp_data;
+#[path = "adversarial/ldap.rs"]
+mod ldap;
 #[path = "adversarial/matrix.rs"]
 mod matrix;
 #[path = "adversarial/sessions.rs"]

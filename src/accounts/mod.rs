@@ -12,7 +12,7 @@ mod users;
 use std::sync::Arc;
 
 pub use keys::{CreatedKey, KeyOwner, KeySpec, KeyUpdate, MAX_KEYS_PER_USER};
-pub use users::UserSpec;
+pub use users::{UserSpec, validate_username};
 
 use crate::audit::AuditSink;
 use crate::auth::{PasswordError, Passwords};

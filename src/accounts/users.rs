@@ -137,6 +137,11 @@ impl Accounts {
     ) -> Result<UserRecord, AccountError> {
         if let Some(password) = new_password {
             validate_password(password)?;
+            if self.store.ldap_link(user_id).await?.is_some() {
+                return invalid(
+                    "this user signs in with their LDAP directory password; change it there",
+                );
+            }
             changes.password_hash = Some(Some(self.passwords.hash(password).await?));
         }
         if let Some(ips) = &changes.allowed_ips {

@@ -31,6 +31,7 @@ const FIELDS: &[&str] = &[
 ];
 const ECHOED: &[&str] = &[
     "id",
+    "source",
     "created_at",
     "last_login_at",
     "last_ftp_login_at",
@@ -45,9 +46,15 @@ async fn user_json(state: &ApiState, u: &UserRecord) -> Result<Value, ApiError> 
     let keys = state.store.count_keys_of(u.id).await?;
     let ssh_keys = state.store.public_keys_of(u.id).await?.len();
     let ips: Vec<&str> = u.allowed_ips.split(',').filter(|s| !s.is_empty()).collect();
+    // filegate's own field: "ldap" for users from the directory (see README, LDAP).
+    let source = match state.store.ldap_link(u.id).await? {
+        Some(_) => "ldap",
+        None => "local",
+    };
     Ok(json!({
         "id": u.id,
         "username": u.username,
+        "source": source,
         "name": u.name,
         "email": u.email,
         "site_admin": u.site_admin,

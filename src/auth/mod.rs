@@ -10,6 +10,7 @@
 
 mod cache;
 mod directory;
+pub mod ldap;
 mod lockout;
 mod login;
 mod password;
@@ -100,6 +101,8 @@ pub struct Authenticator {
     ban_notes: BanNotes,
     /// Banned clients' refusals not audited (see [`Authenticator::refuse_banned`]).
     unrecorded_refusals: AtomicU64,
+    /// Users from an LDAP directory, when configured (`ldap`).
+    ldap: Option<Arc<ldap::Ldap>>,
 }
 
 impl Authenticator {
@@ -118,7 +121,14 @@ impl Authenticator {
             dummy_digest: secret::digest_hex(&secret::new_key_secret()),
             ban_notes: BanNotes::new(),
             unrecorded_refusals: AtomicU64::new(0),
+            ldap: None,
         }
+    }
+
+    /// Signs in names no local user holds against an LDAP directory (see [`ldap`]).
+    pub fn with_ldap(mut self, ldap: Arc<ldap::Ldap>) -> Authenticator {
+        self.ldap = Some(ldap);
+        self
     }
 
     /// Shares failed-login counters and bans with other replicas through `ledger`.
@@ -150,6 +160,7 @@ impl Authenticator {
         client: ClientInfo,
     ) -> Result<Principal, AuthError> {
         let ip = client.ip;
+        let per_request = protocol == Protocol::WebDav;
         let parsed = LoginName::parse(login);
         let mut counted = counted_login(login, &parsed);
         if self.lockout.is_banned(ip, &counted) {
@@ -177,11 +188,13 @@ impl Authenticator {
                 Err(e) => Err(e),
             },
             Ok(LoginName::User(name)) => match self.directory.user_by_name(&name).await {
-                Ok(user) => self.check_user_login(user, proof, protocol, &client).await,
+                Ok(user) => {
+                    self.check_username(&name, user, proof, protocol, &client, per_request)
+                        .await
+                }
                 Err(e) => Err(e),
             },
         };
-        let per_request = protocol == Protocol::WebDav;
         self.conclude(login, &counted, protocol, client, checked, per_request)
             .await
     }
@@ -340,14 +353,13 @@ impl Authenticator {
                 Err(AuthError::Refused)
             }
             Err(err) => {
-                self.audit_login(
-                    shown,
-                    protocol,
-                    &client,
-                    Outcome::Failed,
-                    "store unavailable",
-                );
-                tracing::error!(error = %err, protocol = %protocol, "login failed closed: store unavailable");
+                let reason = if err.0.starts_with("LDAP") {
+                    "LDAP directory unavailable"
+                } else {
+                    "store unavailable"
+                };
+                self.audit_login(shown, protocol, &client, Outcome::Failed, reason);
+                tracing::error!(error = %err, protocol = %protocol, "login failed closed: {reason}");
                 Err(AuthError::Unavailable)
             }
         }

@@ -169,12 +169,20 @@ async fn set_disabled(core: &Core, name: &str, disabled: bool) -> anyhow::Result
 
 async fn list(core: &Core, json: bool) -> anyhow::Result<()> {
     let users = core.store.all_users().await?;
+    let from_ldap = core.store.ldap_user_ids().await?;
+    let source = |id: i64| {
+        if from_ldap.binary_search(&id).is_ok() {
+            "ldap"
+        } else {
+            "local"
+        }
+    };
     if json {
         let mut rows = Vec::new();
         for u in &users {
             let grants = core.store.grants_of(u.id).await?;
             rows.push(json!({
-                "id": u.id, "username": u.username, "site_admin": u.site_admin, "disabled": u.disabled,
+                "id": u.id, "username": u.username, "source": source(u.id), "site_admin": u.site_admin, "disabled": u.disabled,
                 "sftp_permission": u.sftp_permission, "ftp_permission": u.ftp_permission,
                 "dav_permission": u.dav_permission, "restapi_permission": u.restapi_permission,
                 "allowed_ips": u.allowed_ips, "created_at": crate::model::format_time(u.created_at),
@@ -185,8 +193,8 @@ async fn list(core: &Core, json: bool) -> anyhow::Result<()> {
         return print_json(&serde_json::Value::Array(rows));
     }
     println!(
-        "{:>5}  {:<24} {:<6} {:<9} {:<20} last login",
-        "id", "username", "admin", "disabled", "grants"
+        "{:>5}  {:<24} {:<6} {:<6} {:<9} {:<20} last login",
+        "id", "username", "source", "admin", "disabled", "grants"
     );
     for u in &users {
         let grants = core.store.grants_of(u.id).await?;
@@ -195,9 +203,10 @@ async fn list(core: &Core, json: bool) -> anyhow::Result<()> {
             .map(|g| format!("{}:{}", g.path, g.level))
             .collect();
         println!(
-            "{:>5}  {:<24} {:<6} {:<9} {:<20} {}",
+            "{:>5}  {:<24} {:<6} {:<6} {:<9} {:<20} {}",
             u.id,
             u.username,
+            source(u.id),
             if u.site_admin { "yes" } else { "no" },
             if u.disabled { "yes" } else { "no" },
             if grants.is_empty() {

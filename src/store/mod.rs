@@ -8,6 +8,7 @@
 mod audit;
 mod auth_impl;
 mod keys;
+mod ldap;
 mod live;
 mod locks;
 mod props;

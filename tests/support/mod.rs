@@ -5,6 +5,7 @@
 
 pub mod net;
 pub mod sftp_client;
+pub mod slapd;
 pub mod tcp_proxy;
 
 use std::net::SocketAddr;
