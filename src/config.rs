@@ -15,6 +15,9 @@ use serde::{Deserialize, Deserializer};
 
 use crate::auth::{AuthSettings, LockoutPolicy};
 
+mod webhooks;
+pub use webhooks::WebhooksConfig;
+
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -43,6 +46,7 @@ pub struct Config {
     pub webdav: WebDavConfig,
     pub api: ApiConfig,
     pub limits: LimitsConfig,
+    pub webhooks: WebhooksConfig,
 }
 
 /// Where state lives and who this replica is.
@@ -627,6 +631,7 @@ impl Config {
                 *self.listen_mut(protocol) = addr;
             }
         }
+        self.webhooks.apply_env(&get)?;
         Ok(())
     }
 
@@ -712,6 +717,7 @@ impl Config {
                     .into(),
             );
         }
+        self.webhooks.validate()?;
         let mut seen = Vec::new();
         for (name, enabled, addr) in self.listeners() {
             if enabled && addr.port() != 0 && seen.contains(&addr) {
