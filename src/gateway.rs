@@ -339,15 +339,15 @@ impl Gateway {
         if core.config.api.enabled {
             let cursor_key = core.store.shared_secret("api_cursor_key").await?;
             let mut state = ApiState::new(
-                    core.auth.clone(),
-                    core.accounts.clone(),
-                    core.store.clone(),
-                    core.sink.clone(),
-                    core.audit.clone(),
-                    core.metrics.clone(),
-                    &cursor_key,
-                )
-                .with_sessions(core.sessions.clone());
+                core.auth.clone(),
+                core.accounts.clone(),
+                core.store.clone(),
+                core.sink.clone(),
+                core.audit.clone(),
+                core.metrics.clone(),
+                &cursor_key,
+            )
+            .with_sessions(core.sessions.clone());
             if let Some(sender) = &self.webhook_sender {
                 state = state.with_webhooks(sender.clone());
             }

@@ -265,7 +265,10 @@ mod tests {
         m.webhooks.delivered_after(700);
         m.webhooks.delivered_after(7_200_000);
         let text = m.render(&AuditStats::default(), 0);
-        assert!(text.contains("filegate_webhook_delivered_total 3\n"), "{text}");
+        assert!(
+            text.contains("filegate_webhook_delivered_total 3\n"),
+            "{text}"
+        );
         assert!(text.contains("filegate_webhook_latency_seconds_bucket{le=\"0.05\"} 1\n"));
         assert!(text.contains("filegate_webhook_latency_seconds_bucket{le=\"1\"} 2\n"));
         assert!(text.contains("filegate_webhook_latency_seconds_bucket{le=\"3600\"} 2\n"));

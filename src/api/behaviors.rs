@@ -26,10 +26,7 @@ use crate::webhooks::WebhookValue;
 use crate::webhooks::guard::Allow;
 
 fn behavior_json(row: &BehaviorRow) -> Value {
-    let value = row
-        .rule()
-        .map(|r| r.value.to_json())
-        .unwrap_or(Value::Null);
+    let value = row.rule().map(|r| r.value.to_json()).unwrap_or(Value::Null);
     json!({
         "id": row.id,
         "path": row.path.trim_start_matches('/'),
@@ -96,7 +93,11 @@ async fn listing(
         match field.as_str() {
             "behavior" => kind = Some(v),
             "impacts_ui" => {}
-            other => return Err(ApiError::InvalidFilterField(other.chars().take(64).collect())),
+            other => {
+                return Err(ApiError::InvalidFilterField(
+                    other.chars().take(64).collect(),
+                ));
+            }
         }
     }
     let per_page = per_page(p)?;
@@ -110,7 +111,13 @@ async fn listing(
     let pg = page(rows, at, dir, after, per_page);
     let body: Vec<Value> = pg.items.iter().map(behavior_json).collect();
     let mut response = Json(body).into_response();
-    set_cursors(response.headers_mut(), &state.cursors, &sort, pg.next, pg.prev);
+    set_cursors(
+        response.headers_mut(),
+        &state.cursors,
+        &sort,
+        pg.next,
+        pg.prev,
+    );
     Ok(response)
 }
 
@@ -136,9 +143,7 @@ pub async fn list_for(
         .behaviors()
         .await?
         .into_iter()
-        .filter(|r| {
-            r.path == target || (ancestors && crate::webhooks::beneath(&r.path, &target))
-        })
+        .filter(|r| r.path == target || (ancestors && crate::webhooks::beneath(&r.path, &target)))
         .collect();
     listing(&state, &call, rows, &target).await
 }
@@ -183,16 +188,18 @@ pub async fn create(
         ],
         &["id"],
     )?;
-    let path = folder(&p.str("path")?.ok_or_else(|| {
-        ApiError::ParamsRequired("path is required".into())
-    })?)?;
+    let path = folder(
+        &p.str("path")?
+            .ok_or_else(|| ApiError::ParamsRequired("path is required".into()))?,
+    )?;
     let behavior = p.required_str("behavior")?;
     if behavior != "webhook" {
         return Err(ApiError::ParamsInvalid(
             "behavior: only webhook behaviors are supported".into(),
         ));
     }
-    if p.bool("recursive")? == Some(false) || p.bool("disable_parent_folder_behavior")? == Some(true)
+    if p.bool("recursive")? == Some(false)
+        || p.bool("disable_parent_folder_behavior")? == Some(true)
     {
         return Err(ApiError::ParamsInvalid(
             "webhook behaviors are always recursive and cannot disable a parent's".into(),
@@ -256,7 +263,11 @@ pub async fn update(
         Some((_, stored)) => stored,
         None => row.value.clone(),
     };
-    let name = if p.has("name") { optional_text(&call, "name")? } else { row.name.clone() };
+    let name = if p.has("name") {
+        optional_text(&call, "name")?
+    } else {
+        row.name.clone()
+    };
     let description = if p.has("description") {
         optional_text(&call, "description")?
     } else {
@@ -295,7 +306,10 @@ pub async fn delete(
 pub async fn test(State(state): State<Arc<ApiState>>, call: Authed) -> Result<Response, ApiError> {
     call.require_admin()?;
     let p = &call.params;
-    p.only(&["url", "method", "encoding", "headers", "body", "action"], &[])?;
+    p.only(
+        &["url", "method", "encoding", "headers", "body", "action"],
+        &[],
+    )?;
     let url = p.required_str("url")?;
     let mut raw = serde_json::Map::new();
     raw.insert("urls".into(), json!([url]));
@@ -315,7 +329,9 @@ pub async fn test(State(state): State<Arc<ApiState>>, call: Authed) -> Result<Re
         "event_key": "test",
     });
     let Some(sender) = state.webhooks.as_ref() else {
-        return Err(ApiError::SaveFailed("webhook delivery is disabled on this server".into()));
+        return Err(ApiError::SaveFailed(
+            "webhook delivery is disabled on this server".into(),
+        ));
     };
     let out = crate::webhooks::outgoing(
         &value,
@@ -384,7 +400,11 @@ pub async fn deliveries(
                     "filter[status] must be pending, delivered or failed".into(),
                 ));
             }
-            other => return Err(ApiError::InvalidFilterField(other.chars().take(64).collect())),
+            other => {
+                return Err(ApiError::InvalidFilterField(
+                    other.chars().take(64).collect(),
+                ));
+            }
         }
     }
     let per_page = per_page(p)?;
@@ -398,10 +418,10 @@ pub async fn deliveries(
     rows.truncate(per_page as usize);
     let body: Vec<Value> = rows.iter().map(delivery_json).collect();
     let mut response = Json(body).into_response();
-    let next = rows
-        .last()
-        .filter(|_| more)
-        .map(|last| Position { value: 0, id: last.id });
+    let next = rows.last().filter(|_| more).map(|last| Position {
+        value: 0,
+        id: last.id,
+    });
     set_cursors(response.headers_mut(), &state.cursors, &sort, next, None);
     Ok(response)
 }

@@ -123,8 +123,10 @@ mod tests {
     #[test]
     fn the_allow_list_comes_from_the_environment_and_a_bad_cidr_names_its_variable() {
         let mut c = WebhooksConfig::default();
-        c.apply_env(&|n: &str| (n == "FILEGATE_WEBHOOKS_ALLOW_PRIVATE").then(|| "127.0.0.0/8, ::1/128".into()))
-            .unwrap();
+        c.apply_env(&|n: &str| {
+            (n == "FILEGATE_WEBHOOKS_ALLOW_PRIVATE").then(|| "127.0.0.0/8, ::1/128".into())
+        })
+        .unwrap();
         assert_eq!(c.allow_private.len(), 2);
         let err = c
             .apply_env(&|_: &str| Some("nonsense".into()))
@@ -141,7 +143,8 @@ mod tests {
 
     #[test]
     fn allow_private_reads_cidrs_from_the_file_and_names_a_bad_one() {
-        let c: WebhooksConfig = toml::from_str("allow_private = [\"127.0.0.0/8\", \"10.1.0.0/16\"]").unwrap();
+        let c: WebhooksConfig =
+            toml::from_str("allow_private = [\"127.0.0.0/8\", \"10.1.0.0/16\"]").unwrap();
         assert_eq!(c.allow_private.len(), 2);
         let err = toml::from_str::<WebhooksConfig>("allow_private = [\"10.0.0.300/8\"]")
             .unwrap_err()

@@ -84,7 +84,10 @@ impl Store {
     /// The outbox rows of the webhook rules the events match are written in the same
     /// transaction, one per `(event_key, rule)` (see `store::webhooks`).
     pub async fn append_audit(&self, node: &str, events: &[AuditEvent]) -> Result<(), StoreError> {
-        let outbox = if events.iter().any(|e| crate::webhooks::trigger_of(e).is_some()) {
+        let outbox = if events
+            .iter()
+            .any(|e| crate::webhooks::trigger_of(e).is_some())
+        {
             Store::outbox_rows(&self.webhook_rules().await?, events)
         } else {
             Vec::new()

@@ -184,10 +184,18 @@ impl Store {
         {
             return Ok(rules.clone());
         }
-        let rules: Arc<Vec<Rule>> =
-            Arc::new(self.behaviors().await?.iter().filter_map(BehaviorRow::rule).collect());
-        *self.hooks.rules.lock().unwrap_or_else(PoisonError::into_inner) =
-            Some((counter, rules.clone()));
+        let rules: Arc<Vec<Rule>> = Arc::new(
+            self.behaviors()
+                .await?
+                .iter()
+                .filter_map(BehaviorRow::rule)
+                .collect(),
+        );
+        *self
+            .hooks
+            .rules
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some((counter, rules.clone()));
         Ok(rules)
     }
 
@@ -204,7 +212,14 @@ impl Store {
             };
             for rule in rules.iter().filter(|r| r.matches(e, trigger)) {
                 let payload = crate::webhooks::payload(e, trigger).to_string();
-                out.push((e.event_key.clone(), rule.id, trigger, e.path.clone(), payload, e.at_ms));
+                out.push((
+                    e.event_key.clone(),
+                    rule.id,
+                    trigger,
+                    e.path.clone(),
+                    payload,
+                    e.at_ms,
+                ));
             }
         }
         out
@@ -239,9 +254,11 @@ impl Store {
              ORDER BY next_attempt_ms, id LIMIT $4 {lock}) \
              RETURNING {DELIVERY_COLUMNS}"
         );
-        Ok(on_pool!(self, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+        Ok(
+            on_pool!(self, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
             .bind(lease_until_ms).bind(node).bind(now_ms).bind(limit)
-            .fetch_all(pool).await)?)
+            .fetch_all(pool).await)?,
+        )
     }
 
     /// Records an attempt on a row leased to `node`; false when the lease was lost.
@@ -269,7 +286,8 @@ impl Store {
              WHERE id = $1 AND claimed_by = $2 AND state = 'pending'")
             .bind(id).bind(node).bind(state).bind(next).bind(done).bind(status)
             .bind(&error).bind(url)
-            .execute(pool).await.map(|r| r.rows_affected()))? > 0)
+            .execute(pool).await.map(|r| r.rows_affected()))?
+            > 0)
     }
 
     /// Gives back every lease `node` holds (at start, after a crash, and at stop).
@@ -300,8 +318,10 @@ impl Store {
              AND ($2 IS NULL OR behavior_id = $2) AND ($3 IS NULL OR state = $3) \
              ORDER BY id DESC LIMIT $4"
         );
-        Ok(on_pool!(self, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+        Ok(
+            on_pool!(self, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
             .bind(before.unwrap_or(i64::MAX)).bind(behavior_id).bind(state).bind(limit)
-            .fetch_all(pool).await)?)
+            .fetch_all(pool).await)?,
+        )
     }
 }

@@ -113,7 +113,10 @@ impl Target {
                 .collect(),
         };
         let refused = found.iter().find(|a| !allow.permits(a.ip())).copied();
-        let ok: Vec<SocketAddr> = found.into_iter().filter(|a| allow.permits(a.ip())).collect();
+        let ok: Vec<SocketAddr> = found
+            .into_iter()
+            .filter(|a| allow.permits(a.ip()))
+            .collect();
         match (ok.is_empty(), refused) {
             (false, _) => Ok(ok),
             (true, Some(a)) => Err(GuardError::Forbidden(a.ip())),
@@ -224,7 +227,10 @@ mod tests {
             (false, "example.com", 8080, "/hook?x=1")
         );
         let t = Target::parse("https://[2606:4700::1]").unwrap();
-        assert_eq!((t.host.as_str(), t.port, t.path_and_query.as_str()), ("2606:4700::1", 443, "/"));
+        assert_eq!(
+            (t.host.as_str(), t.port, t.path_and_query.as_str()),
+            ("2606:4700::1", 443, "/")
+        );
         for bad in [
             "ftp://example.com/",
             "file:///etc/passwd",
@@ -245,7 +251,10 @@ mod tests {
             t.resolve(&Allow::default()).await,
             Err(GuardError::Forbidden(_)) | Err(GuardError::Resolve(_))
         ));
-        let allow = Allow(vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()]);
+        let allow = Allow(vec![
+            "127.0.0.0/8".parse().unwrap(),
+            "::1/128".parse().unwrap(),
+        ]);
         let addrs = t.resolve(&allow).await.unwrap();
         assert!(addrs.iter().all(|a| a.ip().is_loopback()));
         let literal = Target::parse("http://169.254.169.254/latest/meta-data/").unwrap();

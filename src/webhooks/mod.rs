@@ -113,7 +113,10 @@ impl WebhookValue {
         match (object.get("urls"), object.get("url")) {
             (Some(Value::Array(list)), _) => {
                 for u in list {
-                    urls.push(u.as_str().ok_or_else(|| bad("value.urls must be strings"))?);
+                    urls.push(
+                        u.as_str()
+                            .ok_or_else(|| bad("value.urls must be strings"))?,
+                    );
                 }
             }
             (Some(Value::String(u)), _) | (None, Some(Value::String(u))) => urls.push(u),
@@ -156,21 +159,29 @@ impl WebhookValue {
             None => Encoding::Json,
             Some(e) if e.eq_ignore_ascii_case("json") => Encoding::Json,
             Some(e) if e.eq_ignore_ascii_case("raw") => Encoding::Form,
-            Some(_) => return Err(bad("value.encoding must be JSON or RAW (XML is not supported)")),
+            Some(_) => {
+                return Err(bad(
+                    "value.encoding must be JSON or RAW (XML is not supported)",
+                ));
+            }
         };
         let mut headers = BTreeMap::new();
         match object.get("headers") {
             None | Some(Value::Null) => {}
             Some(Value::Object(h)) => {
                 for (name, v) in h {
-                    let v = v.as_str().ok_or_else(|| bad("value.headers must map to strings"))?;
+                    let v = v
+                        .as_str()
+                        .ok_or_else(|| bad("value.headers must map to strings"))?;
                     let lower = name.to_ascii_lowercase();
                     if axum::http::HeaderName::from_bytes(name.as_bytes()).is_err()
                         || axum::http::HeaderValue::from_str(v).is_err()
                         || RESERVED_HEADERS.contains(&lower.as_str())
                     {
                         let shown: String = name.chars().take(64).collect();
-                        return Err(ValueError(format!("value.headers: {shown:?} cannot be set")));
+                        return Err(ValueError(format!(
+                            "value.headers: {shown:?} cannot be set"
+                        )));
                     }
                     headers.insert(name.clone(), v.to_owned());
                 }
@@ -358,7 +369,10 @@ pub fn outgoing(
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    headers.push(("X-Filegate-Signature".into(), sign(secret, timestamp, &body)));
+    headers.push((
+        "X-Filegate-Signature".into(),
+        sign(secret, timestamp, &body),
+    ));
     headers.push(("X-Filegate-Timestamp".into(), timestamp.to_string()));
     headers.push(("X-Filegate-Delivery".into(), delivery_id.to_owned()));
     let body = if value.method == Method::Get {

@@ -160,7 +160,10 @@ impl Sender {
     }
 }
 
-async fn exchange<T>(io: TokioIo<T>, request: hyper::Request<Full<Bytes>>) -> Result<Answer, SendError>
+async fn exchange<T>(
+    io: TokioIo<T>,
+    request: hyper::Request<Full<Bytes>>,
+) -> Result<Answer, SendError>
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {

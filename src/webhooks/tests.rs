@@ -39,10 +39,11 @@ fn files_com_webhook_values_parse_and_bad_ones_are_refused_with_a_reason() {
     .unwrap();
     assert_eq!(v.urls.len(), 2);
     assert_eq!((v.method, v.encoding), (Method::Get, Encoding::Form));
-    let as_string = serde_json::Value::String(
-        json!({"urls": ["http://127.0.0.1/x"]}).to_string(),
+    let as_string = serde_json::Value::String(json!({"urls": ["http://127.0.0.1/x"]}).to_string());
+    assert!(
+        WebhookValue::parse(&as_string, &Allow::all()).is_ok(),
+        "a JSON-encoded string"
     );
-    assert!(WebhookValue::parse(&as_string, &Allow::all()).is_ok(), "a JSON-encoded string");
     for bad in [
         json!({}),
         json!({"urls": []}),
@@ -68,16 +69,28 @@ fn a_rule_watches_its_folder_and_below_for_its_triggers_only() {
     assert!(r.matches(&event(Action::Upload, "/a/x.txt"), "create"));
     assert!(r.matches(&event(Action::Upload, "/a/b/c/x.txt"), "create"));
     assert!(r.matches(&event(Action::Mkdir, "/a"), "create"));
-    assert!(!r.matches(&event(Action::Upload, "/b/x.txt"), "create"), "/b is not /a");
-    assert!(!r.matches(&event(Action::Upload, "/ab/x.txt"), "create"), "/ab is not /a");
-    assert!(!r.matches(&event(Action::Download, "/a/x.txt"), "read"), "not a trigger");
+    assert!(
+        !r.matches(&event(Action::Upload, "/b/x.txt"), "create"),
+        "/b is not /a"
+    );
+    assert!(
+        !r.matches(&event(Action::Upload, "/ab/x.txt"), "create"),
+        "/ab is not /a"
+    );
+    assert!(
+        !r.matches(&event(Action::Download, "/a/x.txt"), "read"),
+        "not a trigger"
+    );
     let moved_in = event(Action::Rename, "/b/x").destination("/a/x".to_owned());
     let all = rule("/a", &[]);
     assert!(all.matches(&moved_in, "move"), "a move into the folder");
     assert!(rule("/", &[]).matches(&event(Action::Delete, "/z"), "destroy"));
     let mut old = rule("/", &[]);
     old.created_ms = i64::MAX;
-    assert!(!old.matches(&event(Action::Upload, "/a"), "create"), "older than the rule");
+    assert!(
+        !old.matches(&event(Action::Upload, "/a"), "create"),
+        "older than the rule"
+    );
 }
 
 #[test]
@@ -103,20 +116,44 @@ fn a_post_is_signed_over_timestamp_and_body_and_a_get_over_its_query() {
     assert_eq!(payload["path"], "a/x.txt");
     assert_eq!(payload["size"], 5);
     assert_eq!(payload["interface"], "sftp");
-    let post = value(json!({"urls": ["http://127.0.0.1/h"], "body": {"team": "ops", "action": "x"}})).unwrap();
+    let post =
+        value(json!({"urls": ["http://127.0.0.1/h"], "body": {"team": "ops", "action": "x"}}))
+            .unwrap();
     let out = outgoing(&post, "k", "http://127.0.0.1/h", &payload, "ek", 1700000000);
     let body: serde_json::Value = serde_json::from_slice(&out.body).unwrap();
     assert_eq!(body["team"], "ops");
-    assert_eq!(body["action"], "create", "the event's fields win over body fields");
-    let sig = out.headers.iter().find(|(k, _)| k == "X-Filegate-Signature").unwrap();
+    assert_eq!(
+        body["action"], "create",
+        "the event's fields win over body fields"
+    );
+    let sig = out
+        .headers
+        .iter()
+        .find(|(k, _)| k == "X-Filegate-Signature")
+        .unwrap();
     assert_eq!(sig.1, sign("k", 1700000000, &out.body));
     assert!(sig.1.starts_with("sha256=") && sig.1.len() == 7 + 64);
-    assert_ne!(sign("k", 1700000001, &out.body), sig.1, "the timestamp is signed");
+    assert_ne!(
+        sign("k", 1700000001, &out.body),
+        sig.1,
+        "the timestamp is signed"
+    );
     let get = value(json!({"urls": ["http://127.0.0.1/h?x=1"], "method": "GET"})).unwrap();
     let out = outgoing(&get, "k", "http://127.0.0.1/h?x=1", &payload, "ek", 1);
     assert!(out.body.is_empty());
-    let query = out.url.split_once('?').unwrap().1.split_once('&').unwrap().1;
+    let query = out
+        .url
+        .split_once('?')
+        .unwrap()
+        .1
+        .split_once('&')
+        .unwrap()
+        .1;
     assert!(query.contains("path=a%2Fx.txt"), "{query}");
-    let sig = out.headers.iter().find(|(k, _)| k == "X-Filegate-Signature").unwrap();
+    let sig = out
+        .headers
+        .iter()
+        .find(|(k, _)| k == "X-Filegate-Signature")
+        .unwrap();
     assert_eq!(sig.1, sign("k", 1, query.as_bytes()));
 }

@@ -165,14 +165,26 @@ impl Worker {
             Err(err) => {
                 tracing::warn!(error = %err, "webhooks: cannot read rules; retrying later");
                 let at = now_ms() + backoff_ms(&self.config, row.attempts);
-                self.finish(&row, AttemptResult::Retry(at), None, Some("store unavailable"), None)
-                    .await;
+                self.finish(
+                    &row,
+                    AttemptResult::Retry(at),
+                    None,
+                    Some("store unavailable"),
+                    None,
+                )
+                .await;
                 return;
             }
         };
         let Some(rule) = rule else {
-            self.finish(&row, AttemptResult::Failed, None, Some("behavior deleted"), None)
-                .await;
+            self.finish(
+                &row,
+                AttemptResult::Failed,
+                None,
+                Some("behavior deleted"),
+                None,
+            )
+            .await;
             return;
         };
         let payload: serde_json::Value =
