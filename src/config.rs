@@ -17,6 +17,8 @@ use crate::auth::{AuthSettings, LockoutPolicy};
 
 mod ldap;
 pub use ldap::{LdapConfig, LdapGroupConfig, Redacted};
+mod webhooks;
+pub use webhooks::WebhooksConfig;
 
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +48,7 @@ pub struct Config {
     pub webdav: WebDavConfig,
     pub api: ApiConfig,
     pub limits: LimitsConfig,
+    pub webhooks: WebhooksConfig,
 }
 
 /// Where state lives and who this replica is.
@@ -639,6 +642,7 @@ impl Config {
                 *self.listen_mut(protocol) = addr;
             }
         }
+        self.webhooks.apply_env(&get)?;
         Ok(())
     }
 
@@ -725,6 +729,7 @@ impl Config {
                     .into(),
             );
         }
+        self.webhooks.validate()?;
         let mut seen = Vec::new();
         for (name, enabled, addr) in self.listeners() {
             if enabled && addr.port() != 0 && seen.contains(&addr) {

@@ -56,6 +56,8 @@ pub enum GatewayError {
     Api(#[from] ApiBindError),
     #[error("cannot set up LDAP: {0}")]
     Ldap(#[from] crate::auth::ldap::LdapError),
+    #[error("webhooks: {0}")]
+    Webhooks(String),
 }
 
 /// The shared services every front-end uses.
@@ -240,6 +242,10 @@ pub struct Gateway {
     /// The session registry's heartbeat and revocation watcher, stopped after the front-ends.
     registry_stop: CancellationToken,
     registry_task: tokio::task::JoinHandle<()>,
+    /// The webhook delivery worker (when `webhooks.enabled`), stopped with the registry.
+    webhooks: Option<(CancellationToken, tokio::task::JoinHandle<()>)>,
+    /// How this replica sends webhooks (the worker's, and the API's test call).
+    webhook_sender: Option<Arc<crate::webhooks::send::Sender>>,
 }
 
 impl Gateway {
@@ -258,8 +264,14 @@ impl Gateway {
             tasks,
             registry_stop,
             registry_task,
+            webhooks: None,
+            webhook_sender: None,
         };
-        match gateway.start_front_ends().await {
+        let started = match gateway.start_webhooks() {
+            Ok(()) => gateway.start_front_ends().await,
+            Err(err) => Err(err),
+        };
+        match started {
             Ok(()) => Ok(gateway),
             Err(err) => {
                 tracing::error!(error = %err, "a front-end could not start; stopping the others");
@@ -267,6 +279,33 @@ impl Gateway {
                 Err(err)
             }
         }
+    }
+
+    /// Starts this replica's webhook delivery worker.
+    fn start_webhooks(&mut self) -> Result<(), GatewayError> {
+        let config = &self.core.config.webhooks;
+        if !config.enabled {
+            return Ok(());
+        }
+        let ca_file = (!config.ca_file.as_os_str().is_empty()).then_some(config.ca_file.as_path());
+        let sender = crate::webhooks::send::Sender::new(
+            crate::webhooks::guard::Allow(config.allow_private.clone()),
+            config.timeout(),
+            ca_file,
+        )
+        .map_err(GatewayError::Webhooks)?;
+        self.webhook_sender = Some(Arc::new(sender.clone()));
+        let worker = crate::webhooks::worker::Worker::new(
+            self.core.store.clone(),
+            &self.core.config.server.node_name,
+            sender,
+            config.clone(),
+            self.core.metrics.clone(),
+        );
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(worker.run(stop.clone()));
+        self.webhooks = Some((stop, task));
+        Ok(())
     }
 
     async fn start_front_ends(&mut self) -> Result<(), GatewayError> {
@@ -315,18 +354,20 @@ impl Gateway {
         }
         if core.config.api.enabled {
             let cursor_key = core.store.shared_secret("api_cursor_key").await?;
-            let state = Arc::new(
-                ApiState::new(
-                    core.auth.clone(),
-                    core.accounts.clone(),
-                    core.store.clone(),
-                    core.sink.clone(),
-                    core.audit.clone(),
-                    core.metrics.clone(),
-                    &cursor_key,
-                )
-                .with_sessions(core.sessions.clone()),
-            );
+            let mut state = ApiState::new(
+                core.auth.clone(),
+                core.accounts.clone(),
+                core.store.clone(),
+                core.sink.clone(),
+                core.audit.clone(),
+                core.metrics.clone(),
+                &cursor_key,
+            )
+            .with_sessions(core.sessions.clone());
+            if let Some(sender) = &self.webhook_sender {
+                state = state.with_webhooks(sender.clone());
+            }
+            let state = Arc::new(state);
             let web = core.config.api.console.then(|| {
                 Arc::new(crate::web::WebState {
                     auth: core.auth.clone(),
@@ -377,6 +418,10 @@ impl Gateway {
         tracing::info!(aborted = drained.aborted, "front-ends stopped");
         self.registry_stop.cancel();
         let _ = self.registry_task.await;
+        if let Some((stop, task)) = self.webhooks {
+            stop.cancel();
+            let _ = task.await;
+        }
         self.core.close().await;
     }
 }

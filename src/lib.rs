@@ -73,3 +73,4 @@ pub mod store;
 pub mod test_support;
 pub mod web;
 pub mod webdav;
+pub mod webhooks;

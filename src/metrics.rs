@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::audit::{Action, AuditEvent, AuditLog, AuditSink, AuditStats, NotDurable};
@@ -17,6 +17,70 @@ use crate::identity::Protocol;
 pub struct Metrics {
     counters: Mutex<BTreeMap<(&'static str, &'static str, &'static str), u64>>,
     sftp_sessions: AtomicI64,
+    /// Webhook deliveries (fed by `webhooks::worker`).
+    pub webhooks: WebhookMetrics,
+}
+
+/// Upper bounds (seconds) of the webhook latency histogram buckets.
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0,
+];
+
+/// Webhook delivery counters and the latency (event to 2xx) histogram.
+#[derive(Default)]
+pub struct WebhookMetrics {
+    /// Outbox rows waiting (as last counted by this replica's worker).
+    pub pending: AtomicI64,
+    pub delivered: AtomicU64,
+    /// Deliveries given up (retry window over, or rule deleted).
+    pub failed: AtomicU64,
+    /// Attempts that did not get a 2xx (each is retried or failed).
+    pub attempts_failed: AtomicU64,
+    buckets: [AtomicU64; LATENCY_BUCKETS.len()],
+    latency_ms_sum: AtomicU64,
+}
+
+impl WebhookMetrics {
+    /// Counts a delivery that took `ms` from the event to the receiver's 2xx.
+    pub fn delivered_after(&self, ms: u64) {
+        self.delivered.fetch_add(1, Ordering::Relaxed);
+        self.latency_ms_sum.fetch_add(ms, Ordering::Relaxed);
+        let secs = ms as f64 / 1000.0;
+        if let Some(i) = LATENCY_BUCKETS.iter().position(|b| secs <= *b) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn render(&self, out: &mut String) {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let delivered = load(&self.delivered);
+        let _ = writeln!(
+            out,
+            "# TYPE filegate_webhook_pending gauge\nfilegate_webhook_pending {}\n\
+             # TYPE filegate_webhook_delivered_total counter\nfilegate_webhook_delivered_total {delivered}\n\
+             # TYPE filegate_webhook_failed_total counter\nfilegate_webhook_failed_total {}\n\
+             # TYPE filegate_webhook_attempts_failed_total counter\nfilegate_webhook_attempts_failed_total {}\n\
+             # TYPE filegate_webhook_latency_seconds histogram",
+            self.pending.load(Ordering::Relaxed),
+            load(&self.failed),
+            load(&self.attempts_failed),
+        );
+        let mut cumulative = 0;
+        for (bound, count) in LATENCY_BUCKETS.iter().zip(&self.buckets) {
+            cumulative += load(count);
+            let _ = writeln!(
+                out,
+                "filegate_webhook_latency_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "filegate_webhook_latency_seconds_bucket{{le=\"+Inf\"}} {delivered}\n\
+             filegate_webhook_latency_seconds_sum {}\n\
+             filegate_webhook_latency_seconds_count {delivered}",
+            load(&self.latency_ms_sum) as f64 / 1000.0
+        );
+    }
 }
 
 /// Decrements a live-session gauge when dropped.
@@ -130,6 +194,7 @@ impl Metrics {
         ] {
             let _ = writeln!(out, "# TYPE {name} {kind}\n{name} {value}");
         }
+        self.webhooks.render(&mut out);
         out
     }
 }
@@ -190,5 +255,24 @@ mod tests {
         assert!(text.contains("filegate_audit_journal_records 4\n"));
         assert!(text.contains("filegate_audit_replayed_total 5\n"));
         assert!(text.contains("filegate_lockout_refusals_unrecorded_total 7\n"));
+        assert!(text.contains("filegate_webhook_pending 0\n"));
+    }
+
+    #[test]
+    fn webhook_latencies_fill_a_cumulative_histogram() {
+        let m = Metrics::default();
+        m.webhooks.delivered_after(30);
+        m.webhooks.delivered_after(700);
+        m.webhooks.delivered_after(7_200_000);
+        let text = m.render(&AuditStats::default(), 0);
+        assert!(
+            text.contains("filegate_webhook_delivered_total 3\n"),
+            "{text}"
+        );
+        assert!(text.contains("filegate_webhook_latency_seconds_bucket{le=\"0.05\"} 1\n"));
+        assert!(text.contains("filegate_webhook_latency_seconds_bucket{le=\"1\"} 2\n"));
+        assert!(text.contains("filegate_webhook_latency_seconds_bucket{le=\"3600\"} 2\n"));
+        assert!(text.contains("filegate_webhook_latency_seconds_bucket{le=\"+Inf\"} 3\n"));
+        assert!(text.contains("filegate_webhook_latency_seconds_count 3\n"));
     }
 }

@@ -10,6 +10,7 @@
 //! Every call is an audit record (`interface: restapi`), written by [`audit_calls`].
 
 mod active;
+mod behaviors;
 mod caller;
 mod error;
 mod grants;
@@ -55,6 +56,9 @@ pub struct ApiState {
     pub metrics: Arc<Metrics>,
     /// Live SFTP/FTP sessions across replicas (`/sessions/active`); `None`: not served.
     pub sessions: Option<Arc<crate::sessions::Registry>>,
+    /// Sends `/behaviors/webhook/test`, and its allow-list checks webhook URLs;
+    /// `None`: webhook delivery is off on this replica.
+    pub webhooks: Option<Arc<crate::webhooks::send::Sender>>,
     cursors: pagination::Cursors,
 }
 
@@ -76,8 +80,15 @@ impl ApiState {
             audit_log,
             metrics,
             sessions: None,
+            webhooks: None,
             cursors: pagination::Cursors::new(cursor_key.as_bytes()),
         }
+    }
+
+    /// Webhook tests (and URL checks) through `sender`.
+    pub fn with_webhooks(mut self, sender: Arc<crate::webhooks::send::Sender>) -> ApiState {
+        self.webhooks = Some(sender);
+        self
     }
 
     /// Serves `/sessions/active` from `registry`.
@@ -129,6 +140,17 @@ fn routes(state: Arc<ApiState>) -> Router {
         .route("/sessions", post(sessions::create).delete(sessions::delete))
         .route("/sessions/active", get(active::list))
         .route("/sessions/active/{id}", axum::routing::delete(active::end))
+        .route("/behaviors", get(behaviors::list).post(behaviors::create))
+        .route(
+            "/behaviors/{id}",
+            get(behaviors::find)
+                .patch(behaviors::update)
+                .delete(behaviors::delete),
+        )
+        .route("/behaviors/folders/{*path}", get(behaviors::list_for))
+        .route("/behaviors/folders/", get(behaviors::list_for_root))
+        .route("/behaviors/webhook/test", post(behaviors::test))
+        .route("/webhook_deliveries", get(behaviors::deliveries))
         .route("/history", get(history::all))
         .route("/history/login", get(history::logins))
         .route("/history/users/{id}", get(history::user))

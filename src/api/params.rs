@@ -37,6 +37,11 @@ impl Params {
         Ok(Params(map))
     }
 
+    /// A parameter as sent (objects included), `None` when absent or null.
+    pub fn value(&self, key: &str) -> Option<&Value> {
+        self.0.get(key).filter(|v| !v.is_null())
+    }
+
     pub fn has(&self, key: &str) -> bool {
         self.0.get(key).is_some_and(|v| !v.is_null())
     }

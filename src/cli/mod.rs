@@ -7,6 +7,7 @@
 mod audit_cmd;
 mod keys;
 mod users;
+mod webhook_cmd;
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -43,6 +44,9 @@ pub enum Command {
     /// Read the audit log.
     #[command(subcommand)]
     Audit(audit_cmd::AuditCommand),
+    /// Webhook behaviors: list them and their deliveries, send a test.
+    #[command(subcommand)]
+    Webhook(webhook_cmd::WebhookCommand),
 }
 
 impl Cli {
@@ -65,6 +69,9 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         Command::User(cmd) => with_core(config, |core| Box::pin(users::run(core, cmd))).await,
         Command::Key(cmd) => with_core(config, |core| Box::pin(keys::run(core, cmd))).await,
         Command::Audit(cmd) => with_core(config, |core| Box::pin(audit_cmd::run(core, cmd))).await,
+        Command::Webhook(cmd) => {
+            with_core(config, |core| Box::pin(webhook_cmd::run(core, cmd))).await
+        }
     }
 }
 

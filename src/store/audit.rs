@@ -81,7 +81,17 @@ impl Store {
 
     /// Inserts `events` in one transaction; events already stored (same `event_key`, from a
     /// batch retried after its acknowledgement was lost) are skipped.
+    /// The outbox rows of the webhook rules the events match are written in the same
+    /// transaction, one per `(event_key, rule)` (see `store::webhooks`).
     pub async fn append_audit(&self, node: &str, events: &[AuditEvent]) -> Result<(), StoreError> {
+        let outbox = if events
+            .iter()
+            .any(|e| crate::webhooks::trigger_of(e).is_some())
+        {
+            Store::outbox_rows(&self.webhook_rules().await?, events)
+        } else {
+            Vec::new()
+        };
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             for e in events {
@@ -97,8 +107,19 @@ impl Store {
                     .bind(e.outcome.as_str()).bind(&e.reason).bind(&e.remote_addr).bind(&e.event_key)
                     .execute(&mut *tx).await?;
             }
+            for (key, rule, action, path, payload, at_ms) in &outbox {
+                sqlx::query(
+                    "INSERT INTO webhook_deliveries (event_key, behavior_id, action, path, payload, \
+                     created_ms, next_attempt_ms) VALUES ($1, $2, $3, $4, $5, $6, $6) \
+                     ON CONFLICT (event_key, behavior_id) DO NOTHING")
+                    .bind(key).bind(rule).bind(*action).bind(path).bind(payload).bind(at_ms)
+                    .execute(&mut *tx).await?;
+            }
             tx.commit().await?;
         });
+        if !outbox.is_empty() {
+            self.wake_webhooks();
+        }
         Ok(())
     }
 

@@ -16,11 +16,13 @@ mod sessions;
 mod shared;
 mod users;
 mod web_sessions;
+mod webhooks;
 
 pub use audit::{AuditQuery, AuditSearch};
 pub use keys::{KeyChanges, KeyOwnerFilter, NewKey};
 pub use live::{Change, ChangeListener, LiveRow};
 pub use users::{NewUser, UserChanges};
+pub use webhooks::{AttemptResult, BehaviorRow, DeliveryRow};
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -82,6 +84,8 @@ pub(crate) use on_pool;
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: Pool,
+    /// Webhook rules in memory and the worker's wake-up (`webhooks`).
+    hooks: std::sync::Arc<webhooks::HookCache>,
 }
 
 impl Store {
@@ -102,6 +106,7 @@ impl Store {
                 .await?;
             Store {
                 pool: Pool::Sqlite(pool),
+                hooks: Default::default(),
             }
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let options = PgConnectOptions::from_str(url)?;
@@ -112,6 +117,7 @@ impl Store {
                 .await?;
             Store {
                 pool: Pool::Postgres(pool),
+                hooks: Default::default(),
             }
         } else {
             return Err(StoreError::UnsupportedUrl(url.chars().take(40).collect()));
