@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-use crate::auth::{AuthSettings, LockoutPolicy};
+use crate::auth::{AuthSettings, LockoutPolicy, Require2fa};
 
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +106,16 @@ pub struct AuthConfig {
     /// argon2 verifications at once (0: one per core).
     pub argon2_concurrency: usize,
     pub lockout: LockoutConfig,
+    /// The key TOTP secrets are sealed with: 64 hex characters (`FILEGATE_TOTP_KEY`). Empty:
+    /// `<data_dir>/totp.key`, made on first start. Replicas must share one key: set it here.
+    pub totp_key: String,
+    /// Where the TOTP key is kept when `totp_key` is empty (made on first start, mode
+    /// 0600); default `<data_dir>/totp.key`. Replicas: a path they share.
+    pub totp_key_file: PathBuf,
+    /// Who must use a second factor: "off", "admins" or "all" (`FILEGATE_REQUIRE_2FA`). A
+    /// user under the policy without one is refused on SFTP, FTP and WebDAV and may sign in
+    /// to the console and the REST API only to enrol.
+    pub require_2fa: Require2fa,
 }
 
 impl Default for AuthConfig {
@@ -114,6 +124,9 @@ impl Default for AuthConfig {
             password_cache_seconds: 60,
             argon2_concurrency: 0,
             lockout: LockoutConfig::default(),
+            totp_key: String::new(),
+            totp_key_file: PathBuf::new(),
+            require_2fa: Require2fa::Off,
         }
     }
 }
@@ -593,6 +606,22 @@ impl Config {
         if let Some(v) = get("FILEGATE_DATABASE_URL") {
             self.server.database_url = v;
         }
+        if let Some(v) = get("FILEGATE_TOTP_KEY") {
+            self.auth.totp_key = v;
+        }
+        if let Some(v) = get("FILEGATE_REQUIRE_2FA") {
+            self.auth.require_2fa = match v.trim() {
+                "off" => Require2fa::Off,
+                "admins" => Require2fa::Admins,
+                "all" => Require2fa::All,
+                other => {
+                    return Err(ConfigError::Env {
+                        name: "FILEGATE_REQUIRE_2FA",
+                        message: format!("{other:?} is not one of off, admins, all"),
+                    });
+                }
+            };
+        }
         if let Some(v) = get("FILEGATE_NODE_NAME") {
             self.server.node_name = v;
         }
@@ -646,6 +675,9 @@ impl Config {
                 .filter(|s| !s.is_empty())
                 .unwrap_or_else(|| "filegate".into());
         }
+        if self.auth.totp_key_file.as_os_str().is_empty() {
+            self.auth.totp_key_file = self.server.data_dir.join("totp.key");
+        }
         if self.sftp.host_key.as_os_str().is_empty() {
             self.sftp.host_key = self.server.data_dir.join("ssh_host_ed25519_key");
         }
@@ -690,6 +722,10 @@ impl Config {
         }
         if self.server.session_heartbeat_seconds == 0 {
             return invalid("server.session_heartbeat_seconds must be at least 1".into());
+        }
+        let key = self.auth.totp_key.trim();
+        if !key.is_empty() && (key.len() != 64 || !key.bytes().all(|b| b.is_ascii_hexdigit())) {
+            return invalid("auth.totp_key must be 64 hexadecimal characters (32 bytes)".into());
         }
         let lockout = &self.auth.lockout;
         if lockout.max_failures_per_login == 0 || lockout.max_failures_per_address == 0 {

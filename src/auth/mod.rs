@@ -13,6 +13,8 @@ mod directory;
 mod lockout;
 mod login;
 mod password;
+pub mod totp;
+mod two_factor;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -27,6 +29,7 @@ pub use lockout::{
 };
 pub use login::{LoginName, MAX_LOGIN_CHARS, MalformedLogin};
 pub use password::{PasswordError, Passwords};
+pub use two_factor::{PendingCode, Require2fa, SecondFactor, SignIn, TwoFactor};
 
 use crate::audit::{Action, AuditEvent, AuditSink, Outcome};
 use crate::identity::{ClientInfo, KeyIdentity, Principal, Protocol, UserIdentity};
@@ -84,6 +87,12 @@ const USER_TOUCH_INTERVAL: i64 = 60;
 /// A refusal's cause, for the audit log only.
 struct Denial(&'static str);
 
+/// A user's first factor, and where their second is.
+struct FirstFactor<'a> {
+    proof: Proof<'a>,
+    second: SecondFactor<'a>,
+}
+
 type Checked = Result<Principal, Denial>;
 
 /// Turns credentials into principals. Shared by every front-end (`Arc`).
@@ -100,6 +109,8 @@ pub struct Authenticator {
     ban_notes: BanNotes,
     /// Banned clients' refusals not audited (see [`Authenticator::refuse_banned`]).
     unrecorded_refusals: AtomicU64,
+    /// TOTP settings (none: no user is asked for a code).
+    two_factor: Option<TwoFactor>,
 }
 
 impl Authenticator {
@@ -118,7 +129,14 @@ impl Authenticator {
             dummy_digest: secret::digest_hex(&secret::new_key_secret()),
             ban_notes: BanNotes::new(),
             unrecorded_refusals: AtomicU64::new(0),
+            two_factor: None,
         }
+    }
+
+    /// Asks users with TOTP for their code, and applies the site's 2FA policy.
+    pub fn with_two_factor(mut self, two_factor: TwoFactor) -> Authenticator {
+        self.two_factor = Some(two_factor);
+        self
     }
 
     /// Shares failed-login counters and bans with other replicas through `ledger`.
@@ -142,6 +160,8 @@ impl Authenticator {
     /// Failures are counted under one canonical login per target (see [`counted_login`]):
     /// `@api-01`, `@API-1` and `@api-<its name>` are the same key, `Alice` and `alice` the
     /// same user.
+    /// A user with TOTP gives their code where the protocol carries it
+    /// ([`SecondFactor::of`]); use [`Authenticator::sign_in`] to say otherwise.
     pub async fn login(
         &self,
         login: &str,
@@ -149,7 +169,27 @@ impl Authenticator {
         protocol: Protocol,
         client: ClientInfo,
     ) -> Result<Principal, AuthError> {
+        let second = SecondFactor::of(protocol);
+        match self.sign_in(login, proof, second, protocol, client).await? {
+            SignIn::Done(principal) => Ok(principal),
+            // Only `SecondFactor::Later` defers the code.
+            SignIn::CodeNeeded(_) => Err(AuthError::Refused),
+        }
+    }
+
+    /// [`Authenticator::login`] with the second factor's place given: a user with TOTP
+    /// signing in with `SecondFactor::Later` gets [`SignIn::CodeNeeded`] once the first
+    /// factor is right.
+    pub async fn sign_in(
+        &self,
+        login: &str,
+        proof: Proof<'_>,
+        second: SecondFactor<'_>,
+        protocol: Protocol,
+        client: ClientInfo,
+    ) -> Result<SignIn, AuthError> {
         let ip = client.ip;
+        let mut code_needed = None;
         let parsed = LoginName::parse(login);
         let mut counted = counted_login(login, &parsed);
         if self.lockout.is_banned(ip, &counted) {
@@ -177,13 +217,29 @@ impl Authenticator {
                 Err(e) => Err(e),
             },
             Ok(LoginName::User(name)) => match self.directory.user_by_name(&name).await {
-                Ok(user) => self.check_user_login(user, proof, protocol, &client).await,
+                Ok(user) => {
+                    let first = FirstFactor { proof, second };
+                    self.check_user_login(user, first, &mut code_needed, protocol, &client)
+                        .await
+                }
                 Err(e) => Err(e),
             },
         };
+        if let (Some((user_id, revision)), Ok(Ok(_))) = (code_needed, &checked) {
+            return Ok(SignIn::CodeNeeded(PendingCode {
+                user_id,
+                revision,
+                shown: login.to_owned(),
+                counted,
+                protocol,
+                client,
+                until: Instant::now() + PendingCode::LIFETIME,
+            }));
+        }
         let per_request = protocol == Protocol::WebDav;
         self.conclude(login, &counted, protocol, client, checked, per_request)
             .await
+            .map(SignIn::Done)
     }
 
     /// Signs in to the REST API with a key secret alone (`X-FilesAPI-Key`).
@@ -423,13 +479,17 @@ impl Authenticator {
         Ok(Ok(principal))
     }
 
+    /// Checks a user's first factor, then their second ([`two_factor`]); sets `code_needed`
+    /// (user id, revision) when the first was right and the code comes later.
     async fn check_user_login(
         &self,
         user: Option<UserRecord>,
-        proof: Proof<'_>,
+        first: FirstFactor<'_>,
+        code_needed: &mut Option<(i64, i64)>,
         protocol: Protocol,
         client: &ClientInfo,
     ) -> Result<Checked, DirectoryError> {
+        let FirstFactor { proof, second } = first;
         let Some(user) = user else {
             self.burn(proof).await;
             return Ok(Err(Denial("unknown user")));
@@ -441,6 +501,8 @@ impl Authenticator {
             self.spend_like_a_check(&user, proof).await?;
             return Ok(Err(denial));
         }
+        let totp = self.confirmed_totp(user.id).await?;
+        let (proof, code) = two_factor::split_appended(proof, second, totp.is_some());
         let proven = match proof {
             Proof::Password(password) => self.check_password(&user, password).await,
             Proof::PublicKey(presented) => self.holds_public_key(&user, presented).await?,
@@ -451,7 +513,21 @@ impl Authenticator {
                 Proof::PublicKey(_) => "unknown public key",
             })));
         }
-        self.user_checks(&user, protocol, client).await
+        let principal = match self.user_checks(&user, protocol, client).await? {
+            Ok(principal) => principal,
+            Err(denial) => return Ok(Err(denial)),
+        };
+        match self
+            .second_step(&user, totp.as_ref(), second, code, protocol)
+            .await?
+        {
+            two_factor::Step::Admit => Ok(Ok(principal)),
+            two_factor::Step::Deny(denial) => Ok(Err(denial)),
+            two_factor::Step::AskLater => {
+                *code_needed = Some((user.id, user.revision));
+                Ok(Ok(principal))
+            }
+        }
     }
 
     async fn holds_public_key(
