@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-use crate::auth::{AuthSettings, LockoutPolicy};
+use crate::auth::{AuthSettings, LockoutPolicy, Require2fa};
 
 mod ldap;
 pub use ldap::{LdapConfig, LdapGroupConfig, Redacted};
@@ -114,6 +114,16 @@ pub struct AuthConfig {
     pub lockout: LockoutConfig,
     /// Users from an LDAP directory / Active Directory (off unless `url` is set).
     pub ldap: LdapConfig,
+    /// The key TOTP secrets are sealed with: 64 hex characters (`FILEGATE_TOTP_KEY`). Empty:
+    /// `<data_dir>/totp.key`, made on first start. Replicas must share one key: set it here.
+    pub totp_key: String,
+    /// Where the TOTP key is kept when `totp_key` is empty (made on first start, mode
+    /// 0600); default `<data_dir>/totp.key`. Replicas: a path they share.
+    pub totp_key_file: PathBuf,
+    /// Who must use a second factor: "off", "admins" or "all" (`FILEGATE_REQUIRE_2FA`). A
+    /// user under the policy without one is refused on SFTP, FTP and WebDAV and may sign in
+    /// to the console and the REST API only to enrol.
+    pub require_2fa: Require2fa,
 }
 
 impl Default for AuthConfig {
@@ -123,6 +133,9 @@ impl Default for AuthConfig {
             argon2_concurrency: 0,
             lockout: LockoutConfig::default(),
             ldap: LdapConfig::default(),
+            totp_key: String::new(),
+            totp_key_file: PathBuf::new(),
+            require_2fa: Require2fa::Off,
         }
     }
 }
@@ -608,6 +621,22 @@ impl Config {
         if let Some(v) = get("FILEGATE_LDAP_BIND_PASSWORD") {
             self.auth.ldap.bind_password = Redacted(v);
         }
+        if let Some(v) = get("FILEGATE_TOTP_KEY") {
+            self.auth.totp_key = v;
+        }
+        if let Some(v) = get("FILEGATE_REQUIRE_2FA") {
+            self.auth.require_2fa = match v.trim() {
+                "off" => Require2fa::Off,
+                "admins" => Require2fa::Admins,
+                "all" => Require2fa::All,
+                other => {
+                    return Err(ConfigError::Env {
+                        name: "FILEGATE_REQUIRE_2FA",
+                        message: format!("{other:?} is not one of off, admins, all"),
+                    });
+                }
+            };
+        }
         if let Some(v) = get("FILEGATE_NODE_NAME") {
             self.server.node_name = v;
         }
@@ -662,6 +691,9 @@ impl Config {
                 .filter(|s| !s.is_empty())
                 .unwrap_or_else(|| "filegate".into());
         }
+        if self.auth.totp_key_file.as_os_str().is_empty() {
+            self.auth.totp_key_file = self.server.data_dir.join("totp.key");
+        }
         if self.sftp.host_key.as_os_str().is_empty() {
             self.sftp.host_key = self.server.data_dir.join("ssh_host_ed25519_key");
         }
@@ -706,6 +738,10 @@ impl Config {
         }
         if self.server.session_heartbeat_seconds == 0 {
             return invalid("server.session_heartbeat_seconds must be at least 1".into());
+        }
+        let key = self.auth.totp_key.trim();
+        if !key.is_empty() && (key.len() != 64 || !key.bytes().all(|b| b.is_ascii_hexdigit())) {
+            return invalid("auth.totp_key must be 64 hexadecimal characters (32 bytes)".into());
         }
         let lockout = &self.auth.lockout;
         if lockout.max_failures_per_login == 0 || lockout.max_failures_per_address == 0 {

@@ -44,6 +44,8 @@ pub enum GatewayError {
         path: String,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    TotpKey(#[from] crate::auth::totp::TotpKeyError),
     #[error("cannot create the first admin: {0}")]
     Bootstrap(#[from] AccountError),
     #[error(transparent)]
@@ -117,12 +119,20 @@ impl Core {
             metrics: metrics.clone(),
             log: audit.clone(),
         });
+        let sealer = Arc::new(crate::auth::totp::Sealer::configured_or_file(
+            &config.auth.totp_key,
+            &config.auth.totp_key_file,
+        )?);
         let mut auth = Authenticator::new(
             Arc::new(store.clone()),
             sink.clone(),
             config.auth_settings(),
         )
-        .with_lockout_ledger(Arc::new(store.clone()));
+        .with_lockout_ledger(Arc::new(store.clone()))
+        .with_two_factor(crate::auth::TwoFactor {
+            sealer: sealer.clone(),
+            policy: config.auth.require_2fa,
+        });
         let mut ldap_check = None;
         if let Some(settings) = config.auth.ldap.settings() {
             let ldap = Arc::new(crate::auth::ldap::Ldap::new(
@@ -141,7 +151,8 @@ impl Core {
                 .with_props(Arc::new(store.clone())),
         );
         let accounts = Accounts::new(store.clone(), auth.passwords().clone(), sink.clone())
-            .with_folders(files.clone());
+            .with_folders(files.clone())
+            .with_totp(sealer);
         let gate = crate::limits::ConnectionGate::new(limits);
         let sessions = Registry::new(
             store.clone(),

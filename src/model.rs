@@ -9,6 +9,19 @@ use std::str::FromStr;
 use crate::identity::{Grant, GrantLevel, PermissionSet, Protocol};
 use crate::path::SitePath;
 
+/// A user's TOTP second factor (`user_totp`); the secret stays sealed (`auth::totp::Sealer`).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct TotpRecord {
+    pub user_id: i64,
+    /// Hex of nonce ‖ ciphertext ‖ tag.
+    pub secret_sealed: String,
+    /// False while the enrolment waits for its first code.
+    pub confirmed: bool,
+    /// The last time step a code was accepted for (the replay guard).
+    pub last_step: i64,
+    pub created_at: i64,
+}
+
 /// A user account.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct UserRecord {

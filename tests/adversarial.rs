@@ -7,6 +7,8 @@
 //!   one named test per reproduction of the classes.
 //! - `console`: the web console's CSRF, rights, key-id and traversal defences.
 //! - `ldap`: LDAP filter injection, empty passwords, directory names shadowing local users.
+//! - `two_factor`: codes alone, empty, lettered or overlong; a stolen password alone on
+//!   every protocol; the console's code page from another address or with a forged token.
 //!
 //! (c), the fuzz targets, live in `fuzz/` (run by `.ci/run`).
 
@@ -30,5 +32,7 @@ mod matrix;
 mod sessions;
 #[path = "adversarial/sftp_extensions.rs"]
 mod sftp_extensions;
+#[path = "adversarial/two_factor.rs"]
+mod two_factor;
 #[path = "adversarial/webdav_locks.rs"]
 mod webdav_locks;

@@ -7,11 +7,13 @@
 //! only the rules that hold whoever asks, such as "a key never exceeds its owner".
 
 mod keys;
+mod totp;
 mod users;
 
 use std::sync::Arc;
 
 pub use keys::{CreatedKey, KeyOwner, KeySpec, KeyUpdate, MAX_KEYS_PER_USER};
+pub use totp::{TotpEnrolment, TotpState};
 pub use users::{UserSpec, validate_username};
 
 use crate::audit::AuditSink;
@@ -66,6 +68,8 @@ pub struct Accounts {
     /// The file layer, to make the folders grants and key paths name (see
     /// [`Accounts::with_folders`]).
     folders: Option<Arc<Files>>,
+    /// The key TOTP secrets are sealed with (see [`Accounts::with_totp`]).
+    totp: Option<Arc<crate::auth::totp::Sealer>>,
 }
 
 impl Accounts {
@@ -75,6 +79,7 @@ impl Accounts {
             passwords,
             audit,
             folders: None,
+            totp: None,
         }
     }
 

@@ -12,7 +12,7 @@ use serde_json::json;
 use super::caller::{Anonymous, Authed, Via};
 use super::error::ApiError;
 use super::{ApiState, time_json};
-use crate::auth::{AuthError, LoginName, Proof};
+use crate::auth::{AuthError, LoginName, Proof, SecondFactor, SignIn};
 use crate::identity::Protocol;
 use crate::model::now;
 use crate::secret;
@@ -20,7 +20,8 @@ use crate::secret;
 /// How long a session lasts, in seconds.
 pub const SESSION_SECONDS: i64 = 6 * 3600;
 
-/// `POST /sessions` `{username, password}`
+/// `POST /sessions` `{username, password, otp}`: `otp` (as in Files.com's SDK) is the TOTP
+/// code or a recovery code of a user with two-factor sign-in.
 pub async fn create(
     State(state): State<Arc<ApiState>>,
     request: Anonymous,
@@ -29,14 +30,16 @@ pub async fn create(
     p.only(&["username", "password", "otp", "partial_session_id"], &[])?;
     let username = p.required_str("username")?;
     let password = p.required_str("password")?;
+    let otp = p.str("otp")?;
     if !matches!(LoginName::parse(&username), Ok(LoginName::User(_))) {
         return Err(ApiError::InvalidUsernameOrPassword);
     }
-    let principal = state
+    let signed = state
         .auth
-        .login(
+        .sign_in(
             &username,
             Proof::Password(&password),
+            SecondFactor::Given(otp.as_deref()),
             Protocol::Api,
             request.client,
         )
@@ -45,6 +48,9 @@ pub async fn create(
             AuthError::Refused => ApiError::InvalidUsernameOrPassword,
             other => other.into(),
         })?;
+    let SignIn::Done(principal) = signed else {
+        return Err(ApiError::InvalidUsernameOrPassword);
+    };
     let user = principal.user.ok_or(ApiError::InvalidUsernameOrPassword)?;
     let token = secret::random_hex(32);
     let created = now();

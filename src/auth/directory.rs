@@ -3,7 +3,7 @@
 //! Defined here, next to its consumer, and implemented by `store::Store`. Tests may supply
 //! their own implementation.
 
-use crate::model::{GrantRecord, KeyRecord, PublicKeyRecord, UserRecord};
+use crate::model::{GrantRecord, KeyRecord, PublicKeyRecord, TotpRecord, UserRecord};
 
 /// The store could not answer (unreachable, or a broken query).
 #[derive(Debug, thiserror::Error)]
@@ -23,4 +23,20 @@ pub trait Directory: Send + Sync {
     /// Records a key's use unless it was recorded less than `min_interval` seconds ago.
     async fn touch_key(&self, id: i64, at: i64, min_interval: i64) -> Result<(), DirectoryError>;
     async fn touch_user_login(&self, id: i64, at: i64) -> Result<(), DirectoryError>;
+    /// The user's TOTP row, if any (none by default: a directory without second factors).
+    async fn totp_of(&self, _user_id: i64) -> Result<Option<TotpRecord>, DirectoryError> {
+        Ok(None)
+    }
+    /// The replay guard: true when `step` is later than the last step used (and is now it).
+    async fn use_totp_step(&self, _user_id: i64, _step: i64) -> Result<bool, DirectoryError> {
+        Ok(false)
+    }
+    /// Spends a recovery code given as its digest: true when it was there.
+    async fn use_recovery_code(
+        &self,
+        _user_id: i64,
+        _digest: &str,
+    ) -> Result<bool, DirectoryError> {
+        Ok(false)
+    }
 }

@@ -14,6 +14,8 @@ pub mod ldap;
 mod lockout;
 mod login;
 mod password;
+pub mod totp;
+mod two_factor;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -28,6 +30,7 @@ pub use lockout::{
 };
 pub use login::{LoginName, MAX_LOGIN_CHARS, MalformedLogin};
 pub use password::{PasswordError, Passwords};
+pub use two_factor::{PendingCode, Require2fa, SecondFactor, SignIn, TwoFactor};
 
 use crate::audit::{Action, AuditEvent, AuditSink, Outcome};
 use crate::identity::{ClientInfo, KeyIdentity, Principal, Protocol, UserIdentity};
@@ -85,6 +88,29 @@ const USER_TOUCH_INTERVAL: i64 = 60;
 /// A refusal's cause, for the audit log only.
 struct Denial(&'static str);
 
+/// Where a username sign-in comes from (for the LDAP path, `ldap::login`).
+struct UserLogin<'a> {
+    name: &'a str,
+    protocol: Protocol,
+    client: &'a ClientInfo,
+    /// WebDAV: the password comes with every request (the cache may answer).
+    per_request: bool,
+}
+
+/// A user's second factor: their confirmed TOTP (if any), where the code is, and the code
+/// when it came with the first factor.
+struct SecondStep<'a> {
+    totp: Option<crate::model::TotpRecord>,
+    second: SecondFactor<'a>,
+    code: Option<&'a str>,
+}
+
+/// A user's first factor, and where their second is.
+struct FirstFactor<'a> {
+    proof: Proof<'a>,
+    second: SecondFactor<'a>,
+}
+
 type Checked = Result<Principal, Denial>;
 
 /// Turns credentials into principals. Shared by every front-end (`Arc`).
@@ -103,6 +129,8 @@ pub struct Authenticator {
     unrecorded_refusals: AtomicU64,
     /// Users from an LDAP directory, when configured (`ldap`).
     ldap: Option<Arc<ldap::Ldap>>,
+    /// TOTP settings (none: no user is asked for a code).
+    two_factor: Option<TwoFactor>,
 }
 
 impl Authenticator {
@@ -122,12 +150,19 @@ impl Authenticator {
             ban_notes: BanNotes::new(),
             unrecorded_refusals: AtomicU64::new(0),
             ldap: None,
+            two_factor: None,
         }
     }
 
     /// Signs in names no local user holds against an LDAP directory (see [`ldap`]).
     pub fn with_ldap(mut self, ldap: Arc<ldap::Ldap>) -> Authenticator {
         self.ldap = Some(ldap);
+        self
+    }
+
+    /// Asks users with TOTP for their code, and applies the site's 2FA policy.
+    pub fn with_two_factor(mut self, two_factor: TwoFactor) -> Authenticator {
+        self.two_factor = Some(two_factor);
         self
     }
 
@@ -152,6 +187,8 @@ impl Authenticator {
     /// Failures are counted under one canonical login per target (see [`counted_login`]):
     /// `@api-01`, `@API-1` and `@api-<its name>` are the same key, `Alice` and `alice` the
     /// same user.
+    /// A user with TOTP gives their code where the protocol carries it
+    /// ([`SecondFactor::of`]); use [`Authenticator::sign_in`] to say otherwise.
     pub async fn login(
         &self,
         login: &str,
@@ -159,8 +196,28 @@ impl Authenticator {
         protocol: Protocol,
         client: ClientInfo,
     ) -> Result<Principal, AuthError> {
+        let second = SecondFactor::of(protocol);
+        match self.sign_in(login, proof, second, protocol, client).await? {
+            SignIn::Done(principal) => Ok(principal),
+            // Only `SecondFactor::Later` defers the code.
+            SignIn::CodeNeeded(_) => Err(AuthError::Refused),
+        }
+    }
+
+    /// [`Authenticator::login`] with the second factor's place given: a user with TOTP
+    /// signing in with `SecondFactor::Later` gets [`SignIn::CodeNeeded`] once the first
+    /// factor is right.
+    pub async fn sign_in(
+        &self,
+        login: &str,
+        proof: Proof<'_>,
+        second: SecondFactor<'_>,
+        protocol: Protocol,
+        client: ClientInfo,
+    ) -> Result<SignIn, AuthError> {
         let ip = client.ip;
         let per_request = protocol == Protocol::WebDav;
+        let mut code_needed = None;
         let parsed = LoginName::parse(login);
         let mut counted = counted_login(login, &parsed);
         if self.lockout.is_banned(ip, &counted) {
@@ -189,14 +246,33 @@ impl Authenticator {
             },
             Ok(LoginName::User(name)) => match self.directory.user_by_name(&name).await {
                 Ok(user) => {
-                    self.check_username(&name, user, proof, protocol, &client, per_request)
+                    let first = FirstFactor { proof, second };
+                    let at = UserLogin {
+                        name: &name,
+                        protocol,
+                        client: &client,
+                        per_request,
+                    };
+                    self.check_username(user, first, &mut code_needed, at)
                         .await
                 }
                 Err(e) => Err(e),
             },
         };
+        if let (Some((user_id, revision)), Ok(Ok(_))) = (code_needed, &checked) {
+            return Ok(SignIn::CodeNeeded(PendingCode {
+                user_id,
+                revision,
+                shown: login.to_owned(),
+                counted,
+                protocol,
+                client,
+                until: Instant::now() + PendingCode::LIFETIME,
+            }));
+        }
         self.conclude(login, &counted, protocol, client, checked, per_request)
             .await
+            .map(SignIn::Done)
     }
 
     /// Signs in to the REST API with a key secret alone (`X-FilesAPI-Key`).
@@ -435,13 +511,17 @@ impl Authenticator {
         Ok(Ok(principal))
     }
 
+    /// Checks a user's first factor, then their second ([`two_factor`]); sets `code_needed`
+    /// (user id, revision) when the first was right and the code comes later.
     async fn check_user_login(
         &self,
         user: Option<UserRecord>,
-        proof: Proof<'_>,
+        first: FirstFactor<'_>,
+        code_needed: &mut Option<(i64, i64)>,
         protocol: Protocol,
         client: &ClientInfo,
     ) -> Result<Checked, DirectoryError> {
+        let FirstFactor { proof, second } = first;
         let Some(user) = user else {
             self.burn(proof).await;
             return Ok(Err(Denial("unknown user")));
@@ -453,6 +533,8 @@ impl Authenticator {
             self.spend_like_a_check(&user, proof).await?;
             return Ok(Err(denial));
         }
+        let totp = self.confirmed_totp(user.id).await?;
+        let (proof, code) = two_factor::split_appended(proof, second, totp.is_some());
         let proven = match proof {
             Proof::Password(password) => self.check_password(&user, password).await,
             Proof::PublicKey(presented) => self.holds_public_key(&user, presented).await?,
@@ -463,7 +545,36 @@ impl Authenticator {
                 Proof::PublicKey(_) => "unknown public key",
             })));
         }
-        self.user_checks(&user, protocol, client).await
+        let second = SecondStep { totp, second, code };
+        self.admit_user(&user, second, code_needed, protocol, client)
+            .await
+    }
+
+    /// A user whose first factor is right: the checks every user passes, then the second
+    /// factor (sets `code_needed` when the code comes in a later round).
+    async fn admit_user(
+        &self,
+        user: &UserRecord,
+        step: SecondStep<'_>,
+        code_needed: &mut Option<(i64, i64)>,
+        protocol: Protocol,
+        client: &ClientInfo,
+    ) -> Result<Checked, DirectoryError> {
+        let principal = match self.user_checks(user, protocol, client).await? {
+            Ok(principal) => principal,
+            Err(denial) => return Ok(Err(denial)),
+        };
+        match self
+            .second_step(user, step.totp.as_ref(), step.second, step.code, protocol)
+            .await?
+        {
+            two_factor::Step::Admit => Ok(Ok(principal)),
+            two_factor::Step::Deny(denial) => Ok(Err(denial)),
+            two_factor::Step::AskLater => {
+                *code_needed = Some((user.id, user.revision));
+                Ok(Ok(principal))
+            }
+        }
     }
 
     async fn holds_public_key(

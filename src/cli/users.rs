@@ -54,6 +54,18 @@ pub enum UserCommand {
         /// A file holding one OpenSSH public key line (e.g. ~/.ssh/id_ed25519.pub).
         public_key_file: std::path::PathBuf,
     },
+    /// Two-factor sign-in (TOTP) of a user.
+    #[command(subcommand)]
+    Totp(TotpCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TotpCommand {
+    /// Turn TOTP on for a user now: prints the otpauth:// URI (for their authenticator app)
+    /// and ten recovery codes, once. Refused while TOTP is on: disable it first.
+    Enroll { name: String },
+    /// Turn TOTP off for a user (their recovery codes go too).
+    Disable { name: String },
 }
 
 pub async fn run(core: &Core, cmd: UserCommand) -> anyhow::Result<()> {
@@ -122,6 +134,7 @@ pub async fn run(core: &Core, cmd: UserCommand) -> anyhow::Result<()> {
         UserCommand::Disable { name } | UserCommand::Enable { name } if name.is_empty() => {
             bail!("name required")
         }
+        UserCommand::Totp(cmd) => totp(core, cmd).await?,
         UserCommand::Disable { name } => set_disabled(core, &name, true).await?,
         UserCommand::Enable { name } => set_disabled(core, &name, false).await?,
         UserCommand::AddKey {
@@ -144,6 +157,39 @@ pub async fn run(core: &Core, cmd: UserCommand) -> anyhow::Result<()> {
                 "added SSH key {} for {} (id {})",
                 key.title, user.username, key.id
             );
+        }
+    }
+    Ok(())
+}
+
+async fn totp(core: &Core, cmd: TotpCommand) -> anyhow::Result<()> {
+    let cli = Principal::cli();
+    match cmd {
+        TotpCommand::Enroll { name } => {
+            let user = core.accounts.user_by_name(&name).await.map_err(explain)?;
+            let (enrolment, codes) = core
+                .accounts
+                .totp_enroll_now(&cli, user.id)
+                .await
+                .map_err(explain)?;
+            println!("two-factor sign-in is on for {}", user.username);
+            println!("otpauth URI (add it to an authenticator app; shown only once):");
+            println!("{}", enrolment.uri);
+            println!("secret: {}", enrolment.secret_base32);
+            println!("recovery codes (each works once; shown only once):");
+            for code in codes {
+                println!("  {code}");
+            }
+        }
+        TotpCommand::Disable { name } => {
+            let user = core.accounts.user_by_name(&name).await.map_err(explain)?;
+            match core.accounts.totp_disable(&cli, user.id).await {
+                Ok(()) => println!("two-factor sign-in is off for {}", user.username),
+                Err(AccountError::NotFound) => {
+                    bail!("{} has no two-factor sign-in", user.username)
+                }
+                Err(other) => return Err(explain(other)),
+            }
         }
     }
     Ok(())
@@ -177,6 +223,8 @@ async fn list(core: &Core, json: bool) -> anyhow::Result<()> {
             "local"
         }
     };
+    let with_2fa: std::collections::HashSet<i64> =
+        core.store.users_with_totp().await?.into_iter().collect();
     if json {
         let mut rows = Vec::new();
         for u in &users {
@@ -187,14 +235,15 @@ async fn list(core: &Core, json: bool) -> anyhow::Result<()> {
                 "dav_permission": u.dav_permission, "restapi_permission": u.restapi_permission,
                 "allowed_ips": u.allowed_ips, "created_at": crate::model::format_time(u.created_at),
                 "last_login_at": u.last_login_at.map(crate::model::format_time),
+                "two_factor": with_2fa.contains(&u.id),
                 "grants": grants.iter().map(|g| json!({"id": g.id, "path": g.path, "permission": g.level})).collect::<Vec<_>>(),
             }));
         }
         return print_json(&serde_json::Value::Array(rows));
     }
     println!(
-        "{:>5}  {:<24} {:<6} {:<6} {:<9} {:<20} last login",
-        "id", "username", "source", "admin", "disabled", "grants"
+        "{:>5}  {:<24} {:<6} {:<6} {:<9} {:<4} {:<20} last login",
+        "id", "username", "source", "admin", "disabled", "2fa", "grants"
     );
     for u in &users {
         let grants = core.store.grants_of(u.id).await?;
@@ -203,12 +252,17 @@ async fn list(core: &Core, json: bool) -> anyhow::Result<()> {
             .map(|g| format!("{}:{}", g.path, g.level))
             .collect();
         println!(
-            "{:>5}  {:<24} {:<6} {:<6} {:<9} {:<20} {}",
+            "{:>5}  {:<24} {:<6} {:<6} {:<9} {:<4} {:<20} {}",
             u.id,
             u.username,
             source(u.id),
             if u.site_admin { "yes" } else { "no" },
             if u.disabled { "yes" } else { "no" },
+            if with_2fa.contains(&u.id) {
+                "on"
+            } else {
+                "off"
+            },
             if grants.is_empty() {
                 "-".into()
             } else {

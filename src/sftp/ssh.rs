@@ -2,12 +2,14 @@
 //! session channel that offers only the `sftp` subsystem.
 //!
 //! Every request russh lets us refuse is refused by default (password and public key are
-//! the only methods; shells, commands, forwarding and agents get a clear "no"). Channels
+//! the only first methods; keyboard-interactive only asks a TOTP user's code after a
+//! partial success; shells, commands, forwarding and agents get a clear "no"). Channels
 //! are capped per connection (`sftp.max_channels_per_connection`): more are refused. After
 //! login the connection is registered in the session registry (`crate::sessions`), whose
 //! one watcher per replica ends it (every session, handle and pending reply of it) when its
 //! key, user or grants no longer allow it, or when an administrator ends it.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,7 +21,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use super::conn::{Phase, Shared};
 use super::session::{self, SessionLimits};
 use super::{Context, LoginSlot};
-use crate::auth::{AuthError, LoginName, Proof};
+use crate::auth::{AuthError, LoginName, PendingCode, Proof, SecondFactor, SignIn};
 use crate::identity::{ClientInfo, Principal, Protocol};
 use crate::sessions::Registration;
 
@@ -38,6 +40,8 @@ pub struct Connection {
 
 enum State {
     Unauthenticated,
+    /// The first factor was right; keyboard-interactive asks for the TOTP code.
+    AwaitingCode(PendingCode),
     Authenticated {
         principal: Arc<Principal>,
         _slot: LoginSlot,
@@ -67,44 +71,79 @@ impl Connection {
 
     async fn sign_in(&mut self, user: &str, proof: Proof<'_>) -> Auth {
         self.shared.reached(Phase::Login);
-        match self
+        let signed = self
             .ctx
             .auth
-            .login(user, proof, Protocol::Sftp, self.client())
-            .await
-        {
-            Ok(principal) => match self.ctx.claim_login_slot(&principal) {
-                Some(slot) => {
-                    let principal = Arc::new(principal);
-                    let shared = self.shared.clone();
-                    let registration = self.ctx.registry.register(
-                        principal.clone(),
-                        self.peer.map(|p| p.ip()),
-                        self.shared.bytes.clone(),
-                        Box::new(move |reason| shared.end(reason)),
-                    );
-                    self.state = State::Authenticated {
-                        principal,
-                        _slot: slot,
-                        _registration: registration,
-                    };
-                    Auth::Accept
+            .sign_in(
+                user,
+                proof,
+                SecondFactor::Later,
+                Protocol::Sftp,
+                self.client(),
+            )
+            .await;
+        match signed {
+            Ok(SignIn::Done(principal)) => self.admit(principal),
+            Ok(SignIn::CodeNeeded(pending)) => {
+                // Partial success: the client goes on with keyboard-interactive, which asks
+                // for the code (OpenSSH prompts "Verification code:").
+                self.state = State::AwaitingCode(pending);
+                Auth::Reject {
+                    proceed_with_methods: Some(MethodSet::from(
+                        &[MethodKind::KeyboardInteractive][..],
+                    )),
+                    partial_success: true,
                 }
-                None => {
-                    tracing::info!(user = %principal.display_name(), "sftp session limit reached for this login");
-                    Auth::reject()
-                }
-            },
+            }
             Err(AuthError::Refused | AuthError::LockedOut | AuthError::Unavailable) => {
                 Auth::reject()
             }
         }
     }
 
+    /// The second round of a user with TOTP: the code from keyboard-interactive.
+    async fn finish_sign_in(&mut self, code: &str) -> Auth {
+        let State::AwaitingCode(pending) = &self.state else {
+            return Auth::reject();
+        };
+        match self.ctx.auth.finish_sign_in(pending, code).await {
+            Ok(principal) => self.admit(principal),
+            Err(AuthError::Refused) => Auth::Reject {
+                proceed_with_methods: Some(MethodSet::from(&[MethodKind::KeyboardInteractive][..])),
+                partial_success: false,
+            },
+            Err(AuthError::LockedOut | AuthError::Unavailable) => {
+                self.state = State::Unauthenticated;
+                Auth::reject()
+            }
+        }
+    }
+
+    fn admit(&mut self, principal: Principal) -> Auth {
+        let Some(slot) = self.ctx.claim_login_slot(&principal) else {
+            tracing::info!(user = %principal.display_name(), "sftp session limit reached for this login");
+            return Auth::reject();
+        };
+        let principal = Arc::new(principal);
+        let shared = self.shared.clone();
+        let registration = self.ctx.registry.register(
+            principal.clone(),
+            self.peer.map(|p| p.ip()),
+            self.shared.bytes.clone(),
+            Box::new(move |reason| shared.end(reason)),
+        );
+        self.state = State::Authenticated {
+            principal,
+            _slot: slot,
+            _registration: registration,
+        };
+        Auth::Accept
+    }
+
     fn principal(&self) -> Option<Arc<Principal>> {
         match &self.state {
             State::Authenticated { principal, .. } => Some(principal.clone()),
-            State::Unauthenticated => None,
+            State::Unauthenticated | State::AwaitingCode(_) => None,
         }
     }
 
@@ -140,6 +179,29 @@ impl russh::server::Handler for Connection {
 
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
         Ok(self.sign_in(user, Proof::Password(password)).await)
+    }
+
+    async fn auth_keyboard_interactive<'a>(
+        &'a mut self,
+        user: &str,
+        _submethods: &str,
+        response: Option<russh::server::Response<'a>>,
+    ) -> Result<Auth, Self::Error> {
+        self.shared.reached(Phase::Login);
+        let awaiting = matches!(&self.state, State::AwaitingCode(p) if p.login() == user);
+        if !awaiting {
+            return Ok(Auth::reject());
+        }
+        let Some(mut response) = response else {
+            return Ok(Auth::Partial {
+                name: Cow::Borrowed(""),
+                instructions: Cow::Borrowed("Two-factor sign-in"),
+                prompts: Cow::Owned(vec![(Cow::Borrowed("Verification code: "), false)]),
+            });
+        };
+        let answer = response.next().unwrap_or_default();
+        let code = std::str::from_utf8(&answer).unwrap_or("");
+        Ok(self.finish_sign_in(code).await)
     }
 
     async fn auth_publickey_offered(

@@ -2,7 +2,7 @@
 
 use super::{Store, StoreError};
 use crate::auth::{Directory, DirectoryError};
-use crate::model::{GrantRecord, KeyRecord, PublicKeyRecord, UserRecord};
+use crate::model::{GrantRecord, KeyRecord, PublicKeyRecord, TotpRecord, UserRecord};
 
 impl From<StoreError> for DirectoryError {
     fn from(err: StoreError) -> Self {
@@ -39,5 +39,14 @@ impl Directory for Store {
     }
     async fn touch_user_login(&self, id: i64, at: i64) -> Result<(), DirectoryError> {
         Ok(Store::touch_user_login(self, id, at).await?)
+    }
+    async fn totp_of(&self, user_id: i64) -> Result<Option<TotpRecord>, DirectoryError> {
+        Ok(Store::totp_of(self, user_id).await?)
+    }
+    async fn use_totp_step(&self, user_id: i64, step: i64) -> Result<bool, DirectoryError> {
+        Ok(Store::use_totp_step(self, user_id, step).await?)
+    }
+    async fn use_recovery_code(&self, user_id: i64, digest: &str) -> Result<bool, DirectoryError> {
+        Ok(Store::use_recovery_code(self, user_id, digest).await?)
     }
 }

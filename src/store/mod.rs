@@ -14,6 +14,7 @@ mod locks;
 mod props;
 mod sessions;
 mod shared;
+mod totp;
 mod users;
 mod web_sessions;
 mod webhooks;

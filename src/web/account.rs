@@ -15,7 +15,7 @@ use super::keys;
 use super::page::{self, Menu};
 use super::session::{self, Posted, Signed};
 use crate::accounts::KeyOwner;
-use crate::auth::{AuthError, Proof};
+use crate::auth::{AuthError, Proof, SecondFactor};
 use crate::identity::ClientInfo;
 use crate::model::PublicKeyRecord;
 use crate::rights;
@@ -76,6 +76,7 @@ pub async fn show(
     let me = who.user_id();
     let api_keys = state.store.all_keys(KeyOwnerFilter::User(me)).await?;
     let ssh = state.store.public_keys_of(me).await?;
+    let two_factor = super::two_factor::section(&state, &who).await?;
     Ok(page::layout(
         &who,
         Menu::Account,
@@ -88,6 +89,7 @@ pub async fn show(
             (keys::add_form(&who, "/account/keys", "Add key"))
             h2 { "SSH keys" }
             (ssh_keys(&who, &ssh, "/account"))
+            (two_factor)
             h2 { "Password" }
             form.card method="post" action="/account/password" {
                 (page::csrf(&who))
@@ -176,11 +178,13 @@ pub async fn change_password(
     let current = posted.form.raw("current").unwrap_or("");
     let new = posted.form.raw("new").unwrap_or("");
     let client = ClientInfo::new(who.principal.client.ip);
+    // Signed in with both factors already: only the password is checked again.
     match state
         .auth
-        .login(
+        .sign_in(
             who.username(),
             Proof::Password(current),
+            SecondFactor::Reauthenticate,
             crate::identity::Protocol::Web,
             client,
         )

@@ -15,6 +15,9 @@ pub enum WebError {
     /// No valid session: go to the sign-in page.
     #[error("sign in first")]
     SignIn,
+    /// Two-factor sign-in is required (`auth.require_2fa`) and not set up: go to My account.
+    #[error("set up two-factor sign-in first")]
+    Enrol,
     /// A state-changing request without the session's CSRF token, or from another site.
     #[error("this form has expired or came from another site; reload the page and try again")]
     Csrf,
@@ -39,6 +42,16 @@ impl IntoResponse for WebError {
                 return (
                     StatusCode::SEE_OTHER,
                     [(header::LOCATION, "/"), (header::CACHE_CONTROL, "no-store")],
+                )
+                    .into_response();
+            }
+            WebError::Enrol => {
+                return (
+                    StatusCode::SEE_OTHER,
+                    [
+                        (header::LOCATION, "/account"),
+                        (header::CACHE_CONTROL, "no-store"),
+                    ],
                 )
                     .into_response();
             }

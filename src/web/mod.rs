@@ -7,7 +7,8 @@
 //! - `session`: the session cookie (random 256-bit id, stored as a digest, idle and absolute
 //!   expiry, revoked by the user's revision), CSRF tokens, `Origin`/`Sec-Fetch-Site` checks.
 //! - `page`: the layout and small rendering helpers; `assets`: the stylesheet and script.
-//! - `sign`, `account`, `keys`, `users`, `files`, `history`: one module per area.
+//! - `sign`, `account`, `two_factor` (My account's TOTP section), `keys`, `users`, `files`,
+//!   `history`: one module per area.
 //!
 //! Every response carries the security headers ([`security_headers`]); pages are
 //! `Cache-Control: no-store`. Secrets (new API keys) appear only in the response to the POST
@@ -22,6 +23,7 @@ mod keys;
 mod page;
 mod session;
 mod sign;
+mod two_factor;
 mod users;
 
 use std::sync::Arc;
@@ -67,6 +69,10 @@ pub fn router(state: Arc<WebState>) -> Router {
     Router::new()
         .route("/", get(sign::home))
         .route("/sign-in", get(sign::home).post(sign::sign_in))
+        .route("/sign-in/code", post(sign::sign_in_code))
+        .route("/account/2fa/begin", post(two_factor::begin))
+        .route("/account/2fa/confirm", post(two_factor::confirm))
+        .route("/account/2fa/disable", post(two_factor::disable))
         .route("/sign-out", post(sign::sign_out))
         .route("/static/{tag}/{name}", get(assets::serve))
         .route("/account", get(account::show))

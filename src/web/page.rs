@@ -146,6 +146,7 @@ pub fn done_message(code: Option<&str>) -> Option<&'static str> {
         "created" => "The folder was created.",
         "renamed" => "Renamed.",
         "deleted" => "Deleted.",
+        "2fa-off" => "Two-factor sign-in is off.",
         _ => return None,
     })
 }

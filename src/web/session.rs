@@ -180,6 +180,17 @@ impl FromRequestParts<Arc<WebState>> for Signed {
         if at - session.last_seen_at >= TOUCH_INTERVAL {
             state.store.touch_web_session(&digest, at).await?;
         }
+        // A user whom `auth.require_2fa` covers and who has no TOTP yet may only enrol.
+        let path = parts.uri.path();
+        let enrolling =
+            path == "/account" || path.starts_with("/account/2fa/") || path == "/sign-out";
+        if !enrolling {
+            match state.auth.must_enrol(&principal).await {
+                Ok(false) => {}
+                Ok(true) => return Err(WebError::Enrol),
+                Err(_) => return Err(WebError::Unavailable),
+            }
+        }
         Ok(Signed {
             principal,
             digest,

@@ -129,6 +129,10 @@ pub fn router(
     Router::new().fallback(serve_dav).with_state(state)
 }
 
+/// The body of every refused sign-in.
+pub const REFUSED_MESSAGE: &str = "authentication failed (users with two-factor sign-in mount \
+     WebDAV with an API key: login @api-<key name>, password the key's secret)";
+
 fn unauthorized(message: &'static str) -> Response {
     let mut response = (StatusCode::UNAUTHORIZED, message).into_response();
     response.headers_mut().insert(
@@ -309,7 +313,9 @@ async fn serve_dav(State(state): State<Arc<DavState>>, req: Request) -> Response
         .await
     {
         Ok(principal) => principal,
-        Err(AuthError::Refused) => return unauthorized("authentication failed"),
+        // One message for every cause (the audit record has the real one); it says how users
+        // with two-factor sign-in mount, since their password alone never works here.
+        Err(AuthError::Refused) => return unauthorized(REFUSED_MESSAGE),
         Err(AuthError::LockedOut) => {
             return (StatusCode::TOO_MANY_REQUESTS, "too many failed attempts").into_response();
         }

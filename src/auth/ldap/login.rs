@@ -11,7 +11,10 @@
 use super::client::close;
 use super::{Ldap, LdapError};
 use crate::accounts::validate_username;
-use crate::auth::{Authenticator, Checked, Denial, DirectoryError, Proof};
+use crate::auth::two_factor;
+use crate::auth::{
+    Authenticator, Checked, Denial, DirectoryError, FirstFactor, Proof, SecondStep, UserLogin,
+};
 use crate::identity::{ClientInfo, Protocol};
 use crate::model::{UserRecord, now};
 
@@ -25,35 +28,61 @@ impl Authenticator {
     /// A sign-in with a username (`user` is the local row of that name, if any).
     pub(in crate::auth) async fn check_username(
         &self,
-        name: &str,
         user: Option<UserRecord>,
-        proof: Proof<'_>,
-        protocol: Protocol,
-        client: &ClientInfo,
-        per_request: bool,
+        first: FirstFactor<'_>,
+        code_needed: &mut Option<(i64, i64)>,
+        at: UserLogin<'_>,
     ) -> Result<Checked, DirectoryError> {
+        let UserLogin {
+            name,
+            protocol,
+            client,
+            per_request,
+        } = at;
         let Some(ldap) = &self.ldap else {
-            return self.check_user_login(user, proof, protocol, client).await;
+            return self
+                .check_user_login(user, first, code_needed, protocol, client)
+                .await;
         };
         let link = match &user {
             None => None,
             Some(row) => match ldap.accounts.ldap_link(row.id).await? {
                 // Local users stay local.
-                None => return self.check_user_login(user, proof, protocol, client).await,
+                None => {
+                    return self
+                        .check_user_login(user, first, code_needed, protocol, client)
+                        .await;
+                }
                 link => link,
             },
         };
-        let Proof::Password(password) = proof else {
-            // SSH keys added to an LDAP user's row work as for local users; an unknown name
-            // is refused the same way.
-            return self.check_user_login(user, proof, protocol, client).await;
+        let FirstFactor { proof, second } = first;
+        if !matches!(proof, Proof::Password(_)) {
+            // SSH keys added to an LDAP user's row work as for local users (second factor
+            // included); an unknown name is refused the same way.
+            let first = FirstFactor { proof, second };
+            return self
+                .check_user_login(user, first, code_needed, protocol, client)
+                .await;
+        }
+        // A directory user's TOTP lives on their local row, as a local user's does.
+        let totp = match &user {
+            Some(row) => self.confirmed_totp(row.id).await?,
+            None => None,
         };
+        let (proof, code) = two_factor::split_appended(proof, second, totp.is_some());
+        let Proof::Password(password) = proof else {
+            return Ok(Err(Denial("unknown user")));
+        };
+        let step = SecondStep { totp, second, code };
         if let (Some(row), Some(link)) = (&user, &link)
             && per_request
             && !link.gone
             && self.cache.check(row.id, row.revision, password)
         {
-            return self.user_checks(row, protocol, client).await;
+            return self
+                .admit_user(row, step, code_needed, protocol, client)
+                .await;
         }
         let outcome = self
             .ldap_sign_in(ldap, name, password, link.as_ref())
@@ -68,7 +97,9 @@ impl Authenticator {
                 return Ok(Err(denial));
             }
         };
-        let checked = self.user_checks(&row, protocol, client).await?;
+        let checked = self
+            .admit_user(&row, step, code_needed, protocol, client)
+            .await?;
         if checked.is_ok() {
             self.cache.remember(row.id, row.revision, password);
         }
