@@ -15,7 +15,6 @@ use crate::auth::two_factor;
 use crate::auth::{
     Authenticator, Checked, Denial, DirectoryError, FirstFactor, Proof, SecondStep, UserLogin,
 };
-use crate::identity::{ClientInfo, Protocol};
 use crate::model::{UserRecord, now};
 
 impl From<LdapError> for DirectoryError {
