@@ -3,7 +3,7 @@
 //!
 //! - `matrix`: (a) every principal kind × every operation × every protocol, expected
 //!   outcomes from one table, checked against the disk.
-//! - `webdav_locks`, `sessions`, `exhaustion`, `ftp_data`, `api_keys`, `sftp_extensions`: (b) and (d),
+//! - `webdav_locks`, `sessions`, `exhaustion`, `ftp_data`, `ftp_sendfile`, `api_keys`, `sftp_extensions`: (b) and (d),
 //!   one named test per reproduction of the classes.
 //! - `console`: the web console's CSRF, rights, key-id and traversal defences.
 //!
@@ -21,6 +21,8 @@ mod console;
 mod exhaustion;
 #[path = "adversarial/ftp_data.rs"]
 mod ftp_data;
+#[path = "adversarial/ftp_sendfile.rs"]
+mod ftp_sendfile;
 #[path = "adversarial/matrix.rs"]
 mod matrix;
 #[path = "adversarial/sessions.rs"]
