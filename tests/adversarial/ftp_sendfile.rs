@@ -27,7 +27,7 @@ fn start_retr(ftp: &mut FtpStream, addr: SocketAddr, path: &str, first: usize) -
     data.set_read_timeout(Some(Duration::from_secs(15)))
         .unwrap();
     ftp.custom_command(
-        &format!("RETR {path}"),
+        format!("RETR {path}"),
         &[Status::AboutToSend, Status::AlreadyOpen],
     )
     .expect("RETR starts");
