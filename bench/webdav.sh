@@ -1,15 +1,3 @@
-"$bin" --config "$work/filegate.toml" serve >"$work/fg.out" 2>"$work/fg.log" & fg_pid=$!; pids+=($fg_pid)
-# A second filegate on the same data folder and storage, serving WebDAV over HTTPS.
-fgs_port="$(free_port)"
-sed "s|^\[webdav\]|[webdav]\ntls_cert = \"$work/tls.crt\"\ntls_key = \"$work/tls.key\"|" "$work/filegate.toml" > "$work/filegate-tls.toml"
-fgs() { FILEGATE_DATA_DIR="$work/fgs" FILEGATE_WEBDAV_LISTEN="127.0.0.1:$fgs_port" "$bin" --config "$work/filegate-tls.toml" "$@"; }
-fgs user add bench --password-stdin <<<"bench-password-1" >/dev/null
-fgs user grant bench / full >/dev/null
-FILEGATE_DATA_DIR="$work/fgs" FILEGATE_WEBDAV_LISTEN="127.0.0.1:$fgs_port" \
-    "$bin" --config "$work/filegate-tls.toml" serve >"$work/fgs.out" 2>"$work/fgs.log" & fgs_pid=$!; pids+=($fgs_pid)
-sleep 1.5
-fg_port="${FILEGATE_WEBDAV_LISTEN##*:}"
-
 #!/usr/bin/env bash
 # WebDAV benchmark: filegate beside nginx (dav + dav_ext modules, Basic auth, sendfile on)
 # on 127.0.0.1, both serving the same folder, measured alternately (bench/lib.sh): 1 GiB GET
@@ -100,7 +88,15 @@ max_requests_per_address = 1000
 CFG
 "$bin" --config "$work/filegate.toml" user add bench --password-stdin <<<"bench-password-1" >/dev/null
 "$bin" --config "$work/filegate.toml" user grant bench / full >/dev/null
-"$bin" --config "$work/filegate.toml" serve >"$work/fg.out" 2>"$work/fg.log" & pids+=($!)
+"$bin" --config "$work/filegate.toml" serve >"$work/fg.out" 2>"$work/fg.log" & fg_pid=$!; pids+=($fg_pid)
+# A second filegate on the same data folder and storage, serving WebDAV over HTTPS.
+fgs_port="$(free_port)"
+sed "s|^\[webdav\]|[webdav]\ntls_cert = \"$work/tls.crt\"\ntls_key = \"$work/tls.key\"|" "$work/filegate.toml" > "$work/filegate-tls.toml"
+fgs() { FILEGATE_DATA_DIR="$work/fgs" FILEGATE_WEBDAV_LISTEN="127.0.0.1:$fgs_port" "$bin" --config "$work/filegate-tls.toml" "$@"; }
+fgs user add bench --password-stdin <<<"bench-password-1" >/dev/null
+fgs user grant bench / full >/dev/null
+FILEGATE_DATA_DIR="$work/fgs" FILEGATE_WEBDAV_LISTEN="127.0.0.1:$fgs_port" \
+    "$bin" --config "$work/filegate-tls.toml" serve >"$work/fgs.out" 2>"$work/fgs.log" & fgs_pid=$!; pids+=($fgs_pid)
 sleep 1.5
 fg_port="${FILEGATE_WEBDAV_LISTEN##*:}"
 
