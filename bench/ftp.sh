@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # FTP benchmark: filegate beside vsftpd on 127.0.0.1, both serving the same folder, measured
-# with the same clients (curl for transfers, Python ftplib for logins and idle sessions).
-# Prints MB/s, logins/s, memory for 50 idle sessions, and filegate/vsftpd ratios.
+# with the same clients (curl for transfers, Python ftplib for logins and idle sessions),
+# alternately (bench/lib.sh): downloads and uploads over plain FTP and over explicit FTPS
+# (AUTH TLS, PROT P; vsftpd ssl_enable with the same certificate), logins/s, memory for 50
+# idle sessions. Prints medians, min–max, ratios and both servers' CPU seconds per GiB.
 #
 # usage: bench/ftp.sh [path/to/filegate]   (needs root: installs vsftpd, adds user "fgbench";
-#        SIZE_MB=1024 LOGINS=200 IDLE=50 may be overridden)
+#        SIZE_MB=1024 LOGINS=200 IDLE=50 RUNS=5 may be overridden)
 set -euo pipefail
 bin="$(realpath "${1:-target/release/filegate}")"
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 SIZE_MB="${SIZE_MB:-1024}"; LOGINS="${LOGINS:-200}"; IDLE="${IDLE:-50}"
 [ -x /usr/sbin/vsftpd ] || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq vsftpd >/dev/null; }
 id fgbench >/dev/null 2>&1 || useradd --create-home --shell /bin/sh fgbench
@@ -14,7 +18,7 @@ echo "fgbench:bench-password-1" | chpasswd
 
 work="$(mktemp -d /tmp/filegate-ftpbench.XXXXXX)"; chmod 755 "$work"
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; ab_untrack; rm -rf "$work"; }
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -22,6 +26,8 @@ store="$work/data/files"; mkdir -p "$store/bench"
 head -c $((SIZE_MB * 1024 * 1024)) /dev/urandom > "$store/bench/big.bin"
 cp "$store/bench/big.bin" "$work/upload.bin"
 chown -R fgbench "$work/data"
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 \
+    -keyout "$work/tls.key" -out "$work/tls.crt" 2>/dev/null
 
 vs_port="$(free_port)"
 cat > "$work/vsftpd.conf" <<CFG
@@ -45,9 +51,17 @@ xferlog_enable=NO
 dirmessage_enable=NO
 use_localtime=NO
 secure_chroot_dir=$work/empty
+ssl_enable=YES
+allow_anon_ssl=NO
+force_local_logins_ssl=NO
+force_local_data_ssl=NO
+require_ssl_reuse=NO
+ssl_ciphers=HIGH
+rsa_cert_file=$work/tls.crt
+rsa_private_key_file=$work/tls.key
 CFG
 mkdir -p "$work/empty"
-/usr/sbin/vsftpd "$work/vsftpd.conf" & pids+=($!)
+/usr/sbin/vsftpd "$work/vsftpd.conf" & vs_pid=$!; pids+=($vs_pid)
 
 export FILEGATE_DATA_DIR="$work/fg" FILEGATE_FTP_LISTEN="127.0.0.1:$(free_port)"
 export FILEGATE_SFTP_LISTEN=127.0.0.1:0 FILEGATE_API_LISTEN=127.0.0.1:0
@@ -59,6 +73,8 @@ enabled = false
 [ftp]
 passive_ports = "52000-52099"
 require_tls = "never"
+tls_cert = "$work/tls.crt"
+tls_key = "$work/tls.key"
 [webdav]
 enabled = false
 CFG
@@ -73,17 +89,12 @@ url() { # server path
     if [ "$1" = filegate ]; then echo "ftp://bench:bench-password-1@127.0.0.1:$fg_port/bench/$2"
     else echo "ftp://fgbench:bench-password-1@127.0.0.1:$vs_port/%2F${store#/}/bench/$2"; fi
 }
-now() { date +%s.%N; }
+server_pid() { if [ "$1" = filegate ]; then echo "$fg_pid"; else echo "$vs_pid"; fi; }
+down() { curl -sS -o /dev/null "$(url "$1" big.bin)"; }
+up() { curl -sS -T "$work/upload.bin" "$(url "$1" "up-$1.bin")"; }
+tls_down() { curl -sS -k --ssl-reqd -o /dev/null "$(url "$1" big.bin)"; }
+tls_up() { curl -sS -k --ssl-reqd -T "$work/upload.bin" "$(url "$1" "up-tls-$1.bin")"; }
 declare -A R
-transfer() { # server direction -> MB/s
-    local t0 t1; t0=$(now)
-    if [ "$2" = down ]; then curl -sS -o /dev/null "$(url "$1" big.bin)"; else curl -sS -T "$work/upload.bin" "$(url "$1" "up-$1.bin")"; fi
-    t1=$(now); python3 -c "print(f'{$SIZE_MB/($t1-$t0):.0f}')"
-}
-cpu_s() { # server -> CPU seconds used so far (filegate process, or all vsftpd processes)
-    if [ "$1" = filegate ]; then awk '{print ($14+$15)/100}' "/proc/$fg_pid/stat"
-    else ps -C vsftpd -o times= | awk '{s+=$1} END {print s+0}'; fi
-}
 
 pss_kb() {
     local list p
@@ -110,17 +121,13 @@ PY
 }
 for server in vsftpd filegate; do R["$server idle"]=$(idle "$server"); done
 
-for dir in down up; do
-    for server in vsftpd filegate; do
-        transfer "$server" "$dir" >/dev/null
-        best=0; c0=$(cpu_s "$server")
-        for _ in 1 2; do v=$(transfer "$server" "$dir"); [ "$v" -gt "$best" ] && best=$v; done
-        c1=$(cpu_s "$server")
-        R["$server $dir"]=$best
-        R["$server $dir cpu"]=$(python3 -c "print(f'{($c1-$c0)/(2*$SIZE_MB/1024):.2f}')")
-    done
-done
+echo "load before the transfers: $(ab_load)" >&2
+ab "down MB/s" "$SIZE_MB" down filegate vsftpd
+ab "up MB/s" "$SIZE_MB" up filegate vsftpd
 cmp "$work/upload.bin" "$store/bench/up-filegate.bin" || { echo "filegate upload differs"; exit 1; }
+ab "FTPS down MB/s" "$SIZE_MB" tls_down filegate vsftpd
+ab "FTPS up MB/s" "$SIZE_MB" tls_up filegate vsftpd
+cmp "$work/upload.bin" "$store/bench/up-tls-filegate.bin" || { echo "filegate FTPS upload differs"; exit 1; }
 
 logins() { # server user password parallel -> logins/s
     python3 - "$1" "$2" "$3" "$4" "$LOGINS" <<'PY'
@@ -135,25 +142,13 @@ threads = [threading.Thread(target=run, args=(total // par,)) for _ in range(par
 print(f"{(total // par) * par / (time.time() - t0):.0f}")
 PY
 }
-R["vsftpd logins seq"]=$(logins "$vs_port" fgbench bench-password-1 1)
-R["vsftpd logins par20"]=$(logins "$vs_port" fgbench bench-password-1 20)
-R["filegate logins seq"]=$(logins "$fg_port" "@api-bench-key" "$key" 1)
-R["filegate logins par20"]=$(logins "$fg_port" "@api-bench-key" "$key" 20)
+seq_logins() { if [ "$1" = filegate ]; then logins "$fg_port" "@api-bench-key" "$key" 1; else logins "$vs_port" fgbench bench-password-1 1; fi; }
+par_logins() { if [ "$1" = filegate ]; then logins "$fg_port" "@api-bench-key" "$key" 20; else logins "$vs_port" fgbench bench-password-1 20; fi; }
+one "logins/s seq, API key" "/s" seq_logins filegate vsftpd
+one "logins/s 20 parallel" "/s" par_logins filegate vsftpd
 R["filegate pw logins seq"]=$(logins "$fg_port" bench bench-password-1 1)
 
-ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
-echo
-echo "FTP benchmark: ${SIZE_MB} MiB file, curl and ftplib on 127.0.0.1, $(nproc) cores"
-printf '%-44s %10s %10s %8s\n' "measure" "filegate" "vsftpd" "ratio"
-for dir in down up; do
-    f=${R["filegate $dir"]}; o=${R["vsftpd $dir"]}
-    printf '%-44s %10s %10s %8s\n' "$dir MB/s" "$f" "$o" "$(ratio "$f" "$o")"
-    printf '%-44s %10s\n' "  filegate CPU s per GiB ($dir)" "${R["filegate $dir cpu"]}"
-done
-for kind in seq par20; do
-    f=${R["filegate logins $kind"]}; o=${R["vsftpd logins $kind"]}
-    printf '%-44s %10s %10s %8s\n' "logins/s ($kind; filegate: cached API key)" "$f" "$o" "$(ratio "$f" "$o")"
-done
+ab_table "FTP benchmark: ${SIZE_MB} MiB file, curl and ftplib on 127.0.0.1 (filegate: sendfile on plain data connections)" filegate vsftpd
 printf '%-44s %10s\n' "logins/s (seq; filegate: user password)" "${R["filegate pw logins seq"]}"
 f=${R["filegate idle"]}; o=${R["vsftpd idle"]}
-printf '%-44s %10s %10s %8s\n' "MiB for $IDLE idle sessions (PSS added)" "$f" "$o" "$(ratio "$f" "$o")"
+printf '%-44s %10s %10s %8s\n' "MiB for $IDLE idle sessions (PSS added)" "$f" "$o" "$(ab_ratio "$f" "$o")"

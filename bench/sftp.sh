@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # SFTP benchmark: filegate beside OpenSSH's sshd (internal-sftp) on 127.0.0.1, both serving
-# the same folder, measured with the same OpenSSH client. Prints MB/s, logins/s, memory for
-# 50 idle sessions, and filegate/OpenSSH ratios.
+# the same folder, measured with the same OpenSSH client, alternately (bench/lib.sh). Prints
+# medians, min–max and ratios of MB/s and both servers' CPU seconds per GiB per cipher,
+# logins/s, memory for 50 idle sessions.
 #
 # usage: bench/sftp.sh [path/to/filegate]    (needs root: installs openssh-server, adds a
-#        user "fgbench"; SIZE_MB=1024 LOGINS=50 IDLE=50 may be overridden; CIPHERS="aes128-gcm@openssh.com"
+#        user "fgbench"; SIZE_MB=1024 LOGINS=50 IDLE=50 RUNS=5 may be overridden; CIPHERS="aes128-gcm@openssh.com"
 #        for a shorter run; EXTRA_SFTP_OPTS="-B 32768" makes the client ignore the servers'
 #        limits@openssh.com and keep its 32 KiB requests, as against a server without it)
 set -euo pipefail
 bin="$(realpath "${1:-target/release/filegate}")"
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 SIZE_MB="${SIZE_MB:-1024}"; LOGINS="${LOGINS:-50}"; IDLE="${IDLE:-50}"
 CIPHERS="${CIPHERS:-aes128-gcm@openssh.com chacha20-poly1305@openssh.com}"
 read -r -a extra <<<"${EXTRA_SFTP_OPTS:-}"
@@ -20,7 +23,7 @@ usermod -p "*" fgbench   # no password, but not locked (sshd refuses locked acco
 
 work="$(mktemp -d /tmp/filegate-bench.XXXXXX)"; chmod 755 "$work"
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; ab_untrack; rm -rf "$work"; }
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -51,7 +54,7 @@ MaxStartups 100:30:200
 MaxSessions 100
 CFG
 mkdir -p /run/sshd
-/usr/sbin/sshd -D -f "$work/sshd_config" -E "$work/sshd.log" & pids+=($!)
+/usr/sbin/sshd -D -f "$work/sshd_config" -E "$work/sshd.log" & sshd_pid=$!; pids+=($sshd_pid)
 
 # filegate: same folder, user "bench" with the same client key.
 export FILEGATE_DATA_DIR="$work/fg" FILEGATE_SFTP_LISTEN="127.0.0.1:$(free_port)"
@@ -78,16 +81,14 @@ target() { if [ "$1" = filegate ]; then echo "-P $fg_port bench@127.0.0.1"; else
 remote_dir() { if [ "$1" = filegate ]; then echo "/bench"; else echo "$store/bench"; fi; }
 
 now() { date +%s.%N; }
-mbps() { python3 -c "print(f'{$SIZE_MB/($2-$1):.0f}')"; }
 declare -A R
+server_pid() { if [ "$1" = filegate ]; then echo "$fg_pid"; else echo "$sshd_pid"; fi; }
 
 transfer() { # server cipher direction
     local server=$1 cipher=$2 dir=$3 rd; rd="$(remote_dir "$server")"
-    if [ "$dir" = down ]; then echo "get $rd/big.bin /dev/null" > "$work/b"; else echo "put $work/upload.bin $rd/up-$server.bin" > "$work/b"; fi
-    local t0 t1; t0=$(now)
+    if [ "$dir" = down ]; then echo "get $rd/big.bin /dev/null" > "$work/b-$server"; else echo "put $work/upload.bin $rd/up-$server.bin" > "$work/b-$server"; fi
     # shellcheck disable=SC2046
-    sftp "${opts[@]}" -c "$cipher" -b "$work/b" $(target "$server") >/dev/null
-    t1=$(now); mbps "$t0" "$t1"
+    sftp "${opts[@]}" -c "$cipher" -b "$work/b-$server" $(target "$server") >/dev/null
 }
 
 # Idle sessions first, on freshly started servers (before transfers grow the heap).
@@ -119,14 +120,11 @@ PY
 }
 for server in openssh filegate; do R["$server idle"]=$(idle "$server"); done
 
+echo "load before the transfers: $(ab_load)" >&2
 for cipher in $CIPHERS; do
     for dir in down up; do
-        for server in openssh filegate; do
-            transfer "$server" "$cipher" "$dir" >/dev/null   # warm-up (page cache, first key exchange)
-            best=0
-            for _ in 1 2; do v=$(transfer "$server" "$cipher" "$dir"); [ "$v" -gt "$best" ] && best=$v; done
-            R["$server $cipher $dir"]=$best
-        done
+        eval "run_${dir}() { transfer \"\$1\" $cipher $dir; }"
+        ab "$dir MB/s ${cipher%%@*}" "$SIZE_MB" "run_${dir}" filegate openssh
     done
 done
 cmp "$work/upload.bin" "$store/bench/up-filegate.bin" || { echo "filegate upload differs"; exit 1; }
@@ -142,24 +140,11 @@ logins() { # server parallel -> logins/s
     t1=$(now); python3 -c "print(f'{$per*$par/($t1-$t0):.1f}')"
 }
 wait_jobs() { for j in $(jobs -p); do case " ${pids[*]} " in *" $j "*) ;; *) wait "$j";; esac; done; }
-for server in openssh filegate; do
-    R["$server logins seq"]=$(logins "$server" 1)
-    R["$server logins par20"]=$(LOGINS=$(( LOGINS < 20 ? 20 : LOGINS )) logins "$server" 20)
-done
+seq_logins() { logins "$1" 1; }
+par_logins() { LOGINS=$(( LOGINS < 20 ? 20 : LOGINS )) logins "$1" 20; }
+one "logins/s seq" "/s" seq_logins filegate openssh
+one "logins/s 20 parallel" "/s" par_logins filegate openssh
 
-ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
-echo
-echo "SFTP benchmark: ${SIZE_MB} MiB file, same OpenSSH client, 127.0.0.1, $(nproc) cores"
-printf '%-40s %12s %12s %8s\n' "measure" "filegate" "openssh" "ratio"
-for cipher in $CIPHERS; do
-    for dir in down up; do
-        f=${R["filegate $cipher $dir"]}; o=${R["openssh $cipher $dir"]}
-        printf '%-40s %12s %12s %8s\n' "$dir MB/s ${cipher%%@*}" "$f" "$o" "$(ratio "$f" "$o")"
-    done
-done
-for kind in seq par20; do
-    f=${R["filegate logins $kind"]}; o=${R["openssh logins $kind"]}
-    printf '%-40s %12s %12s %8s\n' "logins/s ($kind)" "$f" "$o" "$(ratio "$f" "$o")"
-done
+ab_table "SFTP benchmark: ${SIZE_MB} MiB file, same OpenSSH client, 127.0.0.1" filegate openssh
 f=${R["filegate idle"]}; o=${R["openssh idle"]}
-printf '%-40s %12s %12s %8s\n' "MiB for $IDLE idle sessions (PSS added)" "$f" "$o" "$(ratio "$f" "$o")"
+printf '%-40s %12s %12s %8s\n' "MiB for $IDLE idle sessions (PSS added)" "$f" "$o" "$(ab_ratio "$f" "$o")"

@@ -3,7 +3,7 @@
 //!
 //! - `matrix`: (a) every principal kind × every operation × every protocol, expected
 //!   outcomes from one table, checked against the disk.
-//! - `webdav_locks`, `sessions`, `exhaustion`, `ftp_data`, `api_keys`, `sftp_extensions`: (b) and (d),
+//! - `webdav_locks`, `sessions`, `exhaustion`, `ftp_data`, `ftp_sendfile`, `api_keys`, `sftp_extensions`: (b) and (d),
 //!   one named test per reproduction of the classes.
 //! - `console`: the web console's CSRF, rights, key-id and traversal defences.
 //! - `ldap`: LDAP filter injection, empty passwords, directory names shadowing local users.
@@ -26,6 +26,8 @@ mod exhaustion;
 mod ftp_data;
 #[path = "adversarial/ldap.rs"]
 mod ldap;
+#[path = "adversarial/ftp_sendfile.rs"]
+mod ftp_sendfile;
 #[path = "adversarial/matrix.rs"]
 mod matrix;
 #[path = "adversarial/sessions.rs"]

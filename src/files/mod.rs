@@ -26,6 +26,7 @@ pub mod props;
 mod roots;
 mod storage;
 mod transfer;
+mod zerocopy;
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -36,10 +37,11 @@ pub use local::Symlinks;
 pub use policy::{Scope, Visibility};
 pub use props::{DeadProp, PropChange, PropStore, PropStoreError};
 pub use storage::{
-    DirEntry, EntryChunks, EntryKind, FileReader, FileWriter, Metadata, Overwrite, ReadEntries,
-    SpaceInfo, StagedWrite, Storage, StorageError, StorageErrorKind, WriteMode,
+    DirEntry, EntryChunks, EntryKind, FileReader, FileWriter, LocalSource, Metadata, Overwrite,
+    ReadEntries, SpaceInfo, StagedWrite, Storage, StorageError, StorageErrorKind, WriteMode,
 };
 pub use transfer::{Download, Upload};
+pub use zerocopy::SendSocket;
 
 use budget::{OpenFiles, OpenPermit};
 use transfer::TruncateRight;

@@ -105,6 +105,21 @@ pub trait FileReader: AsyncRead + AsyncSeek + Send + Sync + Unpin {
     async fn read_chunk(&mut self, max: usize) -> std::io::Result<bytes::Bytes> {
         read_chunk_via_async_read(self, max).await
     }
+
+    /// The optional fast path of a storage that keeps files on the local disk: the open
+    /// file's descriptor and the position reading continues from, so that a caller may send
+    /// the bytes with `sendfile(2)` (no copy through user space). `None` (the default) when
+    /// the storage has no such file, or when buffered reads have run ahead of the position.
+    fn local_source(&mut self) -> Option<LocalSource<'_>> {
+        None
+    }
+}
+
+/// A local file to send from: see [`FileReader::local_source`].
+pub struct LocalSource<'a> {
+    pub fd: std::os::fd::BorrowedFd<'a>,
+    /// Where reading continues (a `REST` offset or range start, once seeked).
+    pub pos: u64,
 }
 
 /// `FileReader::read_chunk` through `AsyncRead` (into uninitialised memory, no zeroing).

@@ -54,6 +54,35 @@ impl Download {
     }
 }
 
+impl Download {
+    /// Sends the rest of the file to `socket` with `sendfile(2)` when the storage offers the
+    /// local file (its fast path), counting the bytes for the audit record exactly as reads
+    /// do and reporting each piece to `progress`. `Ok(None)` when it offers none: the caller
+    /// then reads chunks. `idle` bounds each wait for the client to accept more.
+    pub async fn send_to(
+        &mut self,
+        socket: &super::zerocopy::SendSocket,
+        idle: std::time::Duration,
+        mut progress: impl FnMut(u64) + Send,
+    ) -> io::Result<Option<u64>> {
+        let Some(source) = self.reader.local_source() else {
+            return Ok(None);
+        };
+        let (fd, mut offset) = (source.fd, source.pos);
+        let bytes = &mut self.bytes;
+        let mut sent = 0u64;
+        let result = super::zerocopy::send(socket, fd, &mut offset, idle, &mut |n| {
+            *bytes += n;
+            sent += n;
+            progress(n);
+        })
+        .await;
+        // Reads (if any) continue where the send stopped.
+        rustix::fs::seek(fd, rustix::fs::SeekFrom::Start(offset)).map_err(io::Error::from)?;
+        result.map(|()| Some(sent))
+    }
+}
+
 impl AsyncRead for Download {
     fn poll_read(
         mut self: Pin<&mut Self>,

@@ -13,7 +13,7 @@ use unftp_core::auth::UserDetail;
 use unftp_core::storage::{self, Error, ErrorKind, FEATURE_RESTART, Fileinfo, StorageBackend};
 
 use super::status::ftp_error;
-use crate::files::{Files, FsError, Metadata, WriteMode};
+use crate::files::{Download, Files, FsError, Metadata, SendSocket, WriteMode};
 use crate::identity::Principal;
 use crate::path::SitePath;
 
@@ -86,6 +86,21 @@ fn site(path: &Path) -> storage::Result<SitePath> {
     SitePath::parse(text).map_err(|e| ftp_error(e.into()))
 }
 
+impl FilesBackend {
+    /// Opens `path` for download (policy-checked and audited by the file layer), at `start_pos`.
+    async fn open(&self, user: &FtpUser, path: &Path, start_pos: u64) -> storage::Result<Download> {
+        let path = site(path)?;
+        let mut download = self.0.open_read(&user.0, &path).await.map_err(ftp_error)?;
+        if start_pos > 0 {
+            download
+                .seek(std::io::SeekFrom::Start(start_pos))
+                .await
+                .map_err(Error::from)?;
+        }
+        Ok(download)
+    }
+}
+
 #[async_trait::async_trait]
 impl StorageBackend<FtpUser> for FilesBackend {
     type Metadata = FtpMeta;
@@ -138,8 +153,20 @@ impl StorageBackend<FtpUser> for FilesBackend {
         W: AsyncWrite + Unpin + Sync + Send,
         P: AsRef<Path> + Send + fmt::Debug,
     {
-        let reader = self.get(user, path, start_pos).await?;
-        let mut reader = BufReader::with_capacity(CHUNK, reader);
+        let mut download = self.open(user, path.as_ref(), start_pos).await?;
+        // Plain data connection and a local file: sendfile(2), no copy through user space.
+        if let Some(plain) = libunftp::take_plain_data_socket() {
+            let socket = SendSocket::new(plain.fd).map_err(Error::from)?;
+            let counter = &self.1;
+            if let Some(sent) = download
+                .send_to(&socket, plain.idle_timeout, |n| counter.sent(n))
+                .await
+                .map_err(Error::from)?
+            {
+                return Ok(sent);
+            }
+        }
+        let mut reader = BufReader::with_capacity(CHUNK, download);
         let mut sent = 0u64;
         loop {
             let chunk = reader.fill_buf().await.map_err(Error::from)?;
@@ -162,15 +189,7 @@ impl StorageBackend<FtpUser> for FilesBackend {
         path: P,
         start_pos: u64,
     ) -> storage::Result<Box<dyn AsyncRead + Send + Sync + Unpin>> {
-        let path = site(path.as_ref())?;
-        let mut download = self.0.open_read(&user.0, &path).await.map_err(ftp_error)?;
-        if start_pos > 0 {
-            download
-                .seek(std::io::SeekFrom::Start(start_pos))
-                .await
-                .map_err(Error::from)?;
-        }
-        Ok(Box::new(download))
+        Ok(Box::new(self.open(user, path.as_ref(), start_pos).await?))
     }
 
     async fn put<

@@ -14,8 +14,8 @@ use std::io::SeekFrom;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use russh_sftp::protocol::{Attrs, Data, FileAttributes, Packet, StatusCode};
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufReader, BufWriter};
+use russh_sftp::protocol::{Attrs, FileAttributes, Packet, StatusCode};
+use tokio::io::{AsyncSeekExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 
 use super::attrs::{attrs_of, requested_times, requests_unkept, rights};
@@ -151,8 +151,9 @@ impl Worker {
     async fn reading(self, download: Download, mut rx: mpsc::Receiver<Queued>) {
         // A one-byte buffer (tokio's least) until the first read: an opened but unused handle
         // holds no memory.
+        // Reads go through `ahead` (the BufReader's one-byte buffer only serves copy-data).
         let mut file = BufReader::with_capacity(1, download);
-        let mut buffered = false;
+        let mut ahead = ReadAhead::default();
         let mut pos = 0u64;
         while let Some((job, mut ticket)) = rx.recv().await {
             let reply = match job {
@@ -164,18 +165,14 @@ impl Worker {
                         Some(bytes) => ticket.carry(bytes),
                         None => return,
                     }
-                    if !buffered {
-                        // Nothing was read yet, so nothing is lost by re-wrapping.
-                        file = BufReader::with_capacity(IO_BUFFER, file.into_inner());
-                        buffered = true;
-                    }
-                    match read_at(&mut file, &mut pos, offset, len).await {
+                    match ahead.read_at(&mut file, &mut pos, offset, len).await {
                         Ok(data) if data.is_empty() && len > 0 => {
                             status(id, StatusCode::Eof, "end of file")
                         }
                         Ok(data) => {
                             self.shared.bytes.sent(data.len() as u64);
-                            Packet::Data(Data { id, data })
+                            self.replies.send_data(id, &data, ticket).await;
+                            continue;
                         }
                         Err(e) => status(id, StatusCode::Failure, &format!("read failed: {e}")),
                     }
@@ -211,6 +208,7 @@ impl Worker {
                         Err(_) => return,
                     }
                     pos = u64::MAX;
+                    ahead = ReadAhead::default(); // the copy may have changed the file
                     continue;
                 }
                 Job::Close { id } => {
@@ -448,29 +446,55 @@ pub fn unkept_refused(id: u32) -> Packet {
     )
 }
 
-async fn read_at(
-    file: &mut BufReader<Download>,
-    pos: &mut u64,
-    offset: u64,
-    len: u32,
-) -> std::io::Result<Vec<u8>> {
-    if offset != *pos {
-        file.seek(SeekFrom::Start(offset)).await?;
-        *pos = offset;
-    }
-    let len = len.min(MAX_READ) as usize;
-    let mut data = vec![0u8; len];
-    let mut filled = 0;
-    while filled < len {
-        let n = file.read(&mut data[filled..]).await?;
-        if n == 0 {
-            break;
+/// Bytes read from a file ahead of the client's requests. Each read from the file asks for
+/// twice the last while the client reads on in order (from the size of its first request up
+/// to [`READ_AHEAD`]: about what its pipelined requests cover), so a client that reads a few
+/// bytes gets (and is audited for) a few bytes, and a sequential download goes to the storage
+/// once per megabyte, straight into the buffer replies are cut from.
+#[derive(Default)]
+struct ReadAhead {
+    data: bytes::Bytes,
+    /// The file offset of `data`.
+    at: u64,
+    /// Bytes asked of the next read from the file.
+    next: usize,
+}
+
+/// Most bytes read ahead (per handle).
+const READ_AHEAD: usize = 1024 * 1024;
+
+impl ReadAhead {
+    /// Up to `len` bytes (at most [`MAX_READ`]) at `offset`; empty at the end of the file.
+    /// Fewer only at the end of what was read ahead (the client asks again for the rest).
+    async fn read_at(
+        &mut self,
+        file: &mut BufReader<Download>,
+        pos: &mut u64,
+        offset: u64,
+        len: u32,
+    ) -> std::io::Result<bytes::Bytes> {
+        let len = len.min(MAX_READ) as usize;
+        let end = self.at + self.data.len() as u64;
+        if offset >= self.at && offset < end {
+            let start = (offset - self.at) as usize;
+            return Ok(self.data.slice(start..self.data.len().min(start + len)));
         }
-        filled += n;
+        let sequential = offset == end && !self.data.is_empty();
+        self.next = if sequential {
+            (self.next * 2).clamp(len, READ_AHEAD)
+        } else {
+            len
+        };
+        if offset != *pos {
+            // Through the BufReader: drops anything a copy-data left in its buffer.
+            file.seek(SeekFrom::Start(offset)).await?;
+            *pos = offset;
+        }
+        self.data = file.get_mut().read_chunk(self.next).await?;
+        self.at = offset;
+        *pos += self.data.len() as u64;
+        Ok(self.data.slice(..self.data.len().min(len)))
     }
-    data.truncate(filled);
-    *pos += filled as u64;
-    Ok(data)
 }
 
 async fn truncate(file: &mut BufWriter<Upload>, len: u64) -> Result<(), FsError> {

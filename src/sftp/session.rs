@@ -137,6 +137,30 @@ impl Replies {
     }
 }
 
+impl Replies {
+    /// An `SSH_FXP_DATA` reply carrying `data`, encoded straight into one buffer of its exact
+    /// size (the generic encoder copies the data into a `Vec` first and grows its output).
+    pub async fn send_data(&self, id: u32, data: &[u8], mut ticket: Ticket) {
+        ticket.processed();
+        if self.stop.is_raised() {
+            return;
+        }
+        let Ok(len) = u32::try_from(data.len()) else {
+            return;
+        };
+        let mut frame = bytes::BytesMut::with_capacity(13 + data.len());
+        frame.extend_from_slice(&(9 + len).to_be_bytes()); // type, id, data length, data
+        frame.extend_from_slice(&[SSH_FXP_DATA]);
+        frame.extend_from_slice(&id.to_be_bytes());
+        frame.extend_from_slice(&len.to_be_bytes());
+        frame.extend_from_slice(data);
+        let _ = self.tx.send((frame.freeze(), ticket)).await;
+    }
+}
+
+/// The packet type of a data reply (draft-ietf-secsh-filexfer-02, section 3).
+const SSH_FXP_DATA: u8 = 103;
+
 /// A status reply.
 pub fn status(id: u32, code: StatusCode, message: &str) -> Packet {
     Packet::Status(Status {

@@ -3,7 +3,7 @@
 
 use std::io;
 
-use crate::files::storage::{FileReader, read_chunk_via_async_read};
+use crate::files::storage::{FileReader, LocalSource, read_chunk_via_async_read};
 
 /// A file open for reading. `AsyncRead`/`AsyncSeek` are tokio's; `read_chunk` reads with
 /// one blocking call straight into the buffer it returns (tokio's `File` reads into a buffer
@@ -55,6 +55,21 @@ impl tokio::io::AsyncSeek for LocalReader {
 
 #[async_trait::async_trait]
 impl FileReader for LocalReader {
+    /// The file itself, unless `poll_read` was used (tokio may hold bytes read ahead, and the
+    /// descriptor's position is then past the logical one).
+    fn local_source(&mut self) -> Option<LocalSource<'_>> {
+        use std::os::fd::AsFd;
+        if self.streamed {
+            return None;
+        }
+        let file = self.file.as_ref()?;
+        let pos = rustix::fs::tell(file).ok()?;
+        Some(LocalSource {
+            fd: file.as_fd(),
+            pos,
+        })
+    }
+
     async fn read_chunk(&mut self, max: usize) -> io::Result<bytes::Bytes> {
         if self.streamed {
             return read_chunk_via_async_read(self, max).await;

@@ -51,6 +51,8 @@ pub(crate) mod server;
 pub mod storage;
 
 pub use crate::server::ftpserver::{Server, ServerBuilder, error::ServerError, options};
+// filegate patch: zero-copy RETR on plain data connections.
+pub use crate::server::datachan::{PlainDataSocket, take_plain_data_socket};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 

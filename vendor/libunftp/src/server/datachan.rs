@@ -11,6 +11,7 @@ use crate::{
 };
 
 use crate::server::chancomms::DataChanCmd;
+use std::os::fd::AsFd;
 use std::{path::PathBuf, sync::Arc};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
@@ -19,6 +20,30 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics;
+
+/// filegate patch: the plain (not TLS) data connection of a RETR, offered to the storage
+/// backend for the duration of its `get_into` call: a duplicate of the socket's descriptor
+/// (the writer handed to `get_into` still owns the socket and shuts it down afterwards), and
+/// the data idle timeout a send must respect. A backend that takes it may send file bytes
+/// with `sendfile(2)` straight to the socket instead of writing them to the writer; one that
+/// does not leaves it and writes as usual.
+#[derive(Debug)]
+pub struct PlainDataSocket {
+    /// A duplicate of the data connection's descriptor (non-blocking, like the socket).
+    pub fd: std::os::fd::OwnedFd,
+    /// How long a send may wait for the client to accept more bytes.
+    pub idle_timeout: std::time::Duration,
+}
+
+tokio::task_local! {
+    static PLAIN_DATA_SOCKET: std::cell::RefCell<Option<PlainDataSocket>>;
+}
+
+/// filegate patch: takes the plain data connection of the RETR being served, if the current
+/// task is serving one over a plain connection (`None` over TLS, outside a RETR, or once taken).
+pub fn take_plain_data_socket() -> Option<PlainDataSocket> {
+    PLAIN_DATA_SOCKET.try_with(|slot| slot.borrow_mut().take()).ok().flatten()
+}
 
 #[derive(Debug)]
 struct DataCommandExecutor<Storage, User>
@@ -311,13 +336,23 @@ where
     async fn exec_retr(self, path: String, start_pos: u64) {
         let path = self.cwd.join(path);
         let tx: Sender<ControlChanMsg> = self.control_msg_tx.clone();
+        // filegate patch: a plain data connection is offered to the storage for zero-copy
+        // sends (see `PlainDataSocket`); the writer below stays its owner.
+        let plain = match self.ftps_mode {
+            FtpsConfig::Off => self.socket.as_fd().try_clone_to_owned().ok().map(|fd| PlainDataSocket {
+                fd,
+                idle_timeout: self.limits.data_idle_timeout,
+            }),
+            _ => None,
+        };
         let mut output = Self::writer(self.socket, self.ftps_mode, &self.limits, "retr").await;
 
         let start_time = Instant::now();
-        let result = self
-            .storage
-            .get_into((*self.user).as_ref().unwrap(), path.clone(), start_pos, &mut output)
-            .await;
+        let get = self.storage.get_into((*self.user).as_ref().unwrap(), path.clone(), start_pos, &mut output);
+        let result = match plain {
+            Some(plain) => PLAIN_DATA_SOCKET.scope(std::cell::RefCell::new(Some(plain)), get).await,
+            None => get.await,
+        };
 
         if let Err(err) = output.shutdown().await {
             match err.kind() {

@@ -2,7 +2,7 @@
 
 mod chancomms;
 pub(crate) mod controlchan;
-mod datachan;
+pub(crate) mod datachan;
 mod failed_logins;
 pub(crate) mod ftpserver;
 mod password;
