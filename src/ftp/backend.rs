@@ -220,14 +220,25 @@ impl StorageBackend<FtpUser> for FilesBackend {
                 .await
                 .map_err(Error::from)?;
         }
+        // The buffer is filled before it is written: one write (one trip to the blocking
+        // pool) per MiB rather than one per socket read (often 64 KiB).
         let mut buf = vec![0u8; CHUNK];
         loop {
-            let n = input.read(&mut buf).await.map_err(Error::from)?;
-            if n == 0 {
+            let mut filled = 0;
+            while filled < CHUNK {
+                let n = input.read(&mut buf[filled..]).await.map_err(Error::from)?;
+                if n == 0 {
+                    break;
+                }
+                filled += n;
+                self.1.received(n as u64);
+            }
+            if filled > 0 {
+                upload.write_all(&buf[..filled]).await.map_err(Error::from)?;
+            }
+            if filled < CHUNK {
                 break;
             }
-            upload.write_all(&buf[..n]).await.map_err(Error::from)?;
-            self.1.received(n as u64);
         }
         let written = upload.commit().await.map_err(ftp_error)?;
         Ok(written)
