@@ -537,3 +537,44 @@ async fn setstat_mode_refuse_answers_op_unsupported_and_changes_nothing() {
         && r.reason.as_deref() == Some("mode and owner changes are refused")));
     gw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pipelined_openssh_download_is_audited_with_exactly_the_bytes_sent() {
+    // OpenSSH pipelines 64 reads; the server reads ahead of them. The audit record counts
+    // what the client received, never what was read ahead or read twice.
+    let gw = TestGateway::start().await;
+    gw.user("alice", "alice-password", &[("/alice", Full)])
+        .await;
+    let local = TempDir::new("conf-audit-bytes");
+    let big = pattern(20_000_003);
+    gw.put("alice/big.bin", &big);
+    let (ok, out) = batch(
+        &gw,
+        "alice",
+        "alice-password",
+        local.path(),
+        "get big.bin\nget big.bin again.bin\n",
+    )
+    .await;
+    assert!(ok, "batch failed:\n{out}");
+    assert_eq!(std::fs::read(local.path().join("big.bin")).unwrap(), big);
+    assert_eq!(std::fs::read(local.path().join("again.bin")).unwrap(), big);
+    let mut reads = Vec::new();
+    for _ in 0..200 {
+        reads = gw
+            .audit()
+            .await
+            .into_iter()
+            .filter(|r| r.action == "read" && r.path.as_deref() == Some("/alice/big.bin"))
+            .collect::<Vec<_>>();
+        if reads.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(reads.len(), 2, "{reads:?}");
+    for r in &reads {
+        assert_eq!(r.bytes, Some(big.len() as i64), "{r:?}");
+    }
+    gw.stop().await;
+}

@@ -52,6 +52,19 @@ impl Download {
         self.bytes += chunk.len() as u64;
         Ok(chunk)
     }
+
+    /// [`Download::read_chunk`] for a reader that reads ahead of what it hands out (SFTP): the
+    /// bytes are not counted here but when the caller reports them sent ([`Download::sent`]),
+    /// so the audit record says what the client received, not what was read ahead or read
+    /// twice.
+    pub async fn read_ahead(&mut self, max: usize) -> io::Result<bytes::Bytes> {
+        self.reader.read_chunk(max).await
+    }
+
+    /// Counts bytes of [`Download::read_ahead`] handed to the client.
+    pub fn sent(&mut self, n: u64) {
+        self.bytes += n;
+    }
 }
 
 impl Download {

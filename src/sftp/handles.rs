@@ -171,6 +171,7 @@ impl Worker {
                         }
                         Ok(data) => {
                             self.shared.bytes.sent(data.len() as u64);
+                            file.get_mut().sent(data.len() as u64);
                             self.replies.send_data(id, &data, ticket).await;
                             continue;
                         }
@@ -490,7 +491,7 @@ impl ReadAhead {
             file.seek(SeekFrom::Start(offset)).await?;
             *pos = offset;
         }
-        self.data = file.get_mut().read_chunk(self.next).await?;
+        self.data = file.get_mut().read_ahead(self.next).await?;
         self.at = offset;
         *pos += self.data.len() as u64;
         Ok(self.data.slice(..self.data.len().min(len)))
