@@ -424,3 +424,65 @@ fn granting_a_folder_or_giving_a_key_a_path_makes_the_folder() {
         "each folder made is audited once"
     );
 }
+
+#[test]
+fn user_totp_enroll_prints_the_uri_and_ten_recovery_codes_once_and_list_shows_it() {
+    let cli = Cli::new();
+    cli.ok(&["user", "add", "tina"]);
+    let out = cli.ok(&["user", "totp", "enroll", "tina"]);
+    assert!(
+        out.contains("otpauth://totp/filegate:tina?secret="),
+        "{out}"
+    );
+    let codes = out
+        .lines()
+        .filter(|l| {
+            let l = l.trim();
+            l.len() == 11 && l.as_bytes()[5] == b'-'
+        })
+        .count();
+    assert_eq!(codes, 10, "{out}");
+    // The secret is in the store only sealed (neither base32 nor raw hex in any file).
+    let secret = out
+        .lines()
+        .find_map(|l| l.strip_prefix("secret: "))
+        .unwrap()
+        .to_owned();
+    for file in ["filegate.db", "filegate.db-wal"] {
+        let bytes = std::fs::read(cli.dir.path().join(file)).unwrap_or_default();
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "{file}"
+        );
+    }
+    let list = cli.json(&["user", "list", "--json"]);
+    let tina = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["username"] == "tina")
+        .unwrap();
+    assert_eq!(tina["two_factor"], true);
+    assert!(
+        cli.ok(&["user", "list"])
+            .lines()
+            .any(|l| l.contains("tina") && l.contains(" on "))
+    );
+    // Enrolling again is refused while it is on; disable, then disabling again fails.
+    assert!(
+        cli.fails(&["user", "totp", "enroll", "tina"])
+            .contains("disable it first")
+    );
+    cli.ok(&["user", "totp", "disable", "tina"]);
+    assert!(
+        cli.fails(&["user", "totp", "disable", "tina"])
+            .contains("no two-factor")
+    );
+    let list = cli.json(&["user", "list", "--json"]);
+    assert!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .all(|u| u["two_factor"] == false)
+    );
+}

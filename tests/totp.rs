@@ -99,9 +99,16 @@ fn text(out: &Output) -> String {
 }
 
 /// paramiko: password (partial success), then keyboard-interactive with the code; prints
-/// `methods=<what the password left>` and the listing of `/`, or `refused`.
+/// `methods=<what the password left>`, the prompts and the listing of `/`, or `refused`.
+///
+/// paramiko's own `auth_interactive` asks for the `ssh-userauth` service again after a
+/// partial success, which russh 0.65 answers by closing the connection (OpenSSH clients do
+/// not do that; see the OpenSSH test below); so the keyboard-interactive request is sent on
+/// the running auth handler, as `auth_interactive` would after the service accept.
 const PARAMIKO: &str = r#"
-import sys, paramiko
+import sys, threading, paramiko
+from paramiko.message import Message
+from paramiko.common import cMSG_USERAUTH_REQUEST
 host, port, user, password, code = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
 t = paramiko.Transport((host, port))
 t.start_client(timeout=20)
@@ -113,7 +120,16 @@ try:
         def answer(title, instructions, prompts):
             prompts_seen.extend(p for p, _ in prompts)
             return [code for _ in prompts]
-        t.auth_interactive(user, answer)
+        ah = t.auth_handler
+        ev = threading.Event()
+        ah.auth_event, ah.auth_method, ah.username = ev, "keyboard-interactive", user
+        ah.interactive_handler, ah.submethods = answer, ""
+        m = Message()
+        m.add_byte(cMSG_USERAUTH_REQUEST)
+        for field in (user, "ssh-connection", "keyboard-interactive", "", ""):
+            m.add_string(field)
+        t._send_message(m)
+        ah.wait_for_response(ev)
         print("prompts=" + "|".join(prompts_seen))
     sftp = paramiko.SFTPClient.from_transport(t)
     print("list=" + ",".join(sorted(sftp.listdir("/"))))
@@ -282,11 +298,13 @@ for password in sys.argv[3:]:
         ["refused", "refused", "ok /fay", "refused", "ok /fay"],
         "password alone, wrong code, good code, replay, next code"
     );
+    // The password alone loses its last six characters as the code: a wrong password.
     let audit = gw.audit().await;
+    let reasons: Vec<&str> = audit.iter().filter_map(|r| r.reason.as_deref()).collect();
+    assert!(reasons.contains(&"wrong second-factor code"), "{reasons:?}");
     assert!(
-        audit
-            .iter()
-            .any(|r| r.reason.as_deref() == Some("second-factor code missing"))
+        reasons.iter().any(|r| r.contains("already used")),
+        "{reasons:?}"
     );
     gw.stop().await;
 }
@@ -356,7 +374,8 @@ async fn api_session_reply(
         .await
         .unwrap();
     let status = response.status().as_u16();
-    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    let body: serde_json::Value =
+        serde_json::from_str(&response.text().await.unwrap_or_default()).unwrap_or_default();
     (status, body["type"].as_str().unwrap_or("").to_owned())
 }
 
