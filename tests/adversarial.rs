@@ -6,6 +6,7 @@
 //! - `webdav_locks`, `sessions`, `exhaustion`, `ftp_data`, `api_keys`, `sftp_extensions`: (b) and (d),
 //!   one named test per reproduction of the classes.
 //! - `console`: the web console's CSRF, rights, key-id and traversal defences.
+//! - `webhooks`: who may manage webhook behaviors, and URLs/headers aimed inside.
 //!
 //! (c), the fuzz targets, live in `fuzz/` (run by `.ci/run`).
 
@@ -29,3 +30,5 @@ mod sessions;
 mod sftp_extensions;
 #[path = "adversarial/webdav_locks.rs"]
 mod webdav_locks;
+#[path = "adversarial/webhooks.rs"]
+mod webhooks;
