@@ -34,28 +34,37 @@ key="$(fg key create --site-wide --name bench --json | python3 -c 'import json,s
 "$bin" --config "$work/filegate.toml" serve >"$work/fg.out" 2>"$work/fg.log" & pids+=($!)
 sleep 1.5
 
-python3 - "$N" "$SIZE" "${FILEGATE_SFTP_LISTEN##*:}" "$FILEGATE_API_LISTEN" "$key" <<'PY'
-import json, sys, threading, time, urllib.request
+# The receiver runs in its own process (not competing with the uploader for Python's GIL);
+# it appends "path receipt-time" lines to a file.
+hook_port="$(free_port)"
+python3 - "$hook_port" "$work/received.txt" <<'PY' & pids+=($!)
+import json, sys, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-import paramiko
-
-n, size, sftp_port, api, key = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
-received = {}
-lock = threading.Lock()
-
+out = open(sys.argv[2], "a", buffering=1)
 class Hook(BaseHTTPRequestHandler):
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        t = time.time()
-        path = json.loads(body)["path"]
-        with lock:
-            received.setdefault(path, []).append(t)
+        out.write(f"{json.loads(body)['path']} {time.time()}\n")
         self.send_response(200); self.send_header("Content-Length", "0"); self.end_headers()
     def log_message(self, *a): pass
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Hook).serve_forever()
+PY
+sleep 0.5
 
-srv = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
-threading.Thread(target=srv.serve_forever, daemon=True).start()
-hook = f"http://127.0.0.1:{srv.server_address[1]}/hook"
+python3 - "$N" "$SIZE" "${FILEGATE_SFTP_LISTEN##*:}" "$FILEGATE_API_LISTEN" "$key" "$hook_port" "$work/received.txt" <<'PY'
+import json, sys, time, urllib.request
+import paramiko
+
+n, size, sftp_port, api, key = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+hook = f"http://127.0.0.1:{sys.argv[6]}/hook"
+def received():
+    got = {}
+    with open(sys.argv[7]) as f:
+        for line in f:
+            if line.endswith("\n"):
+                p, t = line.rsplit(" ", 1)
+                got.setdefault(p, []).append(float(t))
+    return got
 
 t = paramiko.Transport(("127.0.0.1", sftp_port)); t.connect(username="bench", password="bench-password-1")
 sftp = paramiko.SFTPClient.from_transport(t)
@@ -79,11 +88,11 @@ rate_with, ends = run("/hooked")
 last_upload = max(ends.values())
 deadline = time.time() + 600
 while time.time() < deadline:
-    with lock:
-        got = sum(1 for p in ends if p in received)
-    if got >= n: break
-    time.sleep(0.1)
-with lock:
+    received_now = received()
+    if sum(1 for p in ends if p in received_now) >= n: break
+    time.sleep(0.2)
+received = received()
+if True:
     lat = sorted(received[p][0] - ends[p] for p in ends if p in received)
     dup = sum(len(v) - 1 for v in received.values())
     first = min(v[0] for p, v in received.items() if p in ends)

@@ -9,6 +9,7 @@
 //! - `ldap`: LDAP filter injection, empty passwords, directory names shadowing local users.
 //! - `two_factor`: codes alone, empty, lettered or overlong; a stolen password alone on
 //!   every protocol; the console's code page from another address or with a forged token.
+//! - `webhooks`: who may manage webhook behaviors, and URLs/headers aimed inside.
 //!
 //! (c), the fuzz targets, live in `fuzz/` (run by `.ci/run`).
 
@@ -38,3 +39,5 @@ mod sftp_extensions;
 mod two_factor;
 #[path = "adversarial/webdav_locks.rs"]
 mod webdav_locks;
+#[path = "adversarial/webhooks.rs"]
+mod webhooks;

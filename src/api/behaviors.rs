@@ -57,6 +57,11 @@ fn folder(text: &str) -> Result<String, ApiError> {
     if text.len() > 5000 {
         return Err(ApiError::ParamsInvalid("path is too long".into()));
     }
+    if text.split(['/', '\\']).any(|seg| seg == ".." || seg == ".") {
+        return Err(ApiError::ParamsInvalid(
+            "path: . and .. are not allowed in a behavior's path".into(),
+        ));
+    }
     SitePath::parse(&format!("/{}", text.trim_matches('/')))
         .map(|p| p.as_str().to_owned())
         .map_err(|e| ApiError::ParamsInvalid(format!("path: {e}")))

@@ -29,6 +29,9 @@ const BUMP: &str = "INSERT INTO change_counters (name, value) VALUES ('behaviors
 const DELIVERY_COLUMNS: &str = "id, event_key, behavior_id, action, path, payload, state, \
      created_ms, next_attempt_ms, attempts, last_status, last_error, last_url, done_ms";
 
+/// An outbox row to write: `(event_key, rule id, action, path, payload, at_ms)`.
+pub(super) type OutboxRow = (String, i64, &'static str, Option<String>, String, i64);
+
 /// A replica's copy of the rules, and a wake-up for its worker.
 #[derive(Debug, Default)]
 pub struct HookCache {
@@ -201,10 +204,7 @@ impl Store {
 
     /// The outbox rows `events` make under `rules`: `(event_key, rule id, action, path,
     /// payload, at_ms)`.
-    pub(super) fn outbox_rows(
-        rules: &[Rule],
-        events: &[AuditEvent],
-    ) -> Vec<(String, i64, &'static str, Option<String>, String, i64)> {
+    pub(super) fn outbox_rows(rules: &[Rule], events: &[AuditEvent]) -> Vec<OutboxRow> {
         let mut out = Vec::new();
         for e in events {
             let Some(trigger) = crate::webhooks::trigger_of(e) else {
