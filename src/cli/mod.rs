@@ -89,6 +89,7 @@ async fn with_core(
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    let shutdown = ShutdownSignal::install()?;
     let core = Core::open(config).await?;
     let admin = core.bootstrap_admin().await?;
     if let Some((username, password)) = &admin {
@@ -111,7 +112,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     if let Some(user) = first_admin {
         print_sign_in(&gateway, &user);
     }
-    shutdown_signal().await;
+    shutdown.received().await;
     tracing::info!("shutting down");
     gateway.stop().await;
     Ok(())
@@ -141,19 +142,38 @@ fn print_sign_in(gateway: &Gateway, user: &str) {
     );
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// SIGINT and SIGTERM, listened for from the start of `serve` (a signal that arrives while
+/// the gateway is still starting is not lost, and does not kill the process mid-start).
+struct ShutdownSignal {
     #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("install SIGTERM handler");
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignal {
+    fn install() -> anyhow::Result<ShutdownSignal> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(ShutdownSignal {
+                term: signal(SignalKind::terminate()).context("install a SIGTERM handler")?,
+                int: signal(SignalKind::interrupt()).context("install a SIGINT handler")?,
+            })
         }
+        #[cfg(not(unix))]
+        Ok(ShutdownSignal {})
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+
+    async fn received(mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// Reads a password: the first line of stdin with `from_stdin`, else a fresh random one
