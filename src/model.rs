@@ -20,6 +20,9 @@ pub struct TotpRecord {
     /// The last time step a code was accepted for (the replay guard).
     pub last_step: i64,
     pub created_at: i64,
+    /// Wrong codes for this account (any address) since `code_failures_since` (seconds).
+    pub code_failures: i64,
+    pub code_failures_since: i64,
 }
 
 /// A user account.

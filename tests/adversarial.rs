@@ -25,10 +25,10 @@ mod console;
 mod exhaustion;
 #[path = "adversarial/ftp_data.rs"]
 mod ftp_data;
-#[path = "adversarial/ldap.rs"]
-mod ldap;
 #[path = "adversarial/ftp_sendfile.rs"]
 mod ftp_sendfile;
+#[path = "adversarial/ldap.rs"]
+mod ldap;
 #[path = "adversarial/matrix.rs"]
 mod matrix;
 #[path = "adversarial/sessions.rs"]

@@ -340,6 +340,29 @@ async fn a_user_deleted_from_the_directory_is_refused_and_their_keys_stop_workin
             .is_none()
     );
 
+    // Someone new gets the name in the directory and signs in: the row is theirs now, but
+    // the departed user's key does not come back to life with it.
+    slapd.user("dora", "new-dora-pw");
+    assert!(
+        sftp_client::login(gw.addr("sftp"), "dora", "new-dora-pw")
+            .await
+            .is_some()
+    );
+    assert_eq!(user_id(&gw, "dora").await, Some(id));
+    assert_eq!(
+        dav(
+            dav_addr,
+            "GET",
+            "@api-dora-script",
+            &secret,
+            "/sales/k.txt",
+            ""
+        )
+        .await,
+        StatusCode::UNAUTHORIZED,
+        "a departed LDAP user's key works again for whoever gets the name next"
+    );
+
     // A user disabled there (the filter excludes them) is refused at the next sign-in.
     assert!(
         sftp_client::login(gw.addr("sftp"), "erin", "erin-pw")

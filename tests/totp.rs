@@ -676,3 +676,43 @@ async fn openssh_sftp_prompts_for_the_verification_code() {
     );
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn wrong_codes_from_many_addresses_exhaust_the_accounts_code_budget_but_not_its_recovery_codes()
+ {
+    // The per-address lockout alone lets an attacker who holds the password guess codes from
+    // many addresses; the account's own budget stops that (10 wrong codes per 15 minutes).
+    use filegate::auth::{Proof, SecondFactor, SignIn};
+    use filegate::identity::{ClientInfo, Protocol};
+    let gw = TestGateway::start().await;
+    let id = gw.user("cy", "cy-password", &[("/cy", Full)]).await;
+    let (secret, recovery) = enrol(&gw, id).await;
+    let auth = &gw.gateway.core.auth;
+    let attempt = |ip: u8, code: String| async move {
+        let client = ClientInfo::new(Some(std::net::IpAddr::from([10, 9, 8, ip])));
+        auth.sign_in(
+            "cy",
+            Proof::Password("cy-password"),
+            SecondFactor::Given(Some(&code)),
+            Protocol::Api,
+            client,
+        )
+        .await
+    };
+    for n in 0..filegate::auth::MAX_CODE_FAILURES {
+        // One address per guess: no address and no (address, login) pair gets near a ban.
+        let refused = attempt(n as u8 + 1, wrong_code(&secret)).await;
+        assert!(refused.is_err(), "a wrong code signed in");
+    }
+    let right = attempt(200, code(&secret, 0)).await;
+    assert!(
+        right.is_err(),
+        "the right code after the account's budget of wrong codes must be refused"
+    );
+    let with_recovery = attempt(201, recovery[0].clone()).await;
+    assert!(
+        matches!(with_recovery, Ok(SignIn::Done(_))),
+        "a recovery code still signs the user in: {with_recovery:?}"
+    );
+    gw.stop().await;
+}

@@ -8,7 +8,11 @@ CREATE TABLE user_totp (
     secret_sealed TEXT    NOT NULL,
     confirmed     BOOLEAN NOT NULL DEFAULT FALSE,
     last_step     BIGINT  NOT NULL DEFAULT 0,
-    created_at    BIGINT  NOT NULL
+    created_at    BIGINT  NOT NULL,
+    -- Wrong codes for this account from any address since `code_failures_since` (seconds):
+    -- past the per-account limit, TOTP codes are not checked until the window ends.
+    code_failures       BIGINT NOT NULL DEFAULT 0,
+    code_failures_since BIGINT NOT NULL DEFAULT 0
 );
 -- Single-use recovery codes, stored as SHA-256 digests; a used code's row is deleted.
 CREATE TABLE totp_recovery_codes (

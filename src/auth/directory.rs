@@ -31,6 +31,16 @@ pub trait Directory: Send + Sync {
     async fn use_totp_step(&self, _user_id: i64, _step: i64) -> Result<bool, DirectoryError> {
         Ok(false)
     }
+    /// Counts a wrong code for the user's account (any address); returns the count in the
+    /// current window of `window` seconds.
+    async fn totp_code_failed(
+        &self,
+        _user_id: i64,
+        _at: i64,
+        _window: i64,
+    ) -> Result<i64, DirectoryError> {
+        Ok(0)
+    }
     /// Spends a recovery code given as its digest: true when it was there.
     async fn use_recovery_code(
         &self,

@@ -30,7 +30,10 @@ pub use lockout::{
 };
 pub use login::{LoginName, MAX_LOGIN_CHARS, MalformedLogin};
 pub use password::{PasswordError, Passwords};
-pub use two_factor::{PendingCode, Require2fa, SecondFactor, SignIn, TwoFactor};
+pub use two_factor::{
+    CODE_FAILURE_WINDOW, MAX_CODE_FAILURES, PendingCode, Require2fa, SecondFactor, SignIn,
+    TwoFactor,
+};
 
 use crate::audit::{Action, AuditEvent, AuditSink, Outcome};
 use crate::identity::{ClientInfo, KeyIdentity, Principal, Protocol, UserIdentity};
@@ -253,8 +256,7 @@ impl Authenticator {
                         client: &client,
                         per_request,
                     };
-                    self.check_username(user, first, &mut code_needed, at)
-                        .await
+                    self.check_username(user, first, &mut code_needed, at).await
                 }
                 Err(e) => Err(e),
             },
@@ -536,7 +538,10 @@ impl Authenticator {
         let totp = self.confirmed_totp(user.id).await?;
         let (proof, code) = two_factor::split_appended(proof, second, totp.is_some());
         let proven = match proof {
-            Proof::Password(password) => self.check_password(&user, password).await,
+            // A TOTP user's password is always checked in full: a cached answer would be
+            // faster for the right password, telling an attacker who lacks the code that
+            // the password they tried is the one (the code step answers the same either way).
+            Proof::Password(password) => self.check_password(&user, password, totp.is_none()).await,
             Proof::PublicKey(presented) => self.holds_public_key(&user, presented).await?,
         };
         if !proven {
@@ -610,8 +615,9 @@ impl Authenticator {
         Ok(())
     }
 
-    async fn check_password(&self, user: &UserRecord, password: &str) -> bool {
-        if self.cache.check(user.id, user.revision, password) {
+    /// Checks a user's password (through the password cache when `cached`).
+    async fn check_password(&self, user: &UserRecord, password: &str, cached: bool) -> bool {
+        if cached && self.cache.check(user.id, user.revision, password) {
             return true;
         }
         match self
@@ -620,7 +626,9 @@ impl Authenticator {
             .await
         {
             Ok(true) => {
-                self.cache.remember(user.id, user.revision, password);
+                if cached {
+                    self.cache.remember(user.id, user.revision, password);
+                }
                 true
             }
             Ok(false) => {

@@ -20,6 +20,14 @@ use super::{AuthError, Authenticator, Checked, Denial, DirectoryError, Proof};
 use crate::identity::{ClientInfo, Principal, Protocol};
 use crate::model::{TotpRecord, UserRecord, now};
 
+/// Wrong codes one account may get, from all addresses together, per [`CODE_FAILURE_WINDOW`]
+/// before its TOTP codes are refused unchecked for the rest of the window. The per-address
+/// lockout alone would let an attacker holding the password guess from many addresses; a
+/// million codes at 10 per 15 minutes take years. A recovery code still signs the user in.
+pub const MAX_CODE_FAILURES: i64 = 10;
+/// Seconds.
+pub const CODE_FAILURE_WINDOW: i64 = 15 * 60;
+
 /// Who must sign in with a second factor (`auth.require_2fa`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -208,6 +216,15 @@ impl Authenticator {
         match totp::parse_code(raw) {
             CodeInput::Malformed => Ok(Step::Deny(Denial("malformed second-factor code"))),
             CodeInput::Totp(code) => {
+                // Per account, whatever the address: past the limit the code is not even
+                // checked until the window ends (a recovery code still works).
+                if totp.code_failures >= MAX_CODE_FAILURES
+                    && totp.code_failures_since > now() - CODE_FAILURE_WINDOW
+                {
+                    return Ok(Step::Deny(Denial(
+                        "too many wrong second-factor codes for this account: codes are refused for a while",
+                    )));
+                }
                 let secret = match two_factor.sealer.open(totp.user_id, &totp.secret_sealed) {
                     Ok(secret) => secret,
                     Err(err) => {
@@ -216,6 +233,9 @@ impl Authenticator {
                     }
                 };
                 let Some(step) = totp::matching_step(&secret, code, now()) else {
+                    self.directory
+                        .totp_code_failed(totp.user_id, now(), CODE_FAILURE_WINDOW)
+                        .await?;
                     return Ok(Step::Deny(Denial("wrong second-factor code")));
                 };
                 if self.directory.use_totp_step(totp.user_id, step).await? {
@@ -236,6 +256,9 @@ impl Authenticator {
                     tracing::info!(user_id = totp.user_id, "recovery code used");
                     Ok(Step::Admit)
                 } else {
+                    self.directory
+                        .totp_code_failed(totp.user_id, now(), CODE_FAILURE_WINDOW)
+                        .await?;
                     Ok(Step::Deny(Denial("wrong or used recovery code")))
                 }
             }

@@ -234,7 +234,10 @@ impl StorageBackend<FtpUser> for FilesBackend {
                 self.1.received(n as u64);
             }
             if filled > 0 {
-                upload.write_all(&buf[..filled]).await.map_err(Error::from)?;
+                upload
+                    .write_all(&buf[..filled])
+                    .await
+                    .map_err(Error::from)?;
             }
             if filled < CHUNK {
                 break;

@@ -46,6 +46,14 @@ impl Directory for Store {
     async fn use_totp_step(&self, user_id: i64, step: i64) -> Result<bool, DirectoryError> {
         Ok(Store::use_totp_step(self, user_id, step).await?)
     }
+    async fn totp_code_failed(
+        &self,
+        user_id: i64,
+        at: i64,
+        window: i64,
+    ) -> Result<i64, DirectoryError> {
+        Ok(Store::totp_code_failed(self, user_id, at, window).await?)
+    }
     async fn use_recovery_code(&self, user_id: i64, digest: &str) -> Result<bool, DirectoryError> {
         Ok(Store::use_recovery_code(self, user_id, digest).await?)
     }

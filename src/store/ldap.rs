@@ -75,12 +75,12 @@ impl Store {
         let key = p.username.to_lowercase();
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            let found: Option<(i64, bool, bool, Option<bool>)> = sqlx::query_as(
-                "SELECT u.id, u.site_admin, u.disabled, l.gone FROM users u \
+            let found: Option<(i64, bool, bool, Option<bool>, Option<String>)> = sqlx::query_as(
+                "SELECT u.id, u.site_admin, u.disabled, l.gone, l.dn FROM users u \
                  LEFT JOIN ldap_users l ON l.user_id = u.id WHERE u.username_key = $1")
                 .bind(&key).fetch_optional(&mut *tx).await?;
             let id = match found {
-                Some((_, _, _, None)) => return Ok(Attempt::LocalUser),
+                Some((_, _, _, None, _)) => return Ok(Attempt::LocalUser),
                 None => {
                     let id: i64 = sqlx::query_scalar(
                         "INSERT INTO users (username, username_key, password_hash, site_admin, \
@@ -98,7 +98,25 @@ impl Store {
                     }
                     id
                 }
-                Some((id, site_admin, disabled, Some(gone))) => {
+                Some((id, site_admin, disabled, Some(gone), dn)) => {
+                    // The row's person left the directory (`gone`), or another entry now
+                    // holds the name: whoever signs in now is not the one who made the row's
+                    // credentials. Their API keys, SSH keys, second factor and sessions go
+                    // (the `changes` triggers end what is running); grants follow below.
+                    let same_entry = dn.as_deref().is_some_and(|d| d.eq_ignore_ascii_case(&p.dn));
+                    if gone || !same_entry {
+                        for purge in [
+                            "DELETE FROM api_keys WHERE user_id = $1",
+                            "DELETE FROM public_keys WHERE user_id = $1",
+                            "DELETE FROM user_totp WHERE user_id = $1",
+                            "DELETE FROM totp_recovery_codes WHERE user_id = $1",
+                            "DELETE FROM sessions WHERE user_id = $1",
+                            "DELETE FROM web_sessions WHERE user_id = $1",
+                            "UPDATE users SET revision = revision + 1 WHERE id = $1",
+                        ] {
+                            sqlx::query(purge).bind(id).execute(&mut *tx).await?;
+                        }
+                    }
                     let mut current: Vec<(String, String)> = sqlx::query_as(
                         "SELECT path, level FROM grants WHERE user_id = $1")
                         .bind(id).fetch_all(&mut *tx).await?;

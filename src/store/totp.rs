@@ -8,8 +8,8 @@ use crate::model::{TotpRecord, now};
 impl Store {
     pub async fn totp_of(&self, user_id: i64) -> Result<Option<TotpRecord>, StoreError> {
         Ok(on_pool!(self, pool => sqlx::query_as(
-            "SELECT user_id, secret_sealed, confirmed, last_step, created_at \
-             FROM user_totp WHERE user_id = $1")
+            "SELECT user_id, secret_sealed, confirmed, last_step, created_at, code_failures, \
+             code_failures_since FROM user_totp WHERE user_id = $1")
             .bind(user_id).fetch_optional(pool).await)?)
     }
 
@@ -76,10 +76,29 @@ impl Store {
     /// step or a later one was already used, here or on another replica.
     pub async fn use_totp_step(&self, user_id: i64, step: i64) -> Result<bool, StoreError> {
         let done = on_pool!(self, pool => sqlx::query(
-            "UPDATE user_totp SET last_step = $2 \
+            "UPDATE user_totp SET last_step = $2, code_failures = 0 \
              WHERE user_id = $1 AND confirmed = TRUE AND last_step < $2")
             .bind(user_id).bind(step).execute(pool).await.map(|r| r.rows_affected()))?;
         Ok(done == 1)
+    }
+
+    /// Counts a wrong code for the account (from any address) and returns how many there
+    /// were in the current window of `window` seconds (a new window starts when it is over).
+    pub async fn totp_code_failed(
+        &self,
+        user_id: i64,
+        at: i64,
+        window: i64,
+    ) -> Result<i64, StoreError> {
+        let count: Option<i64> = on_pool!(self, pool => sqlx::query_scalar(
+            "UPDATE user_totp SET \
+               code_failures = CASE WHEN code_failures_since <= $2 - $3 THEN 1 \
+                               ELSE code_failures + 1 END, \
+               code_failures_since = CASE WHEN code_failures_since <= $2 - $3 THEN $2 \
+                                     ELSE code_failures_since END \
+             WHERE user_id = $1 RETURNING code_failures")
+            .bind(user_id).bind(at).bind(window).fetch_optional(pool).await)?;
+        Ok(count.unwrap_or(0))
     }
 
     /// Spends a recovery code: true when its digest was there (and is now gone).
