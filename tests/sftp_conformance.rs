@@ -24,6 +24,19 @@ async fn batch(
     local: &Path,
     script: &str,
 ) -> (bool, String) {
+    batch_with(gw, user, secret, local, script, &[]).await
+}
+
+/// [`batch`] with more `sftp` options (e.g. `-R 1024` outstanding requests).
+async fn batch_with(
+    gw: &TestGateway,
+    user: &str,
+    secret: &str,
+    local: &Path,
+    script: &str,
+    options: &[&str],
+) -> (bool, String) {
+    let options: Vec<String> = options.iter().map(|o| (*o).to_owned()).collect();
     let addr = gw.addr("sftp");
     let script_path = local.join("batch.txt");
     std::fs::write(&script_path, script).unwrap();
@@ -39,6 +52,7 @@ async fn batch(
                 "-oLogLevel=ERROR",
                 "-oPubkeyAuthentication=no",
             ])
+            .args(&options)
             .arg("-P")
             .arg(addr.port().to_string())
             .arg("-b")
@@ -576,5 +590,34 @@ async fn a_pipelined_openssh_download_is_audited_with_exactly_the_bytes_sent() {
     for r in &reads {
         assert_eq!(r.bytes, Some(big.len() as i64), "{r:?}");
     }
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_download_with_a_thousand_outstanding_reads_completes() {
+    // `sftp -R 1024` (and paramiko's prefetch, one READ per 32 KiB of the file at once) keep
+    // far more requests outstanding than replies fit in the connection's budget: the server
+    // must keep reading them while replies leave (it used to stop reading, which in russh
+    // also stopped the replies: the connection hung for good).
+    let gw = TestGateway::start().await;
+    gw.user("alice", "alice-password", &[("/alice", Full)])
+        .await;
+    let local = TempDir::new("conf-outstanding");
+    let big = pattern(40_000_000);
+    gw.put("alice/big.bin", &big);
+    let run = batch_with(
+        &gw,
+        "alice",
+        "alice-password",
+        local.path(),
+        "get big.bin\nput big.bin up.bin\n",
+        &["-R", "1024", "-B", "32768"],
+    );
+    let (ok, out) = tokio::time::timeout(std::time::Duration::from_secs(300), run)
+        .await
+        .expect("the transfer hung");
+    assert!(ok, "batch failed:\n{out}");
+    assert_eq!(std::fs::read(local.path().join("big.bin")).unwrap(), big);
+    assert_eq!(std::fs::read(gw.root().join("alice/up.bin")).unwrap(), big);
     gw.stop().await;
 }

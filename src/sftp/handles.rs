@@ -27,7 +27,7 @@ use crate::identity::Principal;
 use crate::path::SitePath;
 
 /// Largest read served in one reply (OpenSSH asks for 32 KiB at a time; some clients 256 KiB).
-pub const MAX_READ: u32 = 256 * 1024;
+pub const MAX_READ: u32 = 256 * 1024 - 1024;
 /// Bytes of a data reply besides the data.
 const REPLY_HEADER: u32 = 64;
 /// Buffer between the network and the storage, per handle.
@@ -63,7 +63,7 @@ pub enum Job {
     CopyTo {
         id: u32,
         copy: CopyRange,
-        dest: mpsc::Sender<Queued>,
+        dest: mpsc::UnboundedSender<Queued>,
     },
     /// `copy-data`, at the destination handle, with the source's file lent to it.
     CopyIn {
@@ -128,8 +128,12 @@ pub fn spawn(
     worker: Worker,
     file: OpenFile,
     on_close: impl FnOnce() + Send + 'static,
-) -> mpsc::Sender<Queued> {
-    let (tx, rx) = mpsc::channel(64);
+) -> mpsc::UnboundedSender<Queued> {
+    // Unbounded by count: every job carries its request's ticket, which the session's
+    // in-flight caps bound; a bounded queue here would stop the session's reader while
+    // the worker waits for replies to leave, and the replies wait for that reader (russh
+    // delivers incoming data and sends outgoing data from one loop).
+    let (tx, rx) = mpsc::unbounded_channel();
     let stop = worker.shared.stop.clone();
     let tasks = worker.shared.tasks.clone();
     tasks.spawn(async move {
@@ -148,7 +152,7 @@ pub fn spawn(
 }
 
 impl Worker {
-    async fn reading(self, download: Download, mut rx: mpsc::Receiver<Queued>) {
+    async fn reading(self, download: Download, mut rx: mpsc::UnboundedReceiver<Queued>) {
         // A one-byte buffer (tokio's least) until the first read: an opened but unused handle
         // holds no memory.
         // Reads go through `ahead` (the BufReader's one-byte buffer only serves copy-data).
@@ -195,7 +199,7 @@ impl Worker {
                         back: Some(back),
                     };
                     if let Err(mpsc::error::SendError((_, ticket))) =
-                        dest.send((Job::CopyIn { id, copy, source }, ticket)).await
+                        dest.send((Job::CopyIn { id, copy, source }, ticket))
                     {
                         // The lent file came back with the refused job.
                         self.replies
@@ -224,7 +228,7 @@ impl Worker {
         }
     }
 
-    async fn writing(self, upload: Upload, mut rx: mpsc::Receiver<Queued>) {
+    async fn writing(self, upload: Upload, mut rx: mpsc::UnboundedReceiver<Queued>) {
         // A one-byte buffer until the first write (see `reading`).
         let mut file = BufWriter::with_capacity(1, upload);
         let mut buffered = false;

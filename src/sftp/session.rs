@@ -41,8 +41,17 @@ use crate::files::{DirEntry, Files, FsError, Listing, Scope, WriteMode};
 use crate::identity::Principal;
 use crate::path::SitePath;
 
-/// Requests being worked on at once in one session (OpenSSH pipelines 64).
-const MAX_IN_FLIGHT: usize = 128;
+/// Requests read and not yet answered in one session. OpenSSH pipelines 64 by default (`-R`
+/// raises it), paramiko's prefetch sends one READ per 32 KiB of the file at once: the reader
+/// must go on reading them, because russh hands us incoming data and sends our replies from
+/// one loop, so a reader that stops until replies leave stops the replies too. Memory is
+/// bounded by the connection's request-byte budget (each request charged at least
+/// [`REQUEST_COST`]); a session whose reader still waits past [`STALLED`] is ended.
+const MAX_IN_FLIGHT: usize = 1 << 16;
+/// What a queued request is charged at least, whatever its length (its share of memory).
+const REQUEST_COST: u32 = 256;
+/// How long the reader may wait for room for one more request before the session is ended.
+const STALLED: std::time::Duration = std::time::Duration::from_secs(120);
 /// Entries per `SSH_FXP_NAME` reply to `READDIR`.
 const DIR_CHUNK: usize = 128;
 /// Bytes of entries (names and long names, estimated) per `NAME` reply to `READDIR`.
@@ -177,7 +186,7 @@ pub fn status_err(id: u32, err: &FsError) -> Packet {
 }
 
 enum HandleEntry {
-    File(mpsc::Sender<Queued>, SitePath),
+    File(mpsc::UnboundedSender<Queued>, SitePath),
     /// Locked (asynchronously) while a READDIR reads on; the handle table's lock is not.
     Dir(Arc<tokio::sync::Mutex<Folder>>),
 }
@@ -318,7 +327,11 @@ pub async fn serve<R, W>(
         // many request bytes not yet processed.
         let ticket = tokio::select! {
             () = &mut stopped => break,
-            ticket = session.ticket(len) => ticket,
+            ticket = tokio::time::timeout(STALLED, session.ticket(len.max(REQUEST_COST))) => ticket,
+        };
+        let Ok(ticket) = ticket else {
+            tracing::info!(user = %session.who.display_name(), "SFTP client keeps more requests outstanding than the connection's budget and reads no replies; disconnecting");
+            break;
         };
         let Some(ticket) = ticket else { break };
         tokio::select! {
@@ -457,7 +470,7 @@ impl Session {
         };
         match target {
             Ok(tx) => {
-                if let Err(mpsc::error::SendError((_, ticket))) = tx.send((job, ticket)).await {
+                if let Err(mpsc::error::SendError((_, ticket))) = tx.send((job, ticket)) {
                     self.replies
                         .send(status(id, StatusCode::Failure, "handle is closed"), ticket)
                         .await;

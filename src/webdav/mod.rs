@@ -342,6 +342,8 @@ async fn serve_dav(State(state): State<Arc<DavState>>, req: Request) -> Response
         Ok(may_override) => may_override,
         Err(refusal) => return *refusal,
     };
+    let mut head = head;
+    single_range_only(&mut head.headers);
     let req = Request::from_parts(head, body);
     let max = state.limits.max_body_bytes;
     let req = if max > 0 && req.method() == Method::PUT {
@@ -374,6 +376,20 @@ async fn serve_dav(State(state): State<Arc<DavState>>, req: Request) -> Response
         .handle_guarded(req, owner.as_str().to_owned(), principal.clone())
         .await;
     response.map(axum::body::Body::new).map(watch)
+}
+
+/// Drops a `Range:` header that asks for more than one range, so the whole file is sent
+/// once (RFC 9110 lets a server ignore Range; S3 does the same). Served as asked, many
+/// overlapping ranges (`bytes=0-,0-,0-…`) would send the file as many times over.
+fn single_range_only(headers: &mut axum::http::HeaderMap) {
+    let multiple = headers
+        .get_all(axum::http::header::RANGE)
+        .iter()
+        .enumerate()
+        .any(|(n, v)| n > 0 || v.as_bytes().contains(&b','));
+    if multiple {
+        headers.remove(axum::http::header::RANGE);
+    }
 }
 
 /// A request or response body that fails once its principal is no longer valid (key

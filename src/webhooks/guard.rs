@@ -161,6 +161,14 @@ fn forbidden_v6(ip: Ipv6Addr) -> bool {
     if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
         return forbidden_v4(Ipv4Addr::from(((s[6] as u32) << 16) | s[7] as u32));
     }
+    // SIIT's IPv4-translated form (::ffff:0:a.b.c.d) embeds one too; local-use NAT64
+    // (64:ff9b:1::/48, RFC 8215) translates to whatever the operator chose: refused whole.
+    if s[..6] == [0, 0, 0, 0, 0xffff, 0] {
+        return forbidden_v4(Ipv4Addr::from(((s[6] as u32) << 16) | s[7] as u32));
+    }
+    if s[..3] == [0x64, 0xff9b, 1] {
+        return true;
+    }
     ip.is_loopback()
         || ip.is_unspecified()
         || ip.is_multicast()
@@ -179,6 +187,14 @@ mod tests {
 
     fn refused(text: &str) -> bool {
         forbidden(text.parse().unwrap())
+    }
+
+    #[test]
+    fn translated_and_local_use_nat64_forms_are_refused() {
+        assert!(refused("::ffff:0:127.0.0.1"));
+        assert!(refused("::ffff:0:169.254.169.254"));
+        assert!(refused("64:ff9b:1::a00:1"));
+        assert!(!refused("::ffff:0:8.8.8.8"));
     }
 
     #[test]

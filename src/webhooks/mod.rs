@@ -13,6 +13,9 @@
 //! the payload ([`payload`]) and the request a delivery makes ([`Outgoing`]), signed with
 //! `X-Filegate-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`.
 
+/// URLs one webhook may have (the first primary, the rest backups tried in order).
+pub const MAX_URLS: usize = 5;
+
 pub mod guard;
 pub mod send;
 pub mod worker;
@@ -123,7 +126,7 @@ impl WebhookValue {
             (Some(_), _) => return Err(bad("value.urls must be a list of URLs")),
             _ => {}
         }
-        if urls.is_empty() || urls.len() > 5 {
+        if urls.is_empty() || urls.len() > MAX_URLS {
             return Err(bad("value.urls must hold 1 to 5 URLs"));
         }
         for u in &urls {

@@ -70,9 +70,11 @@ impl Worker {
         })
     }
 
-    /// How long a claim stays this replica's: every URL of a rule may take the timeout.
+    /// How long a claim stays this replica's: longer than one attempt can take (each URL of
+    /// a rule waits at most the timeout for its host's gate and at most the timeout for its
+    /// answer), so a row is never claimed again while its attempt still runs.
     fn lease_ms(&self) -> i64 {
-        (self.config.timeout_seconds as i64 * 6 + 30) * 1000
+        (self.config.timeout_seconds as i64 * 2 * super::MAX_URLS as i64 + 30) * 1000
     }
 
     /// Runs until `stop` is cancelled.
@@ -201,10 +203,20 @@ impl Worker {
                 &row.event_key,
                 now_ms() / 1000,
             );
+            // Bounded: a host busy with other deliveries (a slow receiver with a backlog)
+            // makes this an attempt that failed, retried with back-off, instead of holding
+            // a claim slot other rules' deliveries need, or outliving the lease.
             let gate = self.host_gate(url);
-            let Ok(_permit) = gate.acquire_owned().await else {
-                continue;
-            };
+            let _permit =
+                match tokio::time::timeout(self.config.timeout(), gate.acquire_owned()).await {
+                    Ok(Ok(permit)) => permit,
+                    Ok(Err(_)) => continue,
+                    Err(_) => {
+                        status = None;
+                        error = "the receiver's host is busy with other deliveries".into();
+                        continue;
+                    }
+                };
             url_used = Some(url.clone());
             match self.sender.send(&request).await {
                 Ok(answer) if (200..300).contains(&answer.status) => {
