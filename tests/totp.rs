@@ -413,6 +413,18 @@ async fn the_api_session_takes_otp_and_a_recovery_code_works_once() {
         gw.gateway.core.store.recovery_codes_left(id).await.unwrap(),
         9
     );
+    // The API's user object says so (Files.com's `active_2fa`); a key needs no code.
+    let (_, key) = gw.key(Some(id), "ann-key", None, PermissionSet::Full).await;
+    let me: serde_json::Value = reqwest::Client::new()
+        .get(format!("http://{}/api/rest/v1/users/{id}", gw.addr("api")))
+        .header("X-FilesAPI-Key", key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["active_2fa"], true, "{me}");
     gw.stop().await;
 }
 

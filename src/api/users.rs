@@ -32,6 +32,7 @@ const FIELDS: &[&str] = &[
 const ECHOED: &[&str] = &[
     "id",
     "source",
+    "active_2fa",
     "created_at",
     "last_login_at",
     "last_ftp_login_at",
@@ -51,10 +52,17 @@ async fn user_json(state: &ApiState, u: &UserRecord) -> Result<Value, ApiError> 
         Some(_) => "ldap",
         None => "local",
     };
+    // Files.com's field: whether the user signs in with a second factor (TOTP).
+    let active_2fa = state
+        .store
+        .totp_of(u.id)
+        .await?
+        .is_some_and(|t| t.confirmed);
     Ok(json!({
         "id": u.id,
         "username": u.username,
         "source": source,
+        "active_2fa": active_2fa,
         "name": u.name,
         "email": u.email,
         "site_admin": u.site_admin,
