@@ -962,14 +962,15 @@ async fn a_client_keeping_sixty_four_large_reads_in_flight_downloads_without_sta
     bounded(60, async {
         let gw = TestGateway::start().await;
         gw.user("qin", "qin-password", &[("/qin", Full)]).await;
-        // 64 reads of 256 KiB ask for twice the connection's in-flight bytes at once.
-        let size = 32 * 1024 * 1024;
+        // 64 reads of 255 KiB (the most one reply carries: OpenSSH's message limit is
+        // 256 KiB) ask for about twice the connection's in-flight bytes at once.
+        let chunk = 255 * 1024;
+        let size = 128 * chunk;
         let data = pattern(size);
         gw.put("qin/big.bin", &data);
         let ssh = signed_in(gw.addr("sftp"), "qin", "qin-password").await;
         let mut opened = open_for_reading(&ssh, "/qin/big.bin", 1).await;
         let (stream, handle) = &mut opened[0];
-        let chunk = 256 * 1024;
         let reads = (size / chunk) as u32;
         let (mut sent, mut received) = (0u32, Vec::with_capacity(size));
         while sent < 64 {

@@ -29,6 +29,10 @@ impl From<LinkRow> for LdapLink {
 const LINK_SELECT: &str = "SELECT l.user_id, u.username, l.dn, l.gone, l.checked_at \
      FROM ldap_users l JOIN users u ON u.id = l.user_id";
 
+/// A user row by name: id, site admin, disabled, and its directory link's `gone` and `dn`
+/// (`None` for a local user).
+type FoundRow = (i64, bool, bool, Option<bool>, Option<String>);
+
 /// What one sync attempt found.
 enum Attempt {
     Done(i64),
@@ -75,7 +79,7 @@ impl Store {
         let key = p.username.to_lowercase();
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            let found: Option<(i64, bool, bool, Option<bool>, Option<String>)> = sqlx::query_as(
+            let found: Option<FoundRow> = sqlx::query_as(
                 "SELECT u.id, u.site_admin, u.disabled, l.gone, l.dn FROM users u \
                  LEFT JOIN ldap_users l ON l.user_id = u.id WHERE u.username_key = $1")
                 .bind(&key).fetch_optional(&mut *tx).await?;
