@@ -6,7 +6,7 @@
 mod support;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Cursor, Write};
+use std::io::{Cursor, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -17,6 +17,7 @@ use filegate::test_support::{TempDir, TestDb};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use support::TestGateway;
+use support::serve_process::spawn_serve;
 use support::sftp_client;
 use support::tcp_proxy::TcpProxy;
 
@@ -106,35 +107,7 @@ listen = "127.0.0.1:0"
 
     /// Starts `serve` and waits until all four listeners have logged their addresses.
     fn start(node: &'static str, config: PathBuf) -> Replica {
-        let mut child = Command::new(BIN)
-            .arg("--config")
-            .arg(&config)
-            .arg("serve")
-            .env("FILEGATE_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some((before, after)) = line.split_once(" listening on ") {
-                    let protocol = before.rsplit(' ').next().unwrap_or("").to_owned();
-                    let addr = after.split_whitespace().next().unwrap_or("").to_owned();
-                    let _ = tx.send((protocol, addr));
-                }
-            }
-        });
-        let mut addrs = HashMap::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while addrs.len() < 4 {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let (protocol, addr) = rx
-                .recv_timeout(left)
-                .unwrap_or_else(|_| panic!("{node} did not start"));
-            addrs.insert(protocol, addr.parse().unwrap());
-        }
+        let (child, addrs) = spawn_serve(&config, &[], 4, node);
         Replica { node, child, addrs }
     }
 

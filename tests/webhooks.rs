@@ -6,10 +6,10 @@
 mod support;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Cursor};
+use std::io::Cursor;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,6 +20,7 @@ use filegate::identity::PermissionSet;
 use filegate::test_support::{TempDir, TestDb};
 use serde_json::{Value, json};
 use support::TestGateway;
+use support::serve_process::spawn_serve;
 use support::sftp_client;
 
 const BIN: &str = env!("CARGO_BIN_EXE_filegate");
@@ -551,34 +552,7 @@ struct Serve {
 
 impl Serve {
     fn start(config: &Path, env: &[(&str, &str)]) -> Serve {
-        let mut child = Command::new(BIN)
-            .arg("--config")
-            .arg(config)
-            .arg("serve")
-            .env("FILEGATE_LOG", "info")
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some((before, after)) = line.split_once(" listening on ") {
-                    let protocol = before.rsplit(' ').next().unwrap_or("").to_owned();
-                    let addr = after.split_whitespace().next().unwrap_or("").to_owned();
-                    let _ = tx.send((protocol, addr));
-                }
-            }
-        });
-        let mut addrs = HashMap::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while addrs.len() < 2 {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let (protocol, addr) = rx.recv_timeout(left).expect("filegate started");
-            addrs.insert(protocol, addr.parse().unwrap());
-        }
+        let (child, addrs) = spawn_serve(config, env, 2, "filegate");
         Serve { child, addrs }
     }
 

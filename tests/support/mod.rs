@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod net;
+pub mod serve_process;
 pub mod sftp_client;
 pub mod slapd;
 pub mod tcp_proxy;
