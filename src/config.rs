@@ -16,7 +16,9 @@ use serde::{Deserialize, Deserializer};
 use crate::auth::{AuthSettings, LockoutPolicy, Require2fa};
 
 mod ldap;
+mod storage;
 pub use ldap::{LdapConfig, LdapGroupConfig, Redacted};
+pub use storage::{MountConfig, S3Config, StorageConfig, StorageUrl};
 mod webhooks;
 pub use webhooks::WebhooksConfig;
 
@@ -49,6 +51,7 @@ pub struct Config {
     pub api: ApiConfig,
     pub limits: LimitsConfig,
     pub webhooks: WebhooksConfig,
+    pub storage: StorageConfig,
 }
 
 /// Where state lives and who this replica is.
@@ -637,6 +640,13 @@ impl Config {
                 }
             };
         }
+        if let Some(v) = get("FILEGATE_STORAGE_URL") {
+            let name = "FILEGATE_STORAGE_URL";
+            self.storage.url = Some(
+                v.parse()
+                    .map_err(|message| ConfigError::Env { name, message })?,
+            );
+        }
         if let Some(v) = get("FILEGATE_NODE_NAME") {
             self.server.node_name = v;
         }
@@ -683,6 +693,9 @@ impl Config {
         }
         if self.server.storage_dir.as_os_str().is_empty() {
             self.server.storage_dir = self.server.data_dir.join("files");
+        }
+        if self.storage.url.is_none() {
+            self.storage.url = Some(StorageUrl::File(self.server.storage_dir.clone()));
         }
         if self.server.node_name.is_empty() {
             self.server.node_name = std::fs::read_to_string("/etc/hostname")

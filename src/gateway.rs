@@ -17,7 +17,7 @@ use crate::api::{ApiBindError, ApiServer, ApiState};
 use crate::audit::{AuditLog, AuditSettings, AuditSink};
 use crate::auth::Authenticator;
 use crate::config::Config;
-use crate::files::{Files, LocalStorage, Symlinks};
+use crate::files::{Files, open_storage};
 use crate::ftp::{FtpError, FtpServer};
 use crate::identity::Principal;
 use crate::metrics::{MeteredSink, Metrics};
@@ -39,11 +39,8 @@ pub enum GatewayError {
     AuditJournal(#[from] crate::audit::JournalOpenError),
     #[error("cannot open the store: {0}")]
     Store(#[from] StoreError),
-    #[error("cannot open file storage at {path}: {source}")]
-    Storage {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Storage(#[from] crate::files::OpenStorageError),
     #[error(transparent)]
     TotpKey(#[from] crate::auth::totp::TotpKeyError),
     #[error("cannot create the first admin: {0}")]
@@ -93,15 +90,7 @@ impl Core {
             source,
         })?;
         let store = Store::connect(&config.server.database_url).await?;
-        let staging = data_dir.join("uploads-in-progress");
-        let storage =
-            LocalStorage::open(&config.server.storage_dir, &staging).map_err(|source| {
-                GatewayError::Storage {
-                    path: config.server.storage_dir.display().to_string(),
-                    source,
-                }
-            })?;
-        let storage = storage.with_symlinks(Symlinks::following(config.server.follow_symlinks));
+        let storage = open_storage(&config).await?;
         let audit = AuditLog::start(
             Arc::new(store.clone()),
             AuditSettings {
@@ -146,7 +135,7 @@ impl Core {
         let lockout_sync = tokio::spawn(sync_lockout(auth.lockout()));
         let limits = crate::limits::Limits::from_config(&config.limits);
         let files = Arc::new(
-            Files::new(Arc::new(storage), sink.clone(), limits.max_open_files)
+            Files::new(storage, sink.clone(), limits.max_open_files)
                 .with_open_files_per_owner(limits.max_open_files_per_user)
                 .with_props(Arc::new(store.clone())),
         );

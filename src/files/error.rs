@@ -32,6 +32,10 @@ pub enum FsError {
     /// hole): a file grows only by writing at its end.
     #[error("writes may not leave a hole: a file grows only by writing at its end")]
     LeavesHole,
+    /// The storage behind this path cannot do this (an object store cannot append or
+    /// write at random offsets, for one); nothing was changed.
+    #[error("not supported by this storage: {0}")]
+    Unsupported(String),
     /// Anything else; the detail goes to the log, not to clients.
     #[error("operation failed")]
     Failed(String),
@@ -49,6 +53,7 @@ impl From<StorageError> for FsError {
             StorageErrorKind::PermissionDenied => FsError::NotFound,
             StorageErrorKind::InvalidName => FsError::InvalidPath(PathError::NameTooLong),
             StorageErrorKind::NoSpace => FsError::NoSpace,
+            StorageErrorKind::Unsupported => FsError::Unsupported(err.detail),
             StorageErrorKind::Other => FsError::Failed(err.detail),
         }
     }

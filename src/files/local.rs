@@ -30,8 +30,8 @@ use reader::LocalReader;
 use upload::{LocalStaged, LocalUpload, move_into_place};
 
 use super::storage::{
-    DirEntry, EntryChunks, EntryKind, FileReader, Metadata, Overwrite, ReadEntries, SpaceInfo,
-    StagedWrite, Storage, StorageError, StorageErrorKind, WriteMode,
+    Capabilities, DirEntry, EntryChunks, EntryKind, FileReader, Metadata, Overwrite, ReadEntries,
+    SpaceInfo, StagedWrite, Storage, StorageError, StorageErrorKind, WriteMode,
 };
 use crate::path::SitePath;
 
@@ -220,6 +220,14 @@ impl LocalStorage {
 
 #[async_trait::async_trait]
 impl Storage for LocalStorage {
+    fn capabilities(&self, _path: &SitePath) -> Capabilities {
+        // Server-side copy is not implemented yet: callers stream the bytes.
+        Capabilities {
+            server_copy: false,
+            ..Capabilities::ALL
+        }
+    }
+
     async fn metadata(&self, path: &SitePath) -> Result<Metadata, StorageError> {
         let (root, beneath, p) = self.parts(path);
         blocking(move || Ok(convert(&beneath.metadata(&*root, &p)?))).await

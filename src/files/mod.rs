@@ -21,6 +21,7 @@ mod budget;
 pub mod denials;
 mod error;
 mod local;
+mod open;
 pub mod policy;
 pub mod props;
 mod roots;
@@ -34,11 +35,13 @@ use std::time::SystemTime;
 pub use error::FsError;
 pub use local::LocalStorage;
 pub use local::Symlinks;
+pub use open::{OpenStorageError, open_storage};
 pub use policy::{Scope, Visibility};
 pub use props::{DeadProp, PropChange, PropStore, PropStoreError};
 pub use storage::{
-    DirEntry, EntryChunks, EntryKind, FileReader, FileWriter, LocalSource, Metadata, Overwrite,
-    ReadEntries, SpaceInfo, StagedWrite, Storage, StorageError, StorageErrorKind, WriteMode,
+    Capabilities, DirEntry, EntryChunks, EntryKind, FileReader, FileWriter, LocalSource, Metadata,
+    Overwrite, ReadEntries, SpaceInfo, StagedWrite, Storage, StorageError, StorageErrorKind,
+    WriteMode,
 };
 pub use transfer::{Download, Upload};
 pub use zerocopy::SendSocket;

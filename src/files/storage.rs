@@ -52,6 +52,9 @@ pub enum StorageErrorKind {
     /// A name the filesystem cannot hold (too long, invalid).
     InvalidName,
     NoSpace,
+    /// This storage cannot do that (see [`Capabilities`]): answered as "not supported",
+    /// before anything was changed.
+    Unsupported,
     Other,
 }
 
@@ -246,9 +249,48 @@ pub struct SpaceInfo {
     pub name_max: u64,
 }
 
+/// What a storage can do beyond creating, reading, listing, renaming files and removing
+/// things. The file layer checks these before it starts, so that an operation a backend
+/// cannot do is answered "not supported" (SFTP `SSH_FX_OP_UNSUPPORTED`, FTP 502, HTTP 501)
+/// instead of failing half way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Writes at any offset of an upload (in-place updates, resumed uploads, out-of-order
+    /// SFTP writes beyond what the backend buffers).
+    pub random_write: bool,
+    /// Appending to an existing file in place.
+    pub append: bool,
+    /// Renaming a folder with what it holds.
+    pub rename_dir: bool,
+    /// Renaming a file as one atomic step (rather than copy then delete).
+    pub atomic_rename: bool,
+    /// Copying a file inside the storage without streaming it through this process.
+    pub server_copy: bool,
+    /// Setting a file's access/modification times.
+    pub set_times: bool,
+    /// Truncating or extending an existing file.
+    pub set_len: bool,
+}
+
+impl Capabilities {
+    /// A POSIX filesystem: everything.
+    pub const ALL: Capabilities = Capabilities {
+        random_write: true,
+        append: true,
+        rename_dir: true,
+        atomic_rename: true,
+        server_copy: true,
+        set_times: true,
+        set_len: true,
+    };
+}
+
 /// A place that keeps files.
 #[async_trait::async_trait]
 pub trait Storage: Send + Sync {
+    /// What this storage can do at `path` (see [`Capabilities`]; a storage made of mounts
+    /// answers for the backend that holds `path`).
+    fn capabilities(&self, path: &SitePath) -> Capabilities;
     async fn metadata(&self, path: &SitePath) -> Result<Metadata, StorageError>;
     /// A folder's entries in chunks, each read when the caller asks for it: bounded memory,
     /// and no thread held while the caller pauses. Failing to open the folder is an error
@@ -281,6 +323,22 @@ pub trait Storage: Send + Sync {
         modified: Option<SystemTime>,
     ) -> Result<(), StorageError>;
     async fn set_len(&self, path: &SitePath, len: u64) -> Result<(), StorageError>;
+    /// Copies the file `from` to `to` inside the storage (no bytes through this process
+    /// where the backend can avoid it); with [`Overwrite::Refuse`] refuses (`AlreadyExists`)
+    /// when something exists at `to`. Storages without `server_copy` answer `Unsupported`
+    /// (the default) and the caller streams the bytes itself.
+    async fn copy(
+        &self,
+        from: &SitePath,
+        to: &SitePath,
+        overwrite: Overwrite,
+    ) -> Result<(), StorageError> {
+        let _ = (from, to, overwrite);
+        Err(StorageError::new(
+            StorageErrorKind::Unsupported,
+            "this storage cannot copy files itself",
+        ))
+    }
     /// The space of the storage that holds `path` (which must exist). A storage without
     /// such a notion says so (the default); one with quotas may answer with the quota.
     async fn space(&self, path: &SitePath) -> Result<SpaceInfo, StorageError> {

@@ -17,6 +17,7 @@ pub fn kind_of(err: &FsError) -> ErrorKind {
         FsError::NoSpace => ErrorKind::InsufficientStorageSpaceError,
         FsError::TooManyOpenFiles => ErrorKind::TransientFileNotAvailable,
         FsError::LeavesHole => ErrorKind::PermanentFileNotAvailable,
+        FsError::Unsupported(_) => ErrorKind::CommandNotImplemented,
         FsError::Failed(_) => ErrorKind::LocalError,
     }
 }
@@ -42,6 +43,7 @@ mod tests {
             (FsError::DirectoryNotEmpty, "550 The directory is not empty"),
             (FsError::InvalidPath(PathError::NameTooLong), "553"),
             (FsError::NoSpace, "452"),
+            (FsError::Unsupported("append".into()), "502"),
             (FsError::Failed("x".into()), "451"),
         ];
         for (err, reply) in rows {

@@ -17,6 +17,7 @@ pub fn status_of(err: &FsError) -> StatusCode {
         FsError::NoSpace => StatusCode::Failure,
         FsError::TooManyOpenFiles => StatusCode::Failure,
         FsError::LeavesHole => StatusCode::Failure,
+        FsError::Unsupported(_) => StatusCode::OpUnsupported,
         FsError::Failed(_) => StatusCode::Failure,
     }
 }

@@ -18,6 +18,7 @@ pub fn http_status(err: &FsError) -> StatusCode {
         FsError::AlreadyExists => StatusCode::CONFLICT,
         FsError::NoSpace => StatusCode::INSUFFICIENT_STORAGE,
         FsError::TooManyOpenFiles => StatusCode::SERVICE_UNAVAILABLE,
+        FsError::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
         FsError::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -34,6 +35,7 @@ pub fn dav_error(err: &FsError) -> DavError {
         FsError::NoSpace => DavError::InsufficientStorage,
         FsError::TooManyOpenFiles => DavError::GeneralFailure,
         FsError::LeavesHole => DavError::Forbidden,
+        FsError::Unsupported(_) => DavError::NotImplemented,
         FsError::Failed(_) => DavError::GeneralFailure,
     }
 }
@@ -54,6 +56,7 @@ mod tests {
             (FsError::DirectoryNotEmpty, DavError::Forbidden),
             (FsError::InvalidPath(PathError::Nul), DavError::Forbidden),
             (FsError::NoSpace, DavError::InsufficientStorage),
+            (FsError::Unsupported("x".into()), DavError::NotImplemented),
             (FsError::Failed("x".into()), DavError::GeneralFailure),
         ];
         for (err, want) in rows {

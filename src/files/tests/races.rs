@@ -49,6 +49,9 @@ impl Meanwhile {
 
 #[async_trait::async_trait]
 impl Storage for Meanwhile {
+    fn capabilities(&self, path: &SitePath) -> crate::files::Capabilities {
+        self.inner.capabilities(path)
+    }
     async fn metadata(&self, path: &SitePath) -> Result<Metadata, StorageError> {
         self.inner.metadata(path).await
     }
