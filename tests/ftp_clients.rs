@@ -336,9 +336,9 @@ print("ok")
         ] {
             let mut lftp = Command::new("lftp");
             lftp.current_dir(dir.path())
-                .args(["-u", "ivo,ivo-password", "-e"])
+                .args(["-d", "-u", "ivo,ivo-password", "-e"])
                 .arg(format!(
-                    "set ftp:ssl-force yes; set ftp:ssl-protect-data yes; \
+                    "set cmd:fail-exit yes; set ftp:ssl-force yes; set ftp:ssl-protect-data yes; \
                      set ssl:verify-certificate no; set ssl:priority NORMAL:-VERS-ALL:+VERS-TLS1.3; \
                      set net:max-retries 1; put one.bin -o {up}; get {up} -o {down}; ls; quit"
                 ))
@@ -346,8 +346,9 @@ print("ok")
             let out = run(lftp).await;
             assert!(out.status.success(), "lftp {url}: {}", text(&out));
             assert!(
-                std::fs::read(gw.root().join("ivo").join(up)).unwrap() == data,
-                "lftp {url} upload"
+                std::fs::read(gw.root().join("ivo").join(up)).ok().as_ref() == Some(&data),
+                "lftp {url} upload: {}",
+                text(&out)
             );
             assert!(
                 std::fs::read(dir.path().join(down)).unwrap() == data,
