@@ -240,6 +240,12 @@ impl MotoServer {
         assert_eq!(status, 200, "create bucket {name}: HTTP {status}: {body}");
     }
 
+    /// An unsigned, bodiless request (moto accepts them): status and body.
+    pub fn request(&self, method: &str, path: &str) -> (u16, String) {
+        http_request(self.port, method, path)
+            .unwrap_or_else(|err| panic!("{method} {path} to moto: {err}"))
+    }
+
     /// The keys of the multipart uploads in progress in `bucket` (unsigned
     /// `GET /bucket?uploads`): what an interrupted upload must not leave behind.
     pub fn multipart_uploads(&self, bucket: &str) -> Vec<String> {
