@@ -243,4 +243,47 @@ mod tests {
             assert!(bad.parse::<StorageUrl>().is_err(), "{bad}");
         }
     }
+
+    #[test]
+    fn s3_options_are_checked_once_and_the_secret_never_printed() {
+        assert_eq!(S3Config::default().validate(), Ok(()));
+        let bad = |tweak: fn(&mut S3Config)| {
+            let mut c = S3Config::default();
+            tweak(&mut c);
+            c.validate().unwrap_err()
+        };
+        assert!(bad(|c| c.part_size_mib = 5).contains("storage.s3.part_size_mib"));
+        assert!(bad(|c| c.part_size_mib = 17).contains("storage.s3.part_size_mib"));
+        assert!(bad(|c| c.uploads_in_flight = 0).contains("storage.s3.uploads_in_flight"));
+        assert!(bad(|c| c.endpoint = "minio:9000".into()).contains("storage.s3.endpoint"));
+        assert!(bad(|c| c.access_key_id = "AKIA".into()).contains("secret_access_key"));
+
+        let mut c = S3Config {
+            region: "eu-west-1".into(),
+            ..S3Config::default()
+        };
+        c.fill_from_env(|name| match name {
+            "AWS_REGION" => Some("us-east-2".into()),
+            "AWS_ENDPOINT_URL" => Some("http://127.0.0.1:9000".into()),
+            "AWS_ACCESS_KEY_ID" => Some("AKIA1".into()),
+            "AWS_SECRET_ACCESS_KEY" => Some("hunter2".into()),
+            _ => None,
+        });
+        assert_eq!(
+            c.region, "eu-west-1",
+            "the config wins over the environment"
+        );
+        assert_eq!(c.endpoint, "http://127.0.0.1:9000");
+        assert_eq!(c.secret_access_key.0, "hunter2");
+        assert!(!format!("{c:?}").contains("hunter2"));
+
+        let parsed: StorageConfig = toml::from_str(
+            "url = \"s3://bucket/files\"\n[s3]\npath_style = true\npart_size_mib = 16\n",
+        )
+        .unwrap();
+        assert!(parsed.s3.path_style);
+        assert_eq!(parsed.s3.part_size_mib, 16);
+        assert_eq!(parsed.s3.uploads_in_flight, 4);
+        assert_eq!(parsed.s3.abandoned_upload_hours, 24);
+    }
 }
