@@ -781,6 +781,7 @@ impl Config {
         }
         self.webhooks.validate()?;
         self.storage.s3.validate().map_err(ConfigError::Invalid)?;
+        self.storage.validate().map_err(ConfigError::Invalid)?;
         let mut seen = Vec::new();
         for (name, enabled, addr) in self.listeners() {
             if enabled && addr.port() != 0 && seen.contains(&addr) {

@@ -182,6 +182,24 @@ impl SitePath {
         self.0.starts_with(&ancestor.0) && self.0.as_bytes().get(ancestor.0.len()) == Some(&b'/')
     }
 
+    /// `self` as seen from `ancestor`, by whole names: `/a/b/c` relative to `/a` is `/b/c`,
+    /// `/a` relative to itself is `/`; `None` when `self` is not within `ancestor` (`/ab` is
+    /// not within `/a`). How a mounted storage sees the path (`files::mounts`).
+    pub fn relative_to(&self, ancestor: &SitePath) -> Option<SitePath> {
+        if !self.is_within(ancestor) {
+            return None;
+        }
+        if ancestor.is_root() {
+            return Some(self.clone());
+        }
+        let rest = &self.0[ancestor.0.len()..];
+        Some(if rest.is_empty() {
+            SitePath::root()
+        } else {
+            SitePath(rest.to_owned())
+        })
+    }
+
     /// The child of `self` on the way down to `descendant` (which must lie strictly below).
     pub fn child_toward<'a>(&self, descendant: &'a SitePath) -> Option<&'a str> {
         if !descendant.is_within(self) || descendant == self {

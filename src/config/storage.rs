@@ -8,6 +8,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer};
 
 use super::Redacted;
+use crate::path::SitePath;
 
 /// Where files are kept.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -128,10 +129,62 @@ impl S3Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MountConfig {
-    /// The site folder, e.g. `/archive`.
-    pub path: String,
+    /// The site folder, e.g. `/archive`: absolute and normalised (no `.`, `..`, empty
+    /// names or trailing `/`), not `/` itself. Mounts may nest: the deepest one holds a path.
+    #[serde(deserialize_with = "mount_path")]
+    pub path: SitePath,
     /// Its storage, as `[storage] url`.
     pub url: StorageUrl,
+}
+
+fn mount_path<'de, D: Deserializer<'de>>(d: D) -> Result<SitePath, D::Error> {
+    parse_mount_path(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+}
+
+/// A mount point as the config writes it: exactly a normalised absolute site path, not `/`.
+pub fn parse_mount_path(text: &str) -> Result<SitePath, String> {
+    let path = SitePath::parse(text).map_err(|e| format!("mount path {text:?}: {e}"))?;
+    if path.is_root() {
+        return Err(format!(
+            "mount path {text:?}: the site root is [storage] url, not a mount"
+        ));
+    }
+    if path.as_str() != text {
+        return Err(format!(
+            "mount path {text:?} is not a normalised absolute site path (such as {path})"
+        ));
+    }
+    Ok(path)
+}
+
+impl StorageConfig {
+    /// What parsing alone cannot check: each mount point once, and no two storages sharing
+    /// files (a folder or prefix inside another's would show the same files under two site
+    /// paths, each with its own grants).
+    pub fn validate(&self) -> Result<(), String> {
+        let mut seen = std::collections::HashSet::new();
+        for mount in &self.mounts {
+            if !seen.insert(&mount.path) {
+                return Err(format!("storage.mounts: {} is mounted twice", mount.path));
+            }
+        }
+        let root = self.url.iter().map(|url| ("storage.url".to_owned(), url));
+        let mounts = self
+            .mounts
+            .iter()
+            .map(|m| (format!("the mount at {}", m.path), &m.url));
+        let storages: Vec<(String, &StorageUrl)> = root.chain(mounts).collect();
+        for (i, (a_name, a)) in storages.iter().enumerate() {
+            for (b_name, b) in &storages[i + 1..] {
+                if a.overlaps(b) {
+                    return Err(format!(
+                        "storage.mounts: {a} ({a_name}) and {b} ({b_name}) overlap: the same files would be reachable under two site paths"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A storage named by URL.
@@ -187,6 +240,32 @@ impl FromStr for StorageUrl {
     }
 }
 
+impl StorageUrl {
+    /// Whether the two hold some of the same files: the same folder or prefix, or one inside
+    /// the other (by whole names).
+    pub fn overlaps(&self, other: &StorageUrl) -> bool {
+        fn within(inner: &str, outer: &str) -> bool {
+            outer.is_empty()
+                || inner == outer
+                || (inner.starts_with(outer) && inner.as_bytes().get(outer.len()) == Some(&b'/'))
+        }
+        match (self, other) {
+            (StorageUrl::File(a), StorageUrl::File(b)) => a.starts_with(b) || b.starts_with(a),
+            (
+                StorageUrl::S3 {
+                    bucket: a,
+                    prefix: pa,
+                },
+                StorageUrl::S3 {
+                    bucket: b,
+                    prefix: pb,
+                },
+            ) => a == b && (within(pa, pb) || within(pb, pa)),
+            _ => false,
+        }
+    }
+}
+
 impl fmt::Display for StorageUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -208,6 +287,50 @@ impl<'de> Deserialize<'de> for StorageUrl {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn mounts(toml_mounts: &str) -> Result<StorageConfig, String> {
+        let text = format!("url = \"file:///srv/files\"\n{toml_mounts}");
+        let config: StorageConfig = toml::from_str(&text).map_err(|e| e.to_string())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    #[test]
+    fn mounts_are_normalised_absolute_folders_each_once_on_storages_of_their_own() {
+        let ok = mounts(
+            "[[mounts]]\npath = \"/archive\"\nurl = \"file:///mnt/archive\"\n\
+             [[mounts]]\npath = \"/archive/cold\"\nurl = \"s3://cold-bucket/x\"\n\
+             [[mounts]]\npath = \"/archive2\"\nurl = \"s3://cold-bucket/xy\"\n",
+        )
+        .unwrap();
+        assert_eq!(ok.mounts[1].path.as_str(), "/archive/cold");
+        for (path, url, says) in [
+            ("archive", "file:///mnt/a", "normalised"),
+            ("/archive/", "file:///mnt/a", "normalised"),
+            ("/a/../archive", "file:///mnt/a", "normalised"),
+            ("/", "file:///mnt/a", "site root"),
+            ("/a\\u0000b", "file:///mnt/a", "NUL"),
+            ("/archive", "file:///srv/files/archive", "overlap"),
+            ("/archive", "file:///srv", "overlap"),
+            ("/archive", "file:///srv/files", "overlap"),
+        ] {
+            let err =
+                mounts(&format!("[[mounts]]\npath = \"{path}\"\nurl = \"{url}\"\n")).unwrap_err();
+            assert!(err.contains(says), "{path} {url}: {err}");
+        }
+        let twice = mounts(
+            "[[mounts]]\npath = \"/a\"\nurl = \"file:///mnt/a\"\n\
+             [[mounts]]\npath = \"/a\"\nurl = \"file:///mnt/b\"\n",
+        )
+        .unwrap_err();
+        assert!(twice.contains("mounted twice"), "{twice}");
+        let shared = mounts(
+            "[[mounts]]\npath = \"/a\"\nurl = \"s3://bucket-one/p\"\n\
+             [[mounts]]\npath = \"/b\"\nurl = \"s3://bucket-one/p/q\"\n",
+        )
+        .unwrap_err();
+        assert!(shared.contains("overlap"), "{shared}");
+    }
 
     #[test]
     fn storage_urls_parse_or_say_why_not() {

@@ -7,10 +7,11 @@
 //! `server.follow_symlinks = true` follows those that stay beneath the root. Writes that may
 //! not replace (a principal that may only create) are atomic: in-place files are created
 //! with `O_CREAT|O_EXCL`, staged ones moved into place with `RENAME_NOREPLACE`, renames
-//! likewise. Uploads in `Replace` mode are written into a sibling temporary folder and
-//! renamed into place. The calls are synchronous: every one runs on the blocking pool.
+//! likewise. Uploads in `Replace` mode, and copies (made by the kernel, `copy`), are written
+//! into a sibling temporary folder and renamed into place. The calls are synchronous: every one runs on the blocking pool.
 
 mod beneath;
+mod copy;
 mod reader;
 mod upload;
 
@@ -47,8 +48,15 @@ impl LocalStorage {
     /// Both must be on the same filesystem so that completing an upload is a rename.
     /// Symlinks are not followed (see [`LocalStorage::with_symlinks`]).
     pub fn open(root: &Path, staging: &Path) -> std::io::Result<LocalStorage> {
+        use std::os::unix::fs::MetadataExt;
         std::fs::create_dir_all(root)?;
         std::fs::create_dir_all(staging)?;
+        if std::fs::metadata(root)?.dev() != std::fs::metadata(staging)?.dev() {
+            return Err(io::Error::other(format!(
+                "its staging folder {} is on another filesystem: uploads are moved into place by renaming, which cannot cross filesystems (put data_dir on the storage's filesystem)",
+                staging.display()
+            )));
+        }
         let root = Dir::open_ambient_dir(root, ambient_authority())?;
         let staging = Dir::open_ambient_dir(staging, ambient_authority())?;
         let beneath = Beneath {
@@ -221,11 +229,7 @@ impl LocalStorage {
 #[async_trait::async_trait]
 impl Storage for LocalStorage {
     fn capabilities(&self, _path: &SitePath) -> Capabilities {
-        // Server-side copy is not implemented yet: callers stream the bytes.
-        Capabilities {
-            server_copy: false,
-            ..Capabilities::ALL
-        }
+        Capabilities::ALL
     }
 
     async fn metadata(&self, path: &SitePath) -> Result<Metadata, StorageError> {
@@ -434,6 +438,18 @@ impl Storage for LocalStorage {
             Ok(file.set_len(len)?)
         })
         .await
+    }
+
+    async fn copy(
+        &self,
+        from: &SitePath,
+        to: &SitePath,
+        overwrite: Overwrite,
+    ) -> Result<(), StorageError> {
+        let (root, beneath, f) = self.parts(from);
+        let t = rel(to);
+        let staging = self.staging.clone();
+        blocking(move || copy::copy_file(&root, &staging, beneath, &f, &t, overwrite)).await
     }
 
     async fn space(&self, path: &SitePath) -> Result<SpaceInfo, StorageError> {

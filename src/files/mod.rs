@@ -18,9 +18,11 @@
 //! (which a copy or a backup would then write out for real).
 
 mod budget;
+mod capable;
 pub mod denials;
 mod error;
 mod local;
+mod mounts;
 mod open;
 pub mod policy;
 pub mod props;
@@ -33,9 +35,11 @@ mod zerocopy;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+pub use capable::Unkept;
 pub use error::FsError;
 pub use local::LocalStorage;
 pub use local::Symlinks;
+pub use mounts::{MountError, Mounts};
 pub use open::{OpenStorageError, open_storage};
 pub use policy::{Scope, Visibility};
 pub use props::{DeadProp, PropChange, PropStore, PropStoreError};
@@ -243,7 +247,8 @@ impl Files {
             return self.refuse(who, Action::Upload, path, FsError::IsADirectory);
         }
         let may_change = !exclusive && scope.allows(path, Access::WRITE | Access::DELETE);
-        match self.storage.metadata(path).await {
+        let existing = self.storage.metadata(path).await;
+        match &existing {
             Ok(meta) if meta.is_dir() => {
                 return self.refuse(who, Action::Upload, path, FsError::IsADirectory);
             }
@@ -256,14 +261,32 @@ impl Files {
             // A missing folder or an unreachable path is reported by `begin_write`.
             Ok(_) | Err(_) => {}
         }
-        let overwrite = Overwrite::from_right(may_change);
-        let truncate = if may_change || mode == WriteMode::Replace {
-            TruncateRight::Allowed
-        } else {
+        let caps = self.storage.capabilities(path);
+        let mut mode = mode;
+        let mut overwrite = Overwrite::from_right(may_change);
+        if let Some(why) = capable::upload_refusal(&caps, mode) {
+            if existing.is_ok() {
+                return self.refuse(who, Action::Upload, path, FsError::Unsupported(why.into()));
+            }
+            // Nothing there yet: appending to it or writing into it starts a new file, which
+            // such a storage writes whole — committed like a replacing upload, and never over
+            // a file that appears meanwhile (that one would have been appended to).
+            mode = WriteMode::Replace;
+            overwrite = Overwrite::Refuse;
+        }
+        // Truncating through the handle: the policy first, then what the storage can do.
+        let truncate = if !(may_change || mode == WriteMode::Replace) {
             TruncateRight::Refused {
                 who: Box::new(who.clone()),
                 path: path.as_str().to_owned(),
             }
+        } else if mode != WriteMode::Replace && !caps.set_len {
+            TruncateRight::Unsupported {
+                who: Box::new(who.clone()),
+                path: path.as_str().to_owned(),
+            }
+        } else {
+            TruncateRight::Allowed
         };
         let permit = self.open_permit(who, Action::Upload, path)?;
         match self.storage.begin_write(path, mode, overwrite).await {
@@ -349,6 +372,13 @@ impl Files {
             }
             self.require(&scope, who, Action::Rename, to, Access::DELETE)?;
         }
+        if source.is_dir()
+            && !(self.storage.capabilities(from).rename_dir
+                && self.storage.capabilities(to).rename_dir)
+        {
+            let err = FsError::Unsupported(capable::NO_RENAME_DIR.into());
+            return self.refuse(who, Action::Rename, from, err);
+        }
         let may_replace = overwrite && !source.is_dir() && scope.allows(to, Access::DELETE);
         let result = self
             .storage
@@ -378,37 +408,27 @@ impl Files {
         to: &SitePath,
         overwrite: bool,
     ) -> Result<u64, FsError> {
-        use tokio::io::AsyncWriteExt;
         let scope = self.check(who, Action::Copy, from, Access::READ)?;
         self.require(&scope, who, Action::Copy, to, Access::WRITE)?;
-        match self.storage.metadata(from).await {
+        let source = match self.storage.metadata(from).await {
             Ok(meta) if meta.is_dir() => {
                 return self.refuse(who, Action::Copy, from, FsError::IsADirectory);
             }
-            Ok(_) => {}
+            Ok(meta) => meta,
             Err(e) => return self.refuse(who, Action::Copy, from, e.into()),
-        }
+        };
         if let Ok(target) = self.storage.metadata(to).await {
             if !overwrite || target.is_dir() {
                 return self.refuse(who, Action::Copy, to, FsError::AlreadyExists);
             }
             self.require(&scope, who, Action::Copy, to, Access::DELETE)?;
         }
-        let may_replace = overwrite && scope.allows(to, Access::DELETE);
+        let overwrite = Overwrite::from_right(overwrite && scope.allows(to, Access::DELETE));
         let _permit = self.open_permit(who, Action::Copy, from)?;
-        let result = async {
-            let mut reader = self.storage.open_read(from).await?;
-            let mut staged = self
-                .storage
-                .begin_write(to, WriteMode::Replace, Overwrite::from_right(may_replace))
-                .await?;
-            let bytes = tokio::io::copy(&mut reader, staged.writer()).await?;
-            staged.writer().flush().await?;
-            staged.commit().await?;
-            Ok::<u64, StorageError>(bytes)
-        }
-        .await
-        .map_err(FsError::from);
+        let result = self
+            .copy_bytes(from, to, source.len, overwrite)
+            .await
+            .map_err(FsError::from);
         if result.is_ok() {
             self.props_follow(PropsFollow::Copy { from, to }).await;
         }
@@ -428,6 +448,38 @@ impl Files {
             Err(err) => event = event.reason(err.reason()),
         }
         self.record_outcome(event, result).await
+    }
+
+    /// The bytes of the file `from` into a new file at `to`: by the storage itself where it
+    /// can copy (both ends on one backend with `server_copy`), else streamed through this
+    /// process and committed like an upload. The bytes copied (`len`, the source's length
+    /// when checked, for a copy the storage made).
+    async fn copy_bytes(
+        &self,
+        from: &SitePath,
+        to: &SitePath,
+        len: u64,
+        overwrite: Overwrite,
+    ) -> Result<u64, StorageError> {
+        use tokio::io::AsyncWriteExt;
+        if self.storage.capabilities(from).server_copy && self.storage.capabilities(to).server_copy
+        {
+            match self.storage.copy(from, to, overwrite).await {
+                Ok(()) => return Ok(len),
+                // Not between these two (different mounts): streamed below.
+                Err(e) if e.kind == StorageErrorKind::Unsupported => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let mut reader = self.storage.open_read(from).await?;
+        let mut staged = self
+            .storage
+            .begin_write(to, WriteMode::Replace, overwrite)
+            .await?;
+        let bytes = tokio::io::copy(&mut reader, staged.writer()).await?;
+        staged.writer().flush().await?;
+        staged.commit().await?;
+        Ok(bytes)
     }
 
     /// Checks that `who` may perform `need` at `path` (for state a front-end keeps about
@@ -516,15 +568,24 @@ impl Files {
         self.props.refresh(true).await;
     }
 
-    /// Sets access and modification times.
+    /// Sets access and modification times. Where the storage cannot keep times, `unkept`
+    /// says whether that is ignored (success, recorded as ignored; the entry must exist) or
+    /// refused (`Unsupported`); nothing changes either way.
     pub async fn set_times(
         &self,
         who: &Principal,
         path: &SitePath,
         accessed: Option<SystemTime>,
         modified: Option<SystemTime>,
+        unkept: Unkept,
     ) -> Result<(), FsError> {
         self.check(who, Action::SetAttributes, path, Access::WRITE)?;
+        if !self.storage.capabilities(path).set_times {
+            if let Err(e) = self.storage.metadata(path).await {
+                return self.refuse(who, Action::SetAttributes, path, e.into());
+            }
+            return self.unkept_times(who, path, unkept);
+        }
         let result = self
             .storage
             .set_times(path, accessed, modified)
@@ -532,6 +593,47 @@ impl Files {
             .map_err(FsError::from);
         self.done_durable(who, Action::SetAttributes, path, None, result)
             .await
+    }
+
+    /// Whether times set on `path` (by a client that sets them on an upload in progress)
+    /// will be kept: checks write rights (hidden → `NotFound`) and the storage; where it
+    /// cannot keep them, `Ok(false)` when ignored or `Unsupported` when refused, as
+    /// `unkept` says — both recorded. The times themselves are set later by `set_times`.
+    pub fn times_kept(
+        &self,
+        who: &Principal,
+        path: &SitePath,
+        unkept: Unkept,
+    ) -> Result<bool, FsError> {
+        self.check(who, Action::SetAttributes, path, Access::WRITE)?;
+        if self.storage.capabilities(path).set_times {
+            return Ok(true);
+        }
+        self.unkept_times(who, path, unkept).map(|()| false)
+    }
+
+    /// Times the storage at `path` cannot keep: ignored or refused as `unkept` says, and
+    /// recorded either way.
+    fn unkept_times(
+        &self,
+        who: &Principal,
+        path: &SitePath,
+        unkept: Unkept,
+    ) -> Result<(), FsError> {
+        match unkept {
+            Unkept::Ignore => {
+                self.audit.record(
+                    AuditEvent::by(who, Action::SetAttributes, Outcome::Ok)
+                        .path(path.as_str())
+                        .reason(capable::TIMES_IGNORED.to_owned()),
+                );
+                Ok(())
+            }
+            Unkept::Refuse => {
+                let err = FsError::Unsupported(capable::NO_SET_TIMES.into());
+                self.refuse(who, Action::SetAttributes, path, err)
+            }
+        }
     }
 
     /// Truncates an existing file: that changes its bytes, so it needs `WRITE|DELETE` (a
@@ -555,6 +657,13 @@ impl Files {
         if len > current.len {
             tracing::info!(user = %who.display_name(), key_id = who.key.as_ref().map(|k| k.id), protocol = %who.protocol, path = %path, len, current = current.len, "refused to extend a file by setting its length");
             return self.refuse(who, Action::SetAttributes, path, FsError::LeavesHole);
+        }
+        if !self.storage.capabilities(path).set_len {
+            if len == current.len {
+                return Ok(()); // nothing to change
+            }
+            let err = FsError::Unsupported(capable::NO_SET_LEN.into());
+            return self.refuse(who, Action::SetAttributes, path, err);
         }
         let result = self.storage.set_len(path, len).await.map_err(FsError::from);
         self.done_durable(who, Action::SetAttributes, path, None, result)

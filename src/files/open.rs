@@ -5,9 +5,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::local::{LocalStorage, Symlinks};
+use super::mounts::Mounts;
 use super::s3::S3Storage;
 use super::storage::Storage;
 use crate::config::{Config, StorageUrl};
+use crate::path::SitePath;
 
 /// Why the configured storage cannot be used (one line, naming the URL).
 #[derive(Debug, thiserror::Error)]
@@ -18,14 +20,37 @@ pub enum OpenStorageError {
     Unusable { url: String, message: String },
 }
 
-/// The site's storage, as configured (`fill_defaults` has set `storage.url`).
+/// The site's storage, as configured (`fill_defaults` has set `storage.url`; `validate`
+/// has checked the mounts): the root backend alone, or with each mount's backend at its
+/// folder ([`Mounts`]).
 pub async fn open_storage(config: &Config) -> Result<Arc<dyn Storage>, OpenStorageError> {
-    let root = config
+    let root_url = config
         .storage
         .url
         .clone()
         .unwrap_or_else(|| StorageUrl::File(config.server.storage_dir.clone()));
-    open_url(config, &root, "root").await
+    let root = open_url(config, &root_url, "root").await?;
+    if config.storage.mounts.is_empty() {
+        return Ok(root);
+    }
+    let mut mounted = Vec::with_capacity(config.storage.mounts.len());
+    for mount in &config.storage.mounts {
+        let storage = open_url(config, &mount.url, &mount_name(&mount.path)).await?;
+        mounted.push((mount.path.clone(), storage));
+    }
+    let mounts = Mounts::new(root, mounted).map_err(|e| OpenStorageError::Unusable {
+        url: root_url.to_string(),
+        message: e.to_string(),
+    })?;
+    Ok(Arc::new(mounts))
+}
+
+/// The name of a mount's local state (its staging folder): stable for its site path, and a
+/// single short file name whatever the path.
+fn mount_name(path: &SitePath) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(path.as_str().as_bytes());
+    format!("mount-{}", hex::encode(&digest[..8]))
 }
 
 /// One backend. `name` tells uses apart where a backend keeps local state (a local backend's

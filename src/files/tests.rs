@@ -11,6 +11,7 @@ use crate::identity::PermissionSet;
 use crate::test_support::{MemorySink, TempDir, principal};
 
 mod budget;
+mod capabilities;
 mod denials;
 mod holes;
 mod races;
@@ -449,7 +450,7 @@ async fn times_and_length_can_be_set_with_write_rights() {
     let who = principal(&[("/", Full)], None);
     let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
     fx.files
-        .set_times(&who, &p("/t.txt"), None, Some(when))
+        .set_times(&who, &p("/t.txt"), None, Some(when), Unkept::Refuse)
         .await
         .unwrap();
     assert_eq!(

@@ -154,7 +154,16 @@ pub struct Upload {
 /// upload (and the SFTP and WebDAV handles holding one) over 200 bytes larger.
 pub(super) enum TruncateRight {
     Allowed,
-    Refused { who: Box<Principal>, path: String },
+    Refused {
+        who: Box<Principal>,
+        path: String,
+    },
+    /// The storage cannot change an existing file's length (an in-place upload on a storage
+    /// without `set_len`).
+    Unsupported {
+        who: Box<Principal>,
+        path: String,
+    },
 }
 
 impl Upload {
@@ -194,6 +203,15 @@ impl Upload {
             let err = FsError::PermissionDenied;
             self.audit.record(
                 AuditEvent::by(who, Action::SetAttributes, Outcome::Denied)
+                    .path(path.as_str())
+                    .reason(err.reason()),
+            );
+            return Err(err);
+        }
+        if let TruncateRight::Unsupported { who, path } = &self.truncate {
+            let err = FsError::Unsupported(super::capable::NO_SET_LEN.into());
+            self.audit.record(
+                AuditEvent::by(who, Action::SetAttributes, Outcome::Failed)
                     .path(path.as_str())
                     .reason(err.reason()),
             );

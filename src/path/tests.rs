@@ -116,3 +116,19 @@ fn common_ancestor_is_the_deepest_shared_folder() {
     );
     assert_eq!(SitePath::common_ancestor([]), SitePath::root());
 }
+
+#[test]
+fn relative_to_strips_an_ancestor_by_whole_names_only() {
+    assert_eq!(
+        p("/archive/a/b").relative_to(&p("/archive")),
+        Some(p("/a/b"))
+    );
+    assert_eq!(
+        p("/archive").relative_to(&p("/archive")),
+        Some(SitePath::root())
+    );
+    assert_eq!(p("/x").relative_to(&SitePath::root()), Some(p("/x")));
+    assert_eq!(p("/archive2/a").relative_to(&p("/archive")), None);
+    assert_eq!(p("/arch").relative_to(&p("/archive")), None);
+    assert_eq!(SitePath::root().relative_to(&p("/archive")), None);
+}

@@ -22,7 +22,7 @@ use super::attrs::{attrs_of, requested_times, requests_unkept, rights};
 use super::conn::Shared;
 use super::session::{Replies, Ticket, status, status_err};
 use crate::config::SetstatMode;
-use crate::files::{Download, EntryKind, Files, FsError, Metadata, Upload};
+use crate::files::{Download, EntryKind, Files, FsError, Metadata, Unkept, Upload};
 use crate::identity::Principal;
 use crate::path::SitePath;
 
@@ -342,9 +342,17 @@ impl Worker {
                             continue;
                         }
                     }
-                    // Times apply once the file is in place.
+                    // Times apply once the file is in place, if its storage keeps them
+                    // (else ignored or refused now, as `sftp.setstat_mode` says).
                     if let Some(requested) = requested_times(&attrs) {
-                        times = Some(requested);
+                        match self.files.times_kept(&self.who, &self.path, self.unkept()) {
+                            Ok(true) => times = Some(requested),
+                            Ok(false) => {}
+                            Err(err) => {
+                                self.replies.send(status_err(id, &err), ticket).await;
+                                continue;
+                            }
+                        }
                     }
                     match attrs.size {
                         Some(len) => match truncate(&mut file, len).await {
@@ -391,12 +399,17 @@ impl Worker {
         if let Some((accessed, modified)) = times
             && let Err(err) = self
                 .files
-                .set_times(&self.who, &self.path, accessed, modified)
+                .set_times(&self.who, &self.path, accessed, modified, self.unkept())
                 .await
         {
             return status_err(id, &err);
         }
         status(id, StatusCode::Ok, "ok")
+    }
+
+    /// What the file layer does with times the storage cannot keep.
+    fn unkept(&self) -> Unkept {
+        unkept(self.setstat_mode)
     }
 
     async fn stat(&self, id: u32) -> Packet {
@@ -429,7 +442,7 @@ impl Worker {
             }
             if let Some((accessed, modified)) = requested_times(&attrs) {
                 self.files
-                    .set_times(&self.who, &self.path, accessed, modified)
+                    .set_times(&self.who, &self.path, accessed, modified, self.unkept())
                     .await?;
             }
             Ok(())
@@ -439,6 +452,15 @@ impl Worker {
             Ok(()) => status(id, StatusCode::Ok, "ok"),
             Err(err) => status_err(id, &err),
         }
+    }
+}
+
+/// Attributes the storage cannot keep (times) follow `sftp.setstat_mode`, as modes and
+/// owners do: ignored (and recorded) by default, or refused.
+pub fn unkept(mode: SetstatMode) -> Unkept {
+    match mode {
+        SetstatMode::Ignore => Unkept::Ignore,
+        SetstatMode::Refuse => Unkept::Refuse,
     }
 }
 

@@ -756,8 +756,9 @@ impl Session {
                 self.files.set_len(&self.who, &path, size).await?;
             }
             if let Some((accessed, modified)) = requested_times(&attrs) {
+                let unkept = handles::unkept(self.limits.setstat_mode);
                 self.files
-                    .set_times(&self.who, &path, accessed, modified)
+                    .set_times(&self.who, &path, accessed, modified, unkept)
                     .await?;
             }
             Ok::<bool, FsError>(true)

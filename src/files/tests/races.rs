@@ -1,5 +1,6 @@
 //! A file that appears between the file layer's checks and the storage call is never
-//! replaced where replacing was not allowed: uploads, renames and copies commit atomically.
+//! replaced where replacing was not allowed: uploads, renames and copies (streamed or made
+//! by the storage) commit atomically.
 //! [`Meanwhile`] is real local storage that lets "someone else" create a file at the moment
 //! the layer has checked and is about to act.
 
@@ -98,6 +99,15 @@ impl Storage for Meanwhile {
     }
     async fn set_len(&self, path: &SitePath, len: u64) -> Result<(), StorageError> {
         self.inner.set_len(path, len).await
+    }
+    async fn copy(
+        &self,
+        from: &SitePath,
+        to: &SitePath,
+        overwrite: Overwrite,
+    ) -> Result<(), StorageError> {
+        self.fire();
+        self.inner.copy(from, to, overwrite).await
     }
 }
 

@@ -112,7 +112,8 @@ async fn a_symlink_to_another_users_folder_is_not_followed_to_write_truncate_or_
                 &alice,
                 &p("/alice/bob-dir"),
                 None,
-                Some(std::time::UNIX_EPOCH)
+                Some(std::time::UNIX_EPOCH),
+                crate::files::Unkept::Refuse,
             )
             .await
             .is_err()
