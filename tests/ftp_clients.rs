@@ -336,12 +336,11 @@ print("ok")
         ] {
             let mut lftp = Command::new("lftp");
             lftp.current_dir(dir.path())
-                .args(["-u", "ivo,ivo-password", "-e"])
+                .args(["-d", "-u", "ivo,ivo-password", "-e"])
                 .arg(format!(
-                    "set ftp:ssl-force yes; set ftp:ssl-protect-data yes; \
+                    "set cmd:fail-exit yes; set ftp:ssl-force yes; set ftp:ssl-protect-data yes; \
                      set ssl:verify-certificate no; set ssl:priority NORMAL:-VERS-ALL:+VERS-TLS1.3; \
-                     set net:max-retries 1; set cmd:fail-exit yes; \
-                     put one.bin -o {up}; get {up} -o {down}; ls; quit"
+                     set net:max-retries 1; put one.bin -o {up}; get {up} -o {down}; ls; quit"
                 ))
                 .arg(&url);
             let out = run(lftp).await;

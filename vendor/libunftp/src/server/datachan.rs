@@ -746,7 +746,7 @@ where
             FtpsConfig::Off => Box::new(MeasuringWriter::new(socket, command)) as Box<dyn AsyncWrite + Send + Unpin + Sync>,
             FtpsConfig::Building { .. } => Box::new(FailedStream(Some(std::io::Error::other("TLS is not configured")))),
             FtpsConfig::On { tls_config } => {
-                let acceptor: TlsAcceptor = tls_config.into();
+                let acceptor = data_acceptor(&tls_config);
                 match tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(socket)).await {
                     Ok(Ok(tls_stream)) => Box::new(MeasuringWriter::new(tls_stream, command)) as Box<dyn AsyncWrite + Send + Unpin + Sync>,
                     Ok(Err(e)) => Box::new(FailedStream(Some(e))) as Box<dyn AsyncWrite + Send + Unpin + Sync>,
@@ -764,7 +764,7 @@ where
             FtpsConfig::Off => Box::new(MeasuringReader::new(socket, command)) as Box<dyn AsyncRead + Send + Unpin + Sync>,
             FtpsConfig::Building { .. } => Box::new(FailedStream(Some(std::io::Error::other("TLS is not configured")))),
             FtpsConfig::On { tls_config } => {
-                let acceptor: TlsAcceptor = tls_config.into();
+                let acceptor = data_acceptor(&tls_config);
                 match tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(socket)).await {
                     Ok(Ok(tls_stream)) => Box::new(MeasuringReader::new(CloseNotifyOnEof { stream: tls_stream, shut: false }, command))
                         as Box<dyn AsyncRead + Send + Unpin + Sync>,
@@ -1024,4 +1024,15 @@ impl ListCommand {
             ListCommand::Nlst => "nlst",
         }
     }
+}
+
+// filegate patch: no TLS 1.3 session tickets on data connections. A client that only sends
+// (an upload) never reads them, and closing its socket with them unread makes its kernel
+// reset the connection: the server then sees ECONNRESET and the upload fails (lftp/GnuTLS,
+// about one upload in three under load). Data connections still resume the control
+// connection's session: the ticketer and session cache are shared with the clone.
+fn data_acceptor(tls_config: &std::sync::Arc<rustls::ServerConfig>) -> TlsAcceptor {
+    let mut config = rustls::ServerConfig::clone(tls_config);
+    config.send_tls13_tickets = 0;
+    std::sync::Arc::new(config).into()
 }
