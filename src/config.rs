@@ -647,6 +647,7 @@ impl Config {
                     .map_err(|message| ConfigError::Env { name, message })?,
             );
         }
+        self.storage.s3.fill_from_env(&get);
         if let Some(v) = get("FILEGATE_NODE_NAME") {
             self.server.node_name = v;
         }
@@ -779,6 +780,7 @@ impl Config {
             );
         }
         self.webhooks.validate()?;
+        self.storage.s3.validate().map_err(ConfigError::Invalid)?;
         let mut seen = Vec::new();
         for (name, enabled, addr) in self.listeners() {
             if enabled && addr.port() != 0 && seen.contains(&addr) {

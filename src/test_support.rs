@@ -1,4 +1,5 @@
-//! Helpers for tests (unit and integration): throw-away databases and folders.
+//! Helpers for tests (unit and integration): throw-away databases and folders, and an
+//! S3-compatible server process (`moto_server`).
 //!
 //! Not part of the server; compiled into the library so `tests/` can use it too.
 
@@ -182,4 +183,119 @@ pub fn principal(
         protocol: Protocol::Sftp,
         client: ClientInfo::new(Some(std::net::IpAddr::from([127, 0, 0, 1]))),
     }
+}
+
+/// A `moto_server` process (an S3-compatible server, from PyPI's `moto[server]`) on a free
+/// port of 127.0.0.1, killed when dropped. Its credentials are anything (it accepts any
+/// signature); buckets are made with [`MotoServer::create_bucket`].
+pub struct MotoServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl MotoServer {
+    /// Starts one and waits until it answers; `None` (with a loud note) when `moto_server`
+    /// is not on `PATH`, so the calling test can say it skipped.
+    pub fn start() -> Option<MotoServer> {
+        use std::process::{Command, Stdio};
+        use std::time::{Duration, Instant};
+        let port = free_port();
+        let child = match Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+        {
+            Ok(child) => child,
+            Err(err) => {
+                eprintln!(
+                    "SKIPPED: moto_server cannot be started ({err}); install it with \
+                     `pip install 'moto[server]'` to run the S3 tests"
+                );
+                return None;
+            }
+        };
+        let server = MotoServer { child, port };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while http_request(port, "GET", "/").is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "moto_server on port {port} did not answer within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Some(server)
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Creates a bucket (an unsigned `PUT /name`, which moto accepts).
+    pub fn create_bucket(&self, name: &str) {
+        let (status, body) = http_request(self.port, "PUT", &format!("/{name}"))
+            .unwrap_or_else(|err| panic!("create bucket {name}: {err}"));
+        assert_eq!(status, 200, "create bucket {name}: HTTP {status}: {body}");
+    }
+
+    /// An unsigned, bodiless request (moto accepts them): status and body.
+    pub fn request(&self, method: &str, path: &str) -> (u16, String) {
+        http_request(self.port, method, path)
+            .unwrap_or_else(|err| panic!("{method} {path} to moto: {err}"))
+    }
+
+    /// The keys of the multipart uploads in progress in `bucket` (unsigned
+    /// `GET /bucket?uploads`): what an interrupted upload must not leave behind.
+    pub fn multipart_uploads(&self, bucket: &str) -> Vec<String> {
+        let (status, body) = http_request(self.port, "GET", &format!("/{bucket}?uploads"))
+            .unwrap_or_else(|err| panic!("list uploads of {bucket}: {err}"));
+        assert_eq!(
+            status, 200,
+            "list uploads of {bucket}: HTTP {status}: {body}"
+        );
+        body.split("<Key>")
+            .skip(1)
+            .filter_map(|rest| rest.split_once("</Key>").map(|(key, _)| key.to_owned()))
+            .collect()
+    }
+}
+
+impl Drop for MotoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port nobody listens on now (bound, read, released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind a free port")
+}
+
+/// One bodiless HTTP/1.1 request to 127.0.0.1:`port`; the response's status code and body.
+fn http_request(port: u16, method: &str, path: &str) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let response = String::from_utf8_lossy(&response);
+    let status = response
+        .get(9..12)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| std::io::Error::other("not an HTTP response"))?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
 }

@@ -486,3 +486,37 @@ fn user_totp_enroll_prints_the_uri_and_ten_recovery_codes_once_and_list_shows_it
             .all(|u| u["two_factor"] == false)
     );
 }
+
+#[test]
+fn serve_on_a_bucket_that_does_not_exist_stops_at_start_with_one_line() {
+    let Some(moto) = filegate::test_support::MotoServer::start() else {
+        eprintln!("SKIPPED serve_on_a_bucket_that_does_not_exist...: no moto_server");
+        return;
+    };
+    let cli = Cli::new();
+    let config = cli.dir.path().join("s3.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[storage]\nurl = \"s3://no-such-bucket/files\"\n\n[storage.s3]\nendpoint = \"{}\"\npath_style = true\n",
+            moto.endpoint()
+        ),
+    )
+    .unwrap();
+    let out = cli
+        .command(&["--config", config.to_str().unwrap(), "serve"])
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "very-secret-value")
+        .env("AWS_REGION", "us-east-1")
+        .env("FILEGATE_LOG", "off")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("s3://no-such-bucket/files"), "{err}");
+    assert!(err.contains("NoSuchBucket"), "{err}");
+    assert!(!err.contains("very-secret-value"), "{err}");
+}

@@ -7,6 +7,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer};
 
+use super::Redacted;
+
 /// Where files are kept.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -22,10 +24,105 @@ pub struct StorageConfig {
     pub mounts: Vec<MountConfig>,
 }
 
-/// Options of S3-compatible storage.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// Options of S3-compatible storage. Empty endpoint, region and credentials are filled from
+/// the standard `AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_ACCESS_KEY_ID` and
+/// `AWS_SECRET_ACCESS_KEY` ([`S3Config::fill_from_env`]); the secret is never printed.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct S3Config {}
+pub struct S3Config {
+    /// `https://s3.eu-west-1.amazonaws.com`, `http://127.0.0.1:9000` (MinIO, moto); empty:
+    /// AWS for `region`.
+    pub endpoint: String,
+    /// The bucket's region (`us-east-1` when empty and none is in the environment).
+    pub region: String,
+    pub access_key_id: String,
+    /// Never logged (`Debug` redacts it).
+    pub secret_access_key: Redacted,
+    /// Path-style requests (`http://host/bucket/key`), as MinIO and moto need; otherwise
+    /// virtual-hosted style (`http://bucket.host/key`).
+    pub path_style: bool,
+    /// Size of each part of a multipart upload, 8 to 16 MiB: an upload holds about
+    /// `part_size_mib × (uploads_in_flight + 1)` in memory.
+    pub part_size_mib: u64,
+    /// Parts of one upload sent at the same time (1 to 16).
+    pub uploads_in_flight: usize,
+    /// Whether a folder that holds something may be renamed (each object copied then
+    /// deleted: not atomic, and slow for large folders). Off: such renames are refused.
+    pub rename_folders: bool,
+    /// Multipart uploads older than this many hours are aborted at start and daily (left
+    /// behind by a crash; an upload in progress elsewhere is younger). 0: never.
+    pub abandoned_upload_hours: u64,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        S3Config {
+            endpoint: String::new(),
+            region: String::new(),
+            access_key_id: String::new(),
+            secret_access_key: Redacted::default(),
+            path_style: false,
+            part_size_mib: 8,
+            uploads_in_flight: 4,
+            rename_folders: false,
+            abandoned_upload_hours: 24,
+        }
+    }
+}
+
+impl S3Config {
+    /// Fills what the config leaves empty from the standard AWS variables.
+    pub fn fill_from_env(&mut self, get: impl Fn(&str) -> Option<String>) {
+        let fill = |field: &mut String, name: &str| {
+            if field.trim().is_empty()
+                && let Some(v) = get(name).filter(|v| !v.trim().is_empty())
+            {
+                *field = v.trim().to_owned();
+            }
+        };
+        fill(&mut self.endpoint, "AWS_ENDPOINT_URL");
+        fill(&mut self.region, "AWS_REGION");
+        fill(&mut self.access_key_id, "AWS_ACCESS_KEY_ID");
+        fill(&mut self.secret_access_key.0, "AWS_SECRET_ACCESS_KEY");
+    }
+
+    /// Checks the values; the error names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        let endpoint = self.endpoint.trim();
+        if !endpoint.is_empty()
+            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        {
+            return Err(format!(
+                "storage.s3.endpoint {endpoint:?} must start with http:// or https://"
+            ));
+        }
+        if !(8..=16).contains(&self.part_size_mib) {
+            return Err(format!(
+                "storage.s3.part_size_mib {} must be between 8 and 16",
+                self.part_size_mib
+            ));
+        }
+        if !(1..=16).contains(&self.uploads_in_flight) {
+            return Err(format!(
+                "storage.s3.uploads_in_flight {} must be between 1 and 16",
+                self.uploads_in_flight
+            ));
+        }
+        if self.abandoned_upload_hours > 24 * 365 {
+            return Err(format!(
+                "storage.s3.abandoned_upload_hours {} must be at most a year (8760)",
+                self.abandoned_upload_hours
+            ));
+        }
+        if self.access_key_id.trim().is_empty() != self.secret_access_key.0.trim().is_empty() {
+            return Err(
+                "storage.s3.access_key_id and storage.s3.secret_access_key go together: set both or neither"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+}
 
 /// A folder of the site on a storage of its own.
 #[derive(Debug, Clone, Deserialize)]
@@ -145,5 +242,48 @@ mod tests {
         ] {
             assert!(bad.parse::<StorageUrl>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn s3_options_are_checked_once_and_the_secret_never_printed() {
+        assert_eq!(S3Config::default().validate(), Ok(()));
+        let bad = |tweak: fn(&mut S3Config)| {
+            let mut c = S3Config::default();
+            tweak(&mut c);
+            c.validate().unwrap_err()
+        };
+        assert!(bad(|c| c.part_size_mib = 5).contains("storage.s3.part_size_mib"));
+        assert!(bad(|c| c.part_size_mib = 17).contains("storage.s3.part_size_mib"));
+        assert!(bad(|c| c.uploads_in_flight = 0).contains("storage.s3.uploads_in_flight"));
+        assert!(bad(|c| c.endpoint = "minio:9000".into()).contains("storage.s3.endpoint"));
+        assert!(bad(|c| c.access_key_id = "AKIA".into()).contains("secret_access_key"));
+
+        let mut c = S3Config {
+            region: "eu-west-1".into(),
+            ..S3Config::default()
+        };
+        c.fill_from_env(|name| match name {
+            "AWS_REGION" => Some("us-east-2".into()),
+            "AWS_ENDPOINT_URL" => Some("http://127.0.0.1:9000".into()),
+            "AWS_ACCESS_KEY_ID" => Some("AKIA1".into()),
+            "AWS_SECRET_ACCESS_KEY" => Some("hunter2".into()),
+            _ => None,
+        });
+        assert_eq!(
+            c.region, "eu-west-1",
+            "the config wins over the environment"
+        );
+        assert_eq!(c.endpoint, "http://127.0.0.1:9000");
+        assert_eq!(c.secret_access_key.0, "hunter2");
+        assert!(!format!("{c:?}").contains("hunter2"));
+
+        let parsed: StorageConfig = toml::from_str(
+            "url = \"s3://bucket/files\"\n[s3]\npath_style = true\npart_size_mib = 16\n",
+        )
+        .unwrap();
+        assert!(parsed.s3.path_style);
+        assert_eq!(parsed.s3.part_size_mib, 16);
+        assert_eq!(parsed.s3.uploads_in_flight, 4);
+        assert_eq!(parsed.s3.abandoned_upload_hours, 24);
     }
 }

@@ -25,6 +25,7 @@ mod open;
 pub mod policy;
 pub mod props;
 mod roots;
+mod s3;
 mod storage;
 mod transfer;
 mod zerocopy;
@@ -38,6 +39,7 @@ pub use local::Symlinks;
 pub use open::{OpenStorageError, open_storage};
 pub use policy::{Scope, Visibility};
 pub use props::{DeadProp, PropChange, PropStore, PropStoreError};
+pub use s3::S3Storage;
 pub use storage::{
     Capabilities, DirEntry, EntryChunks, EntryKind, FileReader, FileWriter, LocalSource, Metadata,
     Overwrite, ReadEntries, SpaceInfo, StagedWrite, Storage, StorageError, StorageErrorKind,

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::local::{LocalStorage, Symlinks};
+use super::s3::S3Storage;
 use super::storage::Storage;
 use crate::config::{Config, StorageUrl};
 
@@ -46,10 +47,16 @@ async fn open_url(
                 config.server.follow_symlinks,
             ))))
         }
-        StorageUrl::S3 { .. } => Err(OpenStorageError::Unusable {
-            url: url.to_string(),
-            message: "S3 storage is not built yet".into(),
-        }),
+        StorageUrl::S3 { bucket, prefix } => {
+            let storage = S3Storage::open(bucket, prefix, &config.storage.s3)
+                .await
+                .map_err(|err| OpenStorageError::Unusable {
+                    url: url.to_string(),
+                    message: err.to_string(),
+                })?;
+            storage.sweep_abandoned_uploads();
+            Ok(Arc::new(storage))
+        }
     }
 }
 

@@ -87,6 +87,7 @@ impl From<std::io::Error> for StorageError {
             K::PermissionDenied => StorageErrorKind::PermissionDenied,
             K::InvalidFilename | K::InvalidInput => StorageErrorKind::InvalidName,
             K::StorageFull | K::QuotaExceeded => StorageErrorKind::NoSpace,
+            K::Unsupported => StorageErrorKind::Unsupported,
             _ => match err.raw_os_error() {
                 Some(40) /* ELOOP */ | Some(18) /* EXDEV */ => StorageErrorKind::PermissionDenied,
                 _ => StorageErrorKind::Other,
