@@ -9,7 +9,6 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::{Command, Output};
 
 use filegate::identity::GrantLevel::Full;
@@ -135,7 +134,7 @@ print("ok")
         python(&script, &[host.clone(), port.clone()]).await.trim(),
         "ok"
     );
-    assert!(gw.root().join("projects/rel.bin").is_file());
+    assert!(gw.stored().is_file("projects/rel.bin").await);
 
     // curl: a URL path is relative to the login folder.
     let dir = filegate::test_support::TempDir::new("ftp-clients");
@@ -149,7 +148,7 @@ print("ok")
         let out = run(up).await;
         assert!(out.status.success(), "{}", text(&out));
         assert_eq!(
-            std::fs::read(gw.root().join("projects/curl.bin")).unwrap(),
+            gw.read("projects/curl.bin").await.unwrap(),
             data,
             "curl's relative upload landed in /projects"
         );
@@ -168,8 +167,8 @@ print("ok")
         lftp.current_dir(dir.path())
             .args(["-u", "lena,lena-password", "-p", &port, "-e"])
             .arg(
-                "set ftp:ssl-allow no; set net:max-retries 1; pwd; put up.bin -o lftp.bin; \
-                 get lftp.bin -o back.bin; ls; quit",
+                "set cmd:fail-exit yes; set ftp:ssl-allow no; set net:max-retries 1; pwd; \
+                 put up.bin -o lftp.bin; get lftp.bin -o back.bin; ls; quit",
             )
             .arg(&host);
         let out = run(lftp).await;
@@ -177,9 +176,10 @@ print("ok")
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         // lftp's `pwd` shows its login folder as the bare URL; its relative `ls` lists it.
         assert!(stdout.contains("rel.bin"), "lftp's ls: {stdout}");
-        assert_eq!(
-            std::fs::read(gw.root().join("projects/lftp.bin")).unwrap(),
-            data
+        assert!(
+            gw.read("projects/lftp.bin").await.as_ref() == Some(&data),
+            "lftp's upload: {}",
+            text(&out)
         );
         assert_eq!(std::fs::read(&back).unwrap(), data);
     }
@@ -260,7 +260,7 @@ print("ok")
         "explicit-1.2.bin",
     ] {
         assert!(
-            std::fs::read(gw.root().join("ivo").join(name)).unwrap() == data,
+            gw.read(&format!("ivo/{name}")).await.as_ref() == Some(&data),
             "{name} differs"
         );
     }
@@ -298,7 +298,7 @@ print("ok")
                 std::fs::read(&back).unwrap() == data,
                 "curl {name} round trip"
             );
-            assert!(std::fs::read(gw.root().join("ivo").join(name)).unwrap() == data);
+            assert!(gw.read(&format!("ivo/{name}")).await.as_ref() == Some(&data));
         }
         let mut explicit = Command::new("curl");
         explicit
@@ -346,7 +346,7 @@ print("ok")
             let out = run(lftp).await;
             assert!(out.status.success(), "lftp {url}: {}", text(&out));
             assert!(
-                std::fs::read(gw.root().join("ivo").join(up)).ok().as_ref() == Some(&data),
+                gw.read(&format!("ivo/{up}")).await.as_ref() == Some(&data),
                 "lftp {url} upload: {}",
                 text(&out)
             );
@@ -360,9 +360,9 @@ print("ok")
 }
 
 /// Deletes `rel` from storage (as an operator or a wiped volume would).
-fn wipe(root: &Path, rel: &str) {
-    std::fs::remove_dir_all(root.join(rel)).unwrap();
-    assert!(!root.join(rel).exists());
+async fn wipe(gw: &TestGateway, rel: &str) {
+    gw.stored().remove_all(rel).await;
+    assert!(!gw.exists(rel).await);
 }
 
 #[tokio::test]
@@ -375,13 +375,12 @@ async fn a_fresh_grant_is_usable_at_once_over_sftp_ftp_and_webdav_even_when_its_
         .await
         .unwrap();
     assert!(
-        gw.root().join("projects").is_dir(),
+        gw.stored().is_dir("projects").await,
         "the grant made its folder"
     );
-    let root = gw.root();
 
     // SFTP: the folder deleted from disk; the first session lists "/" and "/projects".
-    wipe(&root, "projects");
+    wipe(&gw, "projects").await;
     let sftp = support::sftp_client::login(gw.addr("sftp"), "nia", "nia-password")
         .await
         .expect("sftp login");
@@ -390,7 +389,7 @@ async fn a_fresh_grant_is_usable_at_once_over_sftp_ftp_and_webdav_even_when_its_
     drop(sftp);
 
     // FTP: deleted again; CWD /projects and a relative upload work at once.
-    wipe(&root, "projects");
+    wipe(&gw, "projects").await;
     let (host, port) = host_port(gw.addr("ftp"));
     let script = r#"
 import ftplib, io, sys
@@ -406,13 +405,10 @@ ftp.quit()
 print("ok")
 "#;
     assert_eq!(python(script, &[host, port]).await.trim(), "ok");
-    assert_eq!(
-        std::fs::read(root.join("projects/first.txt")).unwrap(),
-        b"first"
-    );
+    assert_eq!(gw.read("projects/first.txt").await.unwrap(), b"first");
 
     // WebDAV: deleted again; MKCOL /projects/x is 201, PROPFIND / shows the folder.
-    wipe(&root, "projects");
+    wipe(&gw, "projects").await;
     if have("curl", "WebDAV part") {
         let dav = gw.addr("webdav");
         let mut mkcol = Command::new("curl");
@@ -435,8 +431,8 @@ print("ok")
             "{}",
             text(&out)
         );
-        assert!(root.join("projects/x").is_dir());
-        wipe(&root, "projects");
+        assert!(gw.stored().is_dir("projects/x").await);
+        wipe(&gw, "projects").await;
         let mut propfind = Command::new("curl");
         propfind
             .args(["-sS", "-X", "PROPFIND", "-H", "Depth: 1"])

@@ -1,7 +1,9 @@
-//! Several replicas on one PostgreSQL database (and one storage folder): two real filegate
-//! processes share keys, revocations, bans and one audit log; and the audit log survives
-//! the database going away during activity. Needs `FILEGATE_TEST_POSTGRES_URL` (set by
-//! `.ci/run`); without it these tests print a note and do nothing.
+//! Several replicas on one PostgreSQL database (and one storage: a shared folder, or an S3
+//! bucket with no shared filesystem at all, each replica's data folder private): two real
+//! filegate processes share keys, revocations, bans and one audit log; and the audit log
+//! survives the database going away during activity. Needs `FILEGATE_TEST_POSTGRES_URL` (set
+//! by `.ci/run`), and moto_server for the S3 variant; without them these tests print a note
+//! and do nothing.
 
 mod support;
 
@@ -39,16 +41,15 @@ struct Replica {
 }
 
 impl Replica {
-    /// Writes the replica's config (its own data folder, the shared database and storage)
-    /// and returns its path.
-    fn configure(dir: &Path, node: &str, db_url: &str, storage: &Path, passive: &str) -> PathBuf {
+    /// Writes the replica's config (its own data folder, the shared database and storage:
+    /// `storage` is its `[storage]` section) and returns its path.
+    fn configure(dir: &Path, node: &str, db_url: &str, storage: &str, passive: &str) -> PathBuf {
         let data = dir.join(node);
         let config = format!(
             r#"[server]
 data_dir = "{data}"
 database_url = "{db_url}"
 node_name = "{node}"
-storage_dir = "{storage}"
 
 [auth.lockout]
 max_failures_per_login = 3
@@ -69,9 +70,10 @@ listen = "127.0.0.1:0"
 
 [api]
 listen = "127.0.0.1:0"
+
+{storage}
 "#,
             data = data.display(),
-            storage = storage.display(),
         );
         let path = dir.join(format!("{node}.toml"));
         std::fs::write(&path, config).unwrap();
@@ -229,6 +231,11 @@ async fn eventually<F: AsyncFnMut() -> bool>(within: Duration, mut check: F) -> 
     None
 }
 
+/// The `[storage]` section of a local folder.
+fn folder(path: &Path) -> String {
+    format!("[storage]\nurl = \"file://{}\"\n", path.display())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_share_keys_revocations_bans_and_one_audit_log() {
     let Some(db) =
@@ -239,8 +246,34 @@ async fn two_replicas_share_keys_revocations_bans_and_one_audit_log() {
     let dir = TempDir::new("replicas");
     let storage = dir.path().join("files");
     std::fs::create_dir_all(storage.join("alice")).unwrap();
-    let config_a = Replica::configure(dir.path(), "node-a", &db.url, &storage, "41000-41499");
-    let config_b = Replica::configure(dir.path(), "node-b", &db.url, &storage, "41500-41999");
+    two_replicas(db, dir, &folder(&storage), ["41000-41499", "41500-41999"]).await;
+}
+
+/// Replicas without a shared filesystem: both on one S3 bucket (moto) and PostgreSQL, each
+/// with a private data folder; the same assertions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_on_s3_with_private_data_folders_share_keys_revocations_bans_and_one_audit_log()
+ {
+    let test = "two_replicas_on_s3_with_private_data_folders_share_keys_revocations_bans_and_one_audit_log";
+    let Some(moto) = support::s3::moto() else {
+        eprintln!("note: no moto_server: {test} not run");
+        return;
+    };
+    let Some(db) = postgres_or_note(test).await else {
+        return;
+    };
+    let dir = TempDir::new("replicas-s3");
+    let storage = moto.toml(&moto.new_bucket("replicas"));
+    // Passive ports of their own: the two variants run side by side.
+    two_replicas(db, dir, &storage, ["43000-43499", "43500-43999"]).await;
+}
+
+/// Two replicas (each its own data folder under `dir`) on `db` and `storage` (a `[storage]`
+/// section), FTP passive ports from `passive`: a key made on one signs in on the other,
+/// revocations and bans cross over, one audit log.
+async fn two_replicas(db: TestDb, dir: TempDir, storage: &str, passive: [&str; 2]) {
+    let config_a = Replica::configure(dir.path(), "node-a", &db.url, storage, passive[0]);
+    let config_b = Replica::configure(dir.path(), "node-b", &db.url, storage, passive[1]);
 
     Replica::cli(
         &config_a,
@@ -646,7 +679,13 @@ async fn kill_9_or_sigterm_during_a_store_outage_loses_no_acknowledged_upload() 
     let dir = TempDir::new("outage");
     let storage = dir.path().join("files");
     std::fs::create_dir_all(storage.join("olga")).unwrap();
-    let config = Replica::configure(dir.path(), "node-k", &proxied_url, &storage, "42000-42499");
+    let config = Replica::configure(
+        dir.path(),
+        "node-k",
+        &proxied_url,
+        &folder(&storage),
+        "42000-42499",
+    );
     let data_dir = dir.path().join("node-k");
     let mut text = std::fs::read_to_string(&config).unwrap();
     text.push_str("\n[audit]\nstore_timeout_ms = 1000\nshutdown_grace_ms = 3000\n");

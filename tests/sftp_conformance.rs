@@ -97,8 +97,8 @@ async fn a_full_user_gets_honest_chmod_df_cp_links_listing_and_resume() {
     let big = pattern(3_000_000);
     std::fs::write(l.join("big.bin"), &big).unwrap();
     // Interrupted transfers to resume: half on the server, a third here.
-    gw.put("alice/big.bin", &big[..1_500_000]);
-    gw.put("alice/down.bin", &big);
+    gw.write("alice/big.bin", &big[..1_500_000]).await;
+    gw.write("alice/down.bin", &big).await;
     std::fs::write(l.join("down.bin"), &big[..1_000_000]).unwrap();
 
     let (ok, out) = batch(
@@ -186,8 +186,8 @@ async fn a_read_only_user_sees_r_bits_and_is_refused_chmod_and_cp() {
     let gw = TestGateway::start().await;
     gw.user("rob", "rob-password", &[("/shared", ReadOnly)])
         .await;
-    gw.put("shared/f.txt", b"read me\n");
-    gw.mkdir("shared/sub");
+    gw.write("shared/f.txt", b"read me\n").await;
+    gw.mkdir("shared/sub").await;
     let local = TempDir::new("conf-ro");
     let l = local.path();
     let (ok, out) = batch(
@@ -233,7 +233,7 @@ async fn a_write_only_key_uploads_and_chmods_but_cannot_copy_out() {
     let (key_id, secret) = gw
         .key(Some(owner), "drop key", None, PermissionSet::WriteOnly)
         .await;
-    gw.put("drop/old.txt", b"already here\n");
+    gw.write("drop/old.txt", b"already here\n").await;
     let local = TempDir::new("conf-wo");
     let l = local.path();
     std::fs::write(l.join("new.txt"), b"dropped\n").unwrap();
@@ -306,7 +306,7 @@ async fn every_extension_answers_with_the_right_reply() {
     gw.user("alice", "alice-password", &[("/alice", Full)])
         .await;
     gw.user("bob", "bob-password", &[("/bob", Full)]).await;
-    gw.put("alice/src.bin", &pattern(100_000));
+    gw.write("alice/src.bin", &pattern(100_000)).await;
     let s = signed_in(&gw, "alice", "alice-password").await;
 
     // The VERSION reply of a fresh session lists each extension with the revision
@@ -511,7 +511,7 @@ async fn setstat_mode_refuse_answers_op_unsupported_and_changes_nothing() {
         .await;
     gw.user("rob", "rob-password", &[("/alice", ReadOnly)])
         .await;
-    gw.put("alice/f.txt", b"x");
+    gw.write("alice/f.txt", b"x").await;
     let s = signed_in(&gw, "alice", "alice-password").await;
     let before = std::fs::metadata(gw.root().join("alice/f.txt"))
         .unwrap()
@@ -561,7 +561,7 @@ async fn a_pipelined_openssh_download_is_audited_with_exactly_the_bytes_sent() {
         .await;
     let local = TempDir::new("conf-audit-bytes");
     let big = pattern(20_000_003);
-    gw.put("alice/big.bin", &big);
+    gw.write("alice/big.bin", &big).await;
     let (ok, out) = batch(
         &gw,
         "alice",
@@ -604,7 +604,7 @@ async fn a_download_with_a_thousand_outstanding_reads_completes() {
         .await;
     let local = TempDir::new("conf-outstanding");
     let big = pattern(40_000_000);
-    gw.put("alice/big.bin", &big);
+    gw.write("alice/big.bin", &big).await;
     let run = batch_with(
         &gw,
         "alice",

@@ -77,11 +77,7 @@ async fn every_method(dav: &Dav, dir: &str, gw: &TestGateway) {
         StatusCode::CREATED,
         "{who}"
     );
-    let disk = |rel: &str| gw.root().join(rel.trim_start_matches('/'));
-    assert_eq!(
-        std::fs::read_to_string(disk(&file)).unwrap(),
-        "hello webdav"
-    );
+    assert_eq!(gw.read_string(&file).await.unwrap(), "hello webdav");
 
     let got = dav.call("GET", &file, &[], "").await;
     assert_eq!(
@@ -147,11 +143,8 @@ async fn every_method(dav: &Dav, dir: &str, gw: &TestGateway) {
             .await,
         StatusCode::CREATED
     );
-    assert!(!disk(&copy).exists());
-    assert_eq!(
-        std::fs::read_to_string(disk(&moved)).unwrap(),
-        "hello webdav"
-    );
+    assert!(!gw.exists(&copy).await);
+    assert_eq!(gw.read_string(&moved).await.unwrap(), "hello webdav");
 
     let patched = dav.call("PROPPATCH", &moved, &[], PATCH_COLOR).await;
     assert_eq!(patched.status, StatusCode::MULTI_STATUS, "{}", patched.body);
@@ -193,7 +186,7 @@ async fn every_method(dav: &Dav, dir: &str, gw: &TestGateway) {
             .await,
         StatusCode::NO_CONTENT
     );
-    assert_eq!(std::fs::read_to_string(disk(&moved)).unwrap(), "with token");
+    assert_eq!(gw.read_string(&moved).await.unwrap(), "with token");
 
     assert_eq!(
         dav.status("DELETE", &sub, &[], "").await,
@@ -203,7 +196,7 @@ async fn every_method(dav: &Dav, dir: &str, gw: &TestGateway) {
         dav.status("DELETE", &moved, &[], "").await,
         StatusCode::NO_CONTENT
     );
-    assert!(!disk(&sub).exists() && !disk(&moved).exists());
+    assert!(!gw.exists(&sub).await && !gw.exists(&moved).await);
     assert!(
         gw.gateway
             .core
@@ -224,8 +217,8 @@ async fn every_method_works_for_a_user_and_for_keys_by_id_and_by_name() {
         .await;
     every_method(&Dav::new(&gw, "alice", "alice-password"), "/alice", &gw).await;
 
-    gw.mkdir("alice/by-id");
-    gw.mkdir("alice/by-name");
+    gw.mkdir("alice/by-id").await;
+    gw.mkdir("alice/by-name").await;
     let (id, secret) = gw
         .key(
             Some(alice),
@@ -276,8 +269,8 @@ async fn every_method_works_for_a_user_and_for_keys_by_id_and_by_name() {
 async fn keys_stay_inside_their_path_and_permission_set() {
     let gw = TestGateway::start().await;
     let bob = gw.user("bob", "bob-password", &[("/", Full)]).await;
-    gw.put("team/private.txt", b"secret");
-    gw.put("team/drop/in.txt", b"inside");
+    gw.write("team/private.txt", b"secret").await;
+    gw.write("team/drop/in.txt", b"inside").await;
     let (id, secret) = gw
         .key(
             Some(bob),
@@ -351,15 +344,12 @@ async fn keys_stay_inside_their_path_and_permission_set() {
             "{method} {path} {headers:?}: {status}"
         );
     }
-    assert!(!gw.root().join("team/stolen.txt").exists());
-    assert!(!gw.root().join("team/drop/copied.txt").exists());
-    assert!(!gw.root().join("outside.txt").exists());
-    assert!(!gw.root().join("team/newdir").exists());
-    assert_eq!(
-        std::fs::read_to_string(gw.root().join("team/private.txt")).unwrap(),
-        "secret"
-    );
-    assert!(gw.root().join("team/drop/in.txt").exists());
+    assert!(!gw.exists("team/stolen.txt").await);
+    assert!(!gw.exists("team/drop/copied.txt").await);
+    assert!(!gw.exists("outside.txt").await);
+    assert!(!gw.exists("team/newdir").await);
+    assert_eq!(gw.read_string("team/private.txt").await.unwrap(), "secret");
+    assert!(gw.exists("team/drop/in.txt").await);
 
     let (_, ro) = gw
         .key(Some(bob), "reader", None, PermissionSet::ReadOnly)
@@ -398,7 +388,7 @@ async fn keys_stay_inside_their_path_and_permission_set() {
             .await,
         StatusCode::FORBIDDEN
     );
-    assert!(gw.root().join("team/private.txt").exists());
+    assert!(gw.exists("team/private.txt").await);
 
     let (_, wo) = gw
         .key(
@@ -423,10 +413,7 @@ async fn keys_stay_inside_their_path_and_permission_set() {
             .await,
         StatusCode::FORBIDDEN
     );
-    assert_eq!(
-        std::fs::read_to_string(gw.root().join("team/drop/in.txt")).unwrap(),
-        "inside"
-    );
+    assert_eq!(gw.read_string("team/drop/in.txt").await.unwrap(), "inside");
 
     // Revoked and expired keys are refused on their very next request.
     gw.revoke(id).await;
@@ -461,7 +448,7 @@ async fn keys_stay_inside_their_path_and_permission_set() {
 async fn bad_input_gets_a_clear_error_and_touches_nothing() {
     let gw = TestGateway::start_with(|c| c.webdav.max_body_bytes = 16).await;
     gw.user("lim", "lim-password", &[("/", Full)]).await;
-    gw.put("keep.txt", b"kept");
+    gw.write("keep.txt", b"kept").await;
     let dav = Dav::new(&gw, "lim", "lim-password");
 
     let deep = dav
@@ -479,7 +466,7 @@ async fn bad_input_gets_a_clear_error_and_touches_nothing() {
             .await,
         StatusCode::PAYLOAD_TOO_LARGE
     );
-    assert!(!gw.root().join("big.txt").exists());
+    assert!(!gw.exists("big.txt").await);
     assert_eq!(
         dav.status("PUT", "/small.txt", &[], "0123456789abcdef")
             .await,
@@ -501,14 +488,8 @@ async fn bad_input_gets_a_clear_error_and_touches_nothing() {
             .await,
         StatusCode::BAD_REQUEST
     );
-    assert_eq!(
-        std::fs::read_to_string(gw.root().join("keep.txt")).unwrap(),
-        "kept"
-    );
-    let names: Vec<_> = std::fs::read_dir(gw.root())
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
+    assert_eq!(gw.read_string("keep.txt").await.unwrap(), "kept");
+    let names = gw.stored().list("").await;
     assert_eq!(names.len(), 2, "only keep.txt and small.txt: {names:?}");
 
     for login in [
@@ -567,7 +548,7 @@ async fn webdav_serves_https_when_a_certificate_is_configured() {
     })
     .await;
     gw.user("tess", "tess-password", &[("/tess", Full)]).await;
-    gw.put("tess/a.txt", b"over https");
+    gw.write("tess/a.txt", b"over https").await;
     let url = format!("https://{}/tess/a.txt", gw.addr("webdav"));
     let (body, code) =
         tokio::task::spawn_blocking(move || curl(&["-k", "-u", "tess:tess-password", &url]))
@@ -684,8 +665,8 @@ async fn a_lock_on_the_root_and_its_unlock_leave_webdav_serving_everyone() {
 async fn lock_needs_write_rights_where_hidden_is_404_and_visible_is_403() {
     use filegate::identity::GrantLevel::{List, ReadOnly, WriteOnly};
     let gw = TestGateway::start().await;
-    gw.put("shared/f.txt", b"f");
-    gw.put("secret/s.txt", b"s");
+    gw.write("shared/f.txt", b"f").await;
+    gw.write("secret/s.txt", b"s").await;
     gw.user("lister", "lister-password", &[("/shared", List)])
         .await;
     gw.user("reader", "reader-password", &[("/shared", ReadOnly)])
@@ -759,7 +740,7 @@ async fn only_the_lock_owner_or_a_site_admin_unlocks_refreshes_or_uses_a_lock() 
     let ann = gw.user("ann", "ann-password", &[("/team", Full)]).await;
     gw.user("ben", "ben-password", &[("/team", Full)]).await;
     admin(&gw, "boss", "boss-password").await;
-    gw.put("team/doc.txt", b"v1");
+    gw.write("team/doc.txt", b"v1").await;
     let ann_dav = Dav::new(&gw, "ann", "ann-password");
     let ben = Dav::new(&gw, "ben", "ben-password");
     let boss = Dav::new(&gw, "boss", "boss-password");
@@ -807,10 +788,7 @@ async fn only_the_lock_owner_or_a_site_admin_unlocks_refreshes_or_uses_a_lock() 
         StatusCode::PRECONDITION_FAILED,
         "no refresh of another owner's lock"
     );
-    assert_eq!(
-        std::fs::read(gw.root().join("team/doc.txt")).unwrap(),
-        b"v1"
-    );
+    assert_eq!(gw.read("team/doc.txt").await.unwrap(), b"v1");
 
     // The same user through one of their keys is the same owner.
     let (_, secret) = gw
@@ -882,7 +860,7 @@ async fn lock_timeouts_are_capped_and_locks_expire() {
     let gw = TestGateway::start_with(|c| c.webdav.max_lock_seconds = 4).await;
     gw.user("tim", "tim-password", &[("/t", Full)]).await;
     gw.user("tom", "tom-password", &[("/t", Full)]).await;
-    gw.put("t/f.txt", b"f");
+    gw.write("t/f.txt", b"f").await;
     let tim = Dav::new(&gw, "tim", "tim-password");
     let tom = Dav::new(&gw, "tom", "tom-password");
     for timeout in [None, Some("Infinite"), Some("Second-999999")] {
@@ -1290,7 +1268,7 @@ async fn a_download_in_progress_stops_when_its_key_is_revoked() {
     let gw = TestGateway::start_with(|c| c.webdav.revocation_check_seconds = 1).await;
     let owner = gw.user("rev", "rev-password", &[("/rev", Full)]).await;
     const SIZE: usize = 64 << 20;
-    gw.put("rev/big.bin", &vec![7u8; SIZE]);
+    gw.write("rev/big.bin", &vec![7u8; SIZE]).await;
     let (id, secret) = gw
         .key(Some(owner), "rev-key", None, PermissionSet::Full)
         .await;
@@ -1351,7 +1329,7 @@ async fn a_drop_box_user_cannot_lock_an_existing_folder_or_file_and_full_users_k
     gw.user("carol", "carol-password", &[("/drop", WriteOnly)])
         .await;
     gw.user("bob", "bob-password", &[("/drop", Full)]).await;
-    gw.put("drop/f.txt", b"f");
+    gw.write("drop/f.txt", b"f").await;
     let carol = Dav::new(&gw, "carol", "carol-password");
     let bob = Dav::new(&gw, "bob", "bob-password");
     for path in ["/drop/", "/drop/f.txt"] {
@@ -1400,7 +1378,7 @@ async fn locks_of_an_owner_who_can_no_longer_sign_in_stop_blocking_others() {
     let gw = TestGateway::start().await;
     let dan = gw.user("dan", "dan-password", &[("/team", Full)]).await;
     gw.user("bob", "bob-password", &[("/team", Full)]).await;
-    gw.put("team/doc.txt", b"v1");
+    gw.write("team/doc.txt", b"v1").await;
     let dan_dav = Dav::new(&gw, "dan", "dan-password");
     let bob = Dav::new(&gw, "bob", "bob-password");
     let lock = dan_dav
@@ -1455,8 +1433,8 @@ async fn unlock_needs_write_and_delete_rights_at_the_path_even_for_the_owners_ke
             &[("/pub", Full), ("/alice", Full)],
         )
         .await;
-    gw.mkdir("alice/sub");
-    gw.put("pub/locked.txt", b"l");
+    gw.mkdir("alice/sub").await;
+    gw.write("pub/locked.txt", b"l").await;
     let alice_dav = Dav::new(&gw, "alice", "alice-password");
     let lock = alice_dav
         .call("LOCK", "/pub/locked.txt", &[], LOCK_EXCLUSIVE)
@@ -1595,8 +1573,8 @@ async fn copy_or_move_to_another_host_is_502_and_touches_nothing() {
             "{method}"
         );
     }
-    assert!(!gw.root().join("alice/x.txt").exists());
-    assert!(gw.root().join("alice/a.txt").exists());
+    assert!(!gw.exists("alice/x.txt").await);
+    assert!(gw.exists("alice/a.txt").await);
     let here = format!("http://{}/alice/y.txt", gw.addr("webdav"));
     assert_eq!(
         alice

@@ -279,7 +279,7 @@ async fn a_rule_on_a_folder_ignores_other_folders_and_triggers_it_does_not_list(
         &[("/a", Full), ("/b", Full), ("/ab", Full)],
     )
     .await;
-    gw.put("a/old.txt", b"old");
+    gw.write("a/old.txt", b"old").await;
     let (receiver, addr) = Receiver::start().await;
     rule(
         gw.addr("api"),
@@ -716,7 +716,7 @@ async fn two_replicas_on_one_postgresql_deliver_500_uploads_500_times_without_a_
     let two = TestGateway::start_with(tune("two", url.clone())).await;
     let key = admin_key(&one).await;
     one.user("hal", "hal-password", &[("/up", Full)]).await;
-    two.mkdir("up");
+    two.mkdir("up").await;
     let (receiver, addr) = Receiver::start().await;
     rule(
         one.addr("api"),

@@ -58,7 +58,7 @@ async fn a_user_cannot_widen_a_key_an_admin_made_for_them() {
     let gw = TestGateway::start().await;
     gw.admin("boss", "boss-password").await;
     let joe = gw.user("joe", "joe-password", &[("/joe", Full)]).await;
-    gw.mkdir("joe/sub");
+    gw.mkdir("joe/sub").await;
     let api = Api::new(&gw);
     let boss = api.session("boss", "boss-password").await;
     let (status, made) = api
@@ -167,7 +167,7 @@ async fn a_symlink_in_storage_to_another_users_folder_is_not_followed() {
     let gw = TestGateway::start().await;
     gw.user("amy", "amy-password", &[("/amy", Full)]).await;
     gw.user("bob", "bob-password", &[("/bob", Full)]).await;
-    gw.put("bob/secret.txt", b"bob's secret");
+    gw.write("bob/secret.txt", b"bob's secret").await;
     let root = gw.root();
     std::os::unix::fs::symlink("../bob", root.join("amy/dir-link")).unwrap();
     std::os::unix::fs::symlink("../bob/secret.txt", root.join("amy/file-link")).unwrap();

@@ -95,7 +95,7 @@ async fn console_refuses_cross_site_posts_foreign_keys_admin_forms_and_traversal
     let (ben_key, ben_secret) = gw
         .key(Some(ben), "ben key", None, PermissionSet::Full)
         .await;
-    gw.put("ben/secret.txt", b"ben's");
+    gw.write("ben/secret.txt", b"ben's").await;
     let a = Browser::sign_in(&gw, "ann", "ann-password-1").await;
     let b = Browser::sign_in(&gw, "ben", "ben-password-1").await;
     let token = a.csrf().await;
@@ -193,7 +193,7 @@ async fn console_refuses_cross_site_posts_foreign_keys_admin_forms_and_traversal
             "{dir} {name}: {status}"
         );
     }
-    assert!(!gw.root().join("ben/x").exists());
+    assert!(!gw.exists("ben/x").await);
 
     // An API key does not sign in to the console.
     let response = Browser::client()

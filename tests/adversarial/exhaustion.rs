@@ -94,7 +94,7 @@ async fn an_sftp_channel_and_handle_flood_does_not_stop_a_second_client() {
     let gw = TestGateway::start().await;
     gw.user("mal", "mal-password", &[("/mal", Full)]).await;
     gw.user("bea", "bea-password", &[("/bea", Full)]).await;
-    gw.put("mal/f.txt", b"x");
+    gw.write("mal/f.txt", b"x").await;
     let before = open_fds();
     let limit = fd_limit();
 
@@ -425,7 +425,7 @@ async fn many_overlapping_ranges_send_the_file_once_not_once_per_range() {
     let gw = TestGateway::start().await;
     gw.user("mira", "mira-password", &[("/mira", Full)]).await;
     let body = vec![7u8; 1_000_000];
-    gw.put("mira/f.bin", &body);
+    gw.write("mira/f.bin", &body).await;
     let http = reqwest::Client::new();
     let url = format!("http://{}/mira/f.bin", gw.addr("webdav"));
     let ranges = format!("bytes={}", vec!["0-"; 2500].join(","));

@@ -41,7 +41,7 @@ async fn require_tls_always_sends_no_file_in_clear_after_prot_c_and_epsv() {
         TestGateway::start_with(|c| c.ftp.require_tls = filegate::config::RequireTls::Always).await;
     gw.user("carol", "carol-password", &[("/carol", Full)])
         .await;
-    gw.put("carol/doc.txt", SECRET);
+    gw.write("carol/doc.txt", SECRET).await;
     let addr = gw.addr("ftp");
     let leaked = blocking(move || {
         let tls = NativeTlsConnector::from(
@@ -92,7 +92,7 @@ async fn a_passive_data_connection_from_another_address_neither_gets_the_file_no
     let gw = TestGateway::start().await;
     gw.user("carol", "carol-password", &[("/carol", Full)])
         .await;
-    gw.put("carol/doc.txt", SECRET);
+    gw.write("carol/doc.txt", SECRET).await;
     let addr = gw.addr("ftp");
     let (stolen, delivered) = blocking(move || {
         let mut ftp = ftp_login(addr, "carol", "carol-password").unwrap();

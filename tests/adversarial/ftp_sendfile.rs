@@ -71,9 +71,9 @@ async fn a_client_that_stops_reading_a_sendfile_download_pins_no_thread_and_give
     gw.user("amy", "amy-password", &[("/amy", Full)]).await;
     // Keys sign in without password hashing, well within the 3 s control idle timeout.
     let (id, secret) = gw.key(Some(sid), "k", None, PermissionSet::Full).await;
-    gw.put("sid/big.bin", &vec![7u8; BIG]);
-    gw.put("sid/small.bin", b"small file");
-    gw.put("amy/doc.bin", &vec![9u8; 4 * 1024 * 1024]);
+    gw.write("sid/big.bin", &vec![7u8; BIG]).await;
+    gw.write("sid/small.bin", b"small file").await;
+    gw.write("amy/doc.bin", &vec![9u8; 4 * 1024 * 1024]).await;
     let addr = gw.addr("ftp");
     let login = format!("@api-{id}");
     let outcome = blocking(move || {
@@ -150,7 +150,7 @@ async fn a_file_truncated_while_sendfile_sends_it_ends_the_transfer_and_the_sess
     let _shared = shared().await;
     let gw = TestGateway::start().await;
     gw.user("tia", "tia-password", &[("/tia", Full)]).await;
-    gw.put("tia/big.bin", &vec![5u8; BIG]);
+    gw.write("tia/big.bin", &vec![5u8; BIG]).await;
     let path = gw.root().join("tia/big.bin");
     let addr = gw.addr("ftp");
     let (rest, ended, after, noop) = blocking(move || {

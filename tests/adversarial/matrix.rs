@@ -650,7 +650,7 @@ async fn rows(gw: &TestGateway) -> Vec<Row> {
             outside: Some("/outside".into()),
         });
     }
-    gw.mkdir("k/sub");
+    gw.mkdir("k/sub").await;
     let (id, secret) = gw
         .key(Some(owner), "m-sub", Some("k/sub"), PermissionSet::Full)
         .await;
@@ -675,16 +675,17 @@ async fn rows(gw: &TestGateway) -> Vec<Row> {
     rows
 }
 
-fn seed(gw: &TestGateway, row_index: usize, row: &Row, proto: Proto, op: Op) -> Cell {
+async fn seed(gw: &TestGateway, row_index: usize, row: &Row, proto: Proto, op: Op) -> Cell {
     let tag = format!("{proto:?}-{op:?}").to_lowercase();
     let dir = format!("{}/{tag}", row.base);
-    gw.put(&format!("{}/f.txt", &dir[1..]), ORIGINAL);
-    gw.mkdir(&format!("{}/d", &dir[1..]));
-    let out = row.outside.as_ref().map(|o| {
-        let out = format!("{o}/r{row_index}-{tag}");
-        gw.put(&format!("{}/o.txt", &out[1..]), OUTSIDE);
-        out
-    });
+    gw.write(&format!("{}/f.txt", &dir[1..]), ORIGINAL).await;
+    gw.mkdir(&format!("{}/d", &dir[1..])).await;
+    let mut out = None;
+    if let Some(o) = &row.outside {
+        let path = format!("{o}/r{row_index}-{tag}");
+        gw.write(&format!("{}/o.txt", &path[1..]), OUTSIDE).await;
+        out = Some(path);
+    }
     Cell { dir, out }
 }
 
@@ -719,7 +720,7 @@ async fn every_principal_kind_gets_exactly_its_rights_on_every_operation_and_pro
                     continue;
                 }
                 applicable += 1;
-                let cell = seed(&gw, index, row, proto, *op);
+                let cell = seed(&gw, index, row, proto, *op).await;
                 let run = async {
                     match proto {
                         Proto::Sftp => {

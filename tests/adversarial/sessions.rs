@@ -18,7 +18,7 @@ async fn a_writeonly_key_cannot_overwrite_a_file_by_opening_it_r_plus_over_sftp(
     let _shared = crate::clients::shared().await;
     let gw = TestGateway::start().await;
     let dan = gw.user("dan", "dan-password", &[("/drop", Full)]).await;
-    gw.put("drop/existing.txt", b"precious bytes");
+    gw.write("drop/existing.txt", b"precious bytes").await;
     let (id, secret) = gw
         .key(Some(dan), "dropper", Some("drop"), PermissionSet::WriteOnly)
         .await;
@@ -62,7 +62,7 @@ async fn a_writeonly_key_cannot_overwrite_a_file_by_opening_it_r_plus_over_sftp(
         statuses.push(sftp::ok(s.raw.close(&handle.handle).await));
     }
     assert_eq!(
-        std::fs::read(gw.root().join("drop/existing.txt")).unwrap(),
+        gw.read("drop/existing.txt").await.unwrap(),
         b"precious bytes",
         "a writeonly key changed an existing file (statuses {statuses:?})"
     );
@@ -159,7 +159,7 @@ async fn removing_a_grant_reaches_a_live_sftp_session() {
     let _shared = crate::clients::shared().await;
     let gw = TestGateway::start().await;
     let gil = gw.user("gil", "gil-password", &[("/gil", Full)]).await;
-    gw.put("gil/doc.txt", b"doc");
+    gw.write("gil/doc.txt", b"doc").await;
     let s = sftp_client::login(gw.addr("sftp"), "gil", "gil-password")
         .await
         .expect("login");

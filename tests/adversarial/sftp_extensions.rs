@@ -48,8 +48,8 @@ async fn copy_data_abuse_is_refused_or_bounded_and_touches_nothing_else() {
     gw.user("victim", "victim-password", &[("/victim", Full)])
         .await;
     let content = b"0123456789".repeat(1000);
-    gw.put("mal/src.bin", &content);
-    gw.put("victim/secret.txt", b"secret");
+    gw.write("mal/src.bin", &content).await;
+    gw.write("victim/secret.txt", b"secret").await;
     let s = sftp_client::login(gw.addr("sftp"), "mal", "mal-password")
         .await
         .unwrap();
@@ -126,10 +126,7 @@ async fn copy_data_abuse_is_refused_or_bounded_and_touches_nothing_else() {
         .unwrap();
     assert_eq!(status_of(r), StatusCode::Ok);
     assert_eq!(code(s.raw.close(dst.as_str()).await), StatusCode::Ok);
-    assert_eq!(
-        std::fs::read(gw.root().join("mal/dst.bin")).unwrap(),
-        content
-    );
+    assert_eq!(gw.read("mal/dst.bin").await.unwrap(), content);
     assert_eq!(code(s.raw.close(src.as_str()).await), StatusCode::Ok);
     assert_eq!(code(s.raw.close(src2.as_str()).await), StatusCode::Ok);
 
@@ -199,11 +196,8 @@ async fn copy_data_abuse_is_refused_or_bounded_and_touches_nothing_else() {
         .await
         .unwrap();
     assert_eq!(status_of(r), StatusCode::PermissionDenied);
-    assert!(!gw.root().join("mal/new.bin").exists());
-    assert_eq!(
-        std::fs::read(gw.root().join("victim/secret.txt")).unwrap(),
-        b"secret"
-    );
+    assert!(!gw.exists("mal/new.bin").await);
+    assert_eq!(gw.read("victim/secret.txt").await.unwrap(), b"secret");
     gw.stop().await;
 }
 

@@ -103,7 +103,7 @@ async fn a_list_only_user_cannot_lock_anything_and_others_keep_writing() {
     let gw = TestGateway::start().await;
     gw.user("lister", "lister-password", &[("/", List)]).await;
     gw.user("worker", "worker-password", &[("/w", Full)]).await;
-    gw.put("w/doc.txt", b"doc");
+    gw.write("w/doc.txt", b"doc").await;
     let lister = Dav::new(&gw, "lister", "lister-password");
     for (path, depth) in [("/", "infinity"), ("/w/", "infinity"), ("/w/doc.txt", "0")] {
         let lock = lister
@@ -121,10 +121,7 @@ async fn a_list_only_user_cannot_lock_anything_and_others_keep_writing() {
         StatusCode::NO_CONTENT,
         "the worker's write is not blocked by a lock"
     );
-    assert_eq!(
-        std::fs::read(gw.root().join("w/doc.txt")).unwrap(),
-        b"changed"
-    );
+    assert_eq!(gw.read("w/doc.txt").await.unwrap(), b"changed");
     gw.stop().await;
 }
 
@@ -153,9 +150,9 @@ async fn lock_timeouts_are_capped_at_one_hour_by_default() {
     let _shared = crate::clients::shared().await;
     let gw = TestGateway::start().await;
     gw.user("worker", "worker-password", &[("/w", Full)]).await;
-    gw.put("w/a.txt", b"a");
-    gw.put("w/b.txt", b"b");
-    gw.put("w/c.txt", b"c");
+    gw.write("w/a.txt", b"a").await;
+    gw.write("w/b.txt", b"b").await;
+    gw.write("w/c.txt", b"c").await;
     let dav = Dav::new(&gw, "worker", "worker-password");
     for (path, timeout) in [
         ("/w/a.txt", Some("Infinite")),
@@ -182,7 +179,7 @@ async fn only_the_lock_owner_or_an_admin_can_unlock() {
     gw.user("ann", "ann-password", &[("/shared", Full)]).await;
     gw.user("ben", "ben-password", &[("/shared", Full)]).await;
     gw.admin("boss", "boss-password").await;
-    gw.put("shared/doc.txt", b"doc");
+    gw.write("shared/doc.txt", b"doc").await;
     let ann = Dav::new(&gw, "ann", "ann-password");
     let ben = Dav::new(&gw, "ben", "ben-password");
     let lock = ann
@@ -211,10 +208,7 @@ async fn only_the_lock_owner_or_an_admin_can_unlock() {
         StatusCode::LOCKED,
         "the lock still holds against Ben"
     );
-    assert_eq!(
-        std::fs::read(gw.root().join("shared/doc.txt")).unwrap(),
-        b"doc"
-    );
+    assert_eq!(gw.read("shared/doc.txt").await.unwrap(), b"doc");
     let boss = Dav::new(&gw, "boss", "boss-password");
     assert_eq!(
         boss.status("UNLOCK", "/shared/doc.txt", &[("Lock-Token", &first)], "")
@@ -246,16 +240,15 @@ async fn only_the_lock_owner_or_an_admin_can_unlock() {
 }
 
 /// Two gateways (replicas) on one database (PostgreSQL when configured, else one SQLite
-/// file) and one storage folder, with `tune` applied to both.
+/// file) and one storage (a folder, or a bucket on S3), with `tune` applied to both.
 async fn replicas(
     db: &filegate::test_support::TestDb,
     tune: impl Fn(&mut filegate::config::Config) + Copy,
-) -> (TestGateway, TestGateway, filegate::test_support::TempDir) {
-    let storage = filegate::test_support::TempDir::new("shared-files");
-    std::fs::create_dir_all(storage.path()).unwrap();
+) -> (TestGateway, TestGateway, crate::support::SharedStorage) {
+    let storage = crate::support::SharedStorage::new();
     let both = |config: &mut filegate::config::Config| {
         config.server.database_url = db.url.clone();
-        config.server.storage_dir = storage.path().to_owned();
+        storage.apply(config);
         tune(config);
     };
     let a = TestGateway::start_with(both).await;
@@ -282,9 +275,9 @@ async fn a_lock_token_stolen_on_one_replica_is_of_no_use_on_another_and_caps_spa
     let (a, b, _storage) = replicas(&db, |c| c.webdav.max_locks_per_principal = 2).await;
     a.user("ann", "ann-password", &[("/shared", Full)]).await;
     a.user("ben", "ben-password", &[("/shared", Full)]).await;
-    a.put("shared/doc.txt", b"doc");
-    a.put("shared/two.txt", b"two");
-    a.put("shared/three.txt", b"three");
+    a.write("shared/doc.txt", b"doc").await;
+    a.write("shared/two.txt", b"two").await;
+    a.write("shared/three.txt", b"three").await;
     let ann_a = Dav::new(&a, "ann", "ann-password");
     let ann_b = Dav::new(&b, "ann", "ann-password");
     let ben_b = Dav::new(&b, "ben", "ben-password");
@@ -349,7 +342,7 @@ async fn a_lock_token_stolen_on_one_replica_is_of_no_use_on_another_and_caps_spa
         "a lock of his own on B"
     );
     assert_eq!(
-        std::fs::read(a.root().join("shared/doc.txt")).unwrap(),
+        a.read("shared/doc.txt").await.unwrap(),
         b"doc",
         "nothing Ben did on B touched the file"
     );
@@ -399,7 +392,7 @@ async fn a_property_flood_sent_to_two_replicas_at_once_stays_within_the_cap() {
     let db = shared_db().await;
     let (a, b, _storage) = replicas(&db, |_| {}).await;
     a.user("ann", "ann-password", &[("/", Full)]).await;
-    a.put("f.txt", b"f");
+    a.write("f.txt", b"f").await;
     let on_a = Dav::new(&a, "ann", "ann-password");
     let on_b = Dav::new(&b, "ann", "ann-password");
     let (to_a, to_b) = (patch_many(0..40, "a"), patch_many(0..40, "b"));

@@ -6,19 +6,19 @@ use std::time::Duration;
 
 use filegate::audit::AuditRecord;
 use filegate::identity::GrantLevel::{Full, ReadOnly};
-use filegate::test_support::{TempDir, TestDb};
+use filegate::test_support::TestDb;
 use reqwest::StatusCode;
 
 use super::{Dav, FIND_COLOR, LOCK_EXCLUSIVE, PATCH_COLOR, lock_token};
-use crate::support::{TestGateway, sftp_client};
+use crate::support::{SharedStorage, TestGateway, sftp_client};
 
-/// Two gateways (replicas) on the database at `url` and one storage folder.
-async fn replicas(url: &str) -> (TestGateway, TestGateway, TempDir) {
-    let storage = TempDir::new("shared-files");
-    std::fs::create_dir_all(storage.path()).unwrap();
+/// Two gateways (replicas) on the database at `url` and one storage (a folder, or a bucket
+/// under `FILEGATE_TEST_STORAGE=s3`).
+async fn replicas(url: &str) -> (TestGateway, TestGateway, SharedStorage) {
+    let storage = SharedStorage::new();
     let tune = |config: &mut filegate::config::Config| {
         config.server.database_url = url.to_owned();
-        config.server.storage_dir = storage.path().to_owned();
+        storage.apply(config);
     };
     let a = TestGateway::start_with(tune).await;
     let b = TestGateway::start_with(tune).await;
@@ -28,7 +28,7 @@ async fn replicas(url: &str) -> (TestGateway, TestGateway, TempDir) {
 async fn lock_on_a_blocks_b(db: TestDb) {
     let (a, b, _storage) = replicas(&db.url).await;
     a.user("alice", "alice-password", &[("/", Full)]).await;
-    a.put("doc.txt", b"v1");
+    a.write("doc.txt", b"v1").await;
     let on_a = Dav::new(&a, "alice", "alice-password");
     let on_b = Dav::new(&b, "alice", "alice-password");
 
@@ -77,10 +77,7 @@ async fn lock_on_a_blocks_b(db: TestDb) {
         .is_success(),
         "the token from A lets the owner write on B"
     );
-    assert_eq!(
-        std::fs::read(a.root().join("doc.txt")).unwrap(),
-        b"from B with A's token"
-    );
+    assert_eq!(a.read("doc.txt").await.unwrap(), b"from B with A's token");
     // A second exclusive lock is refused on B while A's stands.
     assert_eq!(
         on_b.status("LOCK", "/doc.txt", &[], LOCK_EXCLUSIVE).await,
@@ -146,7 +143,7 @@ async fn dead_properties_follow_sftp_renames_and_go_with_an_ftp_delete() {
     gw.user("alice", "alice-password", &[("/", Full)]).await;
     gw.user("reader", "reader-password", &[("/", ReadOnly)])
         .await;
-    gw.put("dir/f.txt", b"content");
+    gw.write("dir/f.txt", b"content").await;
     let dav = Dav::new(&gw, "alice", "alice-password");
 
     assert_eq!(

@@ -33,7 +33,16 @@ for i in 1 2 3; do echo "file $i" > "tree/x/f$i.txt"; head -c $((RANDOM * 3)) /d
 export RCLONE_CONFIG_FG_TYPE=webdav RCLONE_CONFIG_FG_URL="$base" RCLONE_CONFIG_FG_VENDOR=other
 export RCLONE_CONFIG_FG_USER="@api-interop key" RCLONE_CONFIG_FG_PASS="$(rclone obscure "$ALICE_KEY_SECRET")"
 rclone sync tree fg:alice/rtree > rclone-up.log 2>&1 || { cat rclone-up.log; fail "rclone sync up"; }
-diff -r tree "$FILEGATE_DATA_DIR/files/alice/rtree" || fail "rclone upload differs"
+if [ "${STORAGE:-local}" = s3 ]; then
+    # What landed in the bucket, read straight from S3 (byte for byte: --download).
+    export RCLONE_CONFIG_MOTO_TYPE=s3 RCLONE_CONFIG_MOTO_PROVIDER=Other RCLONE_CONFIG_MOTO_ENDPOINT="$S3_ENDPOINT"
+    export RCLONE_CONFIG_MOTO_ACCESS_KEY_ID=interop RCLONE_CONFIG_MOTO_SECRET_ACCESS_KEY=interop-secret
+    export RCLONE_CONFIG_MOTO_FORCE_PATH_STYLE=true RCLONE_CONFIG_MOTO_REGION=us-east-1
+    rclone check --download tree "moto:$S3_BUCKET/$S3_PREFIX/alice/rtree" > rclone-check.log 2>&1 \
+        || { cat rclone-check.log; fail "rclone upload differs in the bucket"; }
+else
+    diff -r tree "$FILEGATE_DATA_DIR/files/alice/rtree" || fail "rclone upload differs"
+fi
 rclone sync fg:alice/rtree back > rclone-down.log 2>&1 || { cat rclone-down.log; fail "rclone sync down"; }
 diff -r tree back || fail "rclone download differs"
-echo "webdav suite: litmus (all sections clean), curl and rclone ok"
+echo "webdav suite (storage ${STORAGE:-local}): litmus (all sections clean), curl and rclone ok"
