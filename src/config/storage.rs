@@ -90,9 +90,8 @@ impl S3Config {
     /// Checks the values; the error names the key.
     pub fn validate(&self) -> Result<(), String> {
         let endpoint = self.endpoint.trim();
-        if !endpoint.is_empty()
-            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
-        {
+        let scheme_ok = endpoint.starts_with("http://") || endpoint.starts_with("https://");
+        if !endpoint.is_empty() && !scheme_ok {
             return Err(format!(
                 "storage.s3.endpoint {endpoint:?} must start with http:// or https://"
             ));

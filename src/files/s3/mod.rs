@@ -267,7 +267,7 @@ impl S3Storage {
             }
             moved.push(key);
         }
-        if !moved.iter().any(|k| *k == from_dir) {
+        if !moved.contains(&from_dir) {
             // An implicit folder: give the new one a marker, so it stays when emptied.
             self.op
                 .create_dir(&to_dir)

@@ -19,7 +19,7 @@ type Opening = Pin<Box<dyn Future<Output = opendal::Result<opendal::FuturesBytes
 enum State {
     Idle,
     Opening(Opening),
-    Streaming(opendal::FuturesBytesStream),
+    Streaming(Box<opendal::FuturesBytesStream>),
 }
 
 struct Inner {
@@ -74,7 +74,7 @@ impl Inner {
                         ));
                 }
                 State::Opening(opening) => match ready!(opening.as_mut().poll(cx)) {
-                    Ok(stream) => self.state = State::Streaming(stream),
+                    Ok(stream) => self.state = State::Streaming(Box::new(stream)),
                     Err(err) => {
                         self.state = State::Idle;
                         return Poll::Ready(Err(io::Error::other(super::errors::detail(

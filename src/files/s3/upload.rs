@@ -25,7 +25,7 @@ use crate::files::storage::{FileWriter, StagedWrite, StorageError, StorageErrorK
 /// Bytes gathered before they are handed to the upload task.
 const BATCH: usize = 1024 * 1024;
 /// Bytes written ahead of the end that an upload may hold until the gap fills.
-pub(super) const PARK_LIMIT: usize = 64 * 1024 * 1024;
+pub(super) const PARK_LIMIT: usize = 16 * 1024 * 1024;
 
 enum Msg {
     Data(Bytes),
