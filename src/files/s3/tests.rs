@@ -570,3 +570,83 @@ async fn abandoned_multipart_uploads_under_the_prefix_are_aborted_and_others_kep
     let (off, _) = storage_on(&moto, |c| c.abandoned_upload_hours = 0).await;
     assert_eq!(off.sweep_abandoned_uploads_now().await, Ok(0));
 }
+
+/// A proxy in front of moto that answers the first `fail` connections with
+/// `503 SlowDown` (and closes them), then forwards; how many it refused.
+async fn throttling_proxy(
+    moto: &MotoServer,
+    fail: usize,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::Ordering;
+    use tokio::io::AsyncWriteExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let upstream = moto.endpoint().trim_start_matches("http://").to_owned();
+    let refused = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = refused.clone();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            if counter.load(Ordering::SeqCst) < fail {
+                counter.fetch_add(1, Ordering::SeqCst);
+                let body = "<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
+                let reply = format!(
+                    "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/xml\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let mut head = [0u8; 4096];
+                let _ = client.read(&mut head).await;
+                let _ = client.write_all(reply.as_bytes()).await;
+                let _ = client.shutdown().await;
+                continue;
+            }
+            let upstream = upstream.clone();
+            tokio::spawn(async move {
+                if let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+        }
+    });
+    (format!("http://{addr}"), refused)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_is_retried_with_backoff_and_persistent_throttling_fails_with_one_line() {
+    use std::sync::atomic::Ordering;
+    let moto = moto_or_skip!();
+    let bucket = format!("filegate-{}", crate::secret::random_hex(6));
+    moto.create_bucket(&bucket);
+
+    let (endpoint, refused) = throttling_proxy(&moto, 3).await;
+    let mut config = config_for(&moto);
+    config.endpoint = endpoint;
+    let storage = S3Storage::open(&bucket, "site", &config)
+        .await
+        .expect("open through 3 throttled answers");
+    put(&storage, "/t.txt", b"through", Overwrite::Allow)
+        .await
+        .expect("put");
+    assert_eq!(get(&storage, "/t.txt").await, b"through");
+    assert_eq!(refused.load(Ordering::SeqCst), 3);
+
+    let (endpoint, _) = throttling_proxy(&moto, usize::MAX).await;
+    config.endpoint = endpoint;
+    let started = std::time::Instant::now();
+    let err = S3Storage::open(&bucket, "site", &config)
+        .await
+        .err()
+        .expect("always throttled")
+        .to_string();
+    assert!(
+        err.contains("SlowDown") || err.contains("RateLimited"),
+        "{err}"
+    );
+    assert!(!err.contains('\n'), "{err}");
+    assert!(
+        started.elapsed() > std::time::Duration::from_secs(1),
+        "retried with backoff"
+    );
+}
