@@ -46,6 +46,14 @@ fn init_logging(config: &Config, serving: bool) {
     let filter = EnvFilter::try_from_env("FILEGATE_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| EnvFilter::new(default));
+    // The S3 signer logs its credential provider, secret included, at debug: whatever the
+    // filter asks, it says no more than warnings (a later directive for a target replaces
+    // an earlier one).
+    let filter = ["reqsign_core=warn", "reqsign_aws_v4=warn", "reqsign=warn"]
+        .into_iter()
+        .fold(filter, |filter, directive| {
+            filter.add_directive(directive.parse().expect("a valid directive"))
+        });
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -207,6 +207,11 @@ impl FromStr for StorageUrl {
                     "{text:?}: a file URL names an absolute folder, as file:///srv/files"
                 ));
             }
+            if path.split('/').any(|part| part == "..") {
+                return Err(format!(
+                    "{text:?}: a file URL names a folder without '..' components"
+                ));
+            }
             return Ok(StorageUrl::File(PathBuf::from(path)));
         }
         if let Some(rest) = text.strip_prefix("s3://") {

@@ -863,6 +863,29 @@ impl Files {
                 "refused to remove a scope root",
             );
         }
+        self.check_not_fixed(who, action, path)
+    }
+
+    /// Refuses (`Unsupported`, recorded) to remove, rename or replace a mount point or a
+    /// folder above one. Front-ends whose one request removes a whole tree (WebDAV DELETE, and
+    /// COPY/MOVE onto an existing destination, which delete it first) ask this before they
+    /// start, so that nothing below is removed before the refusal.
+    pub fn check_not_fixed(
+        &self,
+        who: &Principal,
+        action: Action,
+        path: &SitePath,
+    ) -> Result<(), FsError> {
+        if self.storage.is_fixed(path) {
+            return self.refuse(
+                who,
+                action,
+                path,
+                FsError::Unsupported(format!(
+                    "{path} is a mount point or holds one: it cannot be removed, renamed or replaced"
+                )),
+            );
+        }
         Ok(())
     }
 

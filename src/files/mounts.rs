@@ -180,6 +180,10 @@ impl ReadEntries for Merged {
 
 #[async_trait::async_trait]
 impl Storage for Mounts {
+    fn is_fixed(&self, path: &SitePath) -> bool {
+        self.is_virtual(path)
+    }
+
     fn capabilities(&self, path: &SitePath) -> Capabilities {
         let route = self.route(path);
         route.storage.capabilities(&route.path)

@@ -30,7 +30,12 @@ pub async fn open_storage(config: &Config) -> Result<Arc<dyn Storage>, OpenStora
         .clone()
         .unwrap_or_else(|| StorageUrl::File(config.server.storage_dir.clone()));
     let root = open_url(config, &root_url, "root").await?;
+    let mut named = vec![("storage.url".to_owned(), &root_url)];
+    for mount in &config.storage.mounts {
+        named.push((format!("the mount at {}", mount.path), &mount.url));
+    }
     if config.storage.mounts.is_empty() {
+        check_local_roots(&config.server.data_dir, &named)?;
         return Ok(root);
     }
     let mut mounted = Vec::with_capacity(config.storage.mounts.len());
@@ -38,6 +43,7 @@ pub async fn open_storage(config: &Config) -> Result<Arc<dyn Storage>, OpenStora
         let storage = open_url(config, &mount.url, &mount_name(&mount.path)).await?;
         mounted.push((mount.path.clone(), storage));
     }
+    check_local_roots(&config.server.data_dir, &named)?;
     let mounts = Mounts::new(root, mounted).map_err(|e| OpenStorageError::Unusable {
         url: root_url.to_string(),
         message: e.to_string(),
@@ -93,4 +99,60 @@ fn staging_dir(data_dir: &Path, name: &str) -> std::path::PathBuf {
     } else {
         data_dir.join("uploads-in-progress").join(name)
     }
+}
+
+/// Local storages as the kernel resolves them (`..` and symlinks followed; they exist once
+/// opened): none may hold another (the same files under two site paths, each with its own
+/// grants — the config check compares URLs as written only), and none may hold the data
+/// folder or its staging and journal folders (a grant there would serve the database, the
+/// keys and uploads in progress).
+fn check_local_roots(
+    data_dir: &Path,
+    named: &[(String, &StorageUrl)],
+) -> Result<(), OpenStorageError> {
+    let unusable = |url: &StorageUrl, message: String| OpenStorageError::Unusable {
+        url: url.to_string(),
+        message,
+    };
+    let data = std::fs::canonicalize(data_dir).map_err(|e| {
+        unusable(
+            named[0].1,
+            format!("the data folder {}: {e}", data_dir.display()),
+        )
+    })?;
+    let mut roots = Vec::new();
+    for (name, url) in named {
+        let StorageUrl::File(dir) = url else { continue };
+        let real = std::fs::canonicalize(dir).map_err(|e| unusable(url, e.to_string()))?;
+        if data.starts_with(&real) {
+            return Err(unusable(
+                url,
+                format!(
+                    "{name} holds the data folder {} (database, keys): choose a folder beside or inside it",
+                    data.display()
+                ),
+            ));
+        }
+        for state in ["uploads-in-progress", "audit-journal"] {
+            if real.starts_with(data.join(state)) {
+                return Err(unusable(
+                    url,
+                    format!("{name} is inside the data folder's {state}"),
+                ));
+            }
+        }
+        for (other_name, other) in &roots {
+            if real.starts_with(other) || other.starts_with(&real) {
+                return Err(unusable(
+                    url,
+                    format!(
+                        "{name} and {other_name} are the same folder or one holds the other ({}): the same files would be reachable under two site paths",
+                        real.display()
+                    ),
+                ));
+            }
+        }
+        roots.push((name.clone(), real));
+    }
+    Ok(())
 }

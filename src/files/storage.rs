@@ -222,13 +222,49 @@ impl EntryChunks {
         }
     }
 
-    /// The next entries (never an empty chunk); `None` at the end.
+    /// The next entries (never an empty chunk); `None` at the end. Names no client path can
+    /// name are left out, whatever the backend holds: empty, `.`/`..`, with a `/`, or with a
+    /// control character (a `\r\n` in a name would forge lines of an FTP listing).
     pub async fn recv(&mut self) -> Option<Vec<DirEntry>> {
         loop {
-            let chunk = self.source.read_more().await?;
+            let mut chunk = self.source.read_more().await?;
+            chunk.retain(|entry| listable(&entry.name));
             if !chunk.is_empty() {
                 return Some(chunk);
             }
+        }
+    }
+}
+
+/// Whether a folder entry's name can be shown to clients (see [`EntryChunks::recv`]).
+pub fn listable(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && !name.contains('/')
+        && !name.chars().any(char::is_control)
+}
+
+#[cfg(test)]
+mod listable_tests {
+    use super::listable;
+
+    #[test]
+    fn names_no_client_path_can_name_are_not_listed() {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "evil\r\n-rw-r--r-- FAKE",
+            "ctl\u{1}",
+            "del\u{7f}",
+            "nl\u{85}",
+        ] {
+            assert!(!listable(bad), "{bad:?}");
+        }
+        for good in ["a", "...", "é t+%.txt", ".hidden"] {
+            assert!(listable(good), "{good:?}");
         }
     }
 }
@@ -289,6 +325,13 @@ impl Capabilities {
 /// A place that keeps files.
 #[async_trait::async_trait]
 pub trait Storage: Send + Sync {
+    /// Whether `path` is fixed by the configuration: a mount point or a folder above one
+    /// (never removed, renamed or replaced, and nothing below it may be removed as part of
+    /// removing it). `false` for a single backend (the default).
+    fn is_fixed(&self, path: &SitePath) -> bool {
+        let _ = path;
+        false
+    }
     /// What this storage can do at `path` (see [`Capabilities`]; a storage made of mounts
     /// answers for the backend that holds `path`).
     fn capabilities(&self, path: &SitePath) -> Capabilities;

@@ -38,6 +38,7 @@ use dav_server::DavConfig;
 use dav_server::davpath::DavPath;
 use tokio::net::TcpListener;
 
+use crate::audit::Action;
 use crate::auth::{AuthError, Authenticator, Proof};
 use crate::config::WebDavConfig;
 use crate::files::{Files, FsError};
@@ -342,6 +343,9 @@ async fn serve_dav(State(state): State<Arc<DavState>>, req: Request) -> Response
         Ok(may_override) => may_override,
         Err(refusal) => return *refusal,
     };
+    if let Err(refusal) = fixed_paths(&state, &head, &principal) {
+        return *refusal;
+    }
     let mut head = head;
     single_range_only(&mut head.headers);
     let req = Request::from_parts(head, body);
@@ -466,6 +470,48 @@ impl hyper::body::Body for Revalidated {
 fn request_path(uri: &axum::http::Uri) -> Option<SitePath> {
     let path = DavPath::new(uri.path()).ok()?;
     fs::site(&path).ok()
+}
+
+/// DELETE of a folder removes what it holds one by one, and COPY/MOVE onto an existing
+/// destination delete that first: a mount point (or a folder above one) named by the request
+/// is refused before dav-server starts, so nothing below it is removed on the way to the
+/// refusal (the file layer decides: [`crate::files::Files::check_not_fixed`]).
+fn fixed_paths(
+    state: &DavState,
+    req: &axum::http::request::Parts,
+    who: &Principal,
+) -> Result<(), Box<Response>> {
+    let method = req.method.as_str();
+    let refuse = |action: Action, path: &SitePath| {
+        state
+            .files
+            .check_not_fixed(who, action, path)
+            .map_err(|err| Box::new(status::http_status(&err).into_response()))
+    };
+    let Some(path) = request_path(&req.uri) else {
+        return Ok(());
+    };
+    match method {
+        "DELETE" => refuse(Action::Rmdir, &path)?,
+        "MOVE" => refuse(Action::Rename, &path)?,
+        _ => {}
+    }
+    if method == "COPY" || method == "MOVE" {
+        let overwrite = req
+            .headers
+            .get("Overwrite")
+            .is_none_or(|v| !v.as_bytes().eq_ignore_ascii_case(b"F"));
+        let destination = req
+            .headers
+            .get("Destination")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|d| d.parse::<axum::http::Uri>().ok())
+            .and_then(|uri| request_path(&uri));
+        if let (true, Some(destination)) = (overwrite, destination) {
+            refuse(Action::Rename, &destination)?;
+        }
+    }
+    Ok(())
 }
 
 /// `host[:port]` in lower case, without the scheme's default port.
