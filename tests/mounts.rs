@@ -160,3 +160,142 @@ async fn a_key_limited_to_the_mounted_folder_is_confined_to_it() {
     );
     gw.stop().await;
 }
+
+/// Found by the red team: WebDAV DELETE of a folder removes what it holds one by one, so a
+/// refusal of the mount point itself came after everything inside was gone. Now DELETE, MOVE
+/// and COPY/MOVE onto an existing destination naming a mount point (or a folder above one)
+/// are refused before anything is removed.
+#[tokio::test]
+async fn webdav_cannot_empty_a_mount_point_by_deleting_or_overwriting_it() {
+    let archive = TempDir::new("archive-disk");
+    std::fs::create_dir(archive.path().join("alice")).unwrap();
+    std::fs::write(archive.path().join("alice").join("keep.txt"), b"keep").unwrap();
+    std::fs::write(archive.path().join("top.txt"), b"top").unwrap();
+    let gw = gateway_with_archive(&archive).await;
+    gw.admin("root", "root-password-1").await;
+    gw.mkdir("elsewhere").await;
+    let base = format!("http://{}", gw.addr("webdav"));
+    let http = reqwest::Client::new();
+    let send = |method: &str, path: &str, headers: &[(&str, String)]| {
+        let mut req = http
+            .request(
+                reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+                format!("{base}{path}"),
+            )
+            .basic_auth("root", Some("root-password-1"));
+        for (name, value) in headers {
+            req = req.header(*name, value.clone());
+        }
+        req.send()
+    };
+    let intact = || {
+        assert_eq!(
+            std::fs::read(archive.path().join("alice").join("keep.txt")).unwrap(),
+            b"keep"
+        );
+        assert_eq!(
+            std::fs::read(archive.path().join("top.txt")).unwrap(),
+            b"top"
+        );
+    };
+    let status = send("DELETE", "/archive/", &[]).await.unwrap().status();
+    assert_eq!(status.as_u16(), 501, "DELETE of the mount point");
+    intact();
+    let status = send(
+        "COPY",
+        "/elsewhere/",
+        &[
+            ("Destination", format!("{base}/archive/")),
+            ("Overwrite", "T".into()),
+        ],
+    )
+    .await
+    .unwrap()
+    .status();
+    assert_eq!(status.as_u16(), 501, "COPY onto the mount point");
+    intact();
+    let status = send(
+        "MOVE",
+        "/elsewhere/",
+        &[("Destination", format!("{base}/archive"))],
+    )
+    .await
+    .unwrap()
+    .status();
+    assert_eq!(status.as_u16(), 501, "MOVE onto the mount point");
+    intact();
+    let status = send(
+        "MOVE",
+        "/archive/",
+        &[("Destination", format!("{base}/moved/"))],
+    )
+    .await
+    .unwrap()
+    .status();
+    assert_eq!(status.as_u16(), 501, "MOVE of the mount point");
+    intact();
+    // What is inside a mount is removed as anywhere else.
+    let status = send("DELETE", "/archive/alice/", &[])
+        .await
+        .unwrap()
+        .status();
+    assert!(status.is_success(), "DELETE inside the mount: {status}");
+    assert!(!archive.path().join("alice").exists());
+    gw.stop().await;
+}
+
+/// Found by the red team: the overlap check compared URLs as written, so a mount written with
+/// `..` or through a symlink could serve another storage's files (or the data folder's
+/// database and keys) under a second set of grants. The gateway now refuses to start.
+#[tokio::test]
+async fn a_mount_that_resolves_into_another_storage_or_the_data_folder_is_refused() {
+    let outside = TempDir::new("mount-alias");
+    let data = TempDir::new("mount-data");
+    let files = data.path().join("files");
+    std::fs::create_dir_all(files.join("alice")).unwrap();
+    let link = outside.path().join("alias");
+    std::os::unix::fs::symlink(files.join("alice"), &link).unwrap();
+    for (what, url) in [
+        ("a symlink into the root storage", link.clone()),
+        ("the data folder itself", data.path().to_owned()),
+        (
+            "the data folder's journal",
+            data.path().join("audit-journal"),
+        ),
+    ] {
+        let mut config = filegate::config::Config::default();
+        config.server.data_dir = data.path().to_owned();
+        for listen in [
+            &mut config.sftp.listen,
+            &mut config.ftp.listen,
+            &mut config.webdav.listen,
+            &mut config.api.listen,
+        ] {
+            *listen = "127.0.0.1:0".parse().unwrap();
+        }
+        config.storage.mounts = vec![MountConfig {
+            path: SitePath::parse("/pub").unwrap(),
+            url: StorageUrl::File(url),
+        }];
+        config.fill_defaults();
+        // Refused by the config check (URLs as written) or at start (as resolved).
+        let err = match config.validate() {
+            Err(e) => e.to_string(),
+            Ok(()) => filegate::gateway::Core::open(config)
+                .await
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default(),
+        };
+        assert!(
+            err.contains("data folder")
+                || err.contains("one holds the other")
+                || err.contains("overlap"),
+            "{what}: {err:?}"
+        );
+    }
+    assert!(
+        "file:///srv/x/../files".parse::<StorageUrl>().is_err(),
+        "'..' in a file URL"
+    );
+}

@@ -120,7 +120,7 @@ fn check_local_roots(
             format!("the data folder {}: {e}", data_dir.display()),
         )
     })?;
-    let mut roots = Vec::new();
+    let mut roots: Vec<(String, std::path::PathBuf)> = Vec::new();
     for (name, url) in named {
         let StorageUrl::File(dir) = url else { continue };
         let real = std::fs::canonicalize(dir).map_err(|e| unusable(url, e.to_string()))?;

@@ -170,3 +170,30 @@ async fn one_list_only_user_cannot_hold_the_whole_passive_port_range() {
         "a second client got no passive port while one user asked for 80: {outcome:?}"
     );
 }
+
+/// Found by the red team: a name holding `\r\n` (put on the disk or in the bucket by someone
+/// else) came out of LIST as is, so it could forge listing lines. Names no client path can
+/// name are left out of every listing.
+#[tokio::test]
+async fn a_name_with_control_characters_cannot_forge_listing_lines() {
+    let _shared = shared().await;
+    let gw = TestGateway::start().await;
+    gw.user("bea", "bea-password", &[("/bea", Full)]).await;
+    let forged = "evil\r\n-rw-r--r-- 1 ftp ftp 999 Jan 01 2020 FAKE.txt";
+    // Made behind the gateway's back, as another program on the disk would.
+    std::fs::write(gw.root().join("bea").join(forged), b"x").unwrap();
+    gw.write("bea/plain.txt", b"plain").await;
+    let addr = gw.addr("ftp");
+    let names = blocking(move || {
+        let mut ftp = ftp_login(addr, "bea", "bea-password").map_err(|e| format!("login: {e}"))?;
+        let list = ftp.list(Some("/bea")).map_err(|e| format!("LIST: {e}"))?;
+        let nlst = ftp.nlst(Some("/bea")).map_err(|e| format!("NLST: {e}"))?;
+        Ok::<_, String>((list, nlst))
+    })
+    .await;
+    gw.stop().await;
+    let (list, nlst) = names.expect("listings");
+    assert!(list.iter().any(|l| l.ends_with("plain.txt")), "{list:?}");
+    assert!(!list.iter().any(|l| l.contains("FAKE")), "forged: {list:?}");
+    assert_eq!(nlst.len(), 1, "{nlst:?}");
+}
