@@ -72,7 +72,7 @@ export RCLONE_CONFIG_FGDAV_USER=bench RCLONE_CONFIG_FGDAV_PASS="$pass"
 export RCLONE_CONFIG_MOTO_TYPE=s3 RCLONE_CONFIG_MOTO_PROVIDER=Other RCLONE_CONFIG_MOTO_ENDPOINT="$endpoint"
 export RCLONE_CONFIG_MOTO_ACCESS_KEY_ID=bench RCLONE_CONFIG_MOTO_SECRET_ACCESS_KEY=bench-secret
 export RCLONE_CONFIG_MOTO_FORCE_PATH_STYLE=true RCLONE_CONFIG_MOTO_REGION=us-east-1
-rc=(rclone --config /dev/null -q)
+rc=(env -u AWS_CA_BUNDLE rclone --config /dev/null -q)   # a CA bundle in the environment breaks rclone's S3 client
 
 head -c $((SIZE_MB * 1024 * 1024)) /dev/urandom > "$work/big.bin"
 server_pid() { if [ "$1" = filegate ]; then echo "$fg_pid"; else echo "$moto_pid"; fi; }
