@@ -26,6 +26,7 @@ use support::tcp_proxy::TcpProxy;
 const BIN: &str = env!("CARGO_BIN_EXE_filegate");
 
 async fn postgres_or_note(test: &str) -> Option<TestDb> {
+    support::crypto();
     let db = TestDb::postgres().await;
     if db.is_none() {
         eprintln!("note: FILEGATE_TEST_POSTGRES_URL unset: {test} not run");

@@ -61,6 +61,8 @@ region = "us-east-1"
 access_key_id = "interop"
 secret_access_key = "interop-secret"
 path_style = true
+# litmus moves folders that hold files: allowed here (each object copied, then deleted).
+rename_folders = true
 CFG
     printf '#!/bin/sh\nexec "%s" --config "%s" "$@"\n' "$bin" "$work/filegate.toml" >"$work/filegate"
     chmod +x "$work/filegate"

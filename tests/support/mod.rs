@@ -35,6 +35,12 @@ pub struct TestGateway {
     stored: Stored,
 }
 
+/// Installs rustls's ring provider for the process (once): reqwest is built with
+/// `rustls-no-provider` (the S3 backend's choice), so a test's `reqwest::Client` needs one.
+pub fn crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// One storage for several in-process gateways (replicas): a folder, or a bucket on the
 /// test process's moto_server under `FILEGATE_TEST_STORAGE=s3`.
 pub struct SharedStorage {
@@ -77,6 +83,7 @@ impl TestGateway {
     /// Starts on `backend`, whatever `FILEGATE_TEST_STORAGE` says (S3: a fresh bucket on
     /// the process's moto_server; panics when there is none, so callers check first).
     pub async fn start_on(backend: Backend, tune: impl FnOnce(&mut Config)) -> TestGateway {
+        crypto();
         let dir = TempDir::new("gw");
         let mut config = Config::default();
         config.server.data_dir = dir.path().join("data");

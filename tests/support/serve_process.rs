@@ -18,6 +18,7 @@ pub fn spawn_serve(
     listeners: usize,
     what: &str,
 ) -> (Child, HashMap<String, SocketAddr>) {
+    super::crypto();
     let mut child = Command::new(env!("CARGO_BIN_EXE_filegate"))
         .arg("--config")
         .arg(config)

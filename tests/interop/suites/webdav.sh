@@ -38,7 +38,7 @@ if [ "${STORAGE:-local}" = s3 ]; then
     export RCLONE_CONFIG_MOTO_TYPE=s3 RCLONE_CONFIG_MOTO_PROVIDER=Other RCLONE_CONFIG_MOTO_ENDPOINT="$S3_ENDPOINT"
     export RCLONE_CONFIG_MOTO_ACCESS_KEY_ID=interop RCLONE_CONFIG_MOTO_SECRET_ACCESS_KEY=interop-secret
     export RCLONE_CONFIG_MOTO_FORCE_PATH_STYLE=true RCLONE_CONFIG_MOTO_REGION=us-east-1
-    rclone check --download tree "moto:$S3_BUCKET/$S3_PREFIX/alice/rtree" > rclone-check.log 2>&1 \
+    env -u AWS_CA_BUNDLE rclone check --download tree "moto:$S3_BUCKET/$S3_PREFIX/alice/rtree" > rclone-check.log 2>&1 \
         || { cat rclone-check.log; fail "rclone upload differs in the bucket"; }
 else
     diff -r tree "$FILEGATE_DATA_DIR/files/alice/rtree" || fail "rclone upload differs"
