@@ -109,7 +109,7 @@ async fn a_key_limited_to_the_mounted_folder_is_confined_to_it() {
     std::fs::write(archive.path().join("old.txt"), b"archived").unwrap();
     let gw = gateway_with_archive(&archive).await;
     let alice = gw.user("alice", "alice-password-1", &[("/", Full)]).await;
-    gw.put("secret.txt", b"root only");
+    gw.write("secret.txt", b"root only").await;
     let (id, secret) = gw
         .key(
             Some(alice),
