@@ -42,11 +42,17 @@ pub struct S3Config {
     /// Path-style requests (`http://host/bucket/key`), as MinIO and moto need; otherwise
     /// virtual-hosted style (`http://bucket.host/key`).
     pub path_style: bool,
-    /// Size of each part of a multipart upload, 8 to 16 MiB: an upload holds about
-    /// `part_size_mib × (uploads_in_flight + 1)` in memory.
+    /// Size of each part of a multipart upload and of each ranged read, 8 to 16 MiB.
     pub part_size_mib: u64,
-    /// Parts of one upload sent at the same time (1 to 16).
+    /// Parts of one upload sent at the same time (1 to 16), while the memory budget allows.
     pub uploads_in_flight: usize,
+    /// Ranges of one download fetched at the same time (1 to 16), while the budget allows.
+    pub reads_in_flight: usize,
+    /// Memory for part buffers, shared by every transfer to and from this bucket (at least
+    /// two parts). A transfer takes its parts from it when it starts; when it is spent,
+    /// uploads are staged in a local file (sent when they complete) and downloads stream
+    /// without read-ahead — so many parallel transfers never hold more than this.
+    pub transfer_memory_mib: u64,
     /// Whether a folder that holds something may be renamed (each object copied then
     /// deleted: not atomic, and slow for large folders). Off: such renames are refused.
     pub rename_folders: bool,
@@ -65,6 +71,8 @@ impl Default for S3Config {
             path_style: false,
             part_size_mib: 8,
             uploads_in_flight: 4,
+            reads_in_flight: 4,
+            transfer_memory_mib: 128,
             rename_folders: false,
             abandoned_upload_hours: 24,
         }
@@ -106,6 +114,19 @@ impl S3Config {
             return Err(format!(
                 "storage.s3.uploads_in_flight {} must be between 1 and 16",
                 self.uploads_in_flight
+            ));
+        }
+        if !(1..=16).contains(&self.reads_in_flight) {
+            return Err(format!(
+                "storage.s3.reads_in_flight {} must be between 1 and 16",
+                self.reads_in_flight
+            ));
+        }
+        if self.transfer_memory_mib < 2 * self.part_size_mib || self.transfer_memory_mib > 65536 {
+            return Err(format!(
+                "storage.s3.transfer_memory_mib {} must be between two parts ({} MiB) and 65536",
+                self.transfer_memory_mib,
+                2 * self.part_size_mib
             ));
         }
         if self.abandoned_upload_hours > 24 * 365 {
@@ -382,6 +403,8 @@ mod tests {
         assert!(bad(|c| c.part_size_mib = 5).contains("storage.s3.part_size_mib"));
         assert!(bad(|c| c.part_size_mib = 17).contains("storage.s3.part_size_mib"));
         assert!(bad(|c| c.uploads_in_flight = 0).contains("storage.s3.uploads_in_flight"));
+        assert!(bad(|c| c.reads_in_flight = 17).contains("storage.s3.reads_in_flight"));
+        assert!(bad(|c| c.transfer_memory_mib = 15).contains("storage.s3.transfer_memory_mib"));
         assert!(bad(|c| c.endpoint = "minio:9000".into()).contains("storage.s3.endpoint"));
         assert!(bad(|c| c.access_key_id = "AKIA".into()).contains("secret_access_key"));
 

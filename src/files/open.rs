@@ -59,8 +59,8 @@ fn mount_name(path: &SitePath) -> String {
     format!("mount-{}", hex::encode(&digest[..8]))
 }
 
-/// One backend. `name` tells uses apart where a backend keeps local state (a local backend's
-/// staging folder under `data_dir`).
+/// One backend. `name` tells uses apart where a backend keeps local state (its staging
+/// folder under `data_dir`).
 async fn open_url(
     config: &Config,
     url: &StorageUrl,
@@ -84,6 +84,11 @@ async fn open_url(
                 .map_err(|err| OpenStorageError::Unusable {
                     url: url.to_string(),
                     message: err.to_string(),
+                })?
+                .with_staging(&staging_dir(&config.server.data_dir, name))
+                .map_err(|err| OpenStorageError::Unusable {
+                    url: url.to_string(),
+                    message: format!("its local staging folder: {err}"),
                 })?;
             storage.sweep_abandoned_uploads();
             Ok(Arc::new(storage))
@@ -91,8 +96,8 @@ async fn open_url(
     }
 }
 
-/// Where a local backend stages uploads: on the data folder's filesystem. The root keeps the
-/// historical name.
+/// Where a backend stages uploads: a local backend on the data folder's filesystem, an S3
+/// backend once its memory budget is spent. The root keeps the historical name.
 fn staging_dir(data_dir: &Path, name: &str) -> std::path::PathBuf {
     if name == "root" {
         data_dir.join("uploads-in-progress")

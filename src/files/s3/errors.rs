@@ -56,3 +56,11 @@ pub(super) fn unsupported(what: &str) -> StorageError {
         format!("{what} is not supported on S3 storage"),
     )
 }
+
+/// A failure of the local disk under an upload staged there (see [`super::spill`]).
+pub(super) fn local_error(what: &str, err: std::io::Error) -> StorageError {
+    let detail = format!("{what}: {err}");
+    let mut error = StorageError::from(err);
+    error.detail = detail;
+    error
+}

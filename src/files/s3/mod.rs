@@ -14,13 +14,16 @@
 //! 5xx answers and timeouts (OpenDAL's `RetryLayer` over its `TimeoutLayer`).
 
 mod abandoned;
+mod budget;
 mod errors;
 mod list;
 mod reader;
+mod spill;
 #[cfg(test)]
 mod tests;
 mod upload;
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -44,6 +47,11 @@ pub struct S3Storage {
     bucket: String,
     part_size: usize,
     uploads_in_flight: usize,
+    reads_in_flight: usize,
+    /// Part buffers shared by every transfer of this bucket (`transfer_memory_mib`).
+    budget: Arc<budget::PartBudget>,
+    /// Where uploads are staged once the budget is spent (`None`: they wait for parts).
+    staging: Option<PathBuf>,
     rename_folders: bool,
 }
 
@@ -72,6 +80,11 @@ impl S3Storage {
             bucket: bucket.to_owned(),
             part_size: config.part_size_mib as usize * 1024 * 1024,
             uploads_in_flight: config.uploads_in_flight,
+            reads_in_flight: config.reads_in_flight,
+            budget: Arc::new(budget::PartBudget::new(
+                (config.transfer_memory_mib / config.part_size_mib).max(2) as u32,
+            )),
+            staging: None,
             rename_folders: config.rename_folders,
         };
         let mut probe = storage
@@ -84,6 +97,14 @@ impl S3Storage {
             return Err(S3OpenError(errors::detail("list", "/", &e)));
         }
         Ok(storage)
+    }
+
+    /// Stages uploads in `dir` (a private folder on the local disk) once the memory budget is
+    /// spent; files left there by a crash are removed now.
+    pub fn with_staging(mut self, dir: &Path) -> std::io::Result<S3Storage> {
+        spill::prepare_dir(dir)?;
+        self.staging = Some(dir.to_owned());
+        Ok(self)
     }
 
     /// Aborts abandoned multipart uploads now and then daily, in the background (see
@@ -437,14 +458,22 @@ impl Storage for S3Storage {
             });
         };
         let key = file_key(path);
-        let reader = self
-            .op
-            .reader_with(&key)
-            .chunk(self.part_size)
-            .concurrent(2)
-            .await
-            .map_err(|e| storage_error("read", &key, &e))?;
-        Ok(Box::new(reader::S3Reader::new(reader, key, meta.len)))
+        // Read-ahead in parts of the budget while there are some; else one streamed GET.
+        let parts = self.budget.try_take(self.reads_in_flight as u32, 1);
+        let reader = match &parts {
+            Some(parts) => {
+                self.op
+                    .reader_with(&key)
+                    .chunk(self.part_size)
+                    .concurrent(parts.count())
+                    .await
+            }
+            None => self.op.reader_with(&key).await,
+        }
+        .map_err(|e| storage_error("read", &key, &e))?;
+        Ok(Box::new(reader::S3Reader::new(
+            reader, key, meta.len, parts,
+        )))
     }
 
     async fn begin_write(
@@ -479,15 +508,34 @@ impl Storage for S3Storage {
             ));
         }
         let key = file_key(path);
+        let if_not_exists = overwrite == Overwrite::Refuse;
+        // Streamed with parts of the budget (one filling, the rest in flight) while there
+        // are some; else staged in a local file and sent at commit.
+        let parts = match self.budget.try_take(self.uploads_in_flight as u32 + 1, 2) {
+            Some(parts) => parts,
+            None => match &self.staging {
+                Some(dir) => {
+                    let target = spill::Target {
+                        op: self.op.clone(),
+                        key,
+                        part_size: self.part_size,
+                        if_not_exists,
+                        budget: self.budget.clone(),
+                    };
+                    return Ok(Box::new(spill::SpilledUpload::create(dir, target).await?));
+                }
+                None => self.budget.take(2).await,
+            },
+        };
         let writer = self
             .op
             .writer_with(&key)
             .chunk(self.part_size)
-            .concurrent(self.uploads_in_flight)
-            .if_not_exists(overwrite == Overwrite::Refuse)
+            .concurrent(parts.count() - 1)
+            .if_not_exists(if_not_exists)
             .await
             .map_err(|e| storage_error("write", &key, &e))?;
-        Ok(Box::new(upload::S3Upload::start(writer, key)))
+        Ok(Box::new(upload::S3Upload::start(writer, key, parts)))
     }
 
     async fn create_dir(&self, path: &SitePath) -> Result<(), StorageError> {

@@ -1,5 +1,6 @@
 //! Reading an object: ranged GETs from the current position to the end, with read-ahead
-//! (OpenDAL fetches the range in chunks, two in flight). A seek inside what has arrived
+//! when the bucket's memory budget gave parts (OpenDAL fetches the range in chunks of a
+//! part, as many in flight as parts were given; without parts, one streamed GET). A seek inside what has arrived
 //! moves within it; any other seek drops the stream, and the next read starts a new range.
 
 use std::future::Future;
@@ -30,6 +31,8 @@ struct Inner {
     pos: u64,
     ready: Bytes,
     state: State,
+    /// The read-ahead's buffers, given back to the budget when the file is closed.
+    _parts: Option<super::budget::Parts>,
 }
 
 /// An open object. (The state sits in a `Mutex` only to be `Sync`: every use goes through
@@ -37,7 +40,12 @@ struct Inner {
 pub(super) struct S3Reader(Mutex<Inner>);
 
 impl S3Reader {
-    pub(super) fn new(reader: opendal::Reader, key: String, len: u64) -> S3Reader {
+    pub(super) fn new(
+        reader: opendal::Reader,
+        key: String,
+        len: u64,
+        parts: Option<super::budget::Parts>,
+    ) -> S3Reader {
         S3Reader(Mutex::new(Inner {
             reader,
             key,
@@ -45,6 +53,7 @@ impl S3Reader {
             pos: 0,
             ready: Bytes::new(),
             state: State::Idle,
+            _parts: parts,
         }))
     }
 

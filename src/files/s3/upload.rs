@@ -19,6 +19,7 @@ use tokio::io::{AsyncSeek, AsyncWrite};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::PollSender;
 
+use super::budget::Parts;
 use super::errors::{storage_error, unsupported};
 use crate::files::storage::{FileWriter, StagedWrite, StorageError, StorageErrorKind};
 
@@ -57,11 +58,12 @@ pub(super) struct S3Writer {
 }
 
 impl S3Upload {
-    /// Starts the task that feeds `writer` (nothing is sent before the first part fills).
-    pub(super) fn start(writer: opendal::Writer, key: String) -> S3Upload {
+    /// Starts the task that feeds `writer` (nothing is sent before the first part fills);
+    /// the task holds `parts` of the memory budget until the upload ends.
+    pub(super) fn start(writer: opendal::Writer, key: String, parts: Parts) -> S3Upload {
         let (tx, rx) = mpsc::channel(1);
         let failure = Failure::default();
-        tokio::spawn(run(writer, key.clone(), rx, failure.clone()));
+        tokio::spawn(run(writer, key.clone(), rx, failure.clone(), parts));
         S3Upload {
             writer: S3Writer {
                 key,
@@ -78,12 +80,14 @@ impl S3Upload {
 }
 
 /// The upload task: writes what arrives; completes on `Commit`; aborts when the channel
-/// closes without one (the upload was dropped) or a write fails.
+/// closes without one (the upload was dropped) or a write fails. `parts` go back to the
+/// budget before the commit is answered.
 async fn run(
     mut writer: opendal::Writer,
     key: String,
     mut rx: mpsc::Receiver<Msg>,
     failure: Failure,
+    parts: Parts,
 ) {
     while let Some(msg) = rx.recv().await {
         match msg {
@@ -106,6 +110,7 @@ async fn run(
                 if result.is_err() {
                     abort(&mut writer, &key).await;
                 }
+                drop(parts);
                 let _ = reply.send(result);
                 return;
             }
