@@ -224,11 +224,6 @@ impl S3Provider {
         self == S3Provider::S3sFs
     }
 
-    /// Whether CopyObject honours `If-None-Match: *` (s3s-fs ignores it and replaces).
-    pub fn refuses_copy_over_existing(self) -> bool {
-        self == S3Provider::Moto
-    }
-
     /// Whether `GET ?uploads` (ListMultipartUploads) is implemented: s3s-fs answers
     /// `501 NotImplemented`, so abandoned uploads cannot be found and aborted there.
     pub fn lists_multipart_uploads(self) -> bool {
