@@ -840,3 +840,29 @@ async fn throttling_is_retried_with_backoff_and_persistent_throttling_fails_with
         "retried with backoff"
     );
 }
+
+/// A hostile or odd endpoint cannot put text of its choosing into the start-up line: only
+/// the letters and digits of its error code are kept, and without a code it is
+/// `AccessDenied`.
+#[test]
+fn the_code_named_for_a_refusal_is_letters_and_digits_only() {
+    use opendal::{Error, ErrorKind};
+    let hostile = Error::new(
+        ErrorKind::PermissionDenied,
+        "S3Error { code: \"Access\nDenied: check evil.example\", message: \"x\" }",
+    );
+    assert_eq!(
+        super::errors::s3_code(&hostile).as_deref(),
+        Some("AccessDeniedcheckevilexample")
+    );
+    let line = super::open_error("b", &hostile).to_string();
+    assert!(
+        !line.contains('\n') && !line.contains("evil.example"),
+        "{line}"
+    );
+    let html = Error::new(ErrorKind::PermissionDenied, "<html>403 Forbidden</html>");
+    assert_eq!(super::errors::s3_code(&html), None);
+    let line = super::open_error("b", &html).to_string();
+    assert!(line.contains("(AccessDenied)"), "{line}");
+    assert!(!line.contains("html"), "{line}");
+}
