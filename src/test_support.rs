@@ -1,5 +1,5 @@
-//! Helpers for tests (unit and integration): throw-away databases and folders, and an
-//! S3-compatible server process (`moto_server`).
+//! Helpers for tests (unit and integration): throw-away databases and folders, and
+//! S3-compatible server processes (`moto_server`, `s3s-fs`).
 //!
 //! Not part of the server; compiled into the library so `tests/` can use it too.
 
@@ -185,23 +185,89 @@ pub fn principal(
     }
 }
 
-/// A `moto_server` process (an S3-compatible server, from PyPI's `moto[server]`) on a free
-/// port of 127.0.0.1, killed when dropped. Its credentials are anything (it accepts any
-/// signature); buckets are made with [`MotoServer::create_bucket`].
-pub struct MotoServer {
-    child: std::process::Child,
-    port: u16,
+/// The S3-compatible servers the S3 tests run on. Providers differ (see README, "S3
+/// providers"), so the storage contract runs on each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum S3Provider {
+    /// `moto_server` (PyPI `moto[server]`): in memory, accepts any credentials.
+    Moto,
+    /// `s3s-fs` (crates.io, `--features binary`): objects as files under a folder, checks
+    /// SigV4 signatures against one key pair.
+    S3sFs,
 }
 
-impl MotoServer {
-    /// Starts one and waits until it answers; `None` (with a loud note) when `moto_server`
-    /// is not on `PATH`, so the calling test can say it skipped.
-    pub fn start() -> Option<MotoServer> {
+/// The `s3s-fs` version the tests and `.ci/run` expect.
+pub const S3S_FS_VERSION: &str = "0.14.1";
+
+impl S3Provider {
+    pub fn name(self) -> &'static str {
+        match self {
+            S3Provider::Moto => "moto_server",
+            S3Provider::S3sFs => "s3s-fs",
+        }
+    }
+
+    fn install_hint(self) -> String {
+        match self {
+            S3Provider::Moto => "pip install 'moto[server]==5.2.1'".to_owned(),
+            S3Provider::S3sFs => format!(
+                "cargo install s3s-fs --version ={S3S_FS_VERSION} --locked --features binary"
+            ),
+        }
+    }
+
+    /// Whether keys map onto a file system, folders onto directories (s3s-fs): a marker
+    /// `a/` becomes an empty directory, which is not listed (only files are), and a HEAD of
+    /// a folder's name (`a`) is answered `500 InternalError`. On such a provider an empty
+    /// folder does not exist and a folder's name cannot be stat'ed.
+    pub fn folders_are_directories(self) -> bool {
+        self == S3Provider::S3sFs
+    }
+
+    /// Whether `GET ?uploads` (ListMultipartUploads) is implemented: s3s-fs answers
+    /// `501 NotImplemented`, so abandoned uploads cannot be found and aborted there.
+    pub fn lists_multipart_uploads(self) -> bool {
+        self == S3Provider::Moto
+    }
+}
+
+/// An S3-compatible server process on a free port of 127.0.0.1, killed when dropped.
+/// moto accepts any credentials; s3s-fs only [`S3Server::access_key`] and
+/// [`S3Server::secret_key`]. Buckets are made with [`S3Server::create_bucket`].
+pub struct S3Server {
+    pub provider: S3Provider,
+    child: std::process::Child,
+    port: u16,
+    /// s3s-fs's data folder (buckets are its subfolders).
+    root: Option<TempDir>,
+}
+
+impl S3Server {
+    /// Starts one and waits until it answers. When the program is not installed: `None`
+    /// with a loud SKIPPED note, or a panic under `CI=true` (CI must run these tests).
+    pub fn start(provider: S3Provider) -> Option<S3Server> {
         use std::process::{Command, Stdio};
         use std::time::{Duration, Instant};
         let port = free_port();
-        let child = match Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        let mut command;
+        let mut root = None;
+        match provider {
+            S3Provider::Moto => {
+                command = Command::new("moto_server");
+                command.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+            }
+            S3Provider::S3sFs => {
+                let dir = TempDir::new("s3s-fs");
+                command = Command::new("s3s-fs");
+                command
+                    .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+                    .args(["--access-key", S3S_FS_ACCESS_KEY])
+                    .args(["--secret-key", S3S_FS_SECRET_KEY])
+                    .arg(dir.path());
+                root = Some(dir);
+            }
+        }
+        let child = match command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -209,19 +275,37 @@ impl MotoServer {
         {
             Ok(child) => child,
             Err(err) => {
+                let name = provider.name();
+                let hint = provider.install_hint();
+                assert!(
+                    std::env::var("CI").as_deref() != Ok("true"),
+                    "CI=true but {name} cannot be started ({err}): {hint}"
+                );
                 eprintln!(
-                    "SKIPPED: moto_server cannot be started ({err}); install it with \
-                     `pip install 'moto[server]'` to run the S3 tests"
+                    "SKIPPED: {name} cannot be started ({err}); install it with `{hint}` \
+                     to run the S3 tests on it"
                 );
                 return None;
             }
         };
-        let server = MotoServer { child, port };
+        let mut server = S3Server {
+            provider,
+            child,
+            port,
+            root,
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         while http_request(port, "GET", "/").is_err() {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!(
+                    "{} on port {port} exited at start: {status}",
+                    provider.name()
+                );
+            }
             assert!(
                 Instant::now() < deadline,
-                "moto_server on port {port} did not answer within 30 s"
+                "{} on port {port} did not answer within 30 s",
+                provider.name()
             );
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -233,22 +317,58 @@ impl MotoServer {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// Creates a bucket (an unsigned `PUT /name`, which moto accepts).
-    pub fn create_bucket(&self, name: &str) {
-        let (status, body) = http_request(self.port, "PUT", &format!("/{name}"))
-            .unwrap_or_else(|err| panic!("create bucket {name}: {err}"));
-        assert_eq!(status, 200, "create bucket {name}: HTTP {status}: {body}");
+    /// The access key the server accepts (moto: any).
+    pub fn access_key(&self) -> &'static str {
+        match self.provider {
+            S3Provider::Moto => "testing",
+            S3Provider::S3sFs => S3S_FS_ACCESS_KEY,
+        }
     }
 
-    /// An unsigned, bodiless request (moto accepts them): status and body.
+    /// The secret key the server accepts (moto: any).
+    pub fn secret_key(&self) -> &'static str {
+        match self.provider {
+            S3Provider::Moto => "testing",
+            S3Provider::S3sFs => S3S_FS_SECRET_KEY,
+        }
+    }
+
+    /// Creates a bucket: an unsigned `PUT /name` on moto (it accepts them), a folder in the
+    /// data folder on s3s-fs (a bucket is one; unsigned requests are refused there).
+    pub fn create_bucket(&self, name: &str) {
+        match &self.root {
+            Some(root) => std::fs::create_dir(root.path().join(name))
+                .unwrap_or_else(|err| panic!("create bucket {name}: {err}")),
+            None => {
+                let (status, body) = http_request(self.port, "PUT", &format!("/{name}"))
+                    .unwrap_or_else(|err| panic!("create bucket {name}: {err}"));
+                assert_eq!(status, 200, "create bucket {name}: HTTP {status}: {body}");
+            }
+        }
+    }
+
+    /// An unsigned, bodiless request (moto accepts them; s3s-fs refuses them): status and
+    /// body.
     pub fn request(&self, method: &str, path: &str) -> (u16, String) {
         http_request(self.port, method, path)
-            .unwrap_or_else(|err| panic!("{method} {path} to moto: {err}"))
+            .unwrap_or_else(|err| panic!("{method} {path} to {}: {err}", self.provider.name()))
     }
 
-    /// The keys of the multipart uploads in progress in `bucket` (unsigned
-    /// `GET /bucket?uploads`): what an interrupted upload must not leave behind.
+    /// The multipart uploads in progress in `bucket`: what an interrupted upload must not
+    /// leave behind. moto: the keys from an unsigned `GET /bucket?uploads`; s3s-fs (which
+    /// has no ListMultipartUploads): the files it keeps for uploads in progress (the
+    /// `.upload-ID.json` record, `.upload_id-ID.part-N` parts, `….upload-ID.metadata.json`),
+    /// of every bucket (each test has a server of its own).
     pub fn multipart_uploads(&self, bucket: &str) -> Vec<String> {
+        if let Some(root) = &self.root {
+            let mut found: Vec<String> = std::fs::read_dir(root.path())
+                .expect("read the s3s-fs folder")
+                .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+                .filter(|name| name.contains(".upload"))
+                .collect();
+            found.sort();
+            return found;
+        }
         let (status, body) = http_request(self.port, "GET", &format!("/{bucket}?uploads"))
             .unwrap_or_else(|err| panic!("list uploads of {bucket}: {err}"));
         assert_eq!(
@@ -262,7 +382,11 @@ impl MotoServer {
     }
 }
 
-impl Drop for MotoServer {
+/// The one key pair s3s-fs accepts in the tests.
+const S3S_FS_ACCESS_KEY: &str = "filegate-test-key";
+const S3S_FS_SECRET_KEY: &str = "s3s-fs-test-secret";
+
+impl Drop for S3Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

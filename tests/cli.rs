@@ -489,7 +489,9 @@ fn user_totp_enroll_prints_the_uri_and_ten_recovery_codes_once_and_list_shows_it
 
 #[test]
 fn serve_on_a_bucket_that_does_not_exist_stops_at_start_with_one_line() {
-    let Some(moto) = filegate::test_support::MotoServer::start() else {
+    let Some(moto) =
+        filegate::test_support::S3Server::start(filegate::test_support::S3Provider::Moto)
+    else {
         eprintln!("SKIPPED serve_on_a_bucket_that_does_not_exist...: no moto_server");
         return;
     };

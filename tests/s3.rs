@@ -4,7 +4,10 @@
 //! endpoint that does not answer stop `serve` at start with one clear line; a large file
 //! (256 MiB by default — moto keeps objects in memory and assembles 1 GiB slowly enough to
 //! time the client out on a loaded machine; `FILEGATE_TEST_S3_BIG_MIB=1024` for 1 GiB) goes up and comes back byte for byte over
-//! SFTP. Without moto_server these tests say SKIPPED and do nothing.
+//! SFTP. Wrong credentials (a wrong secret, an unknown access key) stop `serve` at start with
+//! one line naming the settings to check: that test runs on `s3s-fs`, which checks SigV4
+//! signatures (moto accepts any); the others on moto. Without the server a test needs it
+//! says SKIPPED and does nothing (under `CI=true` a missing s3s-fs fails the test).
 
 mod support;
 
@@ -255,8 +258,8 @@ async fn kill_9_during_a_200_mib_upload_leaves_no_object_and_no_visible_partial(
 }
 
 /// `serve` with `storage` must exit non-zero at start, within 60 s, with one line on stderr
-/// that contains `expect`.
-fn refuses_to_start(dir: &Path, storage: &str, expect: &str) {
+/// that contains `expect`; returns what it wrote on stderr.
+fn refuses_to_start(dir: &Path, storage: &str, expect: &str) -> String {
     let config = dir.join("bad.toml");
     std::fs::write(
         &config,
@@ -297,6 +300,7 @@ fn refuses_to_start(dir: &Path, storage: &str, expect: &str) {
         !stderr.contains("interop-secret") && !stderr.contains("testing-secret"),
         "a secret in the error: {stderr}"
     );
+    stderr
 }
 
 #[test]
@@ -319,6 +323,63 @@ fn a_missing_bucket_or_an_endpoint_that_does_not_answer_stops_serve_with_one_cle
         .toml("some-bucket")
         .replace(&moto.endpoint(), &format!("http://127.0.0.1:{port}"));
     refuses_to_start(dir.path(), &nowhere, "some-bucket");
+}
+
+/// Wrong credentials (a wrong secret; an access key the endpoint does not know) stop `serve`
+/// at start with one line that says access was denied, names the settings to check and the
+/// provider's code, and never prints a secret. On s3s-fs, which checks SigV4 signatures
+/// (moto accepts any credentials).
+#[test]
+fn wrong_credentials_stop_serve_with_one_clear_line_and_no_secret() {
+    use filegate::test_support::{S3Provider, S3Server};
+    let Some(server) = S3Server::start(S3Provider::S3sFs) else {
+        eprintln!(
+            "SKIPPED wrong_credentials_stop_serve_with_one_clear_line_and_no_secret: no s3s-fs"
+        );
+        return;
+    };
+    server.create_bucket("creds-bucket");
+    let dir = TempDir::new("s3-creds");
+    let storage = |key: &str, secret: &str| {
+        format!(
+            "[storage]\nurl = \"s3://creds-bucket/files\"\n\n[storage.s3]\nendpoint = \"{}\"\n\
+             region = \"us-east-1\"\naccess_key_id = \"{key}\"\nsecret_access_key = \"{secret}\"\n\
+             path_style = true\n",
+            server.endpoint()
+        )
+    };
+    for (key, secret, code) in [
+        (
+            server.access_key(),
+            "wrong-secret-4711",
+            "SignatureDoesNotMatch",
+        ),
+        ("UNKNOWNKEY4711", server.secret_key(), "NotSignedUp"),
+    ] {
+        let stderr = refuses_to_start(dir.path(), &storage(key, secret), "access denied");
+        let denied: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.contains("access denied"))
+            .collect();
+        assert_eq!(denied.len(), 1, "one line says it: {stderr}");
+        let line = denied[0];
+        for part in [
+            "s3://creds-bucket/files",
+            code,
+            "storage.s3.access_key_id",
+            "storage.s3.secret_access_key",
+        ] {
+            assert!(line.contains(part), "{part:?} not in {line:?}");
+        }
+        assert!(
+            !stderr.contains(secret) && !stderr.contains(server.secret_key()),
+            "a secret in the error: {stderr}"
+        );
+        assert!(
+            !stderr.contains("<?xml") && !stderr.contains("S3Error {"),
+            "{stderr}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

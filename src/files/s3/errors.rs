@@ -44,6 +44,20 @@ pub(super) fn detail(op: &str, key: &str, err: &opendal::Error) -> String {
     line
 }
 
+/// The S3 error code of a service's answer (`NoSuchBucket`, `SignatureDoesNotMatch`…), read
+/// from OpenDAL's message (`S3Error { code: "…", … }`); `None` when it names none. Only
+/// letters and digits are kept, so nothing else of the answer can leak into a log line.
+pub(super) fn s3_code(err: &opendal::Error) -> Option<String> {
+    let rest = err.message().split_once("code: \"")?.1;
+    let code: String = rest
+        .chars()
+        .take_while(|c| *c != '"')
+        .filter(char::is_ascii_alphanumeric)
+        .take(64)
+        .collect();
+    (!code.is_empty()).then_some(code)
+}
+
 /// An error of the kind given, with an explanation.
 pub(super) fn error(kind: StorageErrorKind, detail: impl Into<String>) -> StorageError {
     StorageError::new(kind, detail)

@@ -92,9 +92,9 @@ impl S3Storage {
             .lister_with("/")
             .limit(1)
             .await
-            .map_err(|e| S3OpenError(errors::detail("list", "/", &e)))?;
+            .map_err(|e| open_error(bucket, &e))?;
         if let Some(Err(e)) = probe.next().await {
-            return Err(S3OpenError(errors::detail("list", "/", &e)));
+            return Err(open_error(bucket, &e));
         }
         Ok(storage)
     }
@@ -303,6 +303,21 @@ impl S3Storage {
         }
         self.keep_parent(from).await
     }
+}
+
+/// The one line for a failed check of the bucket at start. Refused credentials say which
+/// settings to fix and the provider's code (`SignatureDoesNotMatch`, `InvalidAccessKeyId`,
+/// `AccessDenied`), never a key; anything else is the service's message.
+fn open_error(bucket: &str, err: &opendal::Error) -> S3OpenError {
+    if err.kind() != opendal::ErrorKind::PermissionDenied {
+        return S3OpenError(errors::detail("list", "/", err));
+    }
+    let code = errors::s3_code(err).unwrap_or_else(|| "AccessDenied".to_owned());
+    S3OpenError(format!(
+        "access denied by the S3 endpoint to bucket {bucket:?} ({code}): check \
+         storage.s3.access_key_id and storage.s3.secret_access_key (or AWS_ACCESS_KEY_ID and \
+         AWS_SECRET_ACCESS_KEY) and the bucket's policy"
+    ))
 }
 
 /// The OpenDAL operator for the bucket: path or virtual-host style, static or ambient

@@ -1,5 +1,9 @@
-//! The storage contract of [`S3Storage`] against a real S3-compatible server (`moto_server`,
-//! started per test on 127.0.0.1); each test says it skipped when moto is not installed.
+//! The storage contract of [`S3Storage`] against real S3-compatible servers, each test once
+//! per provider (`NAME::moto` on `moto_server`, `NAME::s3s_fs` on `s3s-fs`, a server of its
+//! own per test on 127.0.0.1). Where a provider cannot give a guarantee the test states the
+//! limit ([`S3Provider::folders_are_directories`], [`S3Provider::lists_multipart_uploads`]).
+//! Wrong credentials are tested on s3s-fs only (moto accepts any). A test says SKIPPED when
+//! its provider is not installed, and fails instead under `CI=true`.
 
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
@@ -7,15 +11,15 @@ use super::S3Storage;
 use crate::config::{Redacted, S3Config};
 use crate::files::storage::{EntryKind, Overwrite, Storage, StorageErrorKind, WriteMode};
 use crate::path::SitePath;
-use crate::test_support::MotoServer;
+use crate::test_support::{S3Provider, S3Server};
 
 const MIB: usize = 1024 * 1024;
 
-/// A fresh bucket on `moto` and the storage over its `site` prefix.
-async fn storage_on(moto: &MotoServer, tweak: impl FnOnce(&mut S3Config)) -> (S3Storage, String) {
+/// A fresh bucket on `server` and the storage over its `site` prefix.
+async fn storage_on(server: &S3Server, tweak: impl FnOnce(&mut S3Config)) -> (S3Storage, String) {
     let bucket = format!("filegate-{}", crate::secret::random_hex(6));
-    moto.create_bucket(&bucket);
-    let mut config = config_for(moto);
+    server.create_bucket(&bucket);
+    let mut config = config_for(server);
     tweak(&mut config);
     let storage = S3Storage::open(&bucket, "site", &config)
         .await
@@ -23,12 +27,12 @@ async fn storage_on(moto: &MotoServer, tweak: impl FnOnce(&mut S3Config)) -> (S3
     (storage, bucket)
 }
 
-fn config_for(moto: &MotoServer) -> S3Config {
+fn config_for(server: &S3Server) -> S3Config {
     S3Config {
-        endpoint: moto.endpoint(),
+        endpoint: server.endpoint(),
         region: "us-east-1".into(),
-        access_key_id: "testing".into(),
-        secret_access_key: Redacted("testing".into()),
+        access_key_id: server.access_key().into(),
+        secret_access_key: Redacted(server.secret_key().into()),
         path_style: true,
         ..S3Config::default()
     }
@@ -79,22 +83,49 @@ async fn names(storage: &S3Storage, path: &str) -> Vec<(String, EntryKind)> {
     all
 }
 
-macro_rules! moto_or_skip {
-    () => {
-        match MotoServer::start() {
-            Some(moto) => moto,
-            None => {
-                eprintln!("SKIPPED {}: no moto_server", module_path!());
-                return;
+/// The test body `$name(&server)` once per provider, as `$name::moto` and `$name::s3s_fs`,
+/// each on a server of its own; SKIPPED (said loudly) when the provider is not installed,
+/// a failure under `CI=true`.
+macro_rules! on_each_provider {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn moto() {
+                run(S3Provider::Moto).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn s3s_fs() {
+                run(S3Provider::S3sFs).await
+            }
+
+            async fn run(provider: S3Provider) {
+                match S3Server::start(provider) {
+                    Some(server) => super::$name(&server).await,
+                    None => eprintln!("SKIPPED {}: no {}", stringify!($name), provider.name()),
+                }
             }
         }
-    };
+    )*};
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn uploads_of_several_parts_read_back_byte_exact_and_dropped_ones_leave_nothing() {
-    let moto = moto_or_skip!();
-    let (storage, bucket) = storage_on(&moto, |_| {}).await;
+on_each_provider!(
+    uploads_of_several_parts_read_back_byte_exact_and_dropped_ones_leave_nothing,
+    overwrite_replaces_and_refuse_keeps_the_old_file_even_for_multipart_uploads,
+    writes_ahead_are_parked_until_the_gap_fills_and_writes_behind_are_unsupported,
+    folders_are_markers_or_prefixes_with_disk_rules_for_mkdir_rmdir_and_rename,
+    implicit_folders_odd_names_and_listings_over_many_pages,
+    a_missing_bucket_fails_at_open_with_one_line,
+    abandoned_multipart_uploads_under_the_prefix_are_aborted_and_others_kept,
+    throttling_is_retried_with_backoff_and_persistent_throttling_fails_with_one_line,
+);
+
+async fn uploads_of_several_parts_read_back_byte_exact_and_dropped_ones_leave_nothing(
+    server: &S3Server,
+) {
+    let (storage, bucket) = storage_on(server, |_| {}).await;
 
     // 8 MiB parts: 21 MiB is two full parts and a short one.
     let data = pattern(21 * MIB + 12345);
@@ -104,7 +135,7 @@ async fn uploads_of_several_parts_read_back_byte_exact_and_dropped_ones_leave_no
     assert!(get(&storage, "/big.bin").await == data, "bytes differ");
     let meta = storage.metadata(&p("/big.bin")).await.expect("stat");
     assert_eq!((meta.kind, meta.len), (EntryKind::File, data.len() as u64));
-    assert!(moto.multipart_uploads(&bucket).is_empty());
+    assert!(server.multipart_uploads(&bucket).is_empty());
 
     // Ranged reads at offsets (seek, then read), and read_chunk across a part boundary.
     let mut reader = storage.open_read(&p("/big.bin")).await.expect("open");
@@ -142,13 +173,13 @@ async fn uploads_of_several_parts_read_back_byte_exact_and_dropped_ones_leave_no
     upload.sync().await.expect("hand over");
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     drop(upload);
-    let mut left = moto.multipart_uploads(&bucket);
+    let mut left = server.multipart_uploads(&bucket);
     for _ in 0..50 {
         if left.is_empty() {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        left = moto.multipart_uploads(&bucket);
+        left = server.multipart_uploads(&bucket);
     }
     assert!(left.is_empty(), "multipart uploads left behind: {left:?}");
     assert_eq!(
@@ -163,10 +194,10 @@ async fn uploads_of_several_parts_read_back_byte_exact_and_dropped_ones_leave_no
     assert_eq!(get(&storage, "/empty").await, b"");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn overwrite_replaces_and_refuse_keeps_the_old_file_even_for_multipart_uploads() {
-    let moto = moto_or_skip!();
-    let (storage, bucket) = storage_on(&moto, |_| {}).await;
+async fn overwrite_replaces_and_refuse_keeps_the_old_file_even_for_multipart_uploads(
+    server: &S3Server,
+) {
+    let (storage, bucket) = storage_on(server, |_| {}).await;
     put(&storage, "/a.txt", b"first", Overwrite::Allow)
         .await
         .expect("first");
@@ -210,7 +241,7 @@ async fn overwrite_replaces_and_refuse_keeps_the_old_file_even_for_multipart_upl
     );
     assert_eq!(get(&storage, "/c.bin").await, b"winner");
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert!(moto.multipart_uploads(&bucket).is_empty());
+    assert!(server.multipart_uploads(&bucket).is_empty());
     put(&storage, "/new.txt", b"new", Overwrite::Refuse)
         .await
         .expect("a new file may be created");
@@ -241,12 +272,22 @@ async fn overwrite_replaces_and_refuse_keeps_the_old_file_even_for_multipart_upl
     assert_eq!(get(&storage, "/a.txt").await, b"second");
     let caps = storage.capabilities(&p("/a.txt"));
     assert!(caps.server_copy && !caps.append && !caps.random_write && !caps.rename_dir);
+
+    // The server-side copy's own `If-None-Match: *` (what would close the gap between the
+    // check `copy`/`rename` with Refuse make first and the copy) is ignored by both test
+    // providers (moto 5.2 and s3s-fs 0.14 check it on PutObject and CompleteMultipartUpload
+    // only): a file created in that gap is replaced. The limit, stated.
+    storage
+        .copy_object("new.txt", "a.txt", true)
+        .await
+        .expect("If-None-Match ignored on CopyObject");
+    assert_eq!(get(&storage, "/a.txt").await, b"new");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn writes_ahead_are_parked_until_the_gap_fills_and_writes_behind_are_unsupported() {
-    let moto = moto_or_skip!();
-    let (storage, _bucket) = storage_on(&moto, |_| {}).await;
+async fn writes_ahead_are_parked_until_the_gap_fills_and_writes_behind_are_unsupported(
+    server: &S3Server,
+) {
+    let (storage, _bucket) = storage_on(server, |_| {}).await;
     let data = pattern(3 * MIB);
     let mut upload = storage
         .begin_write(&p("/ooo.bin"), WriteMode::Replace, Overwrite::Allow)
@@ -294,11 +335,14 @@ async fn writes_ahead_are_parked_until_the_gap_fills_and_writes_behind_are_unsup
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn folders_are_markers_or_prefixes_with_disk_rules_for_mkdir_rmdir_and_rename() {
-    let moto = moto_or_skip!();
-    let (storage, _bucket) = storage_on(&moto, |_| {}).await;
+async fn folders_are_markers_or_prefixes_with_disk_rules_for_mkdir_rmdir_and_rename(
+    server: &S3Server,
+) {
+    let (storage, _bucket) = storage_on(server, |_| {}).await;
     let kind = |r: Result<(), crate::files::storage::StorageError>| r.err().map(|e| e.kind);
+    if server.provider.folders_are_directories() {
+        return folders_on_a_provider_that_maps_them_onto_directories(&storage).await;
+    }
 
     // mkdir needs the parent, refuses an existing name.
     assert_eq!(
@@ -422,7 +466,7 @@ async fn folders_are_markers_or_prefixes_with_disk_rules_for_mkdir_rmdir_and_ren
     );
 
     // With rename_folders, a folder with files moves whole.
-    let (renaming, _) = storage_on(&moto, |c| c.rename_folders = true).await;
+    let (renaming, _) = storage_on(server, |c| c.rename_folders = true).await;
     renaming.create_dir(&p("/d")).await.expect("mkdir");
     renaming.create_dir(&p("/d/sub")).await.expect("mkdir");
     put(&renaming, "/d/sub/x", b"1", Overwrite::Allow)
@@ -456,12 +500,88 @@ async fn folders_are_markers_or_prefixes_with_disk_rules_for_mkdir_rmdir_and_ren
     assert_eq!(names(&storage, "/a").await, vec![]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn implicit_folders_odd_names_and_listings_over_many_pages() {
-    let moto = moto_or_skip!();
-    let (storage, _bucket) = storage_on(&moto, |_| {}).await;
-    // Objects under a prefix with no marker (as another tool may write them).
-    storage.create_dir(&p("/odd")).await.expect("mkdir");
+/// The limits of folders on s3s-fs (see [`S3Provider::folders_are_directories`]), stated:
+/// an empty folder does not exist, and a folder's name cannot be stat'ed; folders that hold
+/// files (made by another tool) list, and files in them follow the disk rules.
+async fn folders_on_a_provider_that_maps_them_onto_directories(storage: &S3Storage) {
+    let kind = |r: Result<(), crate::files::storage::StorageError>| r.err().map(|e| e.kind);
+    // mkdir is answered OK, but the marker is an empty directory: not listed, and its name
+    // cannot be stat'ed (HEAD of a directory: 500, retried, then an error), so nothing can
+    // be made in it.
+    storage.create_dir(&p("/a")).await.expect("mkdir");
+    assert_eq!(names(storage, "/").await, vec![]);
+    assert_eq!(
+        storage.metadata(&p("/a")).await.unwrap_err().kind,
+        StorageErrorKind::Other
+    );
+    assert_eq!(
+        put(storage, "/a/f.txt", b"x", Overwrite::Allow).await,
+        Err(StorageErrorKind::Other)
+    );
+    // A folder made by an object under it lists (its name cannot be stat'ed either: the
+    // same HEAD, not asked again, as each costs the 5 retries).
+    storage
+        .op
+        .write("b/f.txt", b"x".to_vec())
+        .await
+        .expect("raw write");
+    assert_eq!(
+        names(storage, "/b").await,
+        vec![("f.txt".into(), EntryKind::File)]
+    );
+    // Files in it: created, renamed, copied, Refuse honoured (by filegate's check).
+    put(storage, "/b/h.txt", b"h", Overwrite::Allow)
+        .await
+        .expect("put");
+    storage
+        .rename(&p("/b/f.txt"), &p("/b/g.txt"), Overwrite::Allow)
+        .await
+        .expect("rename file");
+    assert_eq!(get(storage, "/b/g.txt").await, b"x");
+    assert_eq!(
+        kind(
+            storage
+                .rename(&p("/b/g.txt"), &p("/b/h.txt"), Overwrite::Refuse)
+                .await
+        ),
+        Some(StorageErrorKind::AlreadyExists)
+    );
+    storage
+        .copy(&p("/b/g.txt"), &p("/b/copy.txt"), Overwrite::Allow)
+        .await
+        .expect("copy");
+    assert_eq!(get(storage, "/b/copy.txt").await, b"x");
+    assert_eq!(
+        kind(
+            storage
+                .copy(&p("/b/h.txt"), &p("/b/copy.txt"), Overwrite::Refuse)
+                .await
+        ),
+        Some(StorageErrorKind::AlreadyExists)
+    );
+    assert_eq!(get(storage, "/b/h.txt").await, b"h");
+    assert_eq!(
+        names(storage, "/b").await,
+        vec![
+            ("copy.txt".into(), EntryKind::File),
+            ("g.txt".into(), EntryKind::File),
+            ("h.txt".into(), EntryKind::File)
+        ]
+    );
+}
+
+async fn implicit_folders_odd_names_and_listings_over_many_pages(server: &S3Server) {
+    let (storage, _bucket) = storage_on(server, |_| {}).await;
+    if server.provider.folders_are_directories() {
+        // No empty folders there (see the folders test): a file makes the folder.
+        storage
+            .op
+            .write("odd/first", b"1".to_vec())
+            .await
+            .expect("raw write");
+    } else {
+        storage.create_dir(&p("/odd")).await.expect("mkdir");
+    }
     for name in [
         "with space.txt",
         "ünïcödé ✓.txt",
@@ -475,17 +595,21 @@ async fn implicit_folders_odd_names_and_listings_over_many_pages() {
             .expect(name);
         assert_eq!(get(&storage, &path).await, name.as_bytes(), "{name}");
     }
-    assert_eq!(names(&storage, "/odd").await.len(), 5);
+    let first = usize::from(server.provider.folders_are_directories());
+    assert_eq!(names(&storage, "/odd").await.len(), 5 + first);
+    // Objects under a prefix with no marker (as another tool may write them).
     storage
         .op
         .write("implicit/deep/file.txt", b"x".to_vec())
         .await
         .expect("raw write");
-    let meta = storage
-        .metadata(&p("/implicit"))
-        .await
-        .expect("implicit folder");
-    assert!(meta.is_dir());
+    if !server.provider.folders_are_directories() {
+        let meta = storage
+            .metadata(&p("/implicit"))
+            .await
+            .expect("implicit folder");
+        assert!(meta.is_dir());
+    }
     assert_eq!(
         names(&storage, "/implicit").await,
         vec![("deep".into(), EntryKind::Dir)]
@@ -493,7 +617,9 @@ async fn implicit_folders_odd_names_and_listings_over_many_pages() {
     assert_eq!(names(&storage, "/").await.len(), 2);
 
     // 1100 entries: more than one page of 1000, delivered in several chunks.
-    storage.create_dir(&p("/many")).await.expect("mkdir");
+    if !server.provider.folders_are_directories() {
+        storage.create_dir(&p("/many")).await.expect("mkdir");
+    }
     let mut tasks = tokio::task::JoinSet::new();
     let op = storage.op.clone();
     for i in 0..1100 {
@@ -535,10 +661,8 @@ async fn implicit_folders_odd_names_and_listings_over_many_pages() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_missing_bucket_fails_at_open_with_one_line() {
-    let moto = moto_or_skip!();
-    let err = S3Storage::open("no-such-bucket", "", &config_for(&moto))
+async fn a_missing_bucket_fails_at_open_with_one_line(server: &S3Server) {
+    let err = S3Storage::open("no-such-bucket", "", &config_for(server))
         .await
         .err()
         .expect("a missing bucket must fail");
@@ -548,33 +672,96 @@ async fn a_missing_bucket_fails_at_open_with_one_line() {
         text.contains("NoSuchBucket") || text.contains("NotFound"),
         "{text}"
     );
-    assert!(!text.contains("testing"), "no secret in {text}");
+    assert!(!text.contains(server.secret_key()), "no secret in {text}");
 }
 
+/// Wrong credentials fail at open with one line that says so and names the provider's code,
+/// never the secret. On s3s-fs only: moto accepts any credentials.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn abandoned_multipart_uploads_under_the_prefix_are_aborted_and_others_kept() {
-    let moto = moto_or_skip!();
-    let (storage, bucket) = storage_on(&moto, |_| {}).await;
+async fn wrong_credentials_fail_at_open_with_one_line_naming_the_setting() {
+    let Some(server) = S3Server::start(S3Provider::S3sFs) else {
+        eprintln!(
+            "SKIPPED wrong_credentials_fail_at_open_with_one_line_naming_the_setting: no s3s-fs"
+        );
+        return;
+    };
+    let bucket = format!("filegate-{}", crate::secret::random_hex(6));
+    server.create_bucket(&bucket);
+    S3Storage::open(&bucket, "site", &config_for(&server))
+        .await
+        .expect("the right credentials open");
+    let wrong_secret = S3Config {
+        secret_access_key: Redacted("not-the-secret-123".into()),
+        ..config_for(&server)
+    };
+    let unknown_key = S3Config {
+        access_key_id: "NOSUCHKEY".into(),
+        ..config_for(&server)
+    };
+    for (config, code) in [
+        (wrong_secret, "SignatureDoesNotMatch"),
+        (unknown_key, "NotSignedUp"),
+    ] {
+        let started = std::time::Instant::now();
+        let text = S3Storage::open(&bucket, "site", &config)
+            .await
+            .err()
+            .expect("wrong credentials must fail")
+            .to_string();
+        assert!(!text.contains('\n'), "{text}");
+        assert!(text.contains("access denied"), "{text}");
+        assert!(text.contains("storage.s3.secret_access_key"), "{text}");
+        assert!(text.contains(code), "{text}");
+        assert!(text.contains(&bucket), "{text}");
+        assert!(
+            !text.contains(config.secret_access_key.0.as_str())
+                && !text.contains(server.secret_key()),
+            "a secret in {text}"
+        );
+        // Not retried: a 403 is an answer, not a hiccup.
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{text}"
+        );
+    }
+}
+
+async fn abandoned_multipart_uploads_under_the_prefix_are_aborted_and_others_kept(
+    server: &S3Server,
+) {
+    let (storage, bucket) = storage_on(server, |_| {}).await;
+    if !server.provider.lists_multipart_uploads() {
+        // The provider's limit (s3s-fs: no ListMultipartUploads): the sweep fails with one
+        // line naming why (logged as a warning by the daily sweep), so uploads a crash left
+        // behind stay until removed by hand.
+        let err = storage
+            .sweep_abandoned_uploads_now()
+            .await
+            .expect_err("no ListMultipartUploads");
+        assert!(err.contains("NotImplemented"), "{err}");
+        assert!(!err.contains('\n'), "{err}");
+        return;
+    }
     // moto dates every upload 2010: all are "old".
     for key in ["site/left%20behind.bin", "other/not-ours.bin"] {
-        let (status, body) = moto.request("POST", &format!("/{bucket}/{key}?uploads"));
+        let (status, body) = server.request("POST", &format!("/{bucket}/{key}?uploads"));
         assert_eq!(status, 200, "{body}");
     }
     let aborted = storage.sweep_abandoned_uploads_now().await.expect("sweep");
     assert_eq!(aborted, 1);
     assert_eq!(
-        moto.multipart_uploads(&bucket),
+        server.multipart_uploads(&bucket),
         vec!["other/not-ours.bin".to_owned()]
     );
 
-    let (off, _) = storage_on(&moto, |c| c.abandoned_upload_hours = 0).await;
+    let (off, _) = storage_on(server, |c| c.abandoned_upload_hours = 0).await;
     assert_eq!(off.sweep_abandoned_uploads_now().await, Ok(0));
 }
 
-/// A proxy in front of moto that answers the first `fail` connections with
+/// A proxy in front of `server` that answers the first `fail` connections with
 /// `503 SlowDown` (and closes them), then forwards; how many it refused.
 async fn throttling_proxy(
-    moto: &MotoServer,
+    server: &S3Server,
     fail: usize,
 ) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     use std::sync::atomic::Ordering;
@@ -583,7 +770,7 @@ async fn throttling_proxy(
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let upstream = moto.endpoint().trim_start_matches("http://").to_owned();
+    let upstream = server.endpoint().trim_start_matches("http://").to_owned();
     let refused = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counter = refused.clone();
     tokio::spawn(async move {
@@ -613,15 +800,15 @@ async fn throttling_proxy(
     (format!("http://{addr}"), refused)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn throttling_is_retried_with_backoff_and_persistent_throttling_fails_with_one_line() {
+async fn throttling_is_retried_with_backoff_and_persistent_throttling_fails_with_one_line(
+    server: &S3Server,
+) {
     use std::sync::atomic::Ordering;
-    let moto = moto_or_skip!();
     let bucket = format!("filegate-{}", crate::secret::random_hex(6));
-    moto.create_bucket(&bucket);
+    server.create_bucket(&bucket);
 
-    let (endpoint, refused) = throttling_proxy(&moto, 3).await;
-    let mut config = config_for(&moto);
+    let (endpoint, refused) = throttling_proxy(server, 3).await;
+    let mut config = config_for(server);
     config.endpoint = endpoint;
     let storage = S3Storage::open(&bucket, "site", &config)
         .await
@@ -632,7 +819,7 @@ async fn throttling_is_retried_with_backoff_and_persistent_throttling_fails_with
     assert_eq!(get(&storage, "/t.txt").await, b"through");
     assert_eq!(refused.load(Ordering::SeqCst), 3);
 
-    let (endpoint, _) = throttling_proxy(&moto, usize::MAX).await;
+    let (endpoint, _) = throttling_proxy(server, usize::MAX).await;
     config.endpoint = endpoint;
     let started = std::time::Instant::now();
     let err = S3Storage::open(&bucket, "site", &config)
@@ -649,4 +836,30 @@ async fn throttling_is_retried_with_backoff_and_persistent_throttling_fails_with
         started.elapsed() > std::time::Duration::from_secs(1),
         "retried with backoff"
     );
+}
+
+/// A hostile or odd endpoint cannot put text of its choosing into the start-up line: only
+/// the letters and digits of its error code are kept, and without a code it is
+/// `AccessDenied`.
+#[test]
+fn the_code_named_for_a_refusal_is_letters_and_digits_only() {
+    use opendal::{Error, ErrorKind};
+    let hostile = Error::new(
+        ErrorKind::PermissionDenied,
+        "S3Error { code: \"Access\nDenied: check evil.example\", message: \"x\" }",
+    );
+    assert_eq!(
+        super::errors::s3_code(&hostile).as_deref(),
+        Some("AccessDeniedcheckevilexample")
+    );
+    let line = super::open_error("b", &hostile).to_string();
+    assert!(
+        !line.contains('\n') && !line.contains("evil.example"),
+        "{line}"
+    );
+    let html = Error::new(ErrorKind::PermissionDenied, "<html>403 Forbidden</html>");
+    assert_eq!(super::errors::s3_code(&html), None);
+    let line = super::open_error("b", &html).to_string();
+    assert!(line.contains("(AccessDenied)"), "{line}");
+    assert!(!line.contains("html"), "{line}");
 }
