@@ -1105,6 +1105,7 @@ mod serve_loop {
             max_connections_per_address: 100,
             handshake_timeout: Duration::from_secs(5),
             login_timeout: Duration::from_secs(5),
+            transfer_idle_timeout: Duration::from_secs(5),
             max_open_files: 100,
             max_open_files_per_user: 100,
         })
@@ -1596,5 +1597,7 @@ async fn copy_or_move_to_another_host_is_502_and_touches_nothing() {
     gw.stop().await;
 }
 
+#[path = "webdav/stall.rs"]
+mod stall;
 #[path = "webdav/state.rs"]
 mod state;
