@@ -118,11 +118,13 @@ async fn uploads_in_progress(gw: &TestGateway) -> usize {
 async fn a_put_that_stalls_halfway_is_cut_after_the_transfer_idle_timeout_and_leaves_nothing() {
     // One connection per address: the stalled PUT holds the only slot until it is cut.
     let gw = gateway(1).await;
-    // Larger than an S3 part (8 MiB), so a multipart upload is open when the client stalls.
-    let mut stalled = put_started(&gw, "/sam/half.bin", 24 * MIB, 12 * MIB).await;
+    // Well past an S3 part (8 MiB; the writer buffers a few), so a multipart upload is open
+    // when the client stalls.
+    let mut stalled = put_started(&gw, "/sam/half.bin", 48 * MIB, 24 * MIB).await;
     let since = Instant::now();
     let mut seen_in_progress = false;
-    while !seen_in_progress && since.elapsed() < T / 2 {
+    let ip = "127.0.0.1".parse().unwrap();
+    while !seen_in_progress && gw.gateway.core.gate.open(ip).1 != 0 {
         seen_in_progress = uploads_in_progress(&gw).await > 0;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -219,6 +221,13 @@ async fn a_get_whose_client_reads_nothing_is_cut_after_the_transfer_idle_timeout
         authorization()
     );
     stream.write_all(head.as_bytes()).await.unwrap();
+    // The response has started (a few bytes read), then this client reads nothing more.
+    let mut status = [0u8; 12];
+    tokio::time::timeout(BOUND, stream.read_exact(&mut status))
+        .await
+        .expect("a response in time")
+        .unwrap();
+    assert_eq!(&status, b"HTTP/1.1 200");
     let since = Instant::now();
     let freed = slots_freed(&gw, since).await;
     assert!(
