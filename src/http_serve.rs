@@ -13,7 +13,9 @@
 //!   transfer idle timeout (`limits.transfer_idle_timeout_seconds`) is closed at once: the
 //!   request's body stream ends in an error (an upload is discarded, as when the client goes
 //!   away) and the connection's slot is freed. A slow client that keeps moving bytes is not
-//!   cut, nor is a request whose handler is at work (nothing waits for the peer then);
+//!   cut, nor is a request whose handler is at work (nothing waits for the peer then). The
+//!   rule is per connection: on HTTP/2, frames of other streams and keep-alive pings count
+//!   as bytes moving;
 //! - a request whose handler panics is answered 500 and its connection closed, alone
 //!   (nothing shared is left half-changed by the serve loop; the handlers' shared state
 //!   tolerates poisoning);
