@@ -1221,6 +1221,19 @@ mod serve_loop {
     }
 
     #[tokio::test]
+    async fn a_handler_at_work_longer_than_the_transfer_idle_timeout_is_not_cut() {
+        // Nothing waits for the client while the handler works: no byte moving is no stall.
+        let (server, _gate) = serve(|o| o.transfer_idle_timeout = Duration::from_millis(200)).await;
+        let mut stream = TcpStream::connect(server.addr).await.unwrap();
+        let reply = get_on(&mut stream, "/slow").await;
+        assert!(
+            reply.starts_with("HTTP/1.1 200") && reply.ends_with("done"),
+            "{reply}"
+        );
+        server.stop().await;
+    }
+
+    #[tokio::test]
     async fn stopping_lets_a_request_in_progress_finish_and_refuses_new_connections() {
         let (server, _gate) = serve(|_| {}).await;
         let addr = server.addr;
