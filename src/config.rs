@@ -234,6 +234,10 @@ pub struct LimitsConfig {
     pub handshake_timeout_seconds: u64,
     /// Seconds a connection may stay open without signing in.
     pub login_timeout_seconds: u64,
+    /// Seconds an HTTP request in progress (WebDAV, REST API, console) may wait for its
+    /// client — the rest of its body, or room for its response — with no byte moving on the
+    /// connection before the connection is closed (an upload is then discarded). 1..=86400.
+    pub transfer_idle_timeout_seconds: u64,
     /// Files open at once for transfers, all sessions together; 0: half the descriptor
     /// limit (after headroom).
     pub max_open_files: usize,
@@ -249,6 +253,7 @@ impl Default for LimitsConfig {
             max_connections_per_address: 128,
             handshake_timeout_seconds: 10,
             login_timeout_seconds: 30,
+            transfer_idle_timeout_seconds: 300,
             max_open_files: 0,
             max_open_files_per_user: 0,
         }
@@ -767,6 +772,11 @@ impl Config {
             );
         }
         self.auth.ldap.validate().map_err(ConfigError::Invalid)?;
+        if !(1..=86_400).contains(&self.limits.transfer_idle_timeout_seconds) {
+            return invalid(
+                "limits.transfer_idle_timeout_seconds must be between 1 and 86400".into(),
+            );
+        }
         if self.audit.queue == 0 || self.audit.batch == 0 {
             return invalid("audit.queue and audit.batch must be at least 1".into());
         }

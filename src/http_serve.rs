@@ -8,6 +8,14 @@
 //!   head after the connection opens (HTTP/1 and HTTP/2 alike); between requests, HTTP/1
 //!   gives the next head the same time (hyper's `header_read_timeout`);
 //! - a connection with no request in progress for the idle timeout is shut down gracefully;
+//! - a connection on which a request in progress waits for the peer (its body is awaited, or
+//!   its response is being sent) while no byte is read from or written to the socket for the
+//!   transfer idle timeout (`limits.transfer_idle_timeout_seconds`) is closed at once: the
+//!   request's body stream ends in an error (an upload is discarded, as when the client goes
+//!   away) and the connection's slot is freed. A slow client that keeps moving bytes is not
+//!   cut, nor is a request whose handler is at work (nothing waits for the peer then). The
+//!   rule is per connection: on HTTP/2, frames of other streams and keep-alive pings count
+//!   as bytes moving;
 //! - a request whose handler panics is answered 500 and its connection closed, alone
 //!   (nothing shared is left half-changed by the serve loop; the handlers' shared state
 //!   tolerates poisoning);
@@ -18,13 +26,12 @@
 //!
 //! This module decides nothing about identities: it admits connections and times them out.
 
+mod activity;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -32,13 +39,13 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{HeaderValue, Request, Response, StatusCode, header};
 use futures_util::FutureExt;
-use hyper::body::{Frame, Incoming, SizeHint};
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use self::activity::{Activity, Metered, TrackedBody, WatchedBody};
 use crate::limits::ConnectionGate;
 use crate::serve::{Accepted, Handler, Listen, Tasks};
 
@@ -55,6 +62,8 @@ pub struct ServeOptions {
     pub handshake_timeout: Duration,
     /// Time a connection may stay open with no request in progress.
     pub idle_timeout: Duration,
+    /// Time a request in progress may wait for the peer with no byte moving on the socket.
+    pub transfer_idle_timeout: Duration,
     /// Time requests in progress get to finish when the server stops.
     pub grace: Duration,
     /// Tracks the listener's connections (the gateway passes the one every front-end shares).
@@ -62,16 +71,19 @@ pub struct ServeOptions {
 }
 
 impl ServeOptions {
-    /// Options with the handshake timeout from the gate's limits and the default idle
-    /// and grace times.
+    /// Options with the handshake and transfer idle timeouts from the gate's limits and the
+    /// default idle and grace times.
     pub fn new(name: &'static str, gate: Arc<ConnectionGate>) -> ServeOptions {
-        let handshake_timeout = gate.limits().handshake_timeout;
+        let limits = gate.limits();
+        let (handshake_timeout, transfer_idle_timeout) =
+            (limits.handshake_timeout, limits.transfer_idle_timeout);
         ServeOptions {
             name,
             gate,
             tls: None,
             handshake_timeout,
             idle_timeout: IDLE_TIMEOUT,
+            transfer_idle_timeout,
             grace: GRACE,
             tasks: Tasks::new(),
         }
@@ -141,11 +153,13 @@ async fn serve_connection(accepted: Accepted, app: Router, options: Arc<ServeOpt
     } = accepted;
     let _permit = permit;
     let stopped = tasks.draining();
+    let activity = Activity::new();
+    let tcp = Metered::new(tcp, activity.clone());
     match &options.tls {
-        None => serve_io(tcp, peer, app, &options, stopped).await,
+        None => serve_io(tcp, peer, app, &options, activity, stopped).await,
         Some(acceptor) => {
             match tokio::time::timeout(options.handshake_timeout, acceptor.accept(tcp)).await {
-                Ok(Ok(stream)) => serve_io(stream, peer, app, &options, stopped).await,
+                Ok(Ok(stream)) => serve_io(stream, peer, app, &options, activity, stopped).await,
                 Ok(Err(e)) => {
                     tracing::debug!(listener = options.name, %peer, error = %e, "TLS handshake failed")
                 }
@@ -154,88 +168,6 @@ async fn serve_connection(accepted: Accepted, app: Router, options: Arc<ServeOpt
                 }
             }
         }
-    }
-}
-
-/// What a connection's watchdog knows about its requests.
-struct Activity {
-    opened: Instant,
-    /// Requests whose heads were read.
-    started: AtomicU64,
-    /// Requests in progress (until their response body is sent or dropped).
-    in_flight: AtomicUsize,
-    /// When the last request ended, in milliseconds since `opened`.
-    last_done_ms: AtomicU64,
-    /// Woken when a handler panicked: the connection must close.
-    close: Notify,
-    /// Woken when a request starts or ends (the watchdog recomputes its deadline).
-    changed: Notify,
-}
-
-impl Activity {
-    fn new() -> Arc<Activity> {
-        Arc::new(Activity {
-            opened: Instant::now(),
-            started: AtomicU64::new(0),
-            in_flight: AtomicUsize::new(0),
-            last_done_ms: AtomicU64::new(0),
-            close: Notify::new(),
-            changed: Notify::new(),
-        })
-    }
-
-    fn begin(self: &Arc<Self>) -> InFlight {
-        self.started.fetch_add(1, Ordering::Relaxed);
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
-        self.changed.notify_one();
-        InFlight(self.clone())
-    }
-
-    /// Since when the connection has had no request in progress (`None`: one is).
-    fn idle_since(&self) -> Option<Instant> {
-        if self.in_flight.load(Ordering::Acquire) > 0 {
-            return None;
-        }
-        let ms = self.last_done_ms.load(Ordering::Relaxed);
-        Some(self.opened + Duration::from_millis(ms))
-    }
-}
-
-/// One request in progress; ends when dropped (with its response body).
-struct InFlight(Arc<Activity>);
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        let ms = self.0.opened.elapsed().as_millis() as u64;
-        self.0.last_done_ms.fetch_max(ms, Ordering::Relaxed);
-        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
-        self.0.changed.notify_one();
-    }
-}
-
-/// A response body that keeps its request counted as in progress until it is sent.
-struct TrackedBody {
-    inner: Body,
-    _in_flight: InFlight,
-}
-
-impl hyper::body::Body for TrackedBody {
-    type Data = bytes::Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }
 
@@ -254,11 +186,11 @@ async fn serve_io<I>(
     peer: SocketAddr,
     app: Router,
     options: &ServeOptions,
+    activity: Arc<Activity>,
     stopped: CancellationToken,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let activity = Activity::new();
     let name = options.name;
     let service = {
         let activity = activity.clone();
@@ -266,7 +198,8 @@ async fn serve_io<I>(
             req.extensions_mut().insert(ConnectInfo(peer));
             let in_flight = activity.begin();
             let activity = activity.clone();
-            let call = tower::ServiceExt::oneshot(app.clone(), req.map(Body::new));
+            let req = req.map(|body| Body::new(WatchedBody::new(body, activity.clone())));
+            let call = tower::ServiceExt::oneshot(app.clone(), req);
             async move {
                 let response = match AssertUnwindSafe(call).catch_unwind().await {
                     Ok(Ok(response)) => response,
@@ -277,10 +210,7 @@ async fn serve_io<I>(
                         panicked()
                     }
                 };
-                Ok::<_, Infallible>(response.map(|inner| TrackedBody {
-                    inner,
-                    _in_flight: in_flight,
-                }))
+                Ok::<_, Infallible>(response.map(|inner| TrackedBody::new(inner, in_flight)))
             }
         })
     };
@@ -303,16 +233,9 @@ async fn serve_io<I>(
     // `Some(t)`: shutting down gracefully since `t`.
     let mut closing: Option<Instant> = None;
     loop {
-        let now = Instant::now();
         let deadline = match closing {
             Some(since) => since + options.grace,
-            None if activity.started.load(Ordering::Relaxed) == 0 => {
-                activity.opened + options.handshake_timeout
-            }
-            None => match activity.idle_since() {
-                Some(since) => since + options.idle_timeout,
-                None => now + options.idle_timeout,
-            },
+            None => next_check(&activity, options),
         };
         tokio::select! {
             result = connection.as_mut() => {
@@ -336,21 +259,65 @@ async fn serve_io<I>(
                     tracing::debug!(listener = name, %peer, "closing a connection that did not finish in time");
                     return;
                 }
-                if activity.started.load(Ordering::Relaxed) == 0 {
-                    if now >= activity.opened + options.handshake_timeout {
+                match overdue(&activity, options, now) {
+                    None => {}
+                    Some(Overdue::Head) => {
                         tracing::debug!(listener = name, %peer, "no request head in time; closing");
                         return;
                     }
-                } else if activity
-                    .idle_since()
-                    .is_some_and(|since| now >= since + options.idle_timeout)
-                {
-                    connection.as_mut().graceful_shutdown();
-                    closing = Some(now);
+                    Some(Overdue::Idle) => {
+                        connection.as_mut().graceful_shutdown();
+                        closing = Some(now);
+                    }
+                    Some(Overdue::Stalled) => {
+                        tracing::info!(
+                            listener = name,
+                            %peer,
+                            timeout_seconds = options.transfer_idle_timeout.as_secs(),
+                            "closing a connection whose request waited for the client with no data moving for the transfer idle timeout"
+                        );
+                        return;
+                    }
                 }
             }
         }
     }
+}
+
+/// Which of a connection's timeouts ran out.
+enum Overdue {
+    /// No first request head within the handshake timeout.
+    Head,
+    /// No request in progress for the idle timeout.
+    Idle,
+    /// A request waited for the peer with no byte moving for the transfer idle timeout.
+    Stalled,
+}
+
+/// When the watchdog looks next at a connection that is not closing: the earliest instant
+/// one of its timeouts could run out (with a request in progress and nothing yet waiting
+/// for the peer, one transfer idle timeout from now, to see whether something then does).
+fn next_check(activity: &Activity, options: &ServeOptions) -> Instant {
+    if !activity.any_request() {
+        return activity.opened() + options.handshake_timeout;
+    }
+    match (activity.idle_since(), activity.stalled_since()) {
+        (Some(since), _) => since + options.idle_timeout,
+        (None, Some(since)) => since + options.transfer_idle_timeout,
+        (None, None) => Instant::now() + options.transfer_idle_timeout,
+    }
+}
+
+/// Which timeout, if any, has run out at `now`.
+fn overdue(activity: &Activity, options: &ServeOptions, now: Instant) -> Option<Overdue> {
+    if !activity.any_request() {
+        return (now >= activity.opened() + options.handshake_timeout).then_some(Overdue::Head);
+    }
+    if let Some(since) = activity.idle_since() {
+        return (now >= since + options.idle_timeout).then_some(Overdue::Idle);
+    }
+    let stalled = activity.stalled_since()?;
+    (now >= stalled + options.transfer_idle_timeout).then_some(Overdue::Stalled)
 }
 
 /// A TLS acceptor for a PEM certificate chain and key (WebDAV and the API listener); the

@@ -35,6 +35,8 @@ pub struct Limits {
     pub handshake_timeout: Duration,
     /// Time a connection may stay open without signing in.
     pub login_timeout: Duration,
+    /// Time an HTTP request in progress may wait for its client with no byte moving.
+    pub transfer_idle_timeout: Duration,
     /// Files open at once (downloads and uploads in progress), all sessions together.
     pub max_open_files: usize,
     /// Of those, files one user (all their keys and sessions) or site-wide key may hold.
@@ -58,6 +60,7 @@ impl Limits {
             max_connections_per_address: config.max_connections_per_address.max(1),
             handshake_timeout: Duration::from_secs(config.handshake_timeout_seconds.max(1)),
             login_timeout: Duration::from_secs(config.login_timeout_seconds.max(1)),
+            transfer_idle_timeout: Duration::from_secs(config.transfer_idle_timeout_seconds.max(1)),
             max_open_files,
             max_open_files_per_user: non_zero_or(
                 config.max_open_files_per_user,
@@ -203,6 +206,7 @@ mod tests {
             max_connections_per_address: per_address,
             handshake_timeout: Duration::from_secs(1),
             login_timeout: Duration::from_secs(1),
+            transfer_idle_timeout: Duration::from_secs(1),
             max_open_files: 10,
             max_open_files_per_user: 10,
         })

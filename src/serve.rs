@@ -292,6 +292,7 @@ mod tests {
             max_connections_per_address: 1,
             handshake_timeout: Duration::from_secs(1),
             login_timeout: Duration::from_secs(1),
+            transfer_idle_timeout: Duration::from_secs(1),
             max_open_files: 10,
             max_open_files_per_user: 10,
         });

@@ -1105,6 +1105,7 @@ mod serve_loop {
             max_connections_per_address: 100,
             handshake_timeout: Duration::from_secs(5),
             login_timeout: Duration::from_secs(5),
+            transfer_idle_timeout: Duration::from_secs(5),
             max_open_files: 100,
             max_open_files_per_user: 100,
         })
@@ -1217,6 +1218,19 @@ mod serve_loop {
         assert!(closed_by(&mut silent, Instant::now() + Duration::from_secs(3)).await);
         server.stop().await;
         server2.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_handler_at_work_longer_than_the_transfer_idle_timeout_is_not_cut() {
+        // Nothing waits for the client while the handler works: no byte moving is no stall.
+        let (server, _gate) = serve(|o| o.transfer_idle_timeout = Duration::from_millis(200)).await;
+        let mut stream = TcpStream::connect(server.addr).await.unwrap();
+        let reply = get_on(&mut stream, "/slow").await;
+        assert!(
+            reply.starts_with("HTTP/1.1 200") && reply.ends_with("done"),
+            "{reply}"
+        );
+        server.stop().await;
     }
 
     #[tokio::test]
@@ -1596,5 +1610,7 @@ async fn copy_or_move_to_another_host_is_502_and_touches_nothing() {
     gw.stop().await;
 }
 
+#[path = "webdav/stall.rs"]
+mod stall;
 #[path = "webdav/state.rs"]
 mod state;

@@ -95,6 +95,16 @@ fn bad_values_are_refused_with_a_one_line_reason() {
             "max_failures",
         ),
         (
+            "[limits]\ntransfer_idle_timeout_seconds = 0",
+            vec![],
+            "limits.transfer_idle_timeout_seconds",
+        ),
+        (
+            "[limits]\ntransfer_idle_timeout_seconds = 86401",
+            vec![],
+            "limits.transfer_idle_timeout_seconds",
+        ),
+        (
             "[server]\nlog_format = \"xml\"",
             vec![],
             "server.log_format",

@@ -450,3 +450,95 @@ async fn many_overlapping_ranges_send_the_file_once_not_once_per_range() {
     assert_eq!(one.bytes().await.unwrap().len(), 10);
     gw.stop().await;
 }
+
+/// Stalled HTTP requests that hold every slot of an address: WebDAV PUTs whose client sends
+/// half the body then nothing, API requests whose JSON body never ends. While they stall the
+/// address is at its cap (a further connection is refused); after the transfer idle timeout
+/// every one of them is cut, no partial file is left, and the address is served again.
+#[tokio::test]
+async fn stalled_http_uploads_holding_every_slot_of_an_address_are_cut_after_the_transfer_idle_timeout()
+ {
+    let _shared = shared().await;
+    const T: Duration = Duration::from_secs(2);
+    let gw = TestGateway::start_with(|c| {
+        c.limits.max_connections_per_address = 8;
+        c.limits.transfer_idle_timeout_seconds = T.as_secs();
+    })
+    .await;
+    gw.user("mal", "mal-password", &[("/mal", Full)]).await;
+    gw.user("bea", "bea-password", &[("/bea", Full)]).await;
+    use base64::Engine;
+    let auth = base64::engine::general_purpose::STANDARD.encode("mal:mal-password");
+    let mut stalled = Vec::new();
+    for i in 0..8 {
+        let (listener, head, body) = if i % 2 == 0 {
+            (
+                "webdav",
+                format!(
+                    "PUT /mal/stall-{i}.bin HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\n\
+                     Content-Length: 1000000\r\n\r\n"
+                ),
+                vec![b'm'; 500_000],
+            )
+        } else {
+            (
+                "api",
+                "POST /api/rest/v1/sessions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+                 Content-Length: 1000\r\n\r\n"
+                    .to_owned(),
+                b"{\"username\": \"mal\", \"password\": \"".to_vec(),
+            )
+        };
+        let mut stream = TcpStream::connect(gw.addr(listener)).await.unwrap();
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(&body).await.unwrap();
+        stalled.push(stream);
+    }
+    let since = Instant::now();
+    let ip = "127.0.0.1".parse().unwrap();
+    while gw.gateway.core.gate.open(ip).1 != 8 {
+        assert!(
+            since.elapsed() < T / 2,
+            "the stalled requests hold every slot: {:?}",
+            gw.gateway.core.gate.open(ip)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let refused = TcpStream::connect(gw.addr("webdav")).await.unwrap();
+    assert!(
+        closed_by(refused, tokio::time::Instant::now() + T / 2).await,
+        "a ninth connection from the address is refused while they stall"
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut first_cut = None;
+    for stream in stalled {
+        assert!(
+            closed_by(stream, deadline).await,
+            "a stalled request still open after 20 s"
+        );
+        first_cut.get_or_insert(since.elapsed());
+    }
+    let first_cut = first_cut.unwrap_or_default();
+    assert!(
+        first_cut >= T / 2,
+        "cut after {first_cut:?}, before the timeout ({T:?})"
+    );
+    while gw.gateway.core.gate.open(ip).1 != 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "slots not given back"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let listed = gw.stored().list("mal").await;
+    assert!(listed.is_empty(), "partial uploads left behind: {listed:?}");
+    let dav = Dav::new(&gw, "mal", "mal-password");
+    assert_eq!(
+        dav.status("PUT", "/mal/stall-0.bin", &[], "whole")
+            .await
+            .as_u16(),
+        201,
+        "the address is served again"
+    );
+    gw.stop().await;
+}
