@@ -166,12 +166,12 @@ mod tests {
     use crate::config::{Redacted, S3Config};
     use crate::files::storage::{Overwrite, Storage, StorageErrorKind, WriteMode};
     use crate::path::SitePath;
-    use crate::test_support::{MotoServer, TempDir};
+    use crate::test_support::{S3Provider, S3Server, TempDir};
 
     const MIB: usize = 1024 * 1024;
 
     /// A bucket with a budget of two 8 MiB parts, staging in a fresh folder.
-    async fn tight_storage(moto: &MotoServer, staging: &TempDir) -> (S3Storage, String) {
+    async fn tight_storage(moto: &S3Server, staging: &TempDir) -> (S3Storage, String) {
         let bucket = format!("filegate-{}", crate::secret::random_hex(6));
         moto.create_bucket(&bucket);
         let config = S3Config {
@@ -214,7 +214,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_spent_budget_stages_the_upload_locally_in_any_order_and_sends_it_on_commit() {
-        let Some(moto) = MotoServer::start() else {
+        let Some(moto) = S3Server::start(S3Provider::Moto) else {
             return;
         };
         let staging = TempDir::new("s3-staging");
@@ -278,7 +278,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_staged_upload_dropped_or_refused_leaves_nothing() {
-        let Some(moto) = MotoServer::start() else {
+        let Some(moto) = S3Server::start(S3Provider::Moto) else {
             return;
         };
         let staging = TempDir::new("s3-staging");
