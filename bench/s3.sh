@@ -77,6 +77,9 @@ export RCLONE_CONFIG_FGDAV_USER=bench RCLONE_CONFIG_FGDAV_PASS="$pass"
 export RCLONE_CONFIG_MOTO_TYPE=s3 RCLONE_CONFIG_MOTO_PROVIDER=Other RCLONE_CONFIG_MOTO_ENDPOINT="$endpoint"
 export RCLONE_CONFIG_MOTO_ACCESS_KEY_ID=bench RCLONE_CONFIG_MOTO_SECRET_ACCESS_KEY=bench-secret
 export RCLONE_CONFIG_MOTO_FORCE_PATH_STYLE=true RCLONE_CONFIG_MOTO_REGION=us-east-1
+# rclone 1.60 checks a multipart upload with `HEAD key?versionId=null`, which moto 5.2
+# answers 400: no check (the bytes are compared after each download anyway).
+export RCLONE_CONFIG_MOTO_NO_HEAD=true
 # -I: always transfer (never skip a file that looks the same).
 rc=(env -u AWS_CA_BUNDLE rclone --config /dev/null -q -I)   # a CA bundle in the environment breaks rclone's S3 client
 
