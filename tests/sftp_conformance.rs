@@ -621,3 +621,65 @@ async fn a_download_with_a_thousand_outstanding_reads_completes() {
     assert_eq!(std::fs::read(gw.root().join("alice/up.bin")).unwrap(), big);
     gw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn requests_pipelined_past_a_close_are_each_answered() {
+    // rclone's parallel downloads send READs on a handle after its CLOSE: each must get a
+    // reply ("handle is closed" at worst). They used to be dropped with the handle's queue,
+    // and the client waited for them until the connection timed out (5 minutes).
+    let gw = TestGateway::start().await;
+    gw.user("alice", "alice-password", &[("/alice", Full)])
+        .await;
+    let data = pattern(4 * 1024 * 1024);
+    gw.write("alice/big.bin", &data).await;
+    let s = signed_in(&gw, "alice", "alice-password").await;
+    for round in 0..5 {
+        for write in [false, true] {
+            let (name, flags) = if write {
+                ("/alice/up.bin", OpenFlags::CREATE | OpenFlags::TRUNCATE | OpenFlags::WRITE)
+            } else {
+                ("/alice/big.bin", OpenFlags::READ)
+            };
+            let handle = s
+                .raw
+                .open(name, flags, Default::default())
+                .await
+                .expect("open")
+                .handle;
+            let request = |i: u64| {
+                let (raw, handle) = (&s.raw, handle.clone());
+                async move {
+                    if write {
+                        raw.write(handle, i * 32768, vec![7u8; 32768]).await.map(|_| ())
+                    } else {
+                        raw.read(handle, i * 32768, 32768).await.map(|_| ())
+                    }
+                }
+            };
+            let before: Vec<_> = (0..64).map(request).collect();
+            let close = s.raw.close(handle.clone());
+            let after: Vec<_> = (64..128).map(request).collect();
+            let all = async {
+                let (before, close, after) = tokio::join!(
+                    futures_util::future::join_all(before),
+                    close,
+                    futures_util::future::join_all(after)
+                );
+                (before, close, after)
+            };
+            let (before, close, after) =
+                tokio::time::timeout(std::time::Duration::from_secs(30), all)
+                    .await
+                    .unwrap_or_else(|_| panic!("round {round}: a request was never answered"));
+            assert!(before.iter().all(Result::is_ok), "round {round}: {before:?}");
+            close.expect("close");
+            for reply in after {
+                // Answered before the close was processed (ok) or refused: never lost.
+                if let Err(err) = reply {
+                    assert_eq!(code::<()>(Err(err)), StatusCode::Failure);
+                }
+            }
+        }
+    }
+    gw.stop().await;
+}

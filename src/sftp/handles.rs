@@ -76,6 +76,22 @@ pub enum Job {
     },
 }
 
+impl Job {
+    /// The request's id.
+    pub fn id(&self) -> u32 {
+        match self {
+            Job::Read { id, .. }
+            | Job::Write { id, .. }
+            | Job::Stat { id }
+            | Job::SetStat { id, .. }
+            | Job::Fsync { id }
+            | Job::CopyTo { id, .. }
+            | Job::CopyIn { id, .. }
+            | Job::Close { id } => *id,
+        }
+    }
+}
+
 /// The offsets and length of a `copy-data` request (length 0: to the end of the source).
 #[derive(Debug, Clone, Copy)]
 pub struct CopyRange {
@@ -221,6 +237,7 @@ impl Worker {
                     self.replies
                         .send(status(id, StatusCode::Ok, "ok"), ticket)
                         .await;
+                    self.refuse_queued(rx).await;
                     return;
                 }
             };
@@ -368,12 +385,25 @@ impl Worker {
                 Job::Close { id } => {
                     let reply = self.finish(id, file, failed, times).await;
                     self.replies.send(reply, ticket).await;
+                    self.refuse_queued(rx).await;
                     return;
                 }
             };
             self.replies.send(reply, ticket).await;
         }
         // The channel ended without a close: the upload is discarded (never half-written).
+    }
+
+    /// Answers requests queued behind a CLOSE (clients pipeline reads past it, as rclone's
+    /// parallel downloads do): each gets "handle is closed", none is left unanswered — a
+    /// client waits for every reply. Closing the queue first makes later sends fail, and
+    /// the session answers those itself.
+    async fn refuse_queued(&self, mut rx: mpsc::UnboundedReceiver<Queued>) {
+        rx.close();
+        while let Some((job, ticket)) = rx.recv().await {
+            let reply = status(job.id(), StatusCode::Failure, "handle is closed");
+            self.replies.send(reply, ticket).await;
+        }
     }
 
     async fn finish(
