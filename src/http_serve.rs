@@ -5,17 +5,17 @@
 //! - accepting, admission by the process-wide [`ConnectionGate`], the per-connection span and
 //!   task tracking are the serve loop's; this module is the per-connection handler;
 //! - a TLS handshake must end within the handshake timeout, and so must the first request
-//!   head after the connection opens (HTTP/1 and HTTP/2 alike); between requests, HTTP/1
-//!   gives the next head the same time (hyper's `header_read_timeout`);
+//!   head after the connection opens; between requests, the next head gets the same time (hyper's `header_read_timeout`);
 //! - a connection with no request in progress for the idle timeout is shut down gracefully;
 //! - a connection on which a request in progress waits for the peer (its body is awaited, or
 //!   its response is being sent) while no byte is read from or written to the socket for the
 //!   transfer idle timeout (`limits.transfer_idle_timeout_seconds`) is closed at once: the
 //!   request's body stream ends in an error (an upload is discarded, as when the client goes
 //!   away) and the connection's slot is freed. A slow client that keeps moving bytes is not
-//!   cut, nor is a request whose handler is at work (nothing waits for the peer then). The
-//!   rule is per connection: on HTTP/2, frames of other streams and keep-alive pings count
-//!   as bytes moving;
+//!   cut, nor is a request whose handler is at work (nothing waits for the peer then);
+//! - HTTP/1.1 only. HTTP/2 was reachable only as cleartext h2c with prior knowledge (TLS
+//!   offers no ALPN), which no WebDAV client sends; on it the rule above would be per
+//!   connection, and a stalled stream could hide behind keep-alive pings or other streams;
 //! - a request whose handler panics is answered 500 and its connection closed, alone
 //!   (nothing shared is left half-changed by the serve loop; the handlers' shared state
 //!   tolerates poisoning);
@@ -95,10 +95,6 @@ impl ServeOptions {
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default time requests in progress get when the server stops.
 pub const GRACE: Duration = Duration::from_secs(10);
-/// Concurrent HTTP/2 streams on one connection.
-const MAX_H2_STREAMS: u32 = 64;
-/// Largest HTTP/2 header list accepted (HTTP/1 heads are bounded by hyper's buffer).
-const MAX_H2_HEADER_LIST: u32 = 64 * 1024;
 
 /// A running HTTP listener.
 pub struct HttpServer {
@@ -214,19 +210,15 @@ async fn serve_io<I>(
             }
         })
     };
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    // HTTP/1.1 only (see the module doc: HTTP/2 would let a stalled stream hide behind
+    // the connection's pings and other streams).
+    let mut builder =
+        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).http1_only();
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(options.handshake_timeout)
         .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(MAX_H2_STREAMS)
-        .max_header_list_size(MAX_H2_HEADER_LIST)
-        .keep_alive_interval(Some(options.idle_timeout / 2))
-        .keep_alive_timeout(options.handshake_timeout);
     let connection = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(connection);
 

@@ -636,7 +636,10 @@ async fn requests_pipelined_past_a_close_are_each_answered() {
     for round in 0..5 {
         for write in [false, true] {
             let (name, flags) = if write {
-                ("/alice/up.bin", OpenFlags::CREATE | OpenFlags::TRUNCATE | OpenFlags::WRITE)
+                (
+                    "/alice/up.bin",
+                    OpenFlags::CREATE | OpenFlags::TRUNCATE | OpenFlags::WRITE,
+                )
             } else {
                 ("/alice/big.bin", OpenFlags::READ)
             };
@@ -650,7 +653,9 @@ async fn requests_pipelined_past_a_close_are_each_answered() {
                 let (raw, handle) = (&s.raw, handle.clone());
                 async move {
                     if write {
-                        raw.write(handle, i * 32768, vec![7u8; 32768]).await.map(|_| ())
+                        raw.write(handle, i * 32768, vec![7u8; 32768])
+                            .await
+                            .map(|_| ())
                     } else {
                         raw.read(handle, i * 32768, 32768).await.map(|_| ())
                     }
@@ -671,7 +676,10 @@ async fn requests_pipelined_past_a_close_are_each_answered() {
                 tokio::time::timeout(std::time::Duration::from_secs(30), all)
                     .await
                     .unwrap_or_else(|_| panic!("round {round}: a request was never answered"));
-            assert!(before.iter().all(Result::is_ok), "round {round}: {before:?}");
+            assert!(
+                before.iter().all(Result::is_ok),
+                "round {round}: {before:?}"
+            );
             close.expect("close");
             for reply in after {
                 // Answered before the close was processed (ok) or refused: never lost.

@@ -241,3 +241,35 @@ async fn a_get_whose_client_reads_nothing_is_cut_after_the_transfer_idle_timeout
     );
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn http2_prior_knowledge_is_not_served() {
+    // On HTTP/2 the stall rule would be per connection (pings and other streams move
+    // bytes), so a stalled stream could hold an upload open forever: only HTTP/1.1 is
+    // served. The h2c preface gets no HTTP/2 SETTINGS frame back.
+    let gw = gateway(8).await;
+    let mut stream = TcpStream::connect(gw.addr("webdav")).await.unwrap();
+    stream
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .unwrap();
+    let mut reply = Vec::new();
+    let read = tokio::time::timeout(BOUND, stream.read_to_end(&mut reply)).await;
+    assert!(
+        read.is_ok(),
+        "the connection was neither answered nor closed"
+    );
+    // An HTTP/2 server's first frame is SETTINGS: length (3 bytes), type 4.
+    let settings = reply.len() >= 4 && reply[3] == 4 && !reply.starts_with(b"HTTP/");
+    assert!(
+        !settings,
+        "answered with HTTP/2: {:?}",
+        &reply[..reply.len().min(32)]
+    );
+    assert!(
+        reply.is_empty() || reply.starts_with(b"HTTP/1.1 "),
+        "unexpected reply {:?}",
+        String::from_utf8_lossy(&reply[..reply.len().min(64)])
+    );
+    gw.stop().await;
+}

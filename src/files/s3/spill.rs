@@ -58,13 +58,25 @@ impl SpilledUpload {
             StorageError::new(StorageErrorKind::Other, format!("no random name: {e}"))
         })?;
         let path = dir.join(format!("s3-upload-{}", hex::encode(name)));
-        let file = tokio::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .await
-            .map_err(|e| local_error(&format!("staging an S3 upload in {}", dir.display()), e))?;
+        let mut options = tokio::fs::OpenOptions::new();
+        options.read(true).write(true).create_new(true);
+        let open = || options.open(&path);
+        let file = match open().await {
+            // The staging folder was removed while serving: made again, not left broken.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                tokio::fs::create_dir_all(dir).await.ok();
+                open().await
+            }
+            other => other,
+        }
+        .map_err(|e| {
+            // Said as the local failure it is (a "not found" here is not the client's path).
+            let mut err = local_error(&format!("staging an S3 upload in {}", dir.display()), e);
+            if err.kind == StorageErrorKind::NotFound {
+                err.kind = StorageErrorKind::Other;
+            }
+            err
+        })?;
         tracing::debug!(key = %target.key, "S3 memory budget spent: upload staged in a local file");
         Ok(SpilledUpload { file, path, target })
     }
@@ -323,5 +335,16 @@ mod tests {
         assert_eq!(get(&storage, "/taken.bin").await, b"first");
         assert_eq!(staged_files(&staging), 0);
         assert!(moto.multipart_uploads(&bucket).is_empty());
+
+        // The staging folder removed while serving is made again at the next upload.
+        std::fs::remove_dir(staging.path()).unwrap();
+        let mut again = storage
+            .begin_write(&p("/again.bin"), WriteMode::Replace, Overwrite::Allow)
+            .await
+            .expect("staged upload after the folder was removed");
+        again.writer().write_all(b"again").await.unwrap();
+        again.writer().flush().await.unwrap();
+        again.commit().await.expect("commit");
+        assert_eq!(get(&storage, "/again.bin").await, b"again");
     }
 }
