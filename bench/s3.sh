@@ -89,7 +89,14 @@ remote() { # server protocol -> rclone path of the benchmark folder
     if [ "$1" = filegate ]; then echo "fg$2:bench"; else echo "moto:$bucket/direct"; fi
 }
 up() { "${rc[@]}" copyto "$work/big.bin" "$(remote "$1" "$2")/up.bin"; }
-down() { rm -f "$work/down.bin"; "${rc[@]}" copyto "$(remote "$1" "$2")/up.bin" "$work/down.bin"; }
+# rclone 1.60 (Debian's) fails its multi-thread FTP downloads (files over 250 MiB) against
+# any server: it closes each stream's data connection early and takes the server's 426 as an
+# error (vsftpd: "426 Failure writing network stream.", same failure). FTP downloads are
+# therefore one stream; SFTP, WebDAV and the direct S3 client keep rclone's defaults.
+down() {
+    local single=(); [ "$2" = ftp ] && single=(--multi-thread-streams 0)
+    rm -f "$work/down.bin"; "${rc[@]}" "${single[@]}" copyto "$(remote "$1" "$2")/up.bin" "$work/down.bin"
+}
 
 for proto in sftp ftp dav; do
     eval "run_up_$proto() { up \"\$1\" $proto; }"
