@@ -172,12 +172,12 @@ impl StagedWrite for SpilledUpload {
 mod tests {
     //! On a real moto_server, with a budget of two parts: the second transfer finds it spent.
 
-    use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+    use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
     use super::super::S3Storage;
-    use crate::config::{Redacted, S3Config};
+    use super::super::tests::{config_for, get, p, pattern};
+    use crate::config::S3Config;
     use crate::files::storage::{Overwrite, Storage, StorageErrorKind, WriteMode};
-    use crate::path::SitePath;
     use crate::test_support::{S3Provider, S3Server, TempDir};
 
     const MIB: usize = 1024 * 1024;
@@ -187,13 +187,8 @@ mod tests {
         let bucket = format!("filegate-{}", crate::secret::random_hex(6));
         moto.create_bucket(&bucket);
         let config = S3Config {
-            endpoint: moto.endpoint(),
-            region: "us-east-1".into(),
-            access_key_id: "testing".into(),
-            secret_access_key: Redacted("testing".into()),
-            path_style: true,
             transfer_memory_mib: 16,
-            ..S3Config::default()
+            ..config_for(moto)
         };
         let storage = S3Storage::open(&bucket, "site", &config)
             .await
@@ -203,25 +198,8 @@ mod tests {
         (storage, bucket)
     }
 
-    fn p(path: &str) -> SitePath {
-        SitePath::parse(path).expect("valid path")
-    }
-
-    fn pattern(len: usize) -> Vec<u8> {
-        (0..len)
-            .map(|i| (i as u32).wrapping_mul(2_654_435_761).rotate_left(9) as u8)
-            .collect()
-    }
-
     fn staged_files(staging: &TempDir) -> usize {
         std::fs::read_dir(staging.path()).unwrap().count()
-    }
-
-    async fn get(storage: &S3Storage, path: &str) -> Vec<u8> {
-        let mut reader = storage.open_read(&p(path)).await.expect("open for reading");
-        let mut data = Vec::new();
-        reader.read_to_end(&mut data).await.expect("read");
-        data
     }
 
     #[tokio::test]

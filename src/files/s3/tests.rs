@@ -27,7 +27,7 @@ async fn storage_on(server: &S3Server, tweak: impl FnOnce(&mut S3Config)) -> (S3
     (storage, bucket)
 }
 
-fn config_for(server: &S3Server) -> S3Config {
+pub(super) fn config_for(server: &S3Server) -> S3Config {
     S3Config {
         endpoint: server.endpoint(),
         region: "us-east-1".into(),
@@ -38,12 +38,12 @@ fn config_for(server: &S3Server) -> S3Config {
     }
 }
 
-fn p(path: &str) -> SitePath {
+pub(super) fn p(path: &str) -> SitePath {
     SitePath::parse(path).expect("valid path")
 }
 
 /// Bytes that differ at every offset that matters (no repeating 4 KiB pattern).
-fn pattern(len: usize) -> Vec<u8> {
+pub(super) fn pattern(len: usize) -> Vec<u8> {
     (0..len)
         .map(|i| (i as u32).wrapping_mul(2_654_435_761).rotate_left(7) as u8)
         .collect()
@@ -66,7 +66,7 @@ async fn put(
     upload.commit().await.map_err(|e| e.kind)
 }
 
-async fn get(storage: &S3Storage, path: &str) -> Vec<u8> {
+pub(super) async fn get(storage: &S3Storage, path: &str) -> Vec<u8> {
     let mut reader = storage.open_read(&p(path)).await.expect("open for reading");
     let mut data = Vec::new();
     reader.read_to_end(&mut data).await.expect("read");
