@@ -3,8 +3,8 @@
 //! no file made of the unfinished multipart upload; a bucket that does not exist or an
 //! endpoint that does not answer stop `serve` at start with one clear line; a large file
 //! (256 MiB by default — moto keeps objects in memory and assembles 1 GiB slowly enough to
-//! time the client out on a loaded machine; `FILEGATE_TEST_S3_BIG_MIB=1024` for 1 GiB) goes up and comes back byte for byte over
-//! SFTP. Wrong credentials (a wrong secret, an unknown access key) stop `serve` at start with
+//! time the client out on a loaded machine; `FILEGATE_TEST_S3_BIG_MIB=1024` for 1 GiB) goes up
+//! and comes back byte for byte over SFTP, and so does 1 GiB on s3s-fs. Wrong credentials (a wrong secret, an unknown access key) stop `serve` at start with
 //! one line naming the settings to check: that test runs on `s3s-fs`, which checks SigV4
 //! signatures (moto accepts any); the others on moto. Without the server a test needs it
 //! says SKIPPED and does nothing (under `CI=true` a missing s3s-fs fails the test).
@@ -382,6 +382,45 @@ fn wrong_credentials_stop_serve_with_one_clear_line_and_no_secret() {
     }
 }
 
+/// Sends `mib` MiB (and a bit: not a whole number of parts) up over SFTP to `gw` and back,
+/// checking every byte, as a user granted `folder` (written as `folder/large.bin`); prints
+/// the times.
+async fn large_round_trip(gw: &TestGateway, mib: u64, provider: &str, folder: &str) {
+    let len = mib * MIB + 12_345;
+    let file = format!("{}/large.bin", folder.trim_end_matches('/'));
+    let file = file.as_str();
+    gw.user("big", "big-password", &[(folder, Full)]).await;
+    let s = sftp_client::login(gw.addr("sftp"), "big", "big-password")
+        .await
+        .expect("login");
+    let started = Instant::now();
+    let flags = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
+    let handle = s
+        .raw
+        .open(file, flags, FileAttributes::default())
+        .await
+        .unwrap()
+        .handle;
+    assert_eq!(write_pattern(&s, &handle, len, |_| true).await, Ok(len));
+    assert_eq!(code(s.raw.close(&handle).await), StatusCode::Ok);
+    let up = started.elapsed();
+    assert_eq!(s.raw.stat(file).await.unwrap().attrs.size, Some(len));
+    let started = Instant::now();
+    let handle = s
+        .raw
+        .open(file, OpenFlags::READ, FileAttributes::default())
+        .await
+        .unwrap()
+        .handle;
+    assert_eq!(check_pattern(&s, &handle, len).await, len);
+    s.raw.close(&handle).await.unwrap();
+    eprintln!(
+        "{mib} MiB over SFTP on S3 ({provider}): up {:.1} s, down {:.1} s",
+        up.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_file_goes_up_and_comes_back_byte_for_byte_over_sftp() {
     let test = "a_large_file_goes_up_and_comes_back_byte_for_byte_over_sftp";
@@ -392,40 +431,37 @@ async fn a_large_file_goes_up_and_comes_back_byte_for_byte_over_sftp() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(256);
-    let len = mib * MIB + 12_345; // not a whole number of parts
     let gw = TestGateway::start_on(Backend::S3, |_| {}).await;
-    gw.user("big", "big-password", &[("/big", Full)]).await;
-    let s = sftp_client::login(gw.addr("sftp"), "big", "big-password")
-        .await
-        .expect("login");
-    let started = Instant::now();
-    let flags = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
-    let handle = s
-        .raw
-        .open("/big/large.bin", flags, FileAttributes::default())
-        .await
-        .unwrap()
-        .handle;
-    assert_eq!(write_pattern(&s, &handle, len, |_| true).await, Ok(len));
-    assert_eq!(code(s.raw.close(&handle).await), StatusCode::Ok);
-    let up = started.elapsed();
-    assert_eq!(
-        s.raw.stat("/big/large.bin").await.unwrap().attrs.size,
-        Some(len)
-    );
-    let started = Instant::now();
-    let handle = s
-        .raw
-        .open("/big/large.bin", OpenFlags::READ, FileAttributes::default())
-        .await
-        .unwrap()
-        .handle;
-    assert_eq!(check_pattern(&s, &handle, len).await, len);
-    s.raw.close(&handle).await.unwrap();
-    eprintln!(
-        "{mib} MiB over SFTP on S3 (moto): up {:.1} s, down {:.1} s",
-        up.as_secs_f64(),
-        started.elapsed().as_secs_f64()
-    );
+    large_round_trip(&gw, mib, "moto", "/big").await;
+    gw.stop().await;
+}
+
+/// 1 GiB on s3s-fs, which keeps objects as files (moto keeps them in memory and copies a
+/// whole object for each ranged GET, which makes 1 GiB there a test of moto).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_1_gib_file_goes_up_and_comes_back_byte_for_byte_over_sftp_on_s3s_fs() {
+    use filegate::config::Config;
+    use filegate::test_support::{S3Provider, S3Server};
+    let Some(server) = S3Server::start(S3Provider::S3sFs) else {
+        eprintln!(
+            "SKIPPED a_1_gib_file_goes_up_and_comes_back_byte_for_byte_over_sftp_on_s3s_fs: no s3s-fs"
+        );
+        return;
+    };
+    server.create_bucket("big");
+    let storage = Config::from_toml(&format!(
+        "[storage]\nurl = \"s3://big/files\"\n\n[storage.s3]\nendpoint = \"{}\"\n\
+         region = \"us-east-1\"\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n\
+         path_style = true\n",
+        server.endpoint(),
+        server.access_key(),
+        server.secret_key()
+    ))
+    .expect("the s3s-fs storage config parses")
+    .storage;
+    let gw = TestGateway::start_on(Backend::Local, move |config| config.storage = storage).await;
+    // At the root: s3s-fs makes folder markers into directories it then fails to HEAD (500;
+    // see the README's provider table), so no folder is made.
+    large_round_trip(&gw, 1024, "s3s-fs", "/").await;
     gw.stop().await;
 }

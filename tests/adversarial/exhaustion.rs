@@ -542,3 +542,154 @@ async fn stalled_http_uploads_holding_every_slot_of_an_address_are_cut_after_the
     );
     gw.stop().await;
 }
+
+/// Writes `data` to `path` over SFTP in 32 KiB writes, 16 in flight; closes the file unless
+/// `keep_open` (then the handle is returned, the upload left in progress).
+async fn sftp_upload(
+    s: &sftp_client::Sftp,
+    path: &str,
+    data: &[u8],
+    keep_open: bool,
+) -> Result<Option<String>, String> {
+    let flags = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
+    let handle = s
+        .raw
+        .open(path, flags, FileAttributes::default())
+        .await
+        .map_err(|e| format!("open {path}: {e}"))?
+        .handle;
+    for (window, chunk) in data.chunks(16 * 32 * 1024).enumerate() {
+        let writes = chunk.chunks(32 * 1024).enumerate().map(|(i, piece)| {
+            let offset = (window * 16 * 32 * 1024 + i * 32 * 1024) as u64;
+            s.raw.write(&handle, offset, piece.to_vec())
+        });
+        for result in futures_util::future::join_all(writes).await {
+            result.map_err(|e| format!("write {path}: {e}"))?;
+        }
+    }
+    if keep_open {
+        return Ok(Some(handle));
+    }
+    s.raw
+        .close(&handle)
+        .await
+        .map_err(|e| format!("close {path}: {e}"))?;
+    Ok(None)
+}
+
+/// On S3 storage, one user's uploads that stall half way hold the bucket's whole transfer
+/// memory (`storage.s3.transfer_memory_mib`): another user's upload is then staged on local
+/// disk and sent at its close through the parts kept for sends, and their download streams
+/// without read-ahead. Neither waits for the stalled uploads, and the bytes come back exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_s3_uploads_holding_the_transfer_memory_do_not_stop_another_users_transfers() {
+    let test = "stalled_s3_uploads_holding_the_transfer_memory_do_not_stop_another_users_transfers";
+    if crate::support::s3::moto().is_none() {
+        eprintln!("SKIPPED {test}: no moto_server");
+        return;
+    }
+    let gw = TestGateway::start_on(crate::support::Backend::S3, |c| {
+        c.storage.s3.part_size_mib = 8;
+        c.storage.s3.transfer_memory_mib = 32; // four parts
+    })
+    .await;
+    gw.user("mal", "mal-password", &[("/mal", Full)]).await;
+    gw.user("bea", "bea-password", &[("/bea", Full)]).await;
+    const MIB: usize = 1024 * 1024;
+    let pattern = |seed: u8, len: usize| -> Vec<u8> {
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31) ^ seed ^ (i >> 16) as u8)
+            .collect()
+    };
+    // Mallory: four uploads of 10 MiB (more than a part each), left open and silent.
+    let mal = sftp_client::login(gw.addr("sftp"), "mal", "mal-password")
+        .await
+        .expect("mal logs in");
+    let mut stalled = Vec::new();
+    for i in 0..4 {
+        let handle = sftp_upload(
+            &mal,
+            &format!("/mal/stall-{i}.bin"),
+            &pattern(1, 10 * MIB),
+            true,
+        )
+        .await
+        .expect("mal's upload starts")
+        .expect("left open");
+        stalled.push(handle);
+    }
+    let staging = gw
+        .gateway
+        .core
+        .config
+        .server
+        .data_dir
+        .join("uploads-in-progress");
+    let staged_files = || walk(&staging);
+    // Bea, from another address: 20 MiB up and down, within a bound far below any timeout.
+    let data = pattern(7, 20 * MIB);
+    let bea = sftp_client::try_login_from(gw.addr("sftp"), OTHER_CLIENT, "bea", "bea-password")
+        .await
+        .expect("bea logs in");
+    let bea_handle = tokio::time::timeout(
+        Duration::from_secs(60),
+        sftp_upload(&bea, "/bea/big.bin", &data, true),
+    )
+    .await
+    .expect("bea's upload is not held up by mal's")
+    .expect("bea's upload is accepted")
+    .expect("left open");
+    assert!(
+        staged_files() > 0,
+        "with the transfer memory taken, bea's upload is staged on local disk"
+    );
+    tokio::time::timeout(Duration::from_secs(60), bea.raw.close(&bea_handle))
+        .await
+        .expect("bea's upload is sent at close, not held up by mal's")
+        .expect("bea's upload completes");
+    let back = tokio::time::timeout(
+        Duration::from_secs(60),
+        crate::clients::sftp::get(&bea, "/bea/big.bin"),
+    )
+    .await
+    .expect("bea's download is not held up by mal's")
+    .expect("bea's download works");
+    assert!(back == data, "bea's file comes back byte for byte");
+    let failures = innocent_client_is_served(&gw).await;
+    assert!(failures.is_empty(), "{failures:?}");
+    // Mallory's uploads were never committed: nothing of them is visible, and when they go
+    // away nothing is left staged.
+    let listed = gw.stored().list("mal").await;
+    assert!(
+        listed.is_empty(),
+        "mal's unfinished uploads are visible: {listed:?}"
+    );
+    drop(stalled);
+    drop(mal);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while staged_files() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "staged files left after mal went away"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    gw.stop().await;
+}
+
+/// Files under `dir`, recursively (0 when it does not exist).
+fn walk(dir: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                walk(&e.path())
+            } else {
+                1
+            }
+        })
+        .sum()
+}
