@@ -18,7 +18,8 @@
 # server's share of its transfers is not in it).
 #
 # usage: bench/s3.sh [path/to/filegate]   (needs rclone and the provider's server;
-#        PROVIDER=s3s-fs|moto SIZE_MB=1024 PARALLEL=8 RUNS=5 may be overridden; run on demand,
+#        PROVIDER=s3s-fs|moto SIZE_MB=1024 PARALLEL=8 RUNS=5 may be overridden, ONLY=rss
+#        measures the parallel uploads alone; run on demand,
 #        not in CI)
 set -euo pipefail
 bin="$(realpath "${1:-target/release/filegate}")"
@@ -108,20 +109,24 @@ rc=(env -u AWS_CA_BUNDLE rclone --config /dev/null -q -I)   # a CA bundle in the
 
 head -c $((SIZE_MB * 1024 * 1024)) /dev/urandom > "$work/big.bin"
 server_pid() { if [ "$1" = filegate ]; then echo "$fg_pid"; else echo "$s3_pid"; fi; }
-remote() { # server protocol -> rclone path of the benchmark folder
-    if [ "$1" = filegate ]; then echo "fg$2:bench"; else echo "direct:$bucket/direct"; fi
+# Files at the top of the user's view (filegate) or under direct/ (rclone straight to S3): no
+# folder is made through filegate, since s3s-fs turns a folder marker into a directory whose
+# name it then answers HEAD with 500 (see the README's provider table).
+remote() { # server protocol -> rclone path of the benchmark file
+    if [ "$1" = filegate ]; then echo "fg$2:up.bin"; else echo "direct:$bucket/direct/up.bin"; fi
 }
-up() { "${rc[@]}" copyto "$work/big.bin" "$(remote "$1" "$2")/up.bin"; }
+up() { "${rc[@]}" copyto "$work/big.bin" "$(remote "$1" "$2")"; }
 # rclone 1.60 (Debian's) fails its multi-thread FTP downloads (files over 250 MiB) against
 # any server: it closes each stream's data connection early and takes the server's 426 as an
 # error (vsftpd: "426 Failure writing network stream.", same failure). FTP downloads are
 # therefore one stream; SFTP, WebDAV and the direct S3 client keep rclone's defaults.
 down() {
     local single=(); [ "$2" = ftp ] && single=(--multi-thread-streams 0)
-    rm -f "$work/down.bin"; "${rc[@]}" "${single[@]}" copyto "$(remote "$1" "$2")/up.bin" "$work/down.bin"
+    rm -f "$work/down.bin"; "${rc[@]}" "${single[@]}" copyto "$(remote "$1" "$2")" "$work/down.bin"
 }
 
-for proto in sftp ftp dav; do
+# ONLY=rss: the parallel-upload memory figure alone.
+for proto in $([ "${ONLY:-}" = rss ] || echo sftp ftp dav); do
     eval "run_up_$proto() { up \"\$1\" $proto; }"
     eval "run_down_$proto() { down \"\$1\" $proto; }"
     ab "up MB/s $proto" "$SIZE_MB" "run_up_$proto" filegate direct
@@ -134,14 +139,14 @@ done
 echo 5 > "/proc/$fg_pid/clear_refs" 2>/dev/null || echo "(cannot reset the peak RSS: the figure covers the whole run)" >&2
 t0="$(ab_now)"
 uploads=()
-for i in $(seq 1 "$PARALLEL"); do "${rc[@]}" copyto "$work/big.bin" "fgsftp:bench/par-$i.bin" & uploads+=($!); done
+for i in $(seq 1 "$PARALLEL"); do "${rc[@]}" copyto "$work/big.bin" "fgsftp:par-$i.bin" & uploads+=($!); done
 failed=0; for p in "${uploads[@]}"; do wait "$p" || failed=1; done
 t1="$(ab_now)"
 [ "$failed" = 0 ] || { echo "a parallel upload failed"; exit 1; }
 peak_kb="$(awk '/^VmHWM:/{print $2}' "/proc/$fg_pid/status")"
 s3_kb="$(awk '/^VmRSS:/{print $2}' "/proc/$s3_pid/status")"
 
-ab_table "S3 benchmark: ${SIZE_MB} MiB file, rclone for every protocol, filegate on $PROVIDER vs rclone direct to $PROVIDER, 127.0.0.1" filegate direct
+[ "${ONLY:-}" = rss ] || ab_table "S3 benchmark: ${SIZE_MB} MiB file, rclone for every protocol, filegate on $PROVIDER vs rclone direct to $PROVIDER, 127.0.0.1" filegate direct
 echo
 printf '%s parallel SFTP uploads of %s MiB: %.0f MB/s together; filegate peak RSS %s MiB (target < 256); %s RSS %s MiB\n' \
     "$PARALLEL" "$SIZE_MB" "$(python3 -c "print($PARALLEL*$SIZE_MB/($t1-$t0))")" "$((peak_kb / 1024))" "$PROVIDER" "$((s3_kb / 1024))"

@@ -17,7 +17,7 @@ use crate::api::{ApiBindError, ApiServer, ApiState};
 use crate::audit::{AuditLog, AuditSettings, AuditSink};
 use crate::auth::Authenticator;
 use crate::config::Config;
-use crate::files::{Files, open_storage};
+use crate::files::{Files, StorageRole, open_storage};
 use crate::ftp::{FtpError, FtpServer};
 use crate::identity::Principal;
 use crate::metrics::{MeteredSink, Metrics};
@@ -78,19 +78,33 @@ pub struct Core {
     lockout_sync: tokio::task::JoinHandle<()>,
     /// The periodic directory check of LDAP users, when LDAP is configured.
     ldap_check: Option<tokio::task::JoinHandle<()>>,
+    /// The staging folders this process claimed (serving; none for an admin command).
+    _staging: Vec<crate::files::staging::StagingClaim>,
 }
 
 impl Core {
     /// Creates the data folder, opens (and migrates) the store and the storage, and starts
-    /// the audit writer. Binds nothing.
+    /// the audit writer, to serve: the storage's staging folders are claimed (a second
+    /// process serving with the same data folder is refused) and cleared of what a crash
+    /// left. Binds nothing.
     pub async fn open(config: Config) -> Result<Core, GatewayError> {
+        Core::open_as(config, StorageRole::Serve).await
+    }
+
+    /// As [`Core::open`], for an admin command that may run beside a serving process: no
+    /// staging folder is claimed or cleared, no background sweep of the storage starts.
+    pub async fn open_admin(config: Config) -> Result<Core, GatewayError> {
+        Core::open_as(config, StorageRole::Admin).await
+    }
+
+    async fn open_as(config: Config, role: StorageRole) -> Result<Core, GatewayError> {
         let data_dir = &config.server.data_dir;
         std::fs::create_dir_all(data_dir).map_err(|source| GatewayError::DataDir {
             path: data_dir.display().to_string(),
             source,
         })?;
         let store = Store::connect(&config.server.database_url).await?;
-        let storage = open_storage(&config).await?;
+        let opened = open_storage(&config, role).await?;
         let audit = AuditLog::start(
             Arc::new(store.clone()),
             AuditSettings {
@@ -135,7 +149,7 @@ impl Core {
         let lockout_sync = tokio::spawn(sync_lockout(auth.lockout()));
         let limits = crate::limits::Limits::from_config(&config.limits);
         let files = Arc::new(
-            Files::new(storage, sink.clone(), limits.max_open_files)
+            Files::new(opened.storage, sink.clone(), limits.max_open_files)
                 .with_open_files_per_owner(limits.max_open_files_per_user)
                 .with_props(Arc::new(store.clone())),
         );
@@ -162,6 +176,7 @@ impl Core {
             metrics,
             lockout_sync,
             ldap_check,
+            _staging: opened.claims,
         })
     }
 

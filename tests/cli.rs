@@ -522,3 +522,128 @@ fn serve_on_a_bucket_that_does_not_exist_stops_at_start_with_one_line() {
     assert!(err.contains("NoSuchBucket"), "{err}");
     assert!(!err.contains("very-secret-value"), "{err}");
 }
+
+/// Files staged for uploads in progress under `data/uploads-in-progress` (the lock file is
+/// not one).
+fn staged(data: &std::path::Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(data.join("uploads-in-progress"))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name() != ".lock" && e.path().is_file())
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Admin commands run beside a serving process: they must leave its uploads in progress
+/// alone (they once cleared its staging folder as if after a crash, so the upload failed at
+/// its end). A second `serve` on the same data folder stops at start with one line.
+#[test]
+fn admin_commands_beside_a_running_server_leave_its_uploads_in_progress_alone() {
+    use std::io::{BufRead, BufReader, Read};
+    use std::net::TcpStream;
+    use std::time::{Duration, Instant};
+
+    let cli = Cli::new();
+    let out = cli.with_stdin(
+        &["user", "add", "alice", "--password-stdin"],
+        "correct-horse\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    cli.ok(&["user", "grant", "alice", "/inbox", "full"]);
+    let mut serve = cli
+        .command(&["serve"])
+        .env("FILEGATE_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = serve.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some((_, after)) = line.split_once("webdav listening on ") {
+                let _ = tx.send(after.split_whitespace().next().unwrap_or("").to_owned());
+            }
+        }
+    });
+    let webdav: std::net::SocketAddr = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("serve starts")
+        .parse()
+        .unwrap();
+
+    // An upload in progress: half of a 2 MB body sent, the rest held back.
+    const LEN: usize = 2_000_000;
+    let body: Vec<u8> = (0..LEN).map(|i| (i * 7 % 251) as u8).collect();
+    let mut put = TcpStream::connect(webdav).unwrap();
+    use base64::Engine;
+    let auth = base64::engine::general_purpose::STANDARD.encode("alice:correct-horse");
+    write!(
+        put,
+        "PUT /inbox/big.bin HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\n\
+         Content-Length: {LEN}\r\n\r\n"
+    )
+    .unwrap();
+    put.write_all(&body[..LEN / 2]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while staged(cli.dir.path()).is_empty() {
+        assert!(Instant::now() < deadline, "the upload is never staged");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // Admin commands meanwhile, and a second server on the same data folder.
+    let out = cli.with_stdin(
+        &["user", "add", "bob", "--password-stdin"],
+        "battery-staple\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    cli.ok(&["user", "grant", "bob", "/bob", "full"]);
+    cli.ok(&["user", "list", "--json"]);
+    let second = cli
+        .command(&["serve"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        !second.status.success(),
+        "a second serve on the same data folder starts: {stderr}"
+    );
+    let said: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("in use by another filegate process"))
+        .collect();
+    assert_eq!(said.len(), 1, "one line says why: {stderr}");
+    assert_eq!(
+        staged(cli.dir.path()).len(),
+        1,
+        "the upload's staging file is still there"
+    );
+
+    // The upload completes, byte for byte.
+    put.write_all(&body[LEN / 2..]).unwrap();
+    put.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut head = [0u8; 12];
+    put.read_exact(&mut head).unwrap();
+    let status = String::from_utf8_lossy(&head).into_owned();
+    assert!(status.starts_with("HTTP/1.1 201"), "{status}");
+    let stored = std::fs::read(cli.dir.path().join("files/inbox/big.bin")).unwrap();
+    assert!(stored == body, "the file is the bytes sent");
+
+    Command::new("kill")
+        .args(["-TERM", &serve.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(serve.wait().unwrap().success(), "serve exits cleanly");
+}

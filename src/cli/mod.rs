@@ -61,7 +61,7 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve => serve(config).await,
         Command::Migrate => {
-            let core = Core::open(config).await?;
+            let core = Core::open_admin(config).await?;
             println!("database schema is up to date ({})", core.store.backend());
             core.close().await;
             Ok(())
@@ -82,7 +82,8 @@ async fn with_core(
     config: Config,
     f: impl for<'a> FnOnce(&'a Core) -> BoxedRun<'a>,
 ) -> anyhow::Result<()> {
-    let core = Core::open(config).await?;
+    // Beside a running server: its uploads in progress are left alone.
+    let core = Core::open_admin(config).await?;
     let result = f(&core).await;
     core.close().await;
     result

@@ -63,10 +63,9 @@ impl LocalStorage {
             symlinks: Symlinks::Refuse,
         };
         beneath.probe(&root)?;
-        // Leftovers of uploads interrupted by a crash are never valid files: clear them.
-        for entry in staging.entries()?.flatten() {
-            let _ = staging.remove_file(entry.file_name());
-        }
+        // Leftovers of uploads interrupted by a crash are cleared by the serving process's
+        // claim on the folder (`files::staging`), not here: an admin command opens the
+        // storage beside a running server.
         Ok(LocalStorage {
             root: Arc::new(root),
             staging: Arc::new(staging),

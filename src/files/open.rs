@@ -1,5 +1,7 @@
 //! Opening the storage the config names: the `[storage] url` backend for `/`, and
-//! (`[[storage.mounts]]`) folders of the site on backends of their own.
+//! (`[[storage.mounts]]`) folders of the site on backends of their own. A serving process
+//! claims each backend's staging folder ([`super::staging`]) and starts the S3 sweep of
+//! abandoned uploads; an admin command does neither.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -7,6 +9,7 @@ use std::sync::Arc;
 use super::local::{LocalStorage, Symlinks};
 use super::mounts::Mounts;
 use super::s3::S3Storage;
+use super::staging::{self, StagingClaim};
 use super::storage::Storage;
 use crate::config::{Config, StorageUrl};
 use crate::path::SitePath;
@@ -20,27 +23,57 @@ pub enum OpenStorageError {
     Unusable { url: String, message: String },
 }
 
+/// Who opens the storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageRole {
+    /// The process that serves (or will): claims the staging folders, clears what a crash
+    /// left there, sweeps abandoned S3 uploads.
+    Serve,
+    /// An admin command beside a serving process: reads and makes folders, claims nothing.
+    Admin,
+}
+
+/// The opened storage, and the staging folders claimed for it (held while it is used).
+pub struct OpenedStorage {
+    pub storage: Arc<dyn Storage>,
+    pub claims: Vec<StagingClaim>,
+}
+
 /// The site's storage, as configured (`fill_defaults` has set `storage.url`; `validate`
 /// has checked the mounts): the root backend alone, or with each mount's backend at its
 /// folder ([`Mounts`]).
-pub async fn open_storage(config: &Config) -> Result<Arc<dyn Storage>, OpenStorageError> {
+pub async fn open_storage(
+    config: &Config,
+    role: StorageRole,
+) -> Result<OpenedStorage, OpenStorageError> {
+    let mut claims = Vec::new();
     let root_url = config
         .storage
         .url
         .clone()
         .unwrap_or_else(|| StorageUrl::File(config.server.storage_dir.clone()));
-    let root = open_url(config, &root_url, "root").await?;
+    let root = open_url(config, &root_url, "root", role, &mut claims).await?;
     let mut named = vec![("storage.url".to_owned(), &root_url)];
     for mount in &config.storage.mounts {
         named.push((format!("the mount at {}", mount.path), &mount.url));
     }
     if config.storage.mounts.is_empty() {
         check_local_roots(&config.server.data_dir, &named)?;
-        return Ok(root);
+        return Ok(OpenedStorage {
+            storage: root,
+            claims,
+        });
     }
     let mut mounted = Vec::with_capacity(config.storage.mounts.len());
     for mount in &config.storage.mounts {
-        let storage = open_url(config, &mount.url, &mount_name(&mount.path)).await?;
+        let storage = open_url(
+            config,
+            &mount.url,
+            &mount_name(&mount.path),
+            role,
+            &mut claims,
+        )
+        .await?;
         mounted.push((mount.path.clone(), storage));
     }
     check_local_roots(&config.server.data_dir, &named)?;
@@ -48,7 +81,10 @@ pub async fn open_storage(config: &Config) -> Result<Arc<dyn Storage>, OpenStora
         url: root_url.to_string(),
         message: e.to_string(),
     })?;
-    Ok(Arc::new(mounts))
+    Ok(OpenedStorage {
+        storage: Arc::new(mounts),
+        claims,
+    })
 }
 
 /// The name of a mount's local state (its staging folder): stable for its site path, and a
@@ -60,15 +96,25 @@ fn mount_name(path: &SitePath) -> String {
 }
 
 /// One backend. `name` tells uses apart where a backend keeps local state (its staging
-/// folder under `data_dir`).
+/// folder under `data_dir`); serving, that folder is claimed into `claims`.
 async fn open_url(
     config: &Config,
     url: &StorageUrl,
     name: &str,
+    role: StorageRole,
+    claims: &mut Vec<StagingClaim>,
 ) -> Result<Arc<dyn Storage>, OpenStorageError> {
+    let staging = staging_dir(&config.server.data_dir, name);
+    if role == StorageRole::Serve {
+        claims.push(
+            staging::claim(&staging).map_err(|err| OpenStorageError::Unusable {
+                url: url.to_string(),
+                message: err.to_string(),
+            })?,
+        );
+    }
     match url {
         StorageUrl::File(dir) => {
-            let staging = staging_dir(&config.server.data_dir, name);
             let storage =
                 LocalStorage::open(dir, &staging).map_err(|source| OpenStorageError::Local {
                     url: url.to_string(),
@@ -85,12 +131,14 @@ async fn open_url(
                     url: url.to_string(),
                     message: err.to_string(),
                 })?
-                .with_staging(&staging_dir(&config.server.data_dir, name))
+                .with_staging(&staging)
                 .map_err(|err| OpenStorageError::Unusable {
                     url: url.to_string(),
                     message: format!("its local staging folder: {err}"),
                 })?;
-            storage.sweep_abandoned_uploads();
+            if role == StorageRole::Serve {
+                storage.sweep_abandoned_uploads();
+            }
             Ok(Arc::new(storage))
         }
     }

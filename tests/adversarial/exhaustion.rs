@@ -677,7 +677,8 @@ async fn stalled_s3_uploads_holding_the_transfer_memory_do_not_stop_another_user
     gw.stop().await;
 }
 
-/// Files under `dir`, recursively (0 when it does not exist).
+/// Files under `dir`, recursively, but the staging folders' lock files (0 when it does not
+/// exist).
 fn walk(dir: &std::path::Path) -> usize {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
@@ -688,7 +689,7 @@ fn walk(dir: &std::path::Path) -> usize {
             if e.file_type().is_ok_and(|t| t.is_dir()) {
                 walk(&e.path())
             } else {
-                1
+                usize::from(e.file_name() != filegate::files::staging::LOCK_FILE)
             }
         })
         .sum()

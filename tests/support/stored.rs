@@ -28,9 +28,10 @@ impl Stored {
     pub async fn open(config: &Config, data_dir: std::path::PathBuf) -> Stored {
         let mut config = config.clone();
         config.server.data_dir = data_dir;
-        let storage = filegate::files::open_storage(&config)
+        let storage = filegate::files::open_storage(&config, filegate::files::StorageRole::Admin)
             .await
-            .expect("open the gateway's storage for the test");
+            .expect("open the gateway's storage for the test")
+            .storage;
         Stored {
             storage,
             runtime: tokio::runtime::Handle::current(),

@@ -21,13 +21,15 @@ fn on_disk(dir: &TempDir, rel: &str) -> String {
 }
 
 #[test]
-fn leftovers_of_interrupted_uploads_are_cleared_at_open() {
+fn opening_leaves_the_staging_folder_to_its_claim() {
+    // An admin command opens the storage beside a running server: what is staged there is
+    // an upload in progress (leftovers are cleared by `files::staging::claim`).
     let dir = TempDir::new("local");
     let staging = dir.path().join("staging");
     std::fs::create_dir_all(&staging).unwrap();
-    std::fs::write(staging.join("upload-stale"), "half").unwrap();
+    std::fs::write(staging.join("upload-in-progress"), "half").unwrap();
     LocalStorage::open(&dir.path().join("root"), &staging).unwrap();
-    assert!(std::fs::read_dir(&staging).unwrap().next().is_none());
+    assert!(staging.join("upload-in-progress").exists());
 }
 
 #[tokio::test]

@@ -99,10 +99,11 @@ impl S3Storage {
         Ok(storage)
     }
 
-    /// Stages uploads in `dir` (a private folder on the local disk) once the memory budget is
-    /// spent; files left there by a crash are removed now.
+    /// Stages uploads in `dir` (a private folder on the local disk, made if missing) once the
+    /// memory budget is spent. (What a crash left there is cleared by the serving process's
+    /// claim on the folder, `files::staging`.)
     pub fn with_staging(mut self, dir: &Path) -> std::io::Result<S3Storage> {
-        spill::prepare_dir(dir)?;
+        std::fs::create_dir_all(dir)?;
         self.staging = Some(dir.to_owned());
         Ok(self)
     }

@@ -39,18 +39,6 @@ pub(super) struct SpilledUpload {
     target: Target,
 }
 
-/// Clears the staging folder of files left by uploads a crash interrupted (never valid:
-/// an object exists only once its upload completed), making it if needed.
-pub(super) fn prepare_dir(dir: &Path) -> io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    for entry in std::fs::read_dir(dir)?.flatten() {
-        if entry.file_type().is_ok_and(|t| t.is_file()) {
-            let _ = std::fs::remove_file(entry.path());
-        }
-    }
-    Ok(())
-}
-
 impl SpilledUpload {
     pub(super) async fn create(dir: &Path, target: Target) -> Result<SpilledUpload, StorageError> {
         let mut name = [0u8; 12];
@@ -199,7 +187,10 @@ mod tests {
     }
 
     fn staged_files(staging: &TempDir) -> usize {
-        std::fs::read_dir(staging.path()).unwrap().count()
+        std::fs::read_dir(staging.path())
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name() != crate::files::staging::LOCK_FILE)
+            .count()
     }
 
     #[tokio::test]
@@ -209,8 +200,13 @@ mod tests {
         };
         let staging = TempDir::new("s3-staging");
         std::fs::write(staging.path().join("s3-upload-left-by-a-crash"), b"old").unwrap();
+        let _claim = crate::files::staging::claim(staging.path()).expect("claim");
         let (storage, bucket) = tight_storage(&moto, &staging).await;
-        assert_eq!(staged_files(&staging), 0, "leftovers are cleared at open");
+        assert_eq!(
+            staged_files(&staging),
+            0,
+            "leftovers are cleared by the claim"
+        );
         let data = pattern(20 * MIB + 123);
         let mut before = storage
             .begin_write(&p("/before.bin"), WriteMode::Replace, Overwrite::Allow)
