@@ -4,10 +4,11 @@
 //! endpoint that does not answer stop `serve` at start with one clear line; a large file
 //! (256 MiB by default — moto keeps objects in memory and assembles 1 GiB slowly enough to
 //! time the client out on a loaded machine; `FILEGATE_TEST_S3_BIG_MIB=1024` for 1 GiB) goes up
-//! and comes back byte for byte over SFTP, and so does 1 GiB on s3s-fs. Wrong credentials (a wrong secret, an unknown access key) stop `serve` at start with
-//! one line naming the settings to check: that test runs on `s3s-fs`, which checks SigV4
-//! signatures (moto accepts any); the others on moto. Without the server a test needs it
-//! says SKIPPED and does nothing (under `CI=true` a missing s3s-fs fails the test).
+//! and comes back byte for byte over SFTP. On s3s-fs, which checks SigV4 signatures (moto
+//! accepts any) and keeps objects as files: wrong credentials (a wrong secret, an unknown
+//! access key) stop `serve` at start with one line naming the settings to check, and 1 GiB
+//! goes up and comes back byte for byte over SFTP. Without the server a test needs it says
+//! SKIPPED and does nothing (under `CI=true` a missing s3s-fs fails the test).
 
 mod support;
 
