@@ -2,8 +2,10 @@
 //! real sockets: a client that closes mid-GET frees its connection slot and its place in the
 //! open-file budget, and is audited with the bytes sent; a file truncated while it is being
 //! sent ends the response (connection closed, no zeros, no hang); a file replaced while it
-//! is being sent is sent whole as it was when the GET opened it. (A client that stops
-//! reading is cut at the transfer idle timeout: `stall.rs`, which runs the same path.)
+//! is being sent is sent whole as it was when the GET opened it; over HTTPS (the buffered
+//! path) a truncated file ends the response the same way, where dav-server used to pad it
+//! with zeros. (A client that stops reading is cut at the transfer idle timeout:
+//! `stall.rs`, which runs the same path.)
 
 use std::time::{Duration, Instant};
 
@@ -12,8 +14,8 @@ use reqwest::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::Dav;
 use super::sendfile::{authorization, pattern, read_records, response_head, sendfile_bytes};
+use super::{Dav, curl};
 use crate::support::TestGateway;
 
 const MIB: usize = 1 << 20;
@@ -167,5 +169,59 @@ async fn a_file_replaced_by_another_user_while_it_is_sent_is_sent_whole_as_it_wa
     assert!(body == old, "the old content, whole and exact");
     let reply = ann.call("GET", "/sam/big.bin", &[], "").await;
     assert_eq!(reply.body, "the new content");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_file_truncated_while_it_is_sent_over_https_ends_the_response_without_zeros() {
+    let dir = filegate::test_support::TempDir::new("davtls-truncate");
+    let made =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    let Some(gw) = gateway(move |c| {
+        c.webdav.tls_cert = cert;
+        c.webdav.tls_key = key;
+    })
+    .await
+    else {
+        return;
+    };
+    let content = pattern(BIG);
+    gw.write("sam/big.bin", &content).await;
+    let url = format!("https://{}/sam/big.bin", gw.addr("webdav"));
+    let out = dir.path().join("out.bin");
+    let target = out.to_str().unwrap().to_owned();
+    // 8 MB/s: the download takes seconds, and is well under way when the file shrinks.
+    let download = tokio::task::spawn_blocking(move || {
+        let args = ["-k", "-u", "sam:sam-password", "--limit-rate", "8M"];
+        curl(&[&args[..], &["-o", &target, &url]].concat())
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let keep = 16 * MIB;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(gw.root().join("sam/big.bin"))
+        .unwrap()
+        .set_len(keep as u64)
+        .unwrap();
+    let (_, code) = tokio::time::timeout(Duration::from_secs(60), download)
+        .await
+        .expect("curl ended")
+        .unwrap();
+    let body = std::fs::read(&out).unwrap();
+    assert_eq!(code, "200", "the response had started");
+    assert!(
+        body.len() < BIG,
+        "the response ended short: {} bytes",
+        body.len()
+    );
+    assert!(
+        body == content[..body.len()],
+        "every byte received is the file's (no zeros for the missing end)"
+    );
+    assert_eq!(sendfile_bytes(&gw), 0, "TLS: the buffered path");
     gw.stop().await;
 }
