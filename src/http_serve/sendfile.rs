@@ -20,6 +20,12 @@
 //! response or connection) takes the range off the queue, and the last range of a download
 //! dropped ends the download (its audit record, with the bytes `sendfile` sent).
 //!
+//! A stand-in dropped before its range was sent in full poisons the connection: every later
+//! write on it fails. That is what happens when a response is discarded (the connection is
+//! closing anyway), and it is the safety net should anything ever copy a stand-in instead of
+//! passing it on (a hyper that flattened body chunks, a layer that transformed the body):
+//! the copy is dropped before it could be written, so its zeros never reach the client.
+//!
 //! A file that shrinks while it is sent ends its range early: `sendfile` returns 0 and the
 //! connection fails (the client sees a response shorter than its `Content-Length`), never
 //! zeros in place of the missing bytes.
@@ -78,6 +84,8 @@ pub struct SendfileQueue {
 struct Queue {
     next_id: u64,
     ranges: VecDeque<Range>,
+    /// A stand-in was dropped unsent: nothing more may be written (see the module doc).
+    poisoned: bool,
 }
 
 struct Range {
@@ -162,6 +170,18 @@ impl SendfileQueue {
     }
 }
 
+impl SendfileQueue {
+    /// Fails when a stand-in was dropped before its range was sent.
+    fn check(&self) -> io::Result<()> {
+        if lock(&self.inner).poisoned {
+            return Err(mismatch(
+                "a stand-in was dropped before its range was sent; the connection is closed rather than risk sending its placeholder bytes",
+            ));
+        }
+        Ok(())
+    }
+}
+
 fn mismatch(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, format!("sendfile: {what}"))
 }
@@ -189,6 +209,9 @@ impl Drop for StandIn {
             .iter()
             .position(|r| r.id == self.id)
             .and_then(|i| queue.ranges.remove(i));
+        if range.as_ref().is_some_and(|r| r.sent < r.len) {
+            queue.poisoned = true;
+        }
         drop(queue);
         // The download may end here (its audit record), outside the queue's lock.
         drop(range);
@@ -251,6 +274,7 @@ impl AsyncWrite for PlainTcp {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        this.queue.check()?;
         if marker_offset(buf).is_some() {
             return this.poll_sendfile(cx, buf);
         }
@@ -265,6 +289,7 @@ impl AsyncWrite for PlainTcp {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        this.queue.check()?;
         let bufs = match bufs.iter().position(|b| !b.is_empty()) {
             Some(first) => &bufs[first..],
             None => return Poll::Ready(Ok(0)),
@@ -286,5 +311,71 @@ impl AsyncWrite for PlainTcp {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().tcp).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::files::tests::{Fixture, p};
+    use crate::identity::GrantLevel::Full;
+    use crate::test_support::principal;
+
+    /// A connected pair: the server side wrapped as a plain connection with `queue`.
+    async fn pair(queue: &SendfileQueue) -> (PlainTcp, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        (PlainTcp::new(server, queue.clone()), client)
+    }
+
+    #[tokio::test]
+    async fn a_stand_in_passed_on_sends_the_file_and_one_copied_instead_stops_the_connection() {
+        let fx = Fixture::new();
+        fx.put("a.txt", "hello, sendfile");
+        let who = principal(&[("/", Full)], None);
+        let download = Arc::new(Mutex::new(
+            fx.files.open_read(&who, &p("/a.txt")).await.unwrap(),
+        ));
+
+        // Passed on as hyper passes body chunks: the file's bytes arrive, not the stand-in's.
+        let queue = SendfileQueue::new(None);
+        let (mut server, mut client) = pair(&queue).await;
+        let stand_in = queue.stand_in(&download, 7, 8).unwrap();
+        server.write_all(b"head:").await.unwrap();
+        let mut rest = stand_in.clone();
+        while !rest.is_empty() {
+            let n = server
+                .write_vectored(&[io::IoSlice::new(&rest)])
+                .await
+                .unwrap();
+            let _ = rest.split_to(n);
+        }
+        drop((stand_in, rest));
+        server.write_all(b":tail").await.unwrap();
+        drop(server);
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"head:sendfile:tail");
+
+        // Copied (as a writer that flattened body chunks would) and the stand-in dropped
+        // unsent: no later write goes out, so its placeholder bytes never reach the client.
+        let queue = SendfileQueue::new(None);
+        let (mut server, mut client) = pair(&queue).await;
+        let stand_in = queue.stand_in(&download, 0, 5).unwrap();
+        let copy = stand_in.to_vec();
+        drop(stand_in);
+        let err = server.write_all(&copy).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+        let err = server.write_all(b"anything").await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+        drop(server);
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).await.unwrap();
+        assert!(got.is_empty(), "sent after the stand-in was lost: {got:?}");
     }
 }
