@@ -363,6 +363,7 @@ impl Gateway {
                 Arc::new(core.store.clone()),
                 core.gate.clone(),
                 tasks.clone(),
+                core.metrics.clone(),
             )
             .await?;
             self.listening.push(("webdav", server.addr));

@@ -21,12 +21,16 @@
 //!   tolerates poisoning);
 //! - `TCP_NODELAY`; the peer address is in each request's extensions as
 //!   `ConnectInfo<SocketAddr>`;
+//! - on plain connections, each request's extensions also hold the connection's
+//!   [`SendfileQueue`]: a handler may answer with stand-ins for ranges of a local file, which
+//!   the connection sends with `sendfile(2)` (`sendfile`); TLS connections have none;
 //! - at shutdown ([`Tasks::draining`]) connections stop taking requests and let those in
 //!   progress finish within the grace time; the serve loop's [`Tasks`] drop what is left.
 //!
 //! This module decides nothing about identities: it admits connections and times them out.
 
 mod activity;
+mod sendfile;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -46,7 +50,10 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use self::activity::{Activity, Metered, TrackedBody, WatchedBody};
+use self::sendfile::PlainTcp;
+pub use self::sendfile::{MAX_RANGE, SendfileQueue, SharedDownload};
 use crate::limits::ConnectionGate;
+use crate::metrics::Metrics;
 use crate::serve::{Accepted, Handler, Listen, Tasks};
 
 /// How a listener serves.
@@ -68,6 +75,9 @@ pub struct ServeOptions {
     pub grace: Duration,
     /// Tracks the listener's connections (the gateway passes the one every front-end shares).
     pub tasks: Tasks,
+    /// Counts the bytes plain connections send with `sendfile(2)`
+    /// (`filegate_http_sendfile_bytes_total`); `None`: not counted.
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 impl ServeOptions {
@@ -86,6 +96,7 @@ impl ServeOptions {
             transfer_idle_timeout,
             grace: GRACE,
             tasks: Tasks::new(),
+            metrics: None,
         }
     }
 }
@@ -150,12 +161,18 @@ async fn serve_connection(accepted: Accepted, app: Router, options: Arc<ServeOpt
     let _permit = permit;
     let stopped = tasks.draining();
     let activity = Activity::new();
-    let tcp = Metered::new(tcp, activity.clone());
     match &options.tls {
-        None => serve_io(tcp, peer, app, &options, activity, stopped).await,
+        None => {
+            let queue = SendfileQueue::new(options.metrics.clone());
+            let tcp = Metered::new(PlainTcp::new(tcp, queue.clone()), activity.clone());
+            serve_io(tcp, peer, app, &options, activity, stopped, Some(queue)).await
+        }
         Some(acceptor) => {
+            let tcp = Metered::new(tcp, activity.clone());
             match tokio::time::timeout(options.handshake_timeout, acceptor.accept(tcp)).await {
-                Ok(Ok(stream)) => serve_io(stream, peer, app, &options, activity, stopped).await,
+                Ok(Ok(stream)) => {
+                    serve_io(stream, peer, app, &options, activity, stopped, None).await
+                }
                 Ok(Err(e)) => {
                     tracing::debug!(listener = options.name, %peer, error = %e, "TLS handshake failed")
                 }
@@ -184,14 +201,21 @@ async fn serve_io<I>(
     options: &ServeOptions,
     activity: Arc<Activity>,
     stopped: CancellationToken,
+    sendfile: Option<SendfileQueue>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let name = options.name;
+    // Body chunks must reach the IO as the `Bytes` they are (hyper's queue strategy), so
+    // that stand-ins are recognised; `pipeline_flush`, which would flatten them, stays off.
+    let writev = sendfile.is_some();
     let service = {
         let activity = activity.clone();
         hyper::service::service_fn(move |mut req: Request<Incoming>| {
             req.extensions_mut().insert(ConnectInfo(peer));
+            if let Some(queue) = &sendfile {
+                req.extensions_mut().insert(queue.clone());
+            }
             let in_flight = activity.begin();
             let activity = activity.clone();
             let req = req.map(|body| Body::new(WatchedBody::new(body, activity.clone())));
@@ -219,6 +243,9 @@ async fn serve_io<I>(
         .timer(TokioTimer::new())
         .header_read_timeout(options.handshake_timeout)
         .keep_alive(true);
+    if writev {
+        builder.http1().writev(true);
+    }
     let connection = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(connection);
 

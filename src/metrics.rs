@@ -17,6 +17,8 @@ use crate::identity::Protocol;
 pub struct Metrics {
     counters: Mutex<BTreeMap<(&'static str, &'static str, &'static str), u64>>,
     sftp_sessions: AtomicI64,
+    /// Bytes plain HTTP connections sent with `sendfile(2)` (WebDAV GETs of local files).
+    pub http_sendfile_bytes: AtomicU64,
     /// Webhook deliveries (fed by `webhooks::worker`).
     pub webhooks: WebhookMetrics,
 }
@@ -156,6 +158,12 @@ impl Metrics {
             out,
             "filegate_sessions{{protocol=\"sftp\"}} {}",
             self.sftp_sessions.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE filegate_http_sendfile_bytes_total counter\n\
+             filegate_http_sendfile_bytes_total {}",
+            self.http_sendfile_bytes.load(Ordering::Relaxed)
         );
         let _ = writeln!(
             out,

@@ -1610,6 +1610,10 @@ async fn copy_or_move_to_another_host_is_502_and_touches_nothing() {
     gw.stop().await;
 }
 
+#[path = "webdav/sendfile.rs"]
+mod sendfile;
+#[path = "webdav/sendfile_abuse.rs"]
+mod sendfile_abuse;
 #[path = "webdav/stall.rs"]
 mod stall;
 #[path = "webdav/state.rs"]

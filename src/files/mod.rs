@@ -1009,4 +1009,4 @@ pub(crate) async fn durable(audit: &dyn AuditSink, event: AuditEvent) -> Result<
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -18,7 +18,7 @@ mod races;
 mod symlinks;
 mod writes;
 
-pub(super) struct Fixture {
+pub(crate) struct Fixture {
     pub files: Files,
     pub audit: Arc<MemorySink>,
     pub dir: TempDir,
@@ -75,7 +75,7 @@ impl Fixture {
     }
 }
 
-pub(super) fn p(s: &str) -> SitePath {
+pub(crate) fn p(s: &str) -> SitePath {
     SitePath::parse(s).unwrap()
 }
 

@@ -96,6 +96,33 @@ impl Download {
     }
 }
 
+impl Download {
+    /// Whether the storage offers this download's local file to send with `sendfile(2)`
+    /// ([`Download::send_at`]).
+    pub fn can_send_at(&mut self) -> bool {
+        self.reader.local_source().is_some()
+    }
+
+    /// One non-blocking `sendfile(2)` of up to `max` bytes of the file from `offset` to
+    /// `socket`, for a connection that drives its own writes (plain HTTP): the bytes sent,
+    /// counted for the audit record as reads are. The file's position is left alone.
+    /// `Ok(None)` when the storage offers no local file; `Ok(Some(0))` when the file ends at
+    /// `offset` (it shrank); `WouldBlock` when the socket takes nothing now.
+    pub fn send_at(
+        &mut self,
+        socket: std::os::fd::BorrowedFd<'_>,
+        offset: u64,
+        max: usize,
+    ) -> io::Result<Option<usize>> {
+        let Some(source) = self.reader.local_source() else {
+            return Ok(None);
+        };
+        let n = super::zerocopy::send_once(socket, source.fd, offset, max)?;
+        self.bytes += n as u64;
+        Ok(Some(n))
+    }
+}
+
 impl AsyncRead for Download {
     fn poll_read(
         mut self: Pin<&mut Self>,

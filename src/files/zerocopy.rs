@@ -1,5 +1,6 @@
 //! Zero-copy sends: bytes of a local file to a socket with `sendfile(2)`, never copied
-//! through user space (the fast path of plain FTP downloads).
+//! through user space (the fast path of plain FTP downloads, and of plain HTTP GETs, whose
+//! connection drives each call itself: [`send_once`]).
 //!
 //! The socket is non-blocking and waited on through tokio, so a client that stops reading
 //! holds no thread: the send waits for writability, bounded by an idle timeout. A file that
@@ -8,7 +9,7 @@
 //! it waits for the disk there, like a read on the blocking pool would.
 
 use std::io;
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
 use tokio::io::Interest;
@@ -48,15 +49,30 @@ pub(super) async fn send(
             }
         }
         let result = socket.0.try_io(Interest::WRITABLE, || {
-            rustix::fs::sendfile(&socket.0, file, Some(&mut *offset), PER_CALL)
-                .map_err(io::Error::from)
+            send_once(socket.0.as_fd(), file, *offset, PER_CALL)
         });
         match result {
             Ok(0) => return Ok(()),
-            Ok(n) => sent(n as u64),
+            Ok(n) => {
+                *offset += n as u64;
+                sent(n as u64);
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
     }
+}
+
+/// One `sendfile` of up to `max` bytes of `file` from `offset` (the file's own position is
+/// left alone) to the non-blocking `socket`: the bytes the socket took, 0 only when the file
+/// ends at `offset`; `WouldBlock` when the socket takes nothing now.
+pub(super) fn send_once(
+    socket: BorrowedFd<'_>,
+    file: BorrowedFd<'_>,
+    offset: u64,
+    max: usize,
+) -> io::Result<usize> {
+    let mut offset = offset;
+    rustix::fs::sendfile(socket, file, Some(&mut offset), max).map_err(io::Error::from)
 }

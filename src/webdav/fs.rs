@@ -4,6 +4,14 @@
 //! audited, capped, and following renames and deletes by any protocol); a PROPPATCH beyond
 //! the caps is answered 507 and stores nothing. dav-server's `LocalFs` is never used (it
 //! follows symlinks out of its root).
+//!
+//! A GET on a plain connection ([`FilesDav::sending_with`]) of a file the storage keeps on
+//! the local disk reads no bytes: each read hands dav-server a stand-in from the
+//! connection's [`SendfileQueue`], and the connection sends the range with `sendfile(2)`
+//! (`http_serve`'s `sendfile`). The download then ends, and is audited with the bytes sent,
+//! when its last range has been sent or dropped. A file that ends before the length it had
+//! when opened fails the response on either path, rather than dav-server padding it with
+//! zeros.
 
 use std::io::SeekFrom;
 use std::sync::{Arc, Mutex};
@@ -23,6 +31,7 @@ use super::status::dav_error;
 use crate::files::{
     DeadProp, Download, EntryKind, Files, FsError, Metadata, PropChange, Upload, WriteMode,
 };
+use crate::http_serve::{MAX_RANGE, SendfileQueue, SharedDownload};
 use crate::identity::Principal;
 use crate::path::SitePath;
 
@@ -33,11 +42,25 @@ pub type Caller = Arc<Principal>;
 #[derive(Clone)]
 pub struct FilesDav {
     pub files: Arc<Files>,
+    /// The connection's sendfile queue, for one GET on a plain connection.
+    sendfile: Option<SendfileQueue>,
 }
 
 impl FilesDav {
     pub fn new(files: Arc<Files>) -> FilesDav {
-        FilesDav { files }
+        FilesDav {
+            files,
+            sendfile: None,
+        }
+    }
+
+    /// The view for one GET on a plain connection: local files are sent with `sendfile(2)`
+    /// through `queue`.
+    pub fn sending_with(files: Arc<Files>, queue: SendfileQueue) -> FilesDav {
+        FilesDav {
+            files,
+            sendfile: Some(queue),
+        }
     }
 }
 
@@ -80,10 +103,46 @@ impl DavDirEntry for Entry {
     }
 }
 
-/// An open file: a download, or an upload that takes its real name on flush.
+/// An open file: a download (read, or sent with `sendfile`), or an upload that takes its
+/// real name on flush.
 enum Open {
     Reading(Download, Metadata),
+    Sending(Sending),
     Writing(Mutex<Option<Upload>>, u64),
+}
+
+/// A download whose bytes the connection sends: reads hand out stand-ins for ranges.
+struct Sending {
+    download: SharedDownload,
+    queue: SendfileQueue,
+    meta: Metadata,
+    /// Where the next range starts.
+    pos: u64,
+}
+
+impl Sending {
+    fn read(&mut self, count: usize) -> FsResult<Bytes> {
+        let n = count.min(MAX_RANGE);
+        if n == 0 {
+            return Ok(Bytes::new());
+        }
+        let stand_in = self
+            .queue
+            .stand_in(&self.download, self.pos, n)
+            .map_err(|_| DavError::GeneralFailure)?;
+        self.pos += n as u64;
+        Ok(stand_in)
+    }
+
+    fn seek(&mut self, pos: SeekFrom) -> FsResult<u64> {
+        let target = match pos {
+            SeekFrom::Start(n) => Some(n),
+            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+            SeekFrom::End(d) => self.meta.len.checked_add_signed(d),
+        };
+        self.pos = target.ok_or(DavError::GeneralFailure)?;
+        Ok(self.pos)
+    }
 }
 
 struct DavHandle(Open);
@@ -102,7 +161,7 @@ impl DavHandle {
                 .map_err(|_| DavError::GeneralFailure)?
                 .as_mut()
                 .ok_or(DavError::GeneralFailure),
-            Open::Reading(..) => Err(DavError::Forbidden),
+            Open::Reading(..) | Open::Sending(..) => Err(DavError::Forbidden),
         }
     }
 }
@@ -111,6 +170,7 @@ impl DavFile for DavHandle {
     fn metadata(&mut self) -> FsFuture<'_, Box<dyn DavMetaData>> {
         let meta = match &self.0 {
             Open::Reading(_, meta) => meta.clone(),
+            Open::Sending(sending) => sending.meta.clone(),
             Open::Writing(_, written) => Metadata {
                 kind: EntryKind::File,
                 len: *written,
@@ -151,14 +211,23 @@ impl DavFile for DavHandle {
 
     fn read_bytes(&mut self, count: usize) -> FsFuture<'_, Bytes> {
         async move {
-            let Open::Reading(download, _) = &mut self.0 else {
-                return Err(DavError::Forbidden);
+            let download = match &mut self.0 {
+                Open::Reading(download, _) => download,
+                Open::Sending(sending) => return sending.read(count),
+                Open::Writing(..) => return Err(DavError::Forbidden),
             };
             // A GET of a large file is this call, once per chunk.
-            download
+            let chunk = download
                 .read_chunk(count)
                 .await
-                .map_err(|_| DavError::GeneralFailure)
+                .map_err(|_| DavError::GeneralFailure)?;
+            if chunk.is_empty() && count > 0 {
+                // dav-server asks only for bytes within the length the file had when opened:
+                // it shrank. Failing ends the response short (the client sees it cut)
+                // where dav-server would send zeros in place of the missing bytes.
+                return Err(DavError::GeneralFailure);
+            }
+            Ok(chunk)
         }
         .boxed()
     }
@@ -170,6 +239,7 @@ impl DavFile for DavHandle {
                     .seek(pos)
                     .await
                     .map_err(|_| DavError::GeneralFailure),
+                Open::Sending(sending) => sending.seek(pos),
                 Open::Writing(..) => self
                     .upload()?
                     .seek(pos)
@@ -235,8 +305,16 @@ impl GuardedFileSystem<Caller> for FilesDav {
                 DavHandle(Open::Writing(Mutex::new(Some(upload)), 0))
             } else {
                 let meta = self.files.stat(who, &path).await.map_err(fail)?;
-                let download = self.files.open_read(who, &path).await.map_err(fail)?;
-                DavHandle(Open::Reading(download, meta))
+                let mut download = self.files.open_read(who, &path).await.map_err(fail)?;
+                match &self.sendfile {
+                    Some(queue) if download.can_send_at() => DavHandle(Open::Sending(Sending {
+                        download: Arc::new(Mutex::new(download)),
+                        queue: queue.clone(),
+                        meta,
+                        pos: 0,
+                    })),
+                    _ => DavHandle(Open::Reading(download, meta)),
+                }
             };
             Ok(Box::new(handle) as Box<dyn DavFile>)
         }

@@ -42,9 +42,10 @@ use crate::audit::Action;
 use crate::auth::{AuthError, Authenticator, Proof};
 use crate::config::WebDavConfig;
 use crate::files::{Files, FsError};
-use crate::http_serve::{HttpServer, ServeOptions};
+use crate::http_serve::{HttpServer, SendfileQueue, ServeOptions};
 use crate::identity::{Access, ClientInfo, Principal, Protocol};
 use crate::limits::ConnectionGate;
+use crate::metrics::Metrics;
 use crate::path::SitePath;
 use crate::serve::Tasks;
 use fs::{Caller, FilesDav};
@@ -348,6 +349,11 @@ async fn serve_dav(State(state): State<Arc<DavState>>, req: Request) -> Response
     }
     let mut head = head;
     single_range_only(&mut head.headers);
+    // A GET on a plain connection: local files go out with sendfile (never HEAD, which
+    // sends no body, nor TLS, whose connections have no queue).
+    let sendfile = (head.method == Method::GET)
+        .then(|| head.extensions.get::<SendfileQueue>().cloned())
+        .flatten();
     let req = Request::from_parts(head, body);
     let max = state.limits.max_body_bytes;
     let req = if max > 0 && req.method() == Method::PUT {
@@ -366,9 +372,11 @@ async fn serve_dav(State(state): State<Arc<DavState>>, req: Request) -> Response
         ))
     };
     let req = req.map(watch);
-    let dav = state
-        .dav
-        .clone()
+    let mut dav = state.dav.clone();
+    if let Some(queue) = sendfile {
+        dav = dav.filesystem(Box::new(FilesDav::sending_with(state.files.clone(), queue)));
+    }
+    let dav = dav
         .locksystem(Box::new(state.locks.for_caller(
             owner.clone(),
             principal.clone(),
@@ -655,6 +663,7 @@ impl WebDavServer {
         lock_store: Arc<dyn LockStore>,
         gate: Arc<ConnectionGate>,
         tasks: Tasks,
+        metrics: Arc<Metrics>,
     ) -> Result<WebDavServer, WebDavError> {
         let listen = config.addr();
         let tls = if config.tls_cert.as_os_str().is_empty() {
@@ -673,6 +682,7 @@ impl WebDavServer {
         let mut options = ServeOptions::new("webdav", gate);
         options.tls = tls;
         options.tasks = tasks;
+        options.metrics = Some(metrics);
         let server =
             HttpServer::spawn(listener, app, options).map_err(|source| WebDavError::Bind {
                 addr: listen,

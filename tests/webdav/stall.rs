@@ -3,7 +3,7 @@
 //! after about the timeout, the upload discarded (no file, no partial, no staging file or
 //! open multipart upload, a failed audit record) and the connection's slot freed; a client
 //! that trickles its body slowly but steadily is never cut. Local or S3 storage
-//! (`FILEGATE_TEST_STORAGE`).
+//! (`FILEGATE_TEST_STORAGE`); on local storage the GET is sent with `sendfile(2)`.
 
 use std::time::{Duration, Instant};
 
@@ -239,6 +239,13 @@ async fn a_get_whose_client_reads_nothing_is_cut_after_the_transfer_idle_timeout
         received > 0 && received < SIZE,
         "received {received} of {SIZE}"
     );
+    if !gw.on_s3() {
+        // On local storage this GET is the sendfile path (the stall is the kernel's socket).
+        assert!(
+            super::sendfile::sendfile_bytes(&gw) > 0,
+            "sent with sendfile"
+        );
+    }
     gw.stop().await;
 }
 
