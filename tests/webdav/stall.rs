@@ -106,7 +106,10 @@ async fn uploads_in_progress(gw: &TestGateway) -> usize {
             std::fs::read_dir(staging)
                 .map(|d| {
                     d.filter_map(Result::ok)
-                        .filter(|e| e.path().is_file())
+                        .filter(|e| {
+                            e.path().is_file()
+                                && e.file_name() != filegate::files::staging::LOCK_FILE
+                        })
                         .count()
                 })
                 .unwrap_or(0)

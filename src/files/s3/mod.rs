@@ -367,7 +367,19 @@ fn operator(
                 .with_jitter()
                 .with_min_delay(Duration::from_millis(200))
                 .with_max_delay(Duration::from_secs(10))
-                .with_max_times(5),
+                .with_max_times(5)
+                // One debug line per retry (OpenDAL's default is a warning of ~15 lines with
+                // a backtrace each): the operation's final failure is what its caller
+                // reports, once.
+                .with_notify(|event: opendal::layers::RetryEvent<'_>| {
+                    tracing::debug!(
+                        operation = ?event.op,
+                        attempt = event.attempt,
+                        retry_after_ms = event.retry_after.as_millis() as u64,
+                        error = %event.err,
+                        "retrying an S3 request"
+                    );
+                }),
         ))
 }
 
