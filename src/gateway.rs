@@ -80,6 +80,8 @@ pub struct Core {
     ldap_check: Option<tokio::task::JoinHandle<()>>,
     /// The staging folders this process claimed (serving; none for an admin command).
     _staging: Vec<crate::files::staging::StagingClaim>,
+    /// An admin command's own journal folder (see `open_as`).
+    admin_journal: Option<std::path::PathBuf>,
 }
 
 impl Core {
@@ -105,6 +107,31 @@ impl Core {
         })?;
         let store = Store::connect(&config.server.database_url).await?;
         let opened = open_storage(&config, role).await?;
+        // The journal folder is the serving process's: it replays and deletes segments
+        // there, its own open one included. An admin command beside it journals into a
+        // folder of its own (removed at close when empty; else adopted by the next start).
+        let journal_root = data_dir.join("audit-journal");
+        let journal_dir = match role {
+            StorageRole::Serve => {
+                match crate::audit::journal::adopt_admin_segments(&journal_root) {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(
+                        segments = n,
+                        "adopted audit journal segments left by admin commands"
+                    ),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "cannot adopt the audit journal segments of admin commands; they stay where they are")
+                    }
+                }
+                journal_root
+            }
+            StorageRole::Admin => journal_root.join(format!(
+                "{}{}-{}",
+                crate::audit::journal::ADMIN_PREFIX,
+                std::process::id(),
+                crate::secret::random_hex(4)
+            )),
+        };
         let audit = AuditLog::start(
             Arc::new(store.clone()),
             AuditSettings {
@@ -112,7 +139,7 @@ impl Core {
                 queue: config.audit.queue,
                 batch: config.audit.batch,
                 // Each replica has its own data folder, so its own journal.
-                journal_dir: data_dir.join("audit-journal"),
+                journal_dir: journal_dir.clone(),
                 store_timeout: config.audit.store_timeout(),
                 durable_wait: config.audit.durable_wait(),
             },
@@ -177,6 +204,7 @@ impl Core {
             lockout_sync,
             ldap_check,
             _staging: opened.claims,
+            admin_journal: (role == StorageRole::Admin).then_some(journal_dir),
         })
     }
 
@@ -216,6 +244,13 @@ impl Core {
             .shutdown(self.config.audit.shutdown_grace())
             .await;
         self.store.close().await;
+        if let Some(dir) = &self.admin_journal {
+            if crate::audit::journal::holds_no_segment(dir) {
+                let _ = std::fs::remove_dir_all(dir);
+            } else {
+                tracing::warn!(journal = %dir.display(), "audit records the store did not take are kept here; the next start of serve writes them");
+            }
+        }
     }
 }
 

@@ -400,6 +400,10 @@ async fn large_round_trip(gw: &TestGateway, mib: u64, provider: &str, folder: &s
     let s = sftp_client::login(gw.addr("sftp"), "big", "big-password")
         .await
         .expect("login");
+    // The close completes the multipart upload, which the provider assembles (1 GiB of
+    // parts copied into one object): on a loaded machine that passes the client's default
+    // 10 s per request, which OpenSSH's client does not have.
+    s.raw.set_timeout(300);
     let started = Instant::now();
     let flags = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
     let handle = s

@@ -83,6 +83,56 @@ struct Line {
     ip: Option<String>,
 }
 
+/// Folders (inside a replica's journal folder) where admin commands keep what the store did
+/// not take while they ran: never the serving process's folder, whose open segment another
+/// process must not replay.
+pub const ADMIN_PREFIX: &str = "admin-";
+
+/// Moves the segments admin commands left in `dir/admin-*` folders into `dir` itself (after
+/// its own, in their order) and removes those folders; the serving process calls this
+/// before it opens `dir`, so they are replayed like its own. How many segments moved.
+pub fn adopt_admin_segments(dir: &Path) -> io::Result<usize> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Ok(0);
+    };
+    let mut next = fs::read_dir(dir)?
+        .flatten()
+        .filter_map(|e| segment_number(&e.file_name().to_string_lossy()))
+        .max()
+        .map_or(1, |last| last + 1);
+    let mut moved = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with(ADMIN_PREFIX) || !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let mut segments: Vec<(u64, PathBuf)> = fs::read_dir(entry.path())?
+            .flatten()
+            .filter_map(|e| segment_number(&e.file_name().to_string_lossy()).map(|n| (n, e.path())))
+            .collect();
+        segments.sort();
+        for (_, path) in segments {
+            fs::rename(&path, dir.join(format!("{PREFIX}{next:012}{SUFFIX}")))?;
+            next += 1;
+            moved += 1;
+        }
+        fs::remove_dir_all(entry.path())?;
+    }
+    if moved > 0 {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(moved)
+}
+
+/// Whether `dir` holds no segment (an admin command's folder that can go).
+pub fn holds_no_segment(dir: &Path) -> bool {
+    fs::read_dir(dir).map_or(true, |entries| {
+        !entries
+            .flatten()
+            .any(|e| segment_number(&e.file_name().to_string_lossy()).is_some())
+    })
+}
+
 impl Journal {
     /// Opens (creating) the journal folder and counts what waits in it from earlier runs.
     pub fn open(dir: &Path) -> io::Result<Journal> {

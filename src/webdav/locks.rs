@@ -328,6 +328,7 @@ impl LockTable {
             owner,
             principal,
             may_override,
+            discovered: Arc::default(),
         }
     }
 
@@ -376,9 +377,41 @@ pub struct CallerLocks {
     owner: Owner,
     principal: Arc<Principal>,
     may_override: bool,
+    /// What `discover` read during this request (see [`Discovered`]).
+    discovered: Arc<std::sync::Mutex<Option<Discovered>>>,
+}
+
+/// The live locks along a folder and below it, read once per request for `discover`: a
+/// PROPFIND shows `lockdiscovery` for every entry it lists, which was one store query per
+/// entry (10 000 for a folder of 10 000 files, seconds instead of milliseconds). Answers
+/// are a snapshot of the request's start, as the listing is; the snapshot is dropped when
+/// the request takes, refreshes or removes a lock. Decisions (`lock`, `check`) never use it.
+#[derive(Debug)]
+struct Discovered {
+    base: SitePath,
+    locks: Vec<LockRecord>,
 }
 
 impl CallerLocks {
+    /// The locks on `site` and the folders above it, from this request's snapshot when it
+    /// covers `site`.
+    fn discovered(&self, site: &SitePath) -> Option<Vec<DavLock>> {
+        let snapshot = self.discovered.lock().unwrap_or_else(|p| p.into_inner());
+        let snapshot = snapshot.as_ref()?;
+        is_along(snapshot.base.as_str(), site).then(|| {
+            snapshot
+                .locks
+                .iter()
+                .filter(|l| is_along(&l.path, site))
+                .map(dav_lock)
+                .collect()
+        })
+    }
+
+    fn forget_discovered(&self) {
+        *self.discovered.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
     fn may_manage(&self, lock: &LockRecord) -> bool {
         lock.owner == self.owner.as_str() || self.may_override
     }
@@ -568,6 +601,7 @@ impl DavLockSystem for CallerLocks {
         async move {
             let path = &path;
             let site = site(path).ok_or_else(|| refusal(path))?;
+            self.forget_discovered();
             let owner_xml = match owner {
                 None => None,
                 Some(mut element) => {
@@ -631,6 +665,7 @@ impl DavLockSystem for CallerLocks {
         let (path, token) = (path.clone(), token.to_owned());
         async move {
             let site = site(&path).ok_or(())?;
+            self.forget_discovered();
             let lock = self.table.find_along(&site, &token).await.ok_or(())?;
             if !self.may_manage(&lock) {
                 return Err(());
@@ -652,6 +687,7 @@ impl DavLockSystem for CallerLocks {
         let (path, token) = (path.clone(), token.to_owned());
         async move {
             let site = site(&path).ok_or(())?;
+            self.forget_discovered();
             let timeout = self.table.cap(timeout);
             let mut lock = self.table.find_along(&site, &token).await.ok_or(())?;
             if !self.may_manage(&lock) {
@@ -726,9 +762,24 @@ impl DavLockSystem for CallerLocks {
             let Some(site) = site(&path) else {
                 return Vec::new();
             };
-            let along = ancestors_and_self(&site);
-            match self.table.store.live_locks(&along, None, now_ms()).await {
-                Ok(locks) => locks.iter().map(dav_lock).collect(),
+            if let Some(locks) = self.discovered(&site) {
+                return locks;
+            }
+            // One read for the folder the entry is in: its siblings (the rest of a listing)
+            // and what is below them are answered from it.
+            let base = site.parent().unwrap_or_else(|| site.clone());
+            let along = ancestors_and_self(&base);
+            match self
+                .table
+                .store
+                .live_locks(&along, Some(base.as_str()), now_ms())
+                .await
+            {
+                Ok(locks) => {
+                    *self.discovered.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some(Discovered { base, locks });
+                    self.discovered(&site).unwrap_or_default()
+                }
                 Err(_) => Vec::new(),
             }
         }
@@ -738,6 +789,7 @@ impl DavLockSystem for CallerLocks {
     fn delete(&'_ self, path: &DavPath) -> LsFuture<'_, Result<(), ()>> {
         let path = path.clone();
         async move {
+            self.forget_discovered();
             if let Some(site) = site(&path) {
                 self.table
                     .store
@@ -778,6 +830,41 @@ mod tests {
 
     async fn lock(ls: &CallerLocks, path: &str, deep: bool) -> Result<DavLock, DavLock> {
         ls.lock(&dav(path), None, None, None, false, deep).await
+    }
+
+    #[tokio::test]
+    async fn discovery_reads_a_folder_once_per_request_and_forgets_it_when_the_request_locks() {
+        let (table, _db) = table(LockLimits {
+            per_owner: 10,
+            total: 10,
+            ..limits()
+        })
+        .await;
+        let alice = table.for_caller(owner("user:1"), Arc::new(Principal::cli()), false);
+        lock(&alice, "/d/f1", false).await.unwrap();
+        lock(&alice, "/e", true).await.unwrap();
+        let tokens = |locks: Vec<DavLock>| locks.len();
+        // A listing of /d: one read answers every entry.
+        let listing = table.for_caller(owner("user:2"), Arc::new(Principal::cli()), false);
+        assert_eq!(tokens(listing.discover(&dav("/d/f1")).await), 1);
+        assert_eq!(tokens(listing.discover(&dav("/d/f2")).await), 0);
+        // Meanwhile another request locks /d/f2: the listing keeps its snapshot (it read
+        // the folder once), a new request sees the lock.
+        lock(&alice, "/d/f2", false).await.unwrap();
+        assert_eq!(
+            tokens(listing.discover(&dav("/d/f2")).await),
+            0,
+            "a snapshot"
+        );
+        let later = table.for_caller(owner("user:2"), Arc::new(Principal::cli()), false);
+        assert_eq!(tokens(later.discover(&dav("/d/f2")).await), 1);
+        // Outside the snapshot's folder: read again (the deep lock above counts).
+        assert_eq!(tokens(listing.discover(&dav("/e/g/h")).await), 1);
+        // A request that takes a lock forgets its snapshot.
+        let bob = table.for_caller(owner("user:2"), Arc::new(Principal::cli()), false);
+        assert_eq!(tokens(bob.discover(&dav("/d/f3")).await), 0);
+        lock(&bob, "/d/f3", false).await.unwrap();
+        assert_eq!(tokens(bob.discover(&dav("/d/f3")).await), 1);
     }
 
     #[tokio::test]

@@ -142,3 +142,25 @@ async fn every_action_protocol_and_outcome_survives_the_journal() {
     journal.append(&events).unwrap();
     assert_eq!(drain(&journal).await, events);
 }
+
+#[tokio::test]
+async fn segments_admin_commands_left_are_adopted_after_the_replicas_own_in_order() {
+    let dir = TempDir::new("journal");
+    let (one, two) = (event(1), event(2));
+    let own = Journal::open(dir.path()).unwrap();
+    own.append(std::slice::from_ref(&one)).unwrap();
+    drop(own);
+    // Two admin commands journaled into folders of their own (the store did not answer).
+    let first = dir.path().join(format!("{ADMIN_PREFIX}100-aa"));
+    let admin = Journal::open(&first).unwrap();
+    admin.append(std::slice::from_ref(&two)).unwrap();
+    drop(admin);
+    let empty = dir.path().join(format!("{ADMIN_PREFIX}200-bb"));
+    Journal::open(&empty).unwrap();
+    assert!(holds_no_segment(&empty) && !holds_no_segment(&first));
+    assert_eq!(adopt_admin_segments(dir.path()).unwrap(), 1);
+    assert!(!first.exists() && !empty.exists(), "their folders are gone");
+    let journal = Journal::open(dir.path()).unwrap();
+    assert_eq!(drain(&journal).await, vec![one, two]);
+    assert_eq!(adopt_admin_segments(dir.path()).unwrap(), 0);
+}

@@ -151,8 +151,19 @@ impl StagedWrite for SpilledUpload {
             .map_err(|e| local_error("staged upload", e))
     }
 
+    /// Sends in a task of its own: a caller that goes away mid-send (its client
+    /// disconnected while the close was being answered) would otherwise drop the OpenDAL
+    /// writer half way and leave a multipart upload and its parts in the bucket. The send
+    /// completes (or, failing, is aborted) whatever the caller does.
     async fn commit(mut self: Box<Self>) -> Result<(), StorageError> {
-        self.send().await
+        tokio::spawn(async move { self.send().await })
+            .await
+            .unwrap_or_else(|join| {
+                Err(StorageError::new(
+                    StorageErrorKind::Other,
+                    format!("sending a staged upload: {join}"),
+                ))
+            })
     }
 }
 
@@ -191,6 +202,48 @@ mod tests {
             .unwrap()
             .filter(|e| e.as_ref().unwrap().file_name() != crate::files::staging::LOCK_FILE)
             .count()
+    }
+
+    #[tokio::test]
+    async fn a_staged_upload_whose_commit_is_dropped_mid_send_completes_and_leaves_no_multipart_upload()
+     {
+        let Some(moto) = S3Server::start(S3Provider::Moto) else {
+            return;
+        };
+        let staging = TempDir::new("s3-staging");
+        let (storage, bucket) = tight_storage(&moto, &staging).await;
+        // The budget's two parts held by a streaming upload: the next one is staged.
+        let _holding = storage
+            .begin_write(&p("/holding.bin"), WriteMode::Replace, Overwrite::Allow)
+            .await
+            .expect("first upload");
+        let mut staged = storage
+            .begin_write(&p("/staged.bin"), WriteMode::Replace, Overwrite::Allow)
+            .await
+            .expect("staged upload");
+        assert_eq!(staged_files(&staging), 1);
+        let data = pattern(40 * MIB + 5);
+        staged.writer().write_all(&data).await.unwrap();
+        staged.writer().flush().await.unwrap();
+        // The caller gives up at once (a client gone during its close): the commit's future
+        // is dropped while the multipart upload is being sent.
+        let dropped =
+            tokio::time::timeout(std::time::Duration::from_millis(5), staged.commit()).await;
+        assert!(dropped.is_err(), "the send takes longer than 5 ms");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while staged_files(&staging) > 0 {
+            assert!(std::time::Instant::now() < deadline, "the send never ended");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(
+            get(&storage, "/staged.bin").await,
+            data,
+            "the upload completed"
+        );
+        assert!(
+            moto.multipart_uploads(&bucket).is_empty(),
+            "no multipart upload is left behind"
+        );
     }
 
     #[tokio::test]
