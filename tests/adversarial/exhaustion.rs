@@ -625,7 +625,7 @@ async fn stalled_s3_uploads_holding_the_transfer_memory_do_not_stop_another_user
         .server
         .data_dir
         .join("uploads-in-progress");
-    let staged_files = || walk(&staging);
+    let staged_files = || crate::support::staged_files(&staging);
     // Bea, from another address: 20 MiB up and down, within a bound far below any timeout.
     let data = pattern(7, 20 * MIB);
     let bea = sftp_client::try_login_from(gw.addr("sftp"), OTHER_CLIENT, "bea", "bea-password")
@@ -675,22 +675,4 @@ async fn stalled_s3_uploads_holding_the_transfer_memory_do_not_stop_another_user
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     gw.stop().await;
-}
-
-/// Files under `dir`, recursively, but the staging folders' lock files (0 when it does not
-/// exist).
-fn walk(dir: &std::path::Path) -> usize {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                walk(&e.path())
-            } else {
-                usize::from(e.file_name() != filegate::files::staging::LOCK_FILE)
-            }
-        })
-        .sum()
 }

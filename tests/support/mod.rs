@@ -36,6 +36,24 @@ pub struct TestGateway {
 }
 
 /// Installs rustls's ring provider for the process (once): reqwest is built with
+/// Files staged under `dir` (an `uploads-in-progress` folder), in it and its subfolders,
+/// but not the serving process's lock files; 0 when it does not exist.
+pub fn staged_files(dir: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                staged_files(&e.path())
+            } else {
+                usize::from(e.file_name() != filegate::files::staging::LOCK_FILE)
+            }
+        })
+        .sum()
+}
+
 /// `rustls-no-provider` (the S3 backend's choice), so a test's `reqwest::Client` needs one.
 pub fn crypto() {
     let _ = rustls::crypto::ring::default_provider().install_default();

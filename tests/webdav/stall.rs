@@ -103,16 +103,7 @@ async fn uploads_in_progress(gw: &TestGateway) -> usize {
                 .server
                 .data_dir
                 .join("uploads-in-progress");
-            std::fs::read_dir(staging)
-                .map(|d| {
-                    d.filter_map(Result::ok)
-                        .filter(|e| {
-                            e.path().is_file()
-                                && e.file_name() != filegate::files::staging::LOCK_FILE
-                        })
-                        .count()
-                })
-                .unwrap_or(0)
+            crate::support::staged_files(&staging)
         }
     }
 }
